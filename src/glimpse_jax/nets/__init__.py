@@ -1,0 +1,11 @@
+"""Flax Linen modules shared across the papers' methods."""
+
+from glimpse_jax.nets.cores import LSTMCore, ReLURNNCell, core_output, make_core
+from glimpse_jax.nets.distributions import (
+    categorical_entropy,
+    categorical_log_prob,
+    gaussian_entropy,
+    gaussian_log_prob,
+)
+from glimpse_jax.nets.glimpse_net import GlimpseNetwork
+from glimpse_jax.nets.policies import GaussianLocationPolicy

@@ -1,0 +1,37 @@
+"""Log-densities and entropies of the action distributions used by glimpse policies.
+
+Pure functions of arrays; the trailing axis is the event axis for Gaussians and the class axis for
+categoricals.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_log_prob(x: jax.Array, mean: jax.Array, std: jax.Array | float) -> jax.Array:
+  """Log-density of a diagonal Gaussian, summed over the last axis: [..., D] -> [...]."""
+  std = jnp.asarray(std, dtype=mean.dtype)
+  z = (x - mean) / std
+  return jnp.sum(-0.5 * z**2 - jnp.log(std) - 0.5 * _LOG_2PI, axis=-1)
+
+
+def gaussian_entropy(std: jax.Array | float, dim: int) -> jax.Array:
+  """Entropy of a diagonal Gaussian with `dim` dimensions and standard deviation `std`."""
+  std = jnp.broadcast_to(jnp.asarray(std), (dim,)) if jnp.ndim(std) == 0 else jnp.asarray(std)
+  return jnp.sum(jnp.log(std) + 0.5 * (1.0 + _LOG_2PI), axis=-1)
+
+
+def categorical_log_prob(logits: jax.Array, index: jax.Array) -> jax.Array:
+  """Log-probability of integer `index` [...] under `logits` [..., N]."""
+  log_p = jax.nn.log_softmax(logits, axis=-1)
+  return jnp.take_along_axis(log_p, index[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def categorical_entropy(logits: jax.Array) -> jax.Array:
+  """Entropy of the categorical distribution with `logits` [..., N] -> [...]."""
+  log_p = jax.nn.log_softmax(logits, axis=-1)
+  return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
