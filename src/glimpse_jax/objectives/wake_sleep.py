@@ -1,0 +1,122 @@
+"""Importance-weighted objectives for stochastic attention (Ba, Grosse, Salakhutdinov, Frey 2015).
+
+Shape contract: every function sees ONE example's K sampled action sequences a_1..a_K and takes
+  log_likelihood [K]  log p(y | a_k, x),
+  log_prior      [K]  log p(a_k | x), summed over glimpses,
+  log_proposal   [K]  log q(a_k | x, y), only when the inference network q proposed the samples,
+computed from stop_gradient actions. It returns a scalar surrogate loss, whose gradient with
+respect to the parameters behind those log-probabilities is minus the paper's estimator, and a dict
+of diagnostics. Callers vmap over the batch and average.
+
+Importance weights: log w_k = log p(y | a_k, x) + log p(a_k | x) - log r(a_k) for the proposal r,
+normalised weights w~ = softmax(log w). All weights are constants of the surrogates.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+
+def _num_samples(**arrays: jax.Array) -> int:
+  """Checks that the named arrays are [K] vectors of one length K >= 1 and returns K."""
+  shapes = {name: jnp.shape(value) for name, value in arrays.items()}
+  for name, shape in shapes.items():
+    if len(shape) != 1 or shape[0] < 1:
+      raise ValueError(f'{name} must be a [K] vector with K >= 1, got shape {shape}')
+  if len(set(shapes.values())) != 1:
+    raise ValueError(f'sample vectors must share one shape [K], got {shapes}')
+  return next(iter(shapes.values()))[0]
+
+
+def importance_diagnostics(log_weights: jax.Array) -> dict[str, jax.Array]:
+  """The importance-weighted bound, effective sample size and normalised weights: [K] -> dict.
+
+  Returns:
+    `bound` [] = log (1/K) sum_k w_k (eq. 9; <= log p(y | x) in expectation),
+    `ess` [] = 1 / sum_k w~_k^2, in [1, K],
+    `weights` [K] = w~.
+  """
+  k = _num_samples(log_weights=log_weights)
+  log_weights = jax.lax.stop_gradient(log_weights)
+  weights = jax.nn.softmax(log_weights)  # [K]
+  return {
+      'bound': jax.nn.logsumexp(log_weights) - math.log(k),
+      'ess': 1.0 / jnp.sum(weights**2),
+      'weights': weights,
+  }
+
+
+def var_loss(log_likelihood: jax.Array, log_prior: jax.Array, baseline: jax.Array, *,
+             control_variate: bool = True) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """VAR (Ba, Mnih, Kavukcuoglu 2015): maximise E_p(a|x)[log p(y | a, x)], samples from the prior.
+
+  The policy part of the surrogate has gradient
+    -(1/K) sum_k [grad log p(y | a_k, x) + (log p(y | a_k, x) - b) grad log p(a_k | x)];
+  the learned baseline b gets gradient only from its own regression loss
+  (1/K) sum_k (log p(y | a_k, x) - b)^2, which is added to the surrogate.
+
+  Args:
+    log_likelihood: [K] log p(y | a_k, x).
+    log_prior: [K] log p(a_k | x).
+    baseline: [] b(x), the input-dependent baseline.
+    control_variate: subtract b from the reward; with False the policy term uses b = 0 (b is
+      still regressed, so its loss stays comparable across runs).
+
+  Returns:
+    The surrogate scalar and diagnostics: `objective` (mean log-likelihood), `baseline_loss`,
+    and `importance_diagnostics` of the prior-proposal weights w_k = p(y | a_k, x).
+  """
+  _num_samples(log_likelihood=log_likelihood, log_prior=log_prior)
+  if jnp.shape(baseline) != ():
+    raise ValueError(f'baseline must be a scalar per example, got shape {jnp.shape(baseline)}')
+  reward = jax.lax.stop_gradient(log_likelihood)  # [K]
+  offset = jax.lax.stop_gradient(baseline) if control_variate else 0.0
+  policy_loss = -jnp.mean(log_likelihood + (reward - offset) * log_prior)
+  baseline_loss = jnp.mean((reward - baseline)**2)
+  metrics = importance_diagnostics(log_likelihood)
+  metrics.update(objective=jnp.mean(reward), baseline_loss=baseline_loss)
+  return policy_loss + baseline_loss, metrics
+
+
+def wake_sleep_loss(log_likelihood: jax.Array, log_prior: jax.Array,
+                    log_proposal: jax.Array | None = None, *,
+                    control_variates: bool = True) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """WS-RAM: the prediction network's eq. 8 update and, with a proposal q, the wake-q update.
+
+  Prediction network (classifier and prior policy), eq. 8, with the prior term's control variate:
+    -sum_k [w~_k grad log p(y | a_k, x) + (w~_k - v~_k) grad log p(a_k | x)],
+  where v~ = softmax(log p(a_k | x) - log r(a_k)) are the self-normalised weights of the prior
+  itself (eqs. 15-19, our reading). With the prior as proposal v~_k = 1/K and the expectation is
+  unchanged (E_p[grad log p] = 0); with q as proposal it moves by the O(1/K) self-normalisation
+  bias the paper accepts.
+  Inference network, eq. 14 with the 1/K control variate (E_q[grad log q] = 0):
+    -sum_k (w~_k - 1/K) grad log q(a_k | x, y).
+
+  Args:
+    log_likelihood: [K] log p(y | a_k, x).
+    log_prior: [K] log p(a_k | x).
+    log_proposal: [K] log q(a_k | x, y) when q proposed the samples; None when the prior did
+      (WS-RAM without q: no inference-network term).
+    control_variates: subtract v~ and 1/K as above; with False the weights are plain w~.
+
+  Returns:
+    The surrogate scalar and `importance_diagnostics` of log w (`bound`, `ess`, `weights`).
+  """
+  if log_proposal is None:
+    k = _num_samples(log_likelihood=log_likelihood, log_prior=log_prior)
+    log_weights = log_likelihood  # [K]; the prior cancels
+    prior_weights = jnp.full((k,), 1.0 / k, log_prior.dtype)  # [K] v~
+  else:
+    k = _num_samples(log_likelihood=log_likelihood, log_prior=log_prior,
+                     log_proposal=log_proposal)
+    log_weights = log_likelihood + log_prior - log_proposal  # [K]
+    prior_weights = jax.nn.softmax(jax.lax.stop_gradient(log_prior - log_proposal))  # [K] v~
+  metrics = importance_diagnostics(log_weights)
+  weights = metrics['weights']  # [K] w~, constant
+  prior_term = weights - prior_weights if control_variates else weights  # [K]
+  loss = -jnp.sum(weights * log_likelihood) - jnp.sum(prior_term * log_prior)
+  if log_proposal is not None:
+    proposal_term = weights - 1.0 / k if control_variates else weights  # [K]
+    loss = loss - jnp.sum(proposal_term * log_proposal)
+  return loss, metrics
