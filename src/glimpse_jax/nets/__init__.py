@@ -1,7 +1,7 @@
 """Flax Linen modules shared across the papers' methods."""
 
 from glimpse_jax.nets.cores import LSTMCore, ReLURNNCell, core_output, make_core
-from glimpse_jax.nets.distributions import (
+from glimpse_jax.distributions import (
     categorical_entropy,
     categorical_log_prob,
     gaussian_entropy,

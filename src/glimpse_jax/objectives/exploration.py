@@ -16,8 +16,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-_LOG_2PI_E = math.log(2 * math.pi) + 1.0
-
+from glimpse_jax import distributions
 
 def _check_positive(name: str, value: float | jax.Array) -> None:
   """Raises on a concrete Python number <= 0; traced values are the caller's responsibility."""
@@ -56,13 +55,12 @@ def action_entropy(scale_logits: jax.Array | None = None,
   if scale_logits is not None:
     if jnp.ndim(scale_logits) < 1:
       raise ValueError(f'scale_logits must be [..., S], got shape {jnp.shape(scale_logits)}')
-    log_p = jax.nn.log_softmax(scale_logits, axis=-1)
-    entropy = entropy - jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+    entropy = entropy + distributions.categorical_entropy(scale_logits)
   if location_log_std is not None:
     if jnp.ndim(location_log_std) < 1:
       raise ValueError(f'location_log_std must be [..., D], got shape '
                        f'{jnp.shape(location_log_std)}')
-    entropy = entropy + jnp.sum(location_log_std + 0.5 * _LOG_2PI_E, axis=-1)
+    entropy = entropy + distributions.gaussian_entropy(location_log_std)
   return entropy
 
 

@@ -1,6 +1,6 @@
 """Log-densities and entropies of the action distributions used by glimpse policies.
 
-Pure functions of arrays; the trailing axis is the event axis for Gaussians and the class axis for
+Pure jax.numpy functions of arrays (floor 1: shared by nets/ and objectives/); the trailing axis is the event axis for Gaussians and the class axis for
 categoricals.
 """
 
@@ -19,10 +19,9 @@ def gaussian_log_prob(x: jax.Array, mean: jax.Array, std: jax.Array | float) -> 
   return jnp.sum(-0.5 * z**2 - jnp.log(std) - 0.5 * _LOG_2PI, axis=-1)
 
 
-def gaussian_entropy(std: jax.Array | float, dim: int) -> jax.Array:
-  """Entropy of a diagonal Gaussian with `dim` dimensions and standard deviation `std`."""
-  std = jnp.broadcast_to(jnp.asarray(std), (dim,)) if jnp.ndim(std) == 0 else jnp.asarray(std)
-  return jnp.sum(jnp.log(std) + 0.5 * (1.0 + _LOG_2PI), axis=-1)
+def gaussian_entropy(log_std: jax.Array) -> jax.Array:
+  """Entropy of a diagonal Gaussian with log standard deviations `log_std` [..., D] -> [...]."""
+  return jnp.sum(log_std + 0.5 * (1.0 + _LOG_2PI), axis=-1)
 
 
 def categorical_log_prob(logits: jax.Array, index: jax.Array) -> jax.Array:
