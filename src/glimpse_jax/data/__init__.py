@@ -1,0 +1,33 @@
+"""Datasets: MNIST / Fashion-MNIST and their translated, scaled and cluttered canvases.
+
+Modules, bottom up: `idx` (the IDX file format), `sources` (checksummed base digits and their
+download), `canvas` (seeded NumPy canvas generators), `config` (the dataset config),
+`builders` (fixed splits as cached tfds datasets), `pipeline` (training and evaluation batches).
+
+Example, the cluttered 100x100 test set:
+
+    from glimpse_jax import data
+    cfg = data.default_config()
+    cfg.name, cfg.canvas_size = "cluttered", 100
+    test = data.load_split(cfg, "test")  # test["image"]: uint8 [10000, 100, 100, 1]
+"""
+
+from glimpse_jax.data.config import default_config
+from glimpse_jax.data.config import image_shape
+from glimpse_jax.data.config import num_classes
+from glimpse_jax.data.config import validate_config
+from glimpse_jax.data.pipeline import eval_batches
+from glimpse_jax.data.pipeline import load_split
+from glimpse_jax.data.pipeline import train_stream
+from glimpse_jax.data.sources import ChecksumError
+
+__all__ = [
+    "ChecksumError",
+    "default_config",
+    "eval_batches",
+    "image_shape",
+    "load_split",
+    "num_classes",
+    "train_stream",
+    "validate_config",
+]

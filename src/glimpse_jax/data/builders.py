@@ -1,0 +1,202 @@
+"""Fixed splits of the derived datasets as tensorflow-datasets builders (array_record, no TF needed).
+
+A split is generated once per builder config and cached under `<cache_dir>/<variant>/<config>/
+<version>/`, where `cache_dir` is the config's `cache_dir`, else $GLIMPSE_CACHE_DIR, else
+`~/.cache/glimpse_jax/tfds`. The config name spells out every parameter that changes the data,
+e.g. `cluttered/fashion_mnist-100px-clutter8x8-seed0-test10000`, so two configs never share files.
+
+Example i of a split places source digit `i mod N` of the same source split (so a split of
+`eval_examples` examples translates the first `eval_examples` test digits); its randomness comes
+from a generator seeded with `(seed, split, i // 1000)`, so a shorter split is a prefix of a longer
+one. array_record stores examples in key-hash order: each example carries its `index` and
+`load_fixed_split` returns the examples sorted by it.
+"""
+
+import collections
+import dataclasses
+import os
+import pathlib
+
+from etils import epath
+import numpy as np
+import tensorflow_datasets as tfds
+
+from glimpse_jax.data import canvas
+from glimpse_jax.data import config as config_lib
+from glimpse_jax.data import sources
+
+CACHE_DIR_ENV = "GLIMPSE_CACHE_DIR"
+DEFAULT_CACHE_DIR = "~/.cache/glimpse_jax/tfds"
+
+_CHUNK = 1000  # examples drawn from one generator
+_FIXED_SPLIT_TAG = 0x5EED  # keeps fixed-split generators apart from the training stream's
+_DTYPES = {"image": np.uint8, "label": np.int32, "center": np.float32, "box_size": np.float32,
+           "index": np.int32}
+_MAX_LOADED = 4
+_LOADED = collections.OrderedDict()  # (variant, config name, cache dir) -> arrays
+
+
+def resolve_cache_dir(cache_dir=None):
+  """The tfds cache folder: `cache_dir`, else $GLIMPSE_CACHE_DIR, else the default."""
+  chosen = cache_dir or os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR
+  return pathlib.Path(chosen).expanduser()
+
+
+@dataclasses.dataclass(eq=False)
+class CanvasBuilderConfig(tfds.core.BuilderConfig):
+  """Every parameter of a fixed split; `name` is derived from them by `builder_config`."""
+  source: str = "mnist"
+  split: str = "test"
+  num_examples: int = 0
+  seed: int = 0
+  canvas_size: int = 60
+  scale_range: tuple[float, float] | None = None
+  num_clutter: int = 0
+  clutter_size: int = 8
+
+  @property
+  def spec(self):
+    return canvas.CanvasSpec(
+        self.canvas_size, self.scale_range, self.num_clutter, self.clutter_size)
+
+
+def builder_config(cfg, split):
+  """The `CanvasBuilderConfig` of a validated dataset config's fixed split."""
+  spec = canvas_spec(cfg)
+  n = config_lib.split_size(cfg, split)
+  parts = [cfg.source, f"{spec.canvas_size}px"]
+  if spec.scale_range is not None:
+    parts.append(f"scale{spec.scale_range[0]!r}-{spec.scale_range[1]!r}")
+  if spec.num_clutter:
+    parts.append(f"clutter{spec.num_clutter}x{spec.clutter_size}")
+  parts += [f"seed{cfg.seed}", f"{split}{n}"]
+  return CanvasBuilderConfig(
+      name="-".join(parts), description=f"{cfg.name} {'-'.join(parts)}", source=cfg.source,
+      split=split, num_examples=n, seed=cfg.seed, canvas_size=spec.canvas_size,
+      scale_range=spec.scale_range, num_clutter=spec.num_clutter,
+      clutter_size=spec.clutter_size)
+
+
+def canvas_spec(cfg):
+  """The `CanvasSpec` of a derived dataset config."""
+  if cfg.name not in config_lib.DERIVED_NAMES:
+    raise ValueError(f"name must be one of {config_lib.DERIVED_NAMES}, got {cfg.name!r}")
+  scale_range = None
+  if cfg.name == "translated_scaled":
+    scale_range = tuple(float(s) for s in cfg.scale_range)
+  return canvas.CanvasSpec(
+      cfg.canvas_size, scale_range, config_lib.num_clutter(cfg), cfg.clutter_size)
+
+
+class _CanvasBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """A fixed split of canvases; subclasses name the variant."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release."}
+  # Set rather than derived: tfds derives it through `importlib_resources`, which a TF-free
+  # install lacks. There is no checksums file beside it: the base digits are verified by `sources`.
+  code_path = epath.Path(__file__)
+
+  def __init__(self, *, config, data_dir, digits_dir=None, download=True):
+    """Args: the builder config, the cache folder, and where (and whether) to get base digits."""
+    self._digits_dir = digits_dir
+    self._download = download
+    super().__init__(config=config, data_dir=data_dir, file_format="array_record")
+
+  def _info(self):
+    side = self.builder_config.canvas_size
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=self.__doc__,
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(
+                shape=(side, side, 1), dtype=np.uint8, encoding=tfds.features.Encoding.ZLIB),
+            "label": tfds.features.Tensor(shape=(), dtype=np.int32),
+            "center": tfds.features.Tensor(shape=(2,), dtype=np.float32),
+            "box_size": tfds.features.Tensor(shape=(), dtype=np.float32),
+            "index": tfds.features.Tensor(shape=(), dtype=np.int32),
+        }),
+        supervised_keys=("image", "label"),
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # the base digits come from `sources`, which verifies them
+    return {self.builder_config.split: self._generate_examples()}
+
+  def _generate_examples(self):
+    c = self.builder_config
+    images, labels = sources.load_digits(
+        c.source, c.split, self._digits_dir, download=self._download)
+    for start, examples in fixed_chunks(c.spec, images, labels, c.seed, c.split, c.num_examples):
+      for i in range(examples["label"].shape[0]):
+        example = {key: value[i] for key, value in examples.items()}
+        example["index"] = start + i
+        yield start + i, example
+
+
+class Translated(_CanvasBuilder, skip_registration=True):
+  """A 28x28 digit at a uniformly random position fully inside the canvas (Mnih et al. 2014)."""
+  name = "translated"
+
+
+class TranslatedScaled(_CanvasBuilder, skip_registration=True):
+  """A digit rescaled by a random factor, then placed fully inside the canvas (Ba et al. 2015)."""
+  name = "translated_scaled"
+
+
+class Cluttered(_CanvasBuilder, skip_registration=True):
+  """A translated digit among pieces of other digits, combined by max (Mnih et al. 2014)."""
+  name = "cluttered"
+
+
+BUILDERS = {cls.name: cls for cls in (Translated, TranslatedScaled, Cluttered)}
+
+
+def fixed_chunks(spec, images, labels, seed, split, num_examples):
+  """Yields `(start, examples)` of a fixed split in order, `_CHUNK` examples at a time."""
+  split_id = sources.SPLITS.index(split)
+  for start in range(0, num_examples, _CHUNK):
+    rng = np.random.default_rng([_FIXED_SPLIT_TAG, seed, split_id, start // _CHUNK])
+    digit = np.arange(start, start + _CHUNK) % images.shape[0]
+    layout = canvas.sample_layout(rng, spec, digit, images.shape[0])
+    layout = layout.rows(0, min(_CHUNK, num_examples - start))
+    yield start, canvas.make_examples(layout, spec, images, labels)
+
+
+def make_builder(cfg, split):
+  """The tfds builder of a validated dataset config's fixed split (not yet prepared)."""
+  return BUILDERS[cfg.name](
+      config=builder_config(cfg, split), data_dir=os.fspath(resolve_cache_dir(cfg.cache_dir)),
+      digits_dir=cfg.data_dir, download=cfg.download)
+
+
+def load_fixed_split(cfg, split):
+  """Generates (the first time only) and reads a fixed split of a validated derived config.
+
+  Returns:
+    Read-only arrays in example order: image uint8 [N, H, W, 1], label int32 [N],
+    center float32 [N, 2], box_size float32 [N]. The last few splits read stay in memory.
+  """
+  bc = builder_config(cfg, split)
+  key = (cfg.name, bc.name, os.fspath(resolve_cache_dir(cfg.cache_dir)))
+  if key in _LOADED:
+    _LOADED.move_to_end(key)
+    return _LOADED[key]
+  builder = make_builder(cfg, split)
+  builder.download_and_prepare()
+  records = builder.as_data_source(split=split)
+  examples = records.__getitems__(range(len(records)))
+  arrays = {k: np.asarray([e[k] for e in examples], dtype=dtype) for k, dtype in _DTYPES.items()}
+  order = np.argsort(arrays.pop("index"), kind="stable")
+  arrays = {k: v[order] for k, v in arrays.items()}
+  for v in arrays.values():
+    v.setflags(write=False)
+  _LOADED[key] = arrays
+  if len(_LOADED) > _MAX_LOADED:
+    _LOADED.popitem(last=False)
+  return arrays
+
+
+def forget_loaded_splits():
+  """Drops the in-memory copies of fixed splits (the cached files stay)."""
+  _LOADED.clear()

@@ -1,0 +1,172 @@
+"""Seeded NumPy generators of canvases: translated, scaled and cluttered digits.
+
+A batch is made in two steps. `sample_layout` draws every random quantity of the batch (digit
+scale, position, clutter pieces) from a `np.random.Generator`; `render` then draws the canvases of
+any rows of that layout. Splitting the two lets each process render only its slice of a global
+batch while the batch itself stays independent of the number of processes.
+
+Clutter (Mnih et al. 2014): `num_clutter` square pieces of side `clutter_size`, each cut at a
+uniformly random place of another random digit of the same pool and put at a uniformly random place
+of the canvas; pieces and digit are combined with a pixelwise max.
+Scaling (Ba et al. 2015): the digit's side becomes `round(28 * f)` pixels, with `f` drawn
+log-uniformly from `scale_range` (so shrinking and growing by the same factor are equally likely);
+shrinking averages source pixels by area, growing interpolates bilinearly.
+"""
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from glimpse_jax import glimpse
+from glimpse_jax.data import sources
+
+_DIGIT = sources.DIGIT_SIZE
+
+
+@dataclasses.dataclass(frozen=True)
+class CanvasSpec:
+  """What a canvas holds.
+
+  Attributes:
+    canvas_size: side of the square canvas in pixels.
+    scale_range: `(low, high)` scale factors, or None to keep digits at 28x28.
+    num_clutter: clutter pieces per canvas.
+    clutter_size: side of a clutter piece in pixels.
+  """
+  canvas_size: int
+  scale_range: tuple[float, float] | None = None
+  num_clutter: int = 0
+  clutter_size: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """The random choices behind a batch of canvases (row, column order for pixel positions)."""
+  digit: np.ndarray  # [B] index of the digit in the pool
+  size: np.ndarray  # [B] digit side in pixels
+  top_left: np.ndarray  # [B, 2] canvas pixel of the digit's top-left corner
+  clutter_digit: np.ndarray  # [B, K] index in the pool of the digit each piece is cut from
+  clutter_origin: np.ndarray  # [B, K, 2] top-left pixel of each piece inside its digit
+  clutter_top_left: np.ndarray  # [B, K, 2] canvas pixel of each piece's top-left corner
+
+  def rows(self, start, stop):
+    """The layout of rows `[start, stop)`."""
+    return Layout(*(getattr(self, f.name)[start:stop] for f in dataclasses.fields(self)))
+
+
+def sample_layout(rng, spec, digit, pool_size):
+  """Draws the positions, scales and clutter of one canvas per entry of `digit`.
+
+  Args:
+    rng: a `np.random.Generator`; the layout is a pure function of its state.
+    spec: the `CanvasSpec`.
+    digit: `[B]` indices of the digits to place, in a pool of `pool_size` digits.
+    pool_size: number of digits clutter is cut from (the same pool).
+
+  Returns:
+    The `Layout`.
+  """
+  digit = np.asarray(digit, dtype=np.int64)
+  batch = digit.shape[0]
+  if spec.scale_range is None:
+    size = np.full(batch, _DIGIT, dtype=np.int64)
+  else:
+    low, high = np.log(spec.scale_range)
+    factor = np.exp(rng.uniform(low, high, size=batch))
+    size = np.clip(np.rint(_DIGIT * factor).astype(np.int64), 1, spec.canvas_size)
+  top_left = rng.integers(0, spec.canvas_size - size + 1, size=(2, batch)).T
+  k, piece = spec.num_clutter, spec.clutter_size
+  # Offsets in [1, pool_size) make every piece come from another digit than the one placed.
+  clutter_digit = (digit[:, None] + rng.integers(1, max(pool_size, 2), size=(batch, k))) % pool_size
+  clutter_origin = rng.integers(0, _DIGIT - piece + 1, size=(batch, k, 2))
+  clutter_top_left = rng.integers(0, spec.canvas_size - piece + 1, size=(batch, k, 2))
+  return Layout(digit, size, top_left, clutter_digit, clutter_origin, clutter_top_left)
+
+
+def render(layout, spec, images):
+  """Draws the canvases of a layout.
+
+  Args:
+    layout: a `Layout` of B rows.
+    spec: the `CanvasSpec` it was sampled for.
+    images: `[N, 28, 28]` uint8 digit pool the layout indexes.
+
+  Returns:
+    `[B, H, W]` uint8 canvases.
+  """
+  batch = layout.digit.shape[0]
+  canvas = np.zeros((batch, spec.canvas_size, spec.canvas_size), dtype=np.uint8)
+  if spec.num_clutter:
+    span = np.arange(spec.clutter_size)
+    rows = layout.clutter_origin[..., 0, None, None] + span[:, None]  # [B, K, P, 1]
+    cols = layout.clutter_origin[..., 1, None, None] + span[None, :]  # [B, K, 1, P]
+    pieces = images[layout.clutter_digit[..., None, None], rows, cols]  # [B, K, P, P]
+    for k in range(spec.num_clutter):
+      _paste_max(canvas, np.arange(batch), layout.clutter_top_left[:, k], pieces[:, k])
+  for size in np.unique(layout.size):
+    chosen = np.flatnonzero(layout.size == size)
+    digits = images[layout.digit[chosen]]  # [n, 28, 28]
+    if size != _DIGIT:
+      digits = resize_digits(digits, int(size))
+    _paste_max(canvas, chosen, layout.top_left[chosen], digits)
+  return canvas
+
+
+def _paste_max(canvas, batch_rows, top_left, patches):
+  """`canvas[b]` = max(canvas[b], patch) over each patch's square, in place."""
+  side = patches.shape[-1]
+  span = np.arange(side)
+  b = batch_rows[:, None, None]
+  rows = top_left[:, 0, None, None] + span[:, None]  # [n, S, 1]
+  cols = top_left[:, 1, None, None] + span[None, :]  # [n, 1, S]
+  canvas[b, rows, cols] = np.maximum(canvas[b, rows, cols], patches)
+
+
+def targets(layout, spec):
+  """The digit's centre `[B, 2]` (x, y) in the location convention and its side `[B]` (float32)."""
+  half = 0.5 * layout.size[:, None]
+  center_pixel = (layout.top_left[:, ::-1] + half).astype(np.float32)  # [B, 2] (column, row)
+  center = glimpse.pixel_to_loc(center_pixel, spec.canvas_size, spec.canvas_size)
+  return center.astype(np.float32), layout.size.astype(np.float32)
+
+
+def make_examples(layout, spec, images, labels):
+  """Canvases with their targets: image uint8 [B, H, W, 1], label int32, center, box_size."""
+  center, box_size = targets(layout, spec)
+  return {
+      "image": render(layout, spec, images)[..., None],
+      "label": labels[layout.digit].astype(np.int32),
+      "center": center,
+      "box_size": box_size,
+  }
+
+
+def resize_digits(digits, size):
+  """Resamples `[n, 28, 28]` uint8 digits to `[n, size, size]` (area when shrinking, else bilinear)."""
+  if size < 1:
+    raise ValueError(f"size must be >= 1, got {size}")
+  weights = _resize_matrix(digits.shape[-1], size)  # [size, 28]
+  resized = weights @ digits.astype(np.float32) @ weights.T
+  return np.clip(np.rint(resized), 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=None)
+def _resize_matrix(in_size, out_size):
+  """`[out, in]` float32 weights of a 1-D resampling; rows sum to one."""
+  if out_size == in_size:
+    return np.eye(in_size, dtype=np.float32)
+  out = np.arange(out_size, dtype=np.float64)[:, None]
+  src = np.arange(in_size, dtype=np.float64)[None, :]
+  step = in_size / out_size
+  if out_size < in_size:
+    # Output pixel i covers source span [i * step, (i + 1) * step): weight = overlap / step.
+    overlap = np.minimum((out + 1) * step, src + 1) - np.maximum(out * step, src)
+    weights = np.clip(overlap, 0.0, None) / step
+  else:
+    # Bilinear between the two source pixel centres nearest to the output pixel centre.
+    position = np.clip((out + 0.5) * step - 0.5, 0.0, in_size - 1.0)
+    weights = np.clip(1.0 - np.abs(position - src), 0.0, None)
+  weights = weights.astype(np.float32)
+  weights.setflags(write=False)
+  return weights

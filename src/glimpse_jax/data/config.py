@@ -1,0 +1,146 @@
+"""The dataset config: its defaults, its validation and the quantities derived from it."""
+
+import math
+
+import ml_collections
+from ml_collections import config_dict
+
+from glimpse_jax.data import sources
+
+NAMES = ("mnist", "translated", "translated_scaled", "cluttered")
+DERIVED_NAMES = NAMES[1:]
+
+
+def default_config():
+  """The dataset fields an experiment embeds as `config.dataset` and overrides.
+
+  Fields:
+    name: 'mnist' (the plain 28x28 images), 'translated' (the digit at a uniformly random position
+      inside a canvas; Mnih et al. 2014), 'translated_scaled' (rescaled by a random factor, then
+      translated; Ba et al. 2015) or 'cluttered' (translated plus 8x8 pieces of other digits;
+      Mnih et al. 2014).
+    source: the base digits, 'mnist' or 'fashion_mnist'; every variant takes either.
+    canvas_size: side of the square canvas; 28 for 'mnist' (60 or 100 in the papers).
+    num_clutter: clutter pieces per canvas for 'cluttered'; None = 4 up to 60x60, else 8.
+    clutter_size: side of a clutter piece.
+    scale_range: `(low, high)` digit scale factors for 'translated_scaled', drawn log-uniformly.
+    train_on_the_fly: derived training batches are drawn fresh from (seed, step) (as in the
+      papers) instead of from a fixed, cached train split.
+    seed: the seed of the fixed (cached) splits.
+    eval_examples: examples of an evaluation split; None = the whole source split.
+    train_examples: base digits (on the fly) or canvases (fixed) to train on; None = all 60,000.
+    download: fetch missing IDX files from the mirrors.
+    data_dir: folder of the IDX files; None = $GLIMPSE_DATA_DIR, else ~/.cache/glimpse_jax/data.
+    cache_dir: folder of the generated tfds splits; None = $GLIMPSE_CACHE_DIR, else
+      ~/.cache/glimpse_jax/tfds.
+  """
+  cfg = ml_collections.ConfigDict()
+  cfg.name = "mnist"
+  cfg.source = "mnist"
+  cfg.canvas_size = sources.DIGIT_SIZE
+  cfg.num_clutter = config_dict.placeholder(int)
+  cfg.clutter_size = 8
+  cfg.scale_range = (0.5, 2.0)
+  cfg.train_on_the_fly = True
+  cfg.seed = 0
+  cfg.eval_examples = config_dict.placeholder(int)
+  cfg.train_examples = config_dict.placeholder(int)
+  cfg.download = True
+  cfg.data_dir = config_dict.placeholder(str)
+  cfg.cache_dir = config_dict.placeholder(str)
+  return cfg
+
+
+def validate_config(cfg):
+  """Raises ValueError naming the first field that holds a value the datasets cannot use."""
+  if cfg.name not in NAMES:
+    raise ValueError(f"dataset.name must be one of {NAMES}, got {cfg.name!r}")
+  if cfg.source not in sources.SOURCES:
+    raise ValueError(f"dataset.source must be one of {sources.SOURCES}, got {cfg.source!r}")
+  _check_int("canvas_size", cfg.canvas_size, low=1)
+  if cfg.name == "mnist" and cfg.canvas_size != sources.DIGIT_SIZE:
+    raise ValueError(
+        f"dataset.canvas_size must be {sources.DIGIT_SIZE} for name='mnist', got "
+        f"{cfg.canvas_size}; use name='translated' for a larger canvas")
+  if cfg.canvas_size < sources.DIGIT_SIZE:
+    raise ValueError(
+        f"dataset.canvas_size must be >= {sources.DIGIT_SIZE} (a digit's side), got "
+        f"{cfg.canvas_size}")
+  if cfg.num_clutter is not None:
+    _check_int("num_clutter", cfg.num_clutter, low=0)
+  _check_int("clutter_size", cfg.clutter_size, low=1)
+  if cfg.clutter_size > sources.DIGIT_SIZE:
+    raise ValueError(
+        f"dataset.clutter_size must be <= {sources.DIGIT_SIZE}, got {cfg.clutter_size}")
+  _check_scale_range(cfg)
+  if cfg.name == "translated_scaled" and max_digit_size(cfg) > cfg.canvas_size:
+    raise ValueError(
+        f"dataset.canvas_size {cfg.canvas_size} cannot hold a digit scaled by "
+        f"{cfg.scale_range[1]} ({max_digit_size(cfg)} pixels); raise canvas_size or lower "
+        "scale_range")
+  _check_int("seed", cfg.seed, low=0)
+  for field, split in (("eval_examples", "test"), ("train_examples", "train")):
+    value = cfg[field]
+    if value is None:
+      continue
+    _check_int(field, value, low=1)
+    if cfg.name == "mnist" and value > sources.SPLIT_SIZES[split]:
+      raise ValueError(
+          f"dataset.{field} must be <= {sources.SPLIT_SIZES[split]} (the {split} split) for "
+          f"name='mnist', got {value}")
+  if (cfg.name in DERIVED_NAMES and cfg.train_on_the_fly and cfg.train_examples is not None
+      and cfg.train_examples > sources.SPLIT_SIZES["train"]):
+    raise ValueError(
+        f"dataset.train_examples must be <= {sources.SPLIT_SIZES['train']} base digits when "
+        f"train_on_the_fly, got {cfg.train_examples}")
+
+
+def _check_int(field, value, *, low):
+  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    raise ValueError(f"dataset.{field} must be an integer >= {low}, got {value!r}")
+
+
+def _check_scale_range(cfg):
+  scale_range = tuple(cfg.scale_range)
+  if (len(scale_range) != 2 or not all(isinstance(s, (int, float)) for s in scale_range)
+      or not 0 < scale_range[0] <= scale_range[1] or not all(map(math.isfinite, scale_range))):
+    raise ValueError(
+        f"dataset.scale_range must be (low, high) with 0 < low <= high, got {cfg.scale_range!r}")
+  if round(sources.DIGIT_SIZE * scale_range[0]) < 1:
+    raise ValueError(
+        f"dataset.scale_range low {scale_range[0]} shrinks a digit below one pixel")
+
+
+def image_shape(cfg):
+  """`(H, W, C)` of the images the config yields."""
+  return (cfg.canvas_size, cfg.canvas_size, 1)
+
+
+def num_classes(cfg):
+  """Number of labels of the config's source (10 for both MNIST and Fashion-MNIST)."""
+  del cfg
+  return sources.NUM_CLASSES
+
+
+def num_clutter(cfg):
+  """Clutter pieces per canvas: the config's value, else 4 up to 60x60 and 8 above (the papers')."""
+  if cfg.name != "cluttered":
+    return 0
+  if cfg.num_clutter is not None:
+    return cfg.num_clutter
+  return 4 if cfg.canvas_size <= 60 else 8
+
+
+def max_digit_size(cfg):
+  """Side in pixels of the largest digit the config can place."""
+  if cfg.name != "translated_scaled":
+    return sources.DIGIT_SIZE
+  return round(sources.DIGIT_SIZE * cfg.scale_range[1])
+
+
+def split_size(cfg, split):
+  """Examples of a fixed split: `eval_examples` for 'test', `train_examples` for 'train'."""
+  if split not in sources.SPLITS:
+    raise ValueError(f"split must be one of {sources.SPLITS}, got {split!r}")
+  requested = cfg.eval_examples if split == "test" else cfg.train_examples
+  return sources.SPLIT_SIZES[split] if requested is None else requested
