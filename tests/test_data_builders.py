@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from glimpse_jax import data
 from glimpse_jax.data import builders
+from glimpse_jax.data import config as data_config
 from glimpse_jax.data import sources
 
 
@@ -37,7 +39,7 @@ def _reference(cfg, split):
   images, labels = sources.load_digits(cfg.source, split, cfg.data_dir, download=False)
   n = cfg.eval_examples if split == "test" else cfg.train_examples
   chunks = [examples for _, examples in builders.fixed_chunks(
-      builders.canvas_spec(cfg), images, labels, cfg.seed, split, n)]
+      data_config.canvas_spec(cfg), images, labels, cfg.seed, split, n)]
   return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
 
 
@@ -128,6 +130,22 @@ def test_split_digits_cycle_in_source_order(data_dir, tmp_path):
   other_seed = _reference(_config(data_dir, tmp_path, name="translated", canvas_size=60,
                                   train_examples=64, seed=1), "train")
   assert split["image"].tobytes() != other_seed["image"].tobytes()
+
+
+def test_processes_sharing_a_cache_take_turns(data_dir, tmp_path):
+  """Without the lock, the slower of two simultaneous builds fails to rename its output."""
+  script = (
+      "import hashlib, sys; from glimpse_jax import data; cfg = data.default_config(); "
+      "cfg.update(dict(name='cluttered', canvas_size=60, eval_examples=2000, download=False, "
+      "data_dir=sys.argv[1], cache_dir=sys.argv[2])); "
+      "print(hashlib.md5(data.load_split(cfg, 'test')['image'].tobytes()).hexdigest())")
+  runs = [subprocess.Popen([sys.executable, "-c", script, str(data_dir), str(tmp_path)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+          for _ in range(2)]
+  results = [run.communicate(timeout=120) for run in runs]
+  assert [run.returncode for run in runs] == [0, 0], results[0][1][-2000:] + results[1][1][-2000:]
+  digests = [out.split()[-1] for out, _ in results]
+  assert digests[0] == digests[1]
 
 
 def test_cache_dir_precedence(monkeypatch, tmp_path):

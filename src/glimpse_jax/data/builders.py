@@ -13,7 +13,9 @@ one. array_record stores examples in key-hash order: each example carries its `i
 """
 
 import collections
+import contextlib
 import dataclasses
+import fcntl
 import os
 import pathlib
 
@@ -30,10 +32,14 @@ DEFAULT_CACHE_DIR = "~/.cache/glimpse_jax/tfds"
 
 _CHUNK = 1000  # examples drawn from one generator
 _FIXED_SPLIT_TAG = 0x5EED  # keeps fixed-split generators apart from the training stream's
-_DTYPES = {"image": np.uint8, "label": np.int32, "center": np.float32, "box_size": np.float32,
-           "index": np.int32}
 _MAX_LOADED = 4
 _LOADED = collections.OrderedDict()  # (variant, config name, cache dir) -> arrays
+
+
+def _features(side):
+  """Name -> (shape, dtype) of a stored example; `index` is its position in the split."""
+  return {"image": ((side, side, 1), np.uint8), "label": ((), np.int32),
+          "center": ((2,), np.float32), "box_size": ((), np.float32), "index": ((), np.int32)}
 
 
 def resolve_cache_dir(cache_dir=None):
@@ -62,7 +68,7 @@ class CanvasBuilderConfig(tfds.core.BuilderConfig):
 
 def builder_config(cfg, split):
   """The `CanvasBuilderConfig` of a validated dataset config's fixed split."""
-  spec = canvas_spec(cfg)
+  spec = config_lib.canvas_spec(cfg)
   n = config_lib.split_size(cfg, split)
   parts = [cfg.source, f"{spec.canvas_size}px"]
   if spec.scale_range is not None:
@@ -75,17 +81,6 @@ def builder_config(cfg, split):
       split=split, num_examples=n, seed=cfg.seed, canvas_size=spec.canvas_size,
       scale_range=spec.scale_range, num_clutter=spec.num_clutter,
       clutter_size=spec.clutter_size)
-
-
-def canvas_spec(cfg):
-  """The `CanvasSpec` of a derived dataset config."""
-  if cfg.name not in config_lib.DERIVED_NAMES:
-    raise ValueError(f"name must be one of {config_lib.DERIVED_NAMES}, got {cfg.name!r}")
-  scale_range = None
-  if cfg.name == "translated_scaled":
-    scale_range = tuple(float(s) for s in cfg.scale_range)
-  return canvas.CanvasSpec(
-      cfg.canvas_size, scale_range, config_lib.num_clutter(cfg), cfg.clutter_size)
 
 
 class _CanvasBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -104,17 +99,14 @@ class _CanvasBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     super().__init__(config=config, data_dir=data_dir, file_format="array_record")
 
   def _info(self):
-    side = self.builder_config.canvas_size
     return tfds.core.DatasetInfo(
         builder=self,
         description=self.__doc__,
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(
-                shape=(side, side, 1), dtype=np.uint8, encoding=tfds.features.Encoding.ZLIB),
-            "label": tfds.features.Tensor(shape=(), dtype=np.int32),
-            "center": tfds.features.Tensor(shape=(2,), dtype=np.float32),
-            "box_size": tfds.features.Tensor(shape=(), dtype=np.float32),
-            "index": tfds.features.Tensor(shape=(), dtype=np.int32),
+            name: tfds.features.Tensor(
+                shape=shape, dtype=dtype,
+                encoding=tfds.features.Encoding.ZLIB if name == "image" else "none")
+            for name, (shape, dtype) in _features(self.builder_config.canvas_size).items()
         }),
         supervised_keys=("image", "label"),
     )
@@ -173,28 +165,60 @@ def make_builder(cfg, split):
 def load_fixed_split(cfg, split):
   """Generates (the first time only) and reads a fixed split of a validated derived config.
 
+  Processes sharing a cache folder take turns: one generates the split, the others then read it.
+
   Returns:
     Read-only arrays in example order: image uint8 [N, H, W, 1], label int32 [N],
     center float32 [N, 2], box_size float32 [N]. The last few splits read stay in memory.
   """
+  cache_dir = resolve_cache_dir(cfg.cache_dir)
   bc = builder_config(cfg, split)
-  key = (cfg.name, bc.name, os.fspath(resolve_cache_dir(cfg.cache_dir)))
+  key = (cfg.name, bc.name, os.fspath(cache_dir))
   if key in _LOADED:
     _LOADED.move_to_end(key)
     return _LOADED[key]
-  builder = make_builder(cfg, split)
-  builder.download_and_prepare()
-  records = builder.as_data_source(split=split)
-  examples = records.__getitems__(range(len(records)))
-  arrays = {k: np.asarray([e[k] for e in examples], dtype=dtype) for k, dtype in _DTYPES.items()}
-  order = np.argsort(arrays.pop("index"), kind="stable")
-  arrays = {k: v[order] for k, v in arrays.items()}
-  for v in arrays.values():
-    v.setflags(write=False)
+  with _exclusive(cache_dir / ".locks" / f"{cfg.name}-{bc.name}.lock"):
+    builder = make_builder(cfg, split)  # made inside the lock, so it sees a split just written
+    builder.download_and_prepare()
+  arrays = _read_in_order(builder.as_data_source(split=split), bc)
   _LOADED[key] = arrays
   if len(_LOADED) > _MAX_LOADED:
     _LOADED.popitem(last=False)
   return arrays
+
+
+def _read_in_order(records, bc):
+  """All records of a split, placed at their stored `index`."""
+  features = _features(bc.canvas_size)
+  n = bc.num_examples
+  arrays = {k: np.empty((n, *shape), dtype) for k, (shape, dtype) in features.items()
+            if k != "index"}
+  seen = np.zeros(n, dtype=bool)
+  for start in range(0, len(records), _CHUNK):
+    for record in records.__getitems__(range(start, min(start + _CHUNK, len(records)))):
+      i = record["index"]
+      seen[i] = True
+      for k, value in arrays.items():
+        value[i] = record[k]
+  if len(records) != n or not seen.all():
+    raise ValueError(
+        f"cached split {bc.name} holds {len(records)} records covering {seen.sum()} of the "
+        f"indices 0..{n - 1}; delete its folder to generate it again")
+  for value in arrays.values():
+    value.setflags(write=False)
+  return arrays
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path):
+  """Holds an exclusive lock on `lock_path` (created if needed) across processes."""
+  lock_path.parent.mkdir(parents=True, exist_ok=True)
+  with open(lock_path, "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def forget_loaded_splits():

@@ -5,6 +5,7 @@ import math
 import ml_collections
 from ml_collections import config_dict
 
+from glimpse_jax.data import canvas
 from glimpse_jax.data import sources
 
 NAMES = ("mnist", "translated", "translated_scaled", "cluttered")
@@ -129,6 +130,17 @@ def num_clutter(cfg):
   if cfg.num_clutter is not None:
     return cfg.num_clutter
   return 4 if cfg.canvas_size <= 60 else 8
+
+
+def canvas_spec(cfg):
+  """The `canvas.CanvasSpec` of a derived dataset config."""
+  if cfg.name not in DERIVED_NAMES:
+    raise ValueError(f"dataset.name must be one of {DERIVED_NAMES}, got {cfg.name!r}")
+  scale_range = None
+  if cfg.name == "translated_scaled":
+    scale_range = tuple(float(s) for s in cfg.scale_range)
+  return canvas.CanvasSpec(
+      cfg.canvas_size, scale_range, num_clutter(cfg), cfg.clutter_size)
 
 
 def max_digit_size(cfg):

@@ -80,7 +80,7 @@ def train_stream(cfg, batch_size, *, seed, start_step=0, process_index=0, proces
     images, labels = sources.load_digits(cfg.source, "train", cfg.data_dir, download=cfg.download)
     n = config_lib.split_size(cfg, "train")
     batch_at = functools.partial(
-        _fresh_batch, builders.canvas_spec(cfg), images[:n], labels[:n], batch_size, seed, rows)
+        _fresh_batch, config_lib.canvas_spec(cfg), images[:n], labels[:n], batch_size, seed, rows)
   else:
     batch_at = functools.partial(
         _permuted_batch, load_split(cfg, "train"), batch_size, seed, rows)
