@@ -18,7 +18,7 @@ def default_config():
   Fields:
     name: 'mnist' (the plain 28x28 images), 'translated' (the digit at a uniformly random position
       inside a canvas; Mnih et al. 2014), 'translated_scaled' (rescaled by a random factor, then
-      translated; Ba et al. 2015) or 'cluttered' (translated plus 8x8 pieces of other digits;
+      translated; Ba et al. 2015) or 'cluttered' (translated among pieces of other digits;
       Mnih et al. 2014).
     source: the base digits, 'mnist' or 'fashion_mnist'; every variant takes either.
     canvas_size: side of the square canvas; 28 for 'mnist' (60 or 100 in the papers).
