@@ -46,9 +46,11 @@ def _per_axis(like, along_x, along_y):
 def retina(image, loc, *, size, num_scales, scale_factor=2):
   """Reads `num_scales` concentric square patches centred on `loc`, each averaged to size x size.
 
-  Patch s has side `size * scale_factor**s` and is centred on `c = loc_to_pixel(loc, H, W)`: its
-  top-left pixel is `floor(c - side / 2 + 0.5)` per axis. Pixels outside the image read as zero.
-  Each patch is then area-averaged over `scale_factor**s` x `scale_factor**s` blocks.
+  Patch s has side `size * scale_factor**s` and is centred on `c = loc_to_pixel(loc, H, W)` in
+  continuous pixel coordinates (pixel j spans `[j, j + 1)`): its top-left pixel is
+  `floor(c - side / 2 + 0.5)` per axis. Pixels outside the image read as zero. Each patch is then
+  area-averaged over `scale_factor**s` x `scale_factor**s` blocks. The cost is that of gathering
+  the largest patch, whatever the image size.
 
   Args:
     image: `[H, W, C]` image; H and W may differ.
@@ -83,6 +85,7 @@ def retina_at_scale(image, loc, scale, *, size, num_scales, scale_factor=2):
   Returns:
     `[size, size, C]` patch.
   """
+  _check_int('num_scales', num_scales, 1)
   if isinstance(scale, (int, np.integer)) and not 0 <= scale < num_scales:
     raise ValueError(f'scale must be in [0, {num_scales}), got {scale}')
   patches = retina(image, loc, size=size, num_scales=num_scales, scale_factor=scale_factor)
@@ -150,7 +153,7 @@ def _area_average(patch, factor):
   """Means over factor x factor blocks: `[size * factor, size * factor, C]` -> `[size, size, C]`."""
   if factor == 1:
     return patch
-  if factor > 8:  # strided sums beat a reshaped reduction on CPU, up to a point
+  if factor > 8:  # unrolled strided sums (fastest on CPU) would grow the program: reduce instead
     side = patch.shape[0] // factor
     return patch.reshape(side, factor, side, factor, -1).mean(axis=(1, 3))
   rows = patch[0::factor]
