@@ -209,7 +209,7 @@ def test_draw_filterbank_grid_conventions():
   np.testing.assert_array_equal(jnp.argmax(fx, axis=1), [0, 8])
   np.testing.assert_array_equal(jnp.argmax(fy, axis=1), [0, 8])
   assert fx.shape == (2, 9) and float(gamma) == 1.0
-  # ...while the 0-indexed codes put the grid one stride up-left: the first filter (mean 5 - 1.5 * 8)
+  # ...while the 0-indexed codes put the grid one stride up-left: the first filter (mean -7)
   # lies wholly off the image and reads nothing, the second (mean 1) sits on the second pixel.
   fx0, _, _ = glimpse.draw_filterbank(jnp.array([0.0, 0.0, np.log(0.01), 0.0, 0.0]),
                                       n=2, height=9, width=9, zero_indexed=True)

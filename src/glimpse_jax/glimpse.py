@@ -33,7 +33,7 @@ def loc_to_pixel(loc, height, width):
 
 
 def pixel_to_loc(center, height, width):
-  """Inverse of `loc_to_pixel`: `[..., 2]` pixel coordinates `(column, row)` -> locations `(x, y)`."""
+  """Inverse of `loc_to_pixel`: `[..., 2]` pixel coordinates `(column, row)` -> `(x, y)`."""
   return center / _per_axis(center, 0.5 * width, 0.5 * height) - 1.0
 
 
@@ -119,7 +119,7 @@ def _top_left(center, side):
 
 
 def _zero_filled_window(image, top, left, side):
-  """The `[side, side, C]` pixels from `(top, left)` on, zero outside the image: one O(side^2) gather."""
+  """The `[side, side, C]` pixels from `(top, left)` on, zero outside the image (O(side^2))."""
   height, width, _ = image.shape
   rows = top + jnp.arange(side)  # [side]
   cols = left + jnp.arange(side)  # [side]
