@@ -1,0 +1,62 @@
+"""The shared training loop (floor 3): configs, train state, jitted steps, sharding, checkpoints,
+metrics, evaluation and results. It never names a particular experiment.
+
+Modules: `experiment` (the interface), `config` (shared fields and checks), `optimizer`, `state`,
+`mesh` (data parallelism), `prefetch`, `step` (pure jittable steps), `checkpoint`, `metrics`,
+`evaluate`, `results`, `signals`, `loop` (`run`).
+
+A notebook trains an experiment with:
+
+    from experiments import ram
+    from glimpse_jax import train
+    config = ram.get_config('smoke')
+    results = train.run(config, 'runs/ram-smoke', ram.make_experiment(config))
+"""
+
+from glimpse_jax.train.checkpoint import Checkpointer
+from glimpse_jax.train.checkpoint import load_params
+from glimpse_jax.train.config import OPTIMIZERS
+from glimpse_jax.train.config import SCHEDULES
+from glimpse_jax.train.config import base_config
+from glimpse_jax.train.config import validate
+from glimpse_jax.train.evaluate import evaluate
+from glimpse_jax.train.experiment import Batch
+from glimpse_jax.train.experiment import Experiment
+from glimpse_jax.train.experiment import pick_variant
+from glimpse_jax.train.loop import run
+from glimpse_jax.train.mesh import make_data_mesh
+from glimpse_jax.train.metrics import read_metrics
+from glimpse_jax.train.optimizer import make_optimizer
+from glimpse_jax.train.results import read_results
+from glimpse_jax.train.state import TrainState
+from glimpse_jax.train.state import abstract_state
+from glimpse_jax.train.state import create_state
+from glimpse_jax.train.step import eval_step
+from glimpse_jax.train.step import grad_variance
+from glimpse_jax.train.step import make_steps
+from glimpse_jax.train.step import train_step
+
+__all__ = [
+    'Batch',
+    'Checkpointer',
+    'Experiment',
+    'OPTIMIZERS',
+    'SCHEDULES',
+    'TrainState',
+    'abstract_state',
+    'base_config',
+    'create_state',
+    'eval_step',
+    'evaluate',
+    'grad_variance',
+    'load_params',
+    'make_data_mesh',
+    'make_optimizer',
+    'make_steps',
+    'pick_variant',
+    'read_metrics',
+    'read_results',
+    'run',
+    'train_step',
+    'validate',
+]

@@ -1,0 +1,105 @@
+"""Orbax checkpoints of a run: params, optimizer state and step under `<workdir>/checkpoints`.
+
+Orbax writes each checkpoint to a temporary folder and renames it when complete, so a crash or
+`kill -9` never leaves a half-written checkpoint that a restart would read.
+"""
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from glimpse_jax.train.state import TrainState
+
+def checkpoint_dir(workdir: str) -> str:
+  """Where a run in `workdir` keeps its checkpoints."""
+  return os.path.join(os.path.abspath(workdir), 'checkpoints')
+
+
+class Checkpointer:
+  """Periodic, asynchronous saves of a TrainState keeping the last `keep`; restores the latest."""
+
+  def __init__(self, workdir: str, keep: int | None, *, create: bool = True):
+    """Manages `<workdir>/checkpoints`; `keep=None` (for readers) never deletes any."""
+    if keep is not None and keep < 1:
+      raise ValueError(f'keep must be >= 1 or None, got {keep}')
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=create, cleanup_tmp_directories=create,
+        enable_async_checkpointing=True)
+    self.directory = checkpoint_dir(workdir)
+    handlers = {'params': ocp.StandardCheckpointHandler(),
+                'opt_state': ocp.StandardCheckpointHandler(), 'meta': ocp.JsonCheckpointHandler()}
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_handlers=handlers)
+
+  def latest_step(self) -> int | None:
+    """The step of the newest complete checkpoint, or None."""
+    return self._manager.latest_step()
+
+  def save(self, state: TrainState, step: int, meta: dict[str, Any]) -> None:
+    """Starts saving `state` (whose update count is `step`); returns once arrays are copied."""
+    items = state.checkpoint_items()
+    self._manager.save(step, args=ocp.args.Composite(
+        params=ocp.args.StandardSave(items['params']),
+        opt_state=ocp.args.StandardSave(items['opt_state']),
+        meta=ocp.args.JsonSave({**meta, 'step': step})), force=True)
+
+  def restore(self, abstract: TrainState) -> TrainState | None:
+    """The newest checkpoint restored into `abstract`'s structure and shardings, or None."""
+    step = self.latest_step()
+    if step is None:
+      return None
+    items = abstract.checkpoint_items()
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(items['params']),
+        opt_state=ocp.args.StandardRestore(items['opt_state'])))
+    return abstract.restored({'params': restored['params'], 'opt_state': restored['opt_state']},
+                             step)
+
+  def restore_params(self, abstract_params: Any | None = None, step: int | None = None) -> Any:
+    """The parameters of checkpoint `step` (default: newest).
+
+    Without `abstract_params` they land on this process's first device, whatever the devices
+    of the run that saved them.
+    """
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise ValueError(f'no checkpoint in {self.directory!r}')
+    if abstract_params is None:
+      device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+      abstract_params = jax.tree.map(
+          lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+          self._manager.item_metadata(step)['params'])
+    restore = ocp.args.StandardRestore(abstract_params)
+    return self._manager.restore(step, args=ocp.args.Composite(params=restore))['params']
+
+  def wait(self) -> None:
+    """Blocks until every started save is complete on disk."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def load_params(workdir: str, abstract_params: Any | None = None, step: int | None = None) -> Any:
+  """The parameters a run saved in `workdir` (its newest checkpoint unless `step` is given).
+
+  Args:
+    workdir: a run's workdir (the folder holding `checkpoints/`).
+    abstract_params: optional pytree of `jax.ShapeDtypeStruct` (with shardings) to restore into.
+    step: which checkpoint; default the newest.
+  """
+  if not os.path.isdir(checkpoint_dir(workdir)):
+    raise ValueError(f'{workdir!r} holds no checkpoints folder')
+  checkpointer = Checkpointer(workdir, keep=None, create=False)
+  try:
+    return checkpointer.restore_params(abstract_params, step)
+  finally:
+    checkpointer.close()
+
+
+def abstract_of(tree: Any) -> Any:
+  """ShapeDtypeStructs (with shardings) of a pytree of arrays."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)

@@ -1,0 +1,115 @@
+"""The config fields every experiment shares, and their checks.
+
+An experiment's `get_config(arg)` starts from `base_config()`, fills `model` and `loss`, overrides
+what it needs and calls `config.lock()` so a mistyped `--config.field=value` fails.
+"""
+
+import jax
+import ml_collections
+from ml_collections import config_dict
+
+from glimpse_jax import data
+
+OPTIMIZERS = ('adam', 'momentum', 'sgd')
+SCHEDULES = ('constant', 'cosine', 'exponential')
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The shared fields with their defaults (unlocked, so the experiment can add its own)."""
+  config = ml_collections.ConfigDict()
+  config.experiment = ''  # the experiment module's name, e.g. 'ram'
+  config.seed = 0  # parameters, per-step randomness and the order of training examples
+  config.batch_size = 128  # global, split over all devices
+  config.num_steps = 10_000
+  config.log_every = 100
+  config.eval_every = 0  # 0: evaluate only at the end (on the whole test split)
+  config.eval_examples_during_training = 1_000  # 0: the whole split
+  config.checkpoint_every = 1_000  # 0: only the final state (and on SIGTERM/SIGINT)
+  config.keep_checkpoints = 3
+
+  config.optimizer = ml_collections.ConfigDict(dict(
+      name='adam',  # one of OPTIMIZERS
+      learning_rate=1e-3,
+      schedule='constant',  # one of SCHEDULES; cosine decays to 0 at num_steps
+      warmup_steps=0,  # linear warm-up before the schedule
+      decay_steps=1_000,  # exponential: learning_rate * decay_rate ** (step / decay_steps)
+      decay_rate=0.97,
+      momentum=0.9,  # 'momentum' only
+      grad_clip_norm=0.0,  # 0: no clipping
+      weight_decay=0.0,  # 0: off; decoupled for 'adam' (AdamW), L2 for 'sgd' and 'momentum'
+  ))
+  config.eval = ml_collections.ConfigDict(dict(batch_size=512, mc_samples=1))
+
+  # Multi-phase methods start from another run's parameters; the workdir's own checkpoint wins.
+  config.init_from = config_dict.placeholder(str)
+  config.grad_variance_every = 0  # 0: off
+  config.grad_variance_draws = 16
+
+  config.dataset = data.default_config()
+  config.model = ml_collections.ConfigDict()
+  config.loss = ml_collections.ConfigDict()
+  return config
+
+
+def _check_int(config, name: str, minimum: int) -> None:
+  value = _field(config, name)
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    raise ValueError(f'{name} must be an integer >= {minimum}, got {value!r}')
+
+
+def _check_number(config, name: str, low: float, high: float = float('inf')) -> None:
+  value = _field(config, name)
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+    bounds = f'>= {low}' if high == float('inf') else f'in [{low}, {high}]'
+    raise ValueError(f'{name} must be a number {bounds}, got {value!r}')
+
+
+def _check_choice(config, name: str, allowed: tuple[str, ...]) -> None:
+  value = _field(config, name)
+  if value not in allowed:
+    raise ValueError(f'{name} must be one of {list(allowed)}, got {value!r}')
+
+
+def _field(config, dotted: str):
+  value = config
+  for part in dotted.split('.'):
+    value = value[part]
+  return value
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first shared field that cannot work, and its allowed values."""
+  if not isinstance(config.experiment, str) or not config.experiment:
+    raise ValueError(f'experiment must name the experiment module, got {config.experiment!r}')
+  _check_int(config, 'seed', 0)
+  for name in ('batch_size', 'num_steps', 'log_every', 'keep_checkpoints', 'eval.batch_size',
+               'eval.mc_samples'):
+    _check_int(config, name, 1)
+  for name in ('eval_every', 'eval_examples_during_training', 'checkpoint_every',
+               'grad_variance_every', 'optimizer.warmup_steps'):
+    _check_int(config, name, 0)
+  devices, processes = jax.device_count(), jax.process_count()
+  for name in ('batch_size', 'eval.batch_size'):
+    if _field(config, name) % devices or _field(config, name) % processes:
+      raise ValueError(f'{name} must be divisible by the device count {devices} (and process '
+                       f'count {processes}), got {_field(config, name)}')
+  if config.grad_variance_every:
+    _check_int(config, 'grad_variance_draws', 2)
+
+  _check_choice(config, 'optimizer.name', OPTIMIZERS)
+  _check_choice(config, 'optimizer.schedule', SCHEDULES)
+  _check_number(config, 'optimizer.learning_rate', 0.0)
+  _check_number(config, 'optimizer.momentum', 0.0, 1.0)
+  _check_number(config, 'optimizer.grad_clip_norm', 0.0)
+  _check_number(config, 'optimizer.weight_decay', 0.0)
+  if config.optimizer.schedule == 'exponential':
+    _check_int(config, 'optimizer.decay_steps', 1)
+    _check_number(config, 'optimizer.decay_rate', 0.0, 1.0)
+
+  if config.init_from is not None and (not isinstance(config.init_from, str)
+                                       or not config.init_from):
+    raise ValueError(f'init_from must be a workdir path or None, got {config.init_from!r}')
+  for name in ('model', 'loss', 'dataset'):
+    if not isinstance(config[name], ml_collections.ConfigDict):
+      raise ValueError(f'{name} must be a ConfigDict, got {type(config[name]).__name__}')
+  data.validate_config(config.dataset)

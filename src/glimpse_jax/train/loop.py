@@ -1,0 +1,288 @@
+"""The shared training loop: `run(config, workdir, experiment) -> results`.
+
+One process per host; every local device trains data-parallel. The loop never names an
+experiment: everything method-specific comes from the `Experiment`'s functions and the config.
+"""
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from glimpse_jax import data
+from glimpse_jax.train import mesh as mesh_lib
+from glimpse_jax.train import results as results_lib
+from glimpse_jax.train import step as step_lib
+from glimpse_jax.train.checkpoint import Checkpointer, load_params
+from glimpse_jax.train.config import validate
+from glimpse_jax.train.evaluate import batches_for, evaluate
+from glimpse_jax.train.experiment import Experiment
+from glimpse_jax.train.metrics import ConsoleReporter, MetricsWriter
+from glimpse_jax.train.optimizer import make_optimizer
+from glimpse_jax.train.prefetch import DevicePrefetcher
+from glimpse_jax.train.signals import StopRequests
+from glimpse_jax.train.state import TrainState, abstract_state, count_params, create_state
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, experiment: Experiment, *,
+        devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
+  """Trains `experiment` as `config` says, resuming from `workdir` if it holds a checkpoint.
+
+  Writes config.json, metrics.jsonl, checkpoints/, results.json, learning_curve.png and the
+  experiment's plots into `workdir`.
+
+  Args:
+    config: a validated shared config (see `base_config`) filled by the experiment.
+    workdir: the run's folder; created if missing.
+    experiment: the method's functions.
+    devices: train on these devices (default: all of them).
+
+  Returns:
+    The contents of results.json.
+
+  Raises:
+    FloatingPointError: some update produced a NaN or infinite loss, metric or gradient norm;
+      the last checkpoint is the last good state.
+  """
+  validate(config)
+  mesh = mesh_lib.make_data_mesh(devices)
+  for name, size in (('batch_size', config.batch_size), ('eval.batch_size', config.eval.batch_size)):
+    if size % mesh.size:
+      raise ValueError(f'{name} must be divisible by the {mesh.size} training devices, got {size}')
+  os.makedirs(workdir, exist_ok=True)
+  return _Run(config, workdir, experiment, mesh).run()
+
+
+class _Clock:
+  """Wall time per log interval, leaving out evaluation and checkpointing."""
+
+  def __init__(self):
+    self.start = self._last = time.perf_counter()
+    self._paused = 0.0
+    self.intervals: list[tuple[int, float]] = []  # (steps, seconds)
+
+  def interval(self, steps: int) -> float:
+    now = time.perf_counter()
+    seconds = max(now - self._last - self._paused, 1e-9)
+    self._last, self._paused = now, 0.0
+    self.intervals.append((steps, seconds))
+    return seconds
+
+  @contextlib.contextmanager
+  def paused(self):
+    start = time.perf_counter()
+    yield
+    self._paused += time.perf_counter() - start
+
+  def steps_per_second(self) -> float:
+    """Training speed over the run, leaving out the first interval (compilation) if possible."""
+    timed = self.intervals[1:] or self.intervals
+    return sum(s for s, _ in timed) / sum(t for _, t in timed) if timed else float('nan')
+
+
+class _Run:
+  """The state of one call to `run`."""
+
+  def __init__(self, config, workdir, experiment, mesh):
+    self.config, self.workdir, self.experiment, self.mesh = config, workdir, experiment, mesh
+    self.chief = jax.process_index() == 0
+    self.batch_sharding = mesh_lib.batch_sharding(mesh)
+    self.replicated = mesh_lib.replicated(mesh)
+    init_key, train_key, self.eval_key, self.variance_key = jax.random.split(
+        jax.random.key(config.seed), 4)
+    self.train_key = mesh_lib.put_replicated(train_key, mesh)
+    self.tx, self.schedule = make_optimizer(config.optimizer, config.num_steps)
+    self.steps = step_lib.make_steps(experiment, mesh, config.grad_variance_draws)
+    self.checkpointer = Checkpointer(workdir, config.keep_checkpoints)
+    self.clock = _Clock()
+    self.console = ConsoleReporter(config.num_steps, enabled=self.chief)
+    self.process = dict(process_index=jax.process_index(), process_count=jax.process_count())
+    self.state, self.origin = self._initial_state(init_key)
+    self.start_step = int(self.state.step)
+    self.writer = MetricsWriter(workdir, resume_step=self.start_step, enabled=self.chief)
+    if self.chief:
+      with open(os.path.join(workdir, 'config.json'), 'w') as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
+
+  # -------------------------------------------------------------------------------------------
+  # Initial state: the workdir's checkpoint, else config.init_from's parameters, else scratch.
+  # -------------------------------------------------------------------------------------------
+  def _initial_state(self, init_key) -> tuple[TrainState, str]:
+    self.example_batch = next(data.train_stream(
+        self.config.dataset, self.config.batch_size, seed=self.config.seed, **self.process))
+    abstract = abstract_state(self.experiment, self.tx, init_key, self.example_batch,
+                              self.replicated)
+    self._check_evaluate(abstract)
+    state = self.checkpointer.restore(abstract)
+    if state is not None:
+      return state, f'resumed from step {int(state.step)}'
+    params, origin = None, 'from scratch'
+    if self.config.init_from is not None:
+      try:
+        params = load_params(self.config.init_from, abstract.params)
+      except Exception as error:
+        raise ValueError(f'init_from={self.config.init_from!r}: cannot restore parameters of '
+                         f'this experiment ({error})') from error
+      origin = f'parameters from {self.config.init_from}'
+    return create_state(self.experiment, self.tx, init_key, self.example_batch,
+                        self.replicated, params), origin
+
+  def _check_evaluate(self, abstract: TrainState) -> None:
+    """Traces `evaluate` once so a missing `error` or a wrong shape fails before training."""
+    size = self.config.eval.batch_size // jax.process_count()
+    batch = {name: jax.ShapeDtypeStruct((size, *value.shape[1:]), value.dtype)
+             for name, value in self.example_batch.items()}
+    batch['mask'] = jax.ShapeDtypeStruct((size,), np.float32)
+    sums = jax.eval_shape(lambda p, b: step_lib.eval_step(self.experiment.evaluate, p, b,
+                                                          jax.random.key(0)), abstract.params, batch)
+    if 'error' not in sums:
+      raise ValueError(f"experiment.evaluate must return an 'error' value per example, got only "
+                       f'{sorted(sums)}')
+
+  # -------------------------------------------------------------------------------------------
+  # Training.
+  # -------------------------------------------------------------------------------------------
+  def run(self) -> dict[str, Any]:
+    config = self.config
+    self.console.line(
+        f'{config.experiment}: {count_params(self.state.params):,} parameters, '
+        f'{self.mesh.size} x {jax.devices()[0].device_kind}, {self.origin}, '
+        f'{config.num_steps} steps of {config.batch_size}')
+    try:
+      with StopRequests() as stop:
+        if self.start_step < config.num_steps:
+          self._train(stop)
+        elif self.checkpointer.latest_step() != config.num_steps:
+          self._save(config.num_steps)
+      self.checkpointer.wait()
+      return self._finish()
+    finally:
+      self.checkpointer.close()
+      self.writer.close()
+
+  def _train(self, stop: StopRequests) -> None:
+    config = self.config
+    stream = data.train_stream(config.dataset, config.batch_size, seed=config.seed,
+                               start_step=self.start_step, **self.process)
+    metric_names = sorted(jax.eval_shape(
+        step_lib.train_step, self.state, self._abstract_batch(), self.train_key)[1])
+    fresh = jax.tree.map(np.array, step_lib.init_accumulator(metric_names))  # host copies
+    new_accumulator = lambda: mesh_lib.put_replicated(fresh, self.mesh)
+    acc, pending, self.variances = new_accumulator(), None, []
+    self.last_logged, state = self.start_step, self.state
+    self.state = None  # donated below; the loop's `state` is the only live reference
+    with DevicePrefetcher(stream, self.batch_sharding) as batches:
+      for step in range(self.start_step, config.num_steps):
+        batch = next(batches)
+        if config.grad_variance_every and step % config.grad_variance_every == 0:
+          rng = jax.random.fold_in(self.variance_key, step)
+          self.variances.append((step, self.steps.grad_variance(state, batch, rng)))
+        state, acc = self.steps.update(state, acc, batch, self.train_key)
+        done = step + 1
+        if pending is not None:  # the previous interval, fetched one step late
+          self._report(*pending)
+          pending = None
+        last = done == config.num_steps
+        save = last or stop.requested or (config.checkpoint_every
+                                          and done % config.checkpoint_every == 0)
+        periodic_eval = (not last and config.eval_every and done % config.eval_every == 0)
+        sync = save or periodic_eval
+        if done % config.log_every == 0 or last:
+          pending, acc = (done, acc), new_accumulator()
+          if sync:
+            self._report(*pending)
+            pending = None
+        elif sync:
+          self._raise_if_bad(mesh_lib.fetch({'first_bad_step': acc['first_bad_step'],
+                                             'bad': acc['bad']}))
+        if save:
+          self.state = state
+          self._save(done)
+        if periodic_eval:
+          self._evaluate(state.params, done, config.eval_examples_during_training)
+        if stop.requested:
+          self.checkpointer.wait()
+          self.console.line(f'stopped by signal {stop.signum} after step {done}; saved')
+          stop.raise_for_signal()
+    self.state = state
+
+  def _abstract_batch(self) -> dict[str, jax.ShapeDtypeStruct]:
+    return {name: jax.ShapeDtypeStruct((self.config.batch_size, *value.shape[1:]), value.dtype,
+                                       sharding=self.batch_sharding)
+            for name, value in self.example_batch.items()}
+
+  def _report(self, done: int, acc: dict[str, Any]) -> None:
+    """Fetches an interval's sums (blocking until its last update ran), checks and logs them."""
+    acc = mesh_lib.fetch(acc)
+    self._raise_if_bad(acc)
+    steps = int(acc['count'])
+    seconds = self.clock.interval(done - self.last_logged)
+    self.last_logged = done
+    values = {name: float(total) / steps for name, total in acc['sum'].items()}
+    values.update(
+        learning_rate=float(self.schedule(done - 1)),
+        steps_per_second=steps / seconds,
+        images_per_second=self.config.batch_size * steps / seconds,
+        wall_seconds=time.perf_counter() - self.clock.start)
+    self.console.train(self.writer.write('train', done, values))
+    for step, variance in self.variances:
+      self.writer.write('grad_variance', step, {k: float(v) for k, v in
+                                                mesh_lib.fetch(variance).items()})
+    self.variances = []
+
+  def _raise_if_bad(self, acc: dict[str, Any]) -> None:
+    """Raises FloatingPointError naming the first update and metrics that were not finite."""
+    step = int(acc['first_bad_step'])
+    if step >= 0:
+      self.checkpointer.wait()
+      names = sorted(name for name, bad in acc['bad'].items() if bad)
+      raise FloatingPointError(
+          f'non-finite {", ".join(names)} at step {step} (the update from step {step} to '
+          f'{step + 1}); training stopped, the last good state is checkpoint '
+          f'{self.checkpointer.latest_step()} in {self.checkpointer.directory}')
+
+  def _save(self, done: int) -> None:
+    with self.clock.paused():
+      self.checkpointer.save(self.state, done, {'experiment': self.config.experiment})
+
+  def _evaluate(self, params: Any, done: int, max_examples: int) -> dict[str, float]:
+    with self.clock.paused():
+      batches = data.eval_batches(self.config.dataset, self.config.eval.batch_size, **self.process)
+      means = evaluate(self.steps.evaluate, params, batches, self.batch_sharding,
+                       jax.random.fold_in(self.eval_key, done),
+                       max_batches=batches_for(max_examples, self.config.eval.batch_size))
+      self.console.eval(self.writer.write('eval', done, {**means, 'full': not max_examples}))
+    return means
+
+  # -------------------------------------------------------------------------------------------
+  # The end: a full test-split evaluation, results.json, learning curve and the method's plots.
+  # -------------------------------------------------------------------------------------------
+  def _finish(self) -> dict[str, Any]:
+    config = self.config
+    means = self._evaluate(self.state.params, config.num_steps, 0)
+    steps_per_second = self.clock.steps_per_second()
+    results = {
+        **{f'test_{name}': value for name, value in means.items() if name != 'examples'},
+        'test_examples': means['examples'],
+        'steps': config.num_steps,
+        'start_step': self.start_step,
+        'wall_seconds': time.perf_counter() - self.clock.start,
+        'steps_per_second': steps_per_second,
+        'images_per_second': steps_per_second * config.batch_size,
+        'num_params': count_params(self.state.params),
+        'devices': f'{self.mesh.size} x {jax.devices()[0].device_kind}',
+        'config': json.loads(config.to_json_best_effort()),
+    }
+    if self.chief:
+      results_lib.write_results(self.workdir, results)
+      self.console.line(f'test error {results["test_error"]:.4f} on {means["examples"]} examples; '
+                        f'{results["images_per_second"]:.0f} images/s; results.json written')
+      results_lib.write_plots(self.workdir, self.experiment, mesh_lib.fetch(self.state.params),
+                              config, jax.random.fold_in(self.eval_key, config.num_steps + 1))
+    return results

@@ -1,0 +1,143 @@
+"""What a run reports: metrics.jsonl, optional TensorBoard events, a progress bar or plain lines.
+
+metrics.jsonl holds one JSON object per line with `kind` ('train', 'eval' or 'grad_variance'),
+`step` (updates done) and the values; a resumed run first drops lines past its checkpoint.
+"""
+
+import datetime
+import json
+import math
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+METRICS_FILE = 'metrics.jsonl'
+
+
+def write_json(path: str, value: Any) -> None:
+  """Writes `value` as indented JSON atomically (temporary file, then rename)."""
+  tmp = f'{path}.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(value, f, indent=2, sort_keys=True)
+    f.write('\n')
+  os.replace(tmp, path)
+
+
+def read_metrics(workdir: str, kind: str | None = None) -> list[dict[str, Any]]:
+  """The records of `<workdir>/metrics.jsonl` (only those of `kind` if given)."""
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  return [r for r in records if kind is None or r['kind'] == kind]
+
+
+def _tensorboard_writer(workdir: str):
+  """A tensorboardX writer when that package is installed (TensorFlow is never needed)."""
+  try:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  return SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+
+class MetricsWriter:
+  """Appends records to metrics.jsonl (and TensorBoard when available); `enabled=False` on
+  every process but the first of a multi-host run."""
+
+  def __init__(self, workdir: str, *, resume_step: int = 0, enabled: bool = True):
+    self._enabled = enabled
+    self._file = self._tensorboard = None
+    if not enabled:
+      return
+    kept = [r for r in read_metrics(workdir) if r['step'] <= resume_step]
+    self._file = open(os.path.join(workdir, METRICS_FILE), 'w')
+    for record in kept:
+      self._file.write(json.dumps(record) + '\n')
+    self._file.flush()
+    self._tensorboard = _tensorboard_writer(workdir)
+
+  def write(self, kind: str, step: int, values: Mapping[str, float]) -> dict[str, Any]:
+    """Records `values` of `kind` at `step`; returns the record."""
+    record = {'kind': kind, 'step': int(step), **{k: _plain(v) for k, v in values.items()}}
+    if self._file is not None:
+      self._file.write(json.dumps(record) + '\n')
+      self._file.flush()
+    if self._tensorboard is not None:
+      for name, value in values.items():
+        if isinstance(value, (int, float)):
+          self._tensorboard.add_scalar(f'{kind}/{name}', value, step)
+    return record
+
+  def close(self) -> None:
+    if self._file is not None:
+      self._file.close()
+    if self._tensorboard is not None:
+      self._tensorboard.close()
+
+
+def _plain(value: Any) -> Any:
+  """A JSON-friendly Python number (NaN and infinities become strings)."""
+  if hasattr(value, 'item'):
+    value = value.item()
+  if isinstance(value, float) and not math.isfinite(value):
+    return str(value)
+  return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Console.
+# ---------------------------------------------------------------------------------------------
+_SKIP_ON_CONSOLE = ('kind', 'step', 'wall_seconds', 'steps_per_second', 'images_per_second',
+                    'learning_rate')
+
+
+def _duration(seconds: float) -> str:
+  return str(datetime.timedelta(seconds=round(seconds))) if math.isfinite(seconds) else '?'
+
+
+def _values(record: Mapping[str, Any]) -> str:
+  return ' '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}'
+                  for k, v in record.items() if k not in _SKIP_ON_CONSOLE)
+
+
+class ConsoleReporter:
+  """A progress bar with ETA on a terminal, plain lines (one per record) otherwise."""
+
+  def __init__(self, num_steps: int, stream: TextIO | None = None, *, enabled: bool = True):
+    self._num_steps = num_steps
+    self._stream = stream or sys.stderr
+    self._enabled = enabled
+    self._bar = enabled and self._stream.isatty()
+    self._bar_open = False
+
+  def train(self, record: Mapping[str, Any]) -> None:
+    if not self._enabled:
+      return
+    step, rate = record['step'], record.get('steps_per_second', float('nan'))
+    eta = (self._num_steps - step) / rate if rate and rate > 0 else float('nan')
+    progress = (f'{step}/{self._num_steps} {100 * step / self._num_steps:3.0f}% | '
+                f'{rate:.1f} steps/s {record.get("images_per_second", 0):.0f} img/s | '
+                f'ETA {_duration(eta)} | {_values(record)}')
+    if self._bar:
+      done = int(30 * step / self._num_steps)
+      self._stream.write(f'\r[{"#" * done}{"." * (30 - done)}] {progress}\x1b[K')
+      self._bar_open = True
+    else:
+      self._stream.write(f'step {progress}\n')
+    self._stream.flush()
+
+  def line(self, text: str) -> None:
+    """Prints a message on its own line (below the bar, which the next update redraws)."""
+    if not self._enabled:
+      return
+    if self._bar_open:
+      self._stream.write('\n')
+      self._bar_open = False
+    self._stream.write(text + '\n')
+    self._stream.flush()
+
+  def eval(self, record: Mapping[str, Any]) -> None:
+    self.line(f'{record["kind"]} at step {record["step"]}: {_values(record)}')
