@@ -13,6 +13,7 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 from ml_collections import config_flags
 
 from glimpse_jax import train
@@ -21,6 +22,9 @@ _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file and variant, e.g. experiments/ram.py:smoke.',
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for checkpoints, metrics and results.')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False, 'Call jax.distributed.initialize() first (one process per host of a '
+    'multi-host TPU slice or GPU cluster).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -41,6 +45,8 @@ def load_experiment_module(path: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if _DISTRIBUTED.value:
+    jax.distributed.initialize()
   if not flags.FLAGS['verbosity'].present:  # orbax logs every save at INFO; -v 0 shows them
     logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value

@@ -4,6 +4,7 @@ This file is also an experiment module (`get_config`, `make_experiment`), so the
 can train it through main.py: `main.py --config=tests/test_train_loop.py:tiny`.
 """
 
+import io
 import json
 import math
 import os
@@ -19,7 +20,7 @@ import pytest
 
 from glimpse_jax import train
 from glimpse_jax.train import mesh as mesh_lib
-from glimpse_jax.train.metrics import MetricsWriter
+from glimpse_jax.train.metrics import ConsoleReporter, MetricsWriter
 
 TRACES = {'loss': 0}  # how often the toy loss was traced (each jit compilation traces it once)
 
@@ -308,3 +309,20 @@ def test_metrics_file_drops_lines_past_the_resumed_step(tmp_path):
   assert [(r['kind'], r['step'], r['loss']) for r in train.read_metrics(str(tmp_path))] == [
       ('train', 10, 10.0), ('train', 20, 20.0), ('train', 30, 3.0)]
   assert train.read_metrics(str(tmp_path))[-1]['bad'] == 'nan'
+
+
+class _Terminal(io.StringIO):
+  def isatty(self):
+    return True
+
+
+def test_console_draws_a_bar_on_a_terminal_and_lines_elsewhere():
+  record = {'kind': 'train', 'step': 50, 'loss': 0.25, 'steps_per_second': 10.0,
+            'images_per_second': 320.0}
+  terminal, pipe = _Terminal(), io.StringIO()
+  ConsoleReporter(100, terminal).train(record)
+  ConsoleReporter(100, pipe).train(record)
+  assert terminal.getvalue().startswith('\r[' + '#' * 15 + '.' * 15 + '] 50/100  50%')
+  assert 'ETA 0:00:05' in terminal.getvalue() and '\n' not in terminal.getvalue()
+  assert pipe.getvalue() == ('step 50/100  50% | 10.0 steps/s 320 img/s | ETA 0:00:05 | '
+                             'loss 0.25\n')

@@ -80,10 +80,10 @@ class _Clock:
     yield
     self._paused += time.perf_counter() - start
 
-  def steps_per_second(self) -> float:
+  def steps_per_second(self) -> float | None:
     """Training speed over the run, leaving out the first interval (compilation) if possible."""
     timed = self.intervals[1:] or self.intervals
-    return sum(s for s, _ in timed) / sum(t for _, t in timed) if timed else float('nan')
+    return sum(s for s, _ in timed) / sum(t for _, t in timed) if timed else None
 
 
 class _Run:
@@ -158,8 +158,6 @@ class _Run:
       with StopRequests() as stop:
         if self.start_step < config.num_steps:
           self._train(stop)
-        elif self.checkpointer.latest_step() != config.num_steps:
-          self._save(config.num_steps)
       self.checkpointer.wait()
       return self._finish()
     finally:
@@ -265,16 +263,17 @@ class _Run:
   # -------------------------------------------------------------------------------------------
   def _finish(self) -> dict[str, Any]:
     config = self.config
-    means = self._evaluate(self.state.params, config.num_steps, 0)
-    steps_per_second = self.clock.steps_per_second()
+    steps = int(self.state.step)
+    means = self._evaluate(self.state.params, steps, 0)
+    steps_per_second = self.clock.steps_per_second()  # None when this call trained no step
     results = {
         **{f'test_{name}': value for name, value in means.items() if name != 'examples'},
         'test_examples': means['examples'],
-        'steps': config.num_steps,
+        'steps': steps,
         'start_step': self.start_step,
         'wall_seconds': time.perf_counter() - self.clock.start,
         'steps_per_second': steps_per_second,
-        'images_per_second': steps_per_second * config.batch_size,
+        'images_per_second': steps_per_second and steps_per_second * config.batch_size,
         'num_params': count_params(self.state.params),
         'devices': f'{self.mesh.size} x {jax.devices()[0].device_kind}',
         'config': json.loads(config.to_json_best_effort()),
@@ -282,7 +281,7 @@ class _Run:
     if self.chief:
       results_lib.write_results(self.workdir, results)
       self.console.line(f'test error {results["test_error"]:.4f} on {means["examples"]} examples; '
-                        f'{results["images_per_second"]:.0f} images/s; results.json written')
+                        f'results.json written')
       results_lib.write_plots(self.workdir, self.experiment, mesh_lib.fetch(self.state.params),
-                              config, jax.random.fold_in(self.eval_key, config.num_steps + 1))
+                              config, jax.random.fold_in(self.eval_key, steps + 1))
     return results

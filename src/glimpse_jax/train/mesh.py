@@ -9,19 +9,23 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = 'data'
 
 
 def make_data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A mesh over `devices` (default: all devices of all processes) with the single axis 'data'."""
-  if devices is None:
-    return jax.make_mesh((jax.device_count(),), (DATA_AXIS,))
-  devices = list(devices)
-  if not devices:
+  """A mesh over `devices` (default: all devices of all processes) with the single axis 'data'.
+
+  The axis is `Auto`: XLA propagates the batch sharding through the experiment's code, which
+  therefore needs no sharding annotations (an `Explicit` axis would reject e.g. a `vmap` over
+  a sharded and an unsharded input).
+  """
+  if devices is not None and not list(devices):
     raise ValueError('devices must not be empty')
-  return Mesh(np.asarray(devices), (DATA_AXIS,))
+  count = jax.device_count() if devices is None else len(list(devices))
+  return jax.make_mesh((count,), (DATA_AXIS,), axis_types=(AxisType.Auto,),
+                       devices=None if devices is None else list(devices))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
