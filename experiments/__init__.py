@@ -1,0 +1,1 @@
+"""One module per paper method: `get_config(variant)` and `make_experiment(config)`."""
