@@ -326,3 +326,12 @@ def test_console_draws_a_bar_on_a_terminal_and_lines_elsewhere():
   assert 'ETA 0:00:05' in terminal.getvalue() and '\n' not in terminal.getvalue()
   assert pipe.getvalue() == ('step 50/100  50% | 10.0 steps/s 320 img/s | ETA 0:00:05 | '
                              'loss 0.25\n')
+
+
+def test_metrics_file_ignores_a_partial_last_line(tmp_path):
+  (tmp_path / 'metrics.jsonl').write_text('{"kind": "train", "step": 10, "loss": 1.0}\n'
+                                          '{"kind": "train", "st')
+  assert train.read_metrics(str(tmp_path)) == [{'kind': 'train', 'step': 10, 'loss': 1.0}]
+  MetricsWriter(str(tmp_path), resume_step=10).close()
+  assert (tmp_path / 'metrics.jsonl').read_text() == (
+      '{"kind": "train", "step": 10, "loss": 1.0}\n')

@@ -30,7 +30,13 @@ def read_metrics(workdir: str, kind: str | None = None) -> list[dict[str, Any]]:
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    records = [json.loads(line) for line in f if line.strip()]
+    lines = [line for line in f if line.strip()]
+  records = [json.loads(line) for line in lines[:-1]]
+  if lines:
+    try:
+      records.append(json.loads(lines[-1]))
+    except json.JSONDecodeError:  # a process killed mid-write leaves a partial last line
+      pass
   return [r for r in records if kind is None or r['kind'] == kind]
 
 

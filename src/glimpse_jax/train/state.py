@@ -3,6 +3,7 @@
 from typing import Any
 
 import jax
+import numpy as np
 import optax
 from flax.training import train_state
 from jax.sharding import NamedSharding
@@ -18,8 +19,9 @@ class TrainState(train_state.TrainState):
     return {'params': self.params, 'opt_state': self.opt_state}
 
   def restored(self, items: dict[str, Any], step: int) -> 'TrainState':
-    """This state with restored `checkpoint_items()` arrays and update count `step`."""
-    return self.replace(step=jax.numpy.asarray(step, self.step.dtype), **items)
+    """This state (possibly abstract) with restored `checkpoint_items()` and update count."""
+    sharding = getattr(self.step, 'sharding', None)
+    return self.replace(step=jax.device_put(np.asarray(step, self.step.dtype), sharding), **items)
 
 
 def _init_fn(experiment: Experiment, tx: optax.GradientTransformation):
