@@ -1,4 +1,5 @@
-"""The shared loop on a toy experiment: outputs, NaN guard, init_from, gradient variance, evaluation.
+"""The shared loop on a toy experiment: outputs, NaN guard, init_from, gradient variance, evaluation
+pieces.
 
 This file is also an experiment module (`get_config`, `make_experiment`), so the subprocess tests
 can train it through main.py: `main.py --config=tests/test_train_loop.py:tiny`.

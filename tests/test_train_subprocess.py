@@ -125,7 +125,8 @@ def test_eight_devices_train_like_one(data_dir, tmp_path):
   for a, b in zip(lines_one, lines_eight):
     for name in ('loss', 'error', 'grad_norm'):
       assert b[name] == pytest.approx(a[name], rel=1e-5, abs=1e-6), (a['step'], name)
-  for a, b in zip(jax.tree.leaves(train.load_params(one)), jax.tree.leaves(train.load_params(eight))):
+  params_one, params_eight = train.load_params(one), train.load_params(eight)
+  for a, b in zip(jax.tree.leaves(params_one), jax.tree.leaves(params_eight)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   assert (train.read_results(eight)['test_nll']
           == pytest.approx(train.read_results(one)['test_nll'], rel=1e-5))

@@ -1,9 +1,9 @@
 """The shared training loop (floor 3): configs, train state, jitted steps, sharding, checkpoints,
 metrics, evaluation and results. It never names a particular experiment.
 
-Modules: `experiment` (the interface), `config` (shared fields and checks), `optimizer`, `state`,
-`mesh` (data parallelism), `prefetch`, `step` (pure jittable steps), `checkpoint`, `metrics`,
-`evaluate`, `results`, `signals`, `loop` (`run`).
+Modules: `experiment` (the interface), `config` (shared fields and checks), `state` (train
+state and optimizer), `mesh` (data parallelism, prefetching), `step` (pure jittable steps),
+`checkpoint`, `metrics` (logs and results), `evaluate`, `loop` (`run`, signals).
 
 A notebook trains an experiment with:
 
@@ -26,8 +26,8 @@ from glimpse_jax.train.experiment import pick_variant
 from glimpse_jax.train.loop import run
 from glimpse_jax.train.mesh import make_data_mesh
 from glimpse_jax.train.metrics import read_metrics
-from glimpse_jax.train.optimizer import make_optimizer
-from glimpse_jax.train.results import read_results
+from glimpse_jax.train.state import make_optimizer
+from glimpse_jax.train.metrics import read_results
 from glimpse_jax.train.state import TrainState
 from glimpse_jax.train.state import abstract_state
 from glimpse_jax.train.state import create_state

@@ -7,7 +7,10 @@ experiment: everything method-specific comes from the `Experiment`'s functions a
 import contextlib
 import json
 import os
+import signal
+import threading
 import time
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,17 +20,16 @@ import numpy as np
 
 from glimpse_jax import data
 from glimpse_jax.train import mesh as mesh_lib
-from glimpse_jax.train import results as results_lib
+from glimpse_jax.train import metrics as metrics_lib
 from glimpse_jax.train import step as step_lib
 from glimpse_jax.train.checkpoint import Checkpointer, load_params
 from glimpse_jax.train.config import validate
 from glimpse_jax.train.evaluate import batches_for, evaluate
 from glimpse_jax.train.experiment import Experiment
 from glimpse_jax.train.metrics import ConsoleReporter, MetricsWriter
-from glimpse_jax.train.optimizer import make_optimizer
-from glimpse_jax.train.prefetch import DevicePrefetcher
-from glimpse_jax.train.signals import StopRequests
+from glimpse_jax.train.mesh import DevicePrefetcher
 from glimpse_jax.train.state import TrainState, abstract_state, count_params, create_state
+from glimpse_jax.train.state import make_optimizer
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, experiment: Experiment, *,
@@ -52,11 +54,54 @@ def run(config: ml_collections.ConfigDict, workdir: str, experiment: Experiment,
   """
   validate(config)
   mesh = mesh_lib.make_data_mesh(devices)
-  for name, size in (('batch_size', config.batch_size), ('eval.batch_size', config.eval.batch_size)):
+  for name in ('batch_size', 'eval.batch_size'):
+    size = config.batch_size if name == 'batch_size' else config.eval.batch_size
     if size % mesh.size:
       raise ValueError(f'{name} must be divisible by the {mesh.size} training devices, got {size}')
   os.makedirs(workdir, exist_ok=True)
   return _Run(config, workdir, experiment, mesh).run()
+
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopRequests:
+  """Context manager that records the first SIGTERM/SIGINT; a second one stops at once.
+
+  Handlers are installed only from the main thread (elsewhere Python forbids it and signals
+  keep their usual effect).
+  """
+
+  def __init__(self):
+    self.signum: int | None = None
+    self._previous: dict[int, object] = {}
+
+  @property
+  def requested(self) -> bool:
+    return self.signum is not None
+
+  def _handle(self, signum: int, frame: types.FrameType | None) -> None:
+    del frame
+    if self.signum is not None:
+      self.raise_for_signal()
+    self.signum = signum
+
+  def raise_for_signal(self) -> None:
+    """Raises what the signal would have: KeyboardInterrupt for SIGINT, else SystemExit."""
+    if self.signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    raise SystemExit(128 + self.signum)
+
+  def __enter__(self) -> 'StopRequests':
+    if threading.current_thread() is threading.main_thread():
+      for signum in _SIGNALS:
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    self._previous.clear()
 
 
 class _Clock:
@@ -139,8 +184,9 @@ class _Run:
     batch = {name: jax.ShapeDtypeStruct((size, *value.shape[1:]), value.dtype)
              for name, value in self.example_batch.items()}
     batch['mask'] = jax.ShapeDtypeStruct((size,), np.float32)
-    sums = jax.eval_shape(lambda p, b: step_lib.eval_step(self.experiment.evaluate, p, b,
-                                                          jax.random.key(0)), abstract.params, batch)
+    sums = jax.eval_shape(
+        lambda p, b: step_lib.eval_step(self.experiment.evaluate, p, b, jax.random.key(0)),
+        abstract.params, batch)
     if 'error' not in sums:
       raise ValueError(f"experiment.evaluate must return an 'error' value per example, got only "
                        f'{sorted(sums)}')
@@ -279,9 +325,9 @@ class _Run:
         'config': json.loads(config.to_json_best_effort()),
     }
     if self.chief:
-      results_lib.write_results(self.workdir, results)
+      metrics_lib.write_results(self.workdir, results)
       self.console.line(f'test error {results["test_error"]:.4f} on {means["examples"]} examples; '
                         f'results.json written')
-      results_lib.write_plots(self.workdir, self.experiment, mesh_lib.fetch(self.state.params),
+      metrics_lib.write_plots(self.workdir, self.experiment, mesh_lib.fetch(self.state.params),
                               config, jax.random.fold_in(self.eval_key, steps + 1))
     return results

@@ -1,4 +1,5 @@
-"""What a run reports: metrics.jsonl, optional TensorBoard events, a progress bar or plain lines.
+"""What a run reports: metrics.jsonl, optional TensorBoard events, a progress bar or plain lines,
+and at the end results.json, learning_curve.png and the experiment's plots.
 
 metrics.jsonl holds one JSON object per line with `kind` ('train', 'eval' or 'grad_variance'),
 `step` (updates done) and the values; a resumed run first drops lines past its checkpoint.
@@ -12,7 +13,15 @@ import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+import jax
+import ml_collections
+
+from glimpse_jax import data, plotting
+from glimpse_jax.train.experiment import Experiment
+
 METRICS_FILE = 'metrics.jsonl'
+RESULTS_FILE = 'results.json'
+LEARNING_CURVE_FILE = 'learning_curve.png'
 
 
 def write_json(path: str, value: Any) -> None:
@@ -147,3 +156,27 @@ class ConsoleReporter:
 
   def eval(self, record: Mapping[str, Any]) -> None:
     self.line(f'{record["kind"]} at step {record["step"]}: {_values(record)}')
+
+
+# ---------------------------------------------------------------------------------------------
+# The end of a run.
+# ---------------------------------------------------------------------------------------------
+def write_results(workdir: str, results: dict[str, Any]) -> None:
+  """Writes results.json (atomically, so a reader never sees half of it)."""
+  write_json(os.path.join(workdir, RESULTS_FILE), results)
+
+
+def read_results(workdir: str) -> dict[str, Any]:
+  """The results.json of a finished run."""
+  with open(os.path.join(workdir, RESULTS_FILE)) as f:
+    return json.load(f)
+
+
+def write_plots(workdir: str, experiment: Experiment, params: Any,
+                config: ml_collections.ConfigDict, rng: jax.Array) -> None:
+  """Draws the learning curve, then calls `experiment.plots` with the first test batch."""
+  plotting.plot_learning_curves(read_metrics(workdir), os.path.join(workdir, LEARNING_CURVE_FILE))
+  if experiment.plots is None:
+    return
+  batch = next(data.eval_batches(config.dataset, config.eval.batch_size))
+  experiment.plots(params, batch, rng, workdir)

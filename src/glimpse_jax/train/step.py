@@ -63,7 +63,8 @@ def accumulate(acc: dict[str, Any], metrics: Mapping[str, jax.Array],
   finite = {name: jnp.isfinite(value) for name, value in metrics.items()}
   first_bad = (acc['first_bad_step'] < 0) & ~jnp.all(jnp.stack(list(finite.values())))
   return {
-      'sum': {name: acc['sum'][name] + value.astype(jnp.float32) for name, value in metrics.items()},
+      'sum': {name: acc['sum'][name] + value.astype(jnp.float32)
+              for name, value in metrics.items()},
       'count': acc['count'] + 1,
       'first_bad_step': jnp.where(first_bad, step.astype(jnp.int32), acc['first_bad_step']),
       'bad': {name: jnp.where(first_bad, ~finite[name], acc['bad'][name]) for name in metrics},
@@ -81,7 +82,8 @@ def train_step_and_accumulate(state: TrainState, acc: dict[str, Any], batch: Bat
 # ---------------------------------------------------------------------------------------------
 # Evaluation and the gradient-variance diagnostic.
 # ---------------------------------------------------------------------------------------------
-def eval_step(evaluate: Callable, params: Any, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
+def eval_step(evaluate: Callable, params: Any, batch: Batch,
+              rng: jax.Array) -> dict[str, jax.Array]:
   """Mask-weighted sums of `evaluate`'s per-example values, plus `examples` = the mask's sum."""
   mask = batch['mask'].astype(jnp.float32)  # [B]
   values = evaluate(params, batch, rng)
