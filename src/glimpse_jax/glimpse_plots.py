@@ -1,12 +1,10 @@
 """Pictures of where a glimpse model looked: each step's retina patches drawn as boxes."""
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from glimpse_jax.glimpse import loc_to_pixel  # noqa: E402
+from glimpse_jax.glimpse import loc_to_pixel
 
 _SCALE_COLOURS = ('tab:red', 'tab:orange', 'tab:green', 'tab:cyan', 'tab:purple')
 
@@ -25,7 +23,8 @@ def plot_glimpse_paths(images, locations, *, glimpse_size, num_scales, scale_fac
   images, locations = np.asarray(images), np.asarray(locations)
   num_steps, count = locations.shape[:2]
   height, width = images.shape[1:3]
-  fig, axes = plt.subplots(1, count, figsize=(2.2 * count, 2.4), squeeze=False)
+  fig = Figure(figsize=(2.2 * count, 2.4))  # no pyplot: leaves a notebook's backend alone
+  axes = fig.subplots(1, count, squeeze=False)
   for n, ax in enumerate(axes[0]):
     ax.imshow(images[n, ..., 0], cmap='gray', vmin=0, vmax=1)
     centres = loc_to_pixel(locations[:, n], height, width)  # [T, 2] in pixels
@@ -35,7 +34,7 @@ def plot_glimpse_paths(images, locations, *, glimpse_size, num_scales, scale_fac
         side = glimpse_size * scale_factor**s
         left, top = np.floor(cx - side / 2 + 0.5), np.floor(cy - side / 2 + 0.5)
         alpha = 0.35 + 0.65 * (t + 1) / num_steps
-        ax.add_patch(plt.Rectangle((left - 0.5, top - 0.5), side, side, fill=False, lw=1,
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), side, side, fill=False, lw=1,
                                    edgecolor=_SCALE_COLOURS[s % len(_SCALE_COLOURS)], alpha=alpha))
       ax.text(cx, cy, str(t + 1), color='yellow', fontsize=7, ha='center', va='center')
     title = []
@@ -49,4 +48,3 @@ def plot_glimpse_paths(images, locations, *, glimpse_size, num_scales, scale_fac
     ax.axis('off')
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
