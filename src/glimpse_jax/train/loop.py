@@ -62,6 +62,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, experiment: Experiment,
   return _Run(config, workdir, experiment, mesh).run()
 
 
+# ---------------------------------------------------------------------------------------------
+# Signals and timing.
+# ---------------------------------------------------------------------------------------------
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -131,6 +134,9 @@ class _Clock:
     return sum(s for s, _ in timed) / sum(t for _, t in timed) if timed else None
 
 
+# ---------------------------------------------------------------------------------------------
+# One run.
+# ---------------------------------------------------------------------------------------------
 class _Run:
   """The state of one call to `run`."""
 
@@ -148,7 +154,11 @@ class _Run:
     self.clock = _Clock()
     self.console = ConsoleReporter(config.num_steps, enabled=self.chief)
     self.process = dict(process_index=jax.process_index(), process_count=jax.process_count())
-    self.state, self.origin = self._initial_state(init_key)
+    try:
+      self.state, self.origin = self._initial_state(init_key)
+    except BaseException:
+      self.checkpointer.close()
+      raise
     self.start_step = int(self.state.step)
     self.writer = MetricsWriter(workdir, resume_step=self.start_step, enabled=self.chief)
     if self.chief:

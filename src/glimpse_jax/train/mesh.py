@@ -24,11 +24,11 @@ def make_data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
   therefore needs no sharding annotations (an `Explicit` axis would reject e.g. a `vmap` over
   a sharded and an unsharded input).
   """
-  if devices is not None and not list(devices):
+  devices = jax.devices() if devices is None else list(devices)
+  if not devices:
     raise ValueError('devices must not be empty')
-  count = jax.device_count() if devices is None else len(list(devices))
-  return jax.make_mesh((count,), (DATA_AXIS,), axis_types=(AxisType.Auto,),
-                       devices=None if devices is None else list(devices))
+  return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,),
+                       devices=devices)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
