@@ -1,0 +1,246 @@
+"""Wake-Sleep Recurrent Attention Model (Ba, Grosse, Salakhutdinov, Frey 2015) against VAR.
+
+Usage (the default variant is `ws_q_cv`, WS-RAM + q with control variates):
+  make experiment NAME=ws_ram CONFIG=smoke     # 28x28 MNIST, 3 scales of 8x8, 3 glimpses, K = 5;
+                                               # ~1.5 min on 2 CPU cores, test error ~6%
+  make experiment NAME=ws_ram CONFIG=<row>     # one row of the paper's table on 100x100
+                                               # translated-scaled MNIST, CPU-sized (below)
+  make experiment NAME=ws_ram CONFIG=<row>_paper   # the paper's budget, for GPU/TPU
+Rows (`loss.method`, `loss.control_variates`) and the paper's test errors after 10M updates with
+K = 5 samples: var 3.11%, var_cv 1.81% (VAR without / with the input-dependent baseline), ws 4.23%,
+ws_cv 1.85% (WS-RAM, the prior proposes), ws_q 2.59%, ws_q_cv 1.62% (WS-RAM + q, the inference
+network proposes and learns by the wake-q update).
+
+Model: 4 glimpses of one 12x12 patch at a chosen one of 3 scales (12, 24, 48 px), a 10x10 view of
+the whole image for the top layer, a two-layer ReLU RNN (see `glimpse_jax.nets.ws_ram`). The
+`_paper` variants use 256-unit layers; the CPU-sized rows use 128-unit layers (64 for the what
+pathway and q), batch 64 and 20k updates (~25 min each on 2 CPU cores; expect test errors of a
+few percent, far from the paper's 10M updates), and log the gradient variance every 500 updates.
+Compare runs with `python -m glimpse_jax.report runs/ws_ram-* > table.md`.
+
+Exploration heuristics (sec. 4.5), any variant: `--config.loss.temperature=2` (the proposal samples
+from p^(1/T); WS-RAM corrects for it by importance weights, VAR does not: a biased heuristic
+there), `--config.loss.entropy_weight=0.01` (entropy bonus on the acting policies),
+`--config.loss.coverage_weight=0.1` (KL of the batch's scale and location use to uniform).
+Metrics `scale_frac_0..2` (training) and `test_scale_frac_*` (greedy test glimpses) show whether
+the policy collapses onto one scale (the paper's Figure 4). Other options:
+`--config.model.learn_std=True`, `--config.loss.num_samples=K`.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from ml_collections import config_dict
+
+from glimpse_jax import data, train
+from glimpse_jax.nets.ws_ram import ScaleRetina, WakeSleepRAM, draw_noise, mode_noise
+from glimpse_jax.objectives import (action_entropy, location_coverage_loss, scale_coverage_loss,
+                                    var_loss, wake_sleep_loss)
+
+METHODS = ('var', 'ws', 'ws_q')
+# row: (loss.method, loss.control_variates, the paper's name for it, its test error)
+ROWS = {
+    'var': ('var', False, 'VAR', 0.0311),
+    'var_cv': ('var', True, 'VAR + c.v.', 0.0181),
+    'ws': ('ws', False, 'WS-RAM', 0.0423),
+    'ws_cv': ('ws', True, 'WS-RAM + c.v.', 0.0185),
+    'ws_q': ('ws_q', False, 'WS-RAM + q', 0.0259),
+    'ws_q_cv': ('ws_q', True, 'WS-RAM + q + c.v.', 0.0162),
+}
+VARIANTS = ('smoke', *ROWS, *(f'{row}_paper' for row in ROWS))
+_PAPER_WIDTHS = dict(bottom_features=256, top_features=256, glimpse_features=256,
+                     what_features=128, where_features=128, inference_features=256)
+_CPU_WIDTHS = dict(bottom_features=128, top_features=128, glimpse_features=128,
+                   what_features=64, where_features=64, inference_features=64)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The WS-RAM config for variant `arg` (one of VARIANTS; default `ws_q_cv`); see module doc."""
+  variant = train.pick_variant(arg or 'ws_q_cv', VARIANTS)
+  row = variant.removesuffix('_paper')
+  paper = variant.endswith('_paper')
+
+  config = train.base_config()
+  config.experiment = 'ws_ram'
+  config.dataset.update(name='translated_scaled', canvas_size=100)
+  config.batch_size = 64
+  config.num_steps = 10_000_000 if paper else 20_000
+  config.optimizer.update(name='adam', learning_rate=1e-3, schedule='constant')
+  config.eval.mc_samples = 10
+  config.grad_variance_every = 10_000 if paper else 500
+  config.log_every = 1_000 if paper else 200
+  config.checkpoint_every = 50_000 if paper else 2_000
+  config.model = ml_collections.ConfigDict(dict(
+      num_glimpses=4, glimpse_size=12, num_scales=3, scale_factor=2, low_res_size=10,
+      location_std=0.1, learn_std=False, **(_PAPER_WIDTHS if paper else _CPU_WIDTHS)))
+  config.loss = ml_collections.ConfigDict(dict(
+      method='ws_q', control_variates=True, num_samples=5, temperature=1.0, entropy_weight=0.0,
+      coverage_weight=0.0))
+  # The paper's number for this row travels in results.json for `glimpse_jax.report`.
+  config.paper = ml_collections.ConfigDict(dict(row='', test_error=config_dict.placeholder(float)))
+  if row == 'smoke':
+    config.dataset.update(name='mnist', canvas_size=28)
+    config.num_steps = 1_500
+    config.grad_variance_every = 0
+    config.checkpoint_every = 0
+    config.model.update(num_glimpses=3, glimpse_size=8, low_res_size=7, bottom_features=64,
+                        top_features=64, glimpse_features=64, what_features=64,
+                        where_features=32, inference_features=32)
+  else:
+    method, control_variates, name, error = ROWS[row]
+    config.loss.update(method=method, control_variates=control_variates)
+    config.paper.update(row=name, test_error=error)
+  config.lock()
+  return config
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first WS-RAM field that cannot work."""
+  m, loss = config.model, config.loss
+  height, width, _ = data.image_shape(config.dataset)
+  positive_ints = ('num_glimpses', 'num_scales', 'scale_factor', 'bottom_features', 'top_features',
+                   'glimpse_features', 'what_features', 'where_features', 'inference_features')
+  for name in positive_ints:
+    if isinstance(m[name], bool) or not isinstance(m[name], int) or m[name] < 1:
+      raise ValueError(f'model.{name} must be an integer >= 1, got {m[name]!r}')
+  for name in ('glimpse_size', 'low_res_size'):
+    if not 1 <= m[name] <= min(height, width):
+      raise ValueError(f'model.{name} must be in [1, {min(height, width)}] for a '
+                       f'{height}x{width} canvas, got {m[name]}')
+  if not m.location_std > 0:
+    raise ValueError(f'model.location_std must be > 0, got {m.location_std}')
+  if loss.method not in METHODS:
+    raise ValueError(f'loss.method must be one of {list(METHODS)}, got {loss.method!r}')
+  if loss.num_samples < 1:
+    raise ValueError(f'loss.num_samples must be >= 1, got {loss.num_samples}')
+  if not loss.temperature > 0:
+    raise ValueError(f'loss.temperature must be > 0, got {loss.temperature}')
+  for name in ('entropy_weight', 'coverage_weight'):
+    if not loss[name] >= 0:
+      raise ValueError(f'loss.{name} must be >= 0, got {loss[name]}')
+  row = next(r for r in ROWS.values() if r[:2] == (loss.method, bool(loss.control_variates)))
+  if config.paper.row and config.paper.row != row[2]:
+    raise ValueError(f'paper.row {config.paper.row!r} is not the row of loss.method='
+                     f'{loss.method!r}, loss.control_variates={loss.control_variates} '
+                     f'({row[2]!r}); pick that variant or set --config.paper.row=""')
+
+
+def make_model(config: ml_collections.ConfigDict) -> WakeSleepRAM:
+  m = config.model
+  return WakeSleepRAM(
+      num_classes=data.num_classes(config.dataset),
+      retina=ScaleRetina(m.glimpse_size, m.num_scales, m.scale_factor),
+      low_res_size=m.low_res_size, bottom_features=m.bottom_features,
+      top_features=m.top_features, glimpse_features=m.glimpse_features,
+      what_features=m.what_features, where_features=m.where_features,
+      inference_features=m.inference_features, location_std=m.location_std,
+      learn_std=m.learn_std)
+
+
+def _label_log_probs(class_log_probs: jax.Array, labels: jax.Array) -> jax.Array:
+  """log p(y | a_k, x) at the true labels: [K, B, C], [B] -> [K, B]."""
+  index = jnp.broadcast_to(labels[None, :, None], (*class_log_probs.shape[:2], 1))
+  return jnp.take_along_axis(class_log_probs, index, -1)[..., 0]
+
+
+def _errors(class_log_probs: jax.Array, labels: jax.Array) -> jax.Array:
+  """0/1 errors of each rollout's prediction: [K, B, C], [B] -> [K, B]."""
+  return (jnp.argmax(class_log_probs, -1) != labels).astype(jnp.float32)
+
+
+def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
+  """WS-RAM / VAR training as `config.loss` says, greedy and Monte-Carlo evaluation."""
+  validate(config)
+  model = make_model(config)
+  m, spec = config.model, config.loss
+  proposal = 'q' if spec.method == 'ws_q' else 'prior'
+  tempered = spec.temperature != 1.0
+  # When the training actions are not plain prior samples, one extra prior rollout (no gradient)
+  # measures the prior's error and scale use, so every method logs the same quantities.
+  prior_samples = proposal == 'prior' and not tempered
+  noise = lambda rng, k, b: draw_noise(rng, k, b, m.num_glimpses, m.num_scales)
+
+  def init(rng, batch):
+    images, labels = jnp.asarray(batch['image']), jnp.asarray(batch['label'])
+    return model.init(rng, images, noise(rng, 1, images.shape[0]), labels)
+
+  def surrogate(out, labels):
+    """Per-example surrogate [B] and diagnostics, from per-sample [K] log-prob vectors."""
+    log_likelihood = _label_log_probs(out.class_log_probs, labels).T  # [B, K]
+    log_prior = out.log_prior.sum(-1).T  # [B, K]
+    log_proposal = out.log_proposal.sum(-1).T  # [B, K]
+    if spec.method == 'var':
+      fn = lambda ll, lp, b: var_loss(ll, lp, b, control_variate=spec.control_variates)
+      return jax.vmap(fn)(log_likelihood, log_prior, out.baseline)
+    if spec.method == 'ws':
+      # Tempered prior samples are importance-weighted by the tempered density (no gradient).
+      lr = jax.lax.stop_gradient(log_proposal) if tempered else None
+      fn = lambda ll, lp, r: wake_sleep_loss(ll, lp, r, control_variates=spec.control_variates)
+      return jax.vmap(fn)(log_likelihood, log_prior, lr)
+    # Weights use the tempered q that drew the samples; q's update follows log q itself.
+    log_q = out.log_q.sum(-1).T  # [B, K]
+    lr = log_q + jax.lax.stop_gradient(log_proposal - log_q)
+    fn = lambda ll, lp, r: wake_sleep_loss(ll, lp, r, control_variates=spec.control_variates)
+    return jax.vmap(fn)(log_likelihood, log_prior, lr)
+
+  def exploration(out):
+    """Entropy and coverage of the policies that act: the prior, and q when it proposes."""
+    acting = [out.prior] + ([out.q] if proposal == 'q' else [])
+    entropy = sum(action_entropy(d.scale_logits, d.loc_log_std).mean() for d in acting)
+    coverage = sum(scale_coverage_loss(d.scale_logits.reshape(-1, m.num_scales))
+                   + location_coverage_loss(d.loc_mean.reshape(-1, 2)) for d in acting)
+    return entropy, coverage
+
+  def loss(params, batch, rng, step):
+    del step
+    images, labels = batch['image'], batch['label']
+    batch_size = images.shape[0]
+    train_rng, prior_rng = jax.random.split(rng)
+    out = model.apply(params, images, noise(train_rng, spec.num_samples, batch_size), labels,
+                      proposal=proposal, temperature=spec.temperature)
+    per_example, diagnostics = surrogate(out, labels)
+    entropy, coverage = exploration(out)
+    total = (per_example.mean() - spec.entropy_weight * entropy
+             + spec.coverage_weight * coverage)
+    metrics = {
+        'surrogate': per_example.mean(),
+        'nll': -_label_log_probs(out.class_log_probs, labels).mean(),
+        'bound': diagnostics['bound'].mean(),
+        'ess': diagnostics['ess'].mean(),
+        'entropy': entropy,
+        'coverage': coverage,
+        'log_prior': out.log_prior.sum(-1).mean(),
+    }
+    if spec.method == 'var':
+      metrics['baseline_loss'] = diagnostics['baseline_loss'].mean()
+    if proposal == 'q':
+      metrics['log_q'] = out.log_q.sum(-1).mean()
+      metrics['error_proposal'] = _errors(out.class_log_probs, labels).mean()
+    prior = out if prior_samples else model.apply(
+        jax.lax.stop_gradient(params), images, noise(prior_rng, 1, batch_size))
+    metrics['error'] = _errors(prior.class_log_probs, labels).mean()
+    for s in range(m.num_scales):
+      metrics[f'scale_frac_{s}'] = jnp.mean(prior.scales == s)
+    return total, metrics
+
+  def evaluate(params, batch, rng):
+    images, labels = batch['image'], batch['label']
+    batch_size = images.shape[0]
+    greedy = model.apply(params, images, mode_noise(batch_size, m.num_glimpses, m.num_scales))
+    samples = model.apply(params, images, noise(rng, config.eval.mc_samples, batch_size))
+    mean_log_probs = samples.class_log_probs.mean(0, keepdims=True)  # [1, B, C]
+    sample_ll = _label_log_probs(samples.class_log_probs, labels)  # [M, B]
+    values = {
+        'error': _errors(greedy.class_log_probs, labels)[0],
+        'error_mc': _errors(mean_log_probs, labels)[0],
+        'nll': -_label_log_probs(greedy.class_log_probs, labels)[0],
+        # log (1/M) sum_m p(y | a_m, x), a_m ~ p(a | x): the importance-weighted bound on log p(y|x)
+        'bound': jax.nn.logsumexp(sample_ll, 0) - math.log(config.eval.mc_samples),
+    }
+    for s in range(m.num_scales):
+      values[f'scale_frac_{s}'] = jnp.mean(greedy.scales[0] == s, -1)  # [B] over glimpses
+    return values
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate)

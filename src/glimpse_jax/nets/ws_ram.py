@@ -1,0 +1,194 @@
+"""The Wake-Sleep Recurrent Attention Model (Ba, Grosse, Salakhutdinov, Frey 2015) as one module.
+
+Prediction network: a two-layer ReLU RNN. A low-resolution view of the whole image sets the top
+layer's initial state; each glimpse (read at the chosen location and scale, through the what/where
+glimpse network) enters the bottom layer, whose state feeds the top layer. The prior policy
+p(a_t | a_<t, x) reads the top layer and the class is predicted from the bottom layer after the
+last glimpse, so the image reaches the classifier only through glimpses; the low-resolution view
+only steers where they land. The inference network q(a_t | a_<t, x, y) reads the top layer (as a
+constant) and the one-hot label and proposes actions during training.
+
+The rollout is a pure function of pre-drawn noise for K samples per image: every array it returns
+is indexed [K, B, T, ...] (sample, example, glimpse). Sampled actions carry no gradient; both log
+p and log q are evaluated at the sample the proposal drew.
+"""
+
+import dataclasses
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from glimpse_jax import glimpse
+from glimpse_jax.nets.actions import ActionDist, ActionHead
+from glimpse_jax.nets.context import ContextNetwork
+from glimpse_jax.nets.cores import ReLURNNCell
+from glimpse_jax.nets.glimpse_net import GlimpseNetwork
+
+PROPOSALS = ('prior', 'q')
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleRetina:
+  """Static retina settings; a glimpse is one size x size patch at a chosen one of num_scales."""
+
+  size: int = 12
+  num_scales: int = 3
+  scale_factor: int = 2
+
+  def read(self, images: jax.Array, locs: jax.Array, scales: jax.Array) -> jax.Array:
+    """Flattened patches: images [B, H, W, C], locs [K, B, 2], scales [K, B] -> [K, B, P]."""
+    read_one = lambda image, loc, scale: glimpse.retina_at_scale(
+        image, loc, scale, size=self.size, num_scales=self.num_scales,
+        scale_factor=self.scale_factor)
+    per_example = jax.vmap(read_one)  # over B
+    patches = jax.vmap(per_example, in_axes=(None, 0, 0))(images, locs, scales)
+    return patches.reshape(*scales.shape, -1)
+
+
+class ActionNoise(NamedTuple):
+  """Pre-drawn noise of K rollouts: standard normal for locations, Gumbel for scales."""
+
+  location: jax.Array  # [K, B, T, 2]
+  scale: jax.Array  # [K, B, T, S]
+
+
+def draw_noise(rng: jax.Array, num_samples: int, batch: int, num_glimpses: int,
+               num_scales: int) -> ActionNoise:
+  """Noise for `num_samples` sampled rollouts of each of `batch` images."""
+  loc_rng, scale_rng = jax.random.split(rng)
+  shape = (num_samples, batch, num_glimpses)
+  return ActionNoise(jax.random.normal(loc_rng, (*shape, 2)),
+                     jax.random.gumbel(scale_rng, (*shape, num_scales)))
+
+
+def mode_noise(batch: int, num_glimpses: int, num_scales: int) -> ActionNoise:
+  """Zero noise: one rollout taking the mean location and the most probable scale each glimpse."""
+  return ActionNoise(jnp.zeros((1, batch, num_glimpses, 2)),
+                     jnp.zeros((1, batch, num_glimpses, num_scales)))
+
+
+class WSRAMOutput(NamedTuple):
+  class_log_probs: jax.Array  # [K, B, C] log p(y | a, x) for every class y
+  log_prior: jax.Array  # [K, B, T] log p(a_t | a_<t, x) at the drawn actions
+  log_q: jax.Array | None  # [K, B, T] log q(a_t | a_<t, x, y), None without labels
+  log_proposal: jax.Array  # [K, B, T] log of the (tempered) density the actions were drawn from
+  prior: ActionDist  # [K, B, T, ...] the prior policy at each glimpse
+  q: ActionDist | None  # [K, B, T, ...] the inference network, None without labels
+  locations: jax.Array  # [K, B, T, 2] drawn, unclipped (the glimpse reads them clipped)
+  scales: jax.Array  # [K, B, T] int32 drawn scale indices
+  baseline: jax.Array  # [B] b(x) from the initial top-layer state (VAR's control variate)
+  bottom: jax.Array  # [K, B, T, D1] bottom-layer states after each glimpse
+  top: jax.Array  # [K, B, T, D2] top-layer states after each glimpse
+
+
+class WSRAMStep(nn.Module):
+  """One glimpse: the policies read the top layer, the proposal acts, both layers update."""
+
+  retina: ScaleRetina
+  bottom_features: int
+  top_features: int
+  glimpse_features: int
+  what_features: int
+  where_features: int
+  inference_features: int
+  location_std: float
+  learn_std: bool
+  proposal: str
+  temperature: float
+
+  @nn.compact
+  def __call__(self, carry, noise_t, images, label_code):
+    # carry: ([K, B, D1], [K, B, D2]); noise_t: ActionNoise of [K, B, ...] arrays;
+    # images: [B, H, W, C]; label_code: [B, C] one-hot or None
+    bottom, top = carry
+    head = lambda name, hidden: ActionHead(self.retina.num_scales, self.location_std,
+                                           self.learn_std, hidden, name=name)
+    prior = head('policy', 0)(top)
+    q = None
+    if label_code is not None:
+      labels = jnp.broadcast_to(label_code, (*top.shape[:-1], label_code.shape[-1]))
+      q = head('inference', self.inference_features)(
+          jnp.concatenate([jax.lax.stop_gradient(top), labels], -1))
+    acting = (q if self.proposal == 'q' else prior).temper(self.temperature)
+    loc, scale = acting.sample(noise_t.location, noise_t.scale)  # [K, B, 2], [K, B]
+    seen = jnp.clip(loc, -1.0, 1.0)
+    where = jnp.concatenate([seen, jax.nn.one_hot(scale, self.retina.num_scales)], -1)
+    g = GlimpseNetwork(self.what_features, self.where_features, self.glimpse_features,
+                       name='glimpse')(self.retina.read(images, seen, scale), where)
+    bottom, _ = ReLURNNCell(self.bottom_features, name='bottom')(bottom, g)
+    top, _ = ReLURNNCell(self.top_features, name='top')(top, bottom)
+    log_q = None if q is None else q.log_prob(loc, scale)
+    outputs = (prior.log_prob(loc, scale), log_q, acting.log_prob(loc, scale), prior, q, loc,
+               scale, bottom, top)
+    return (bottom, top), outputs
+
+
+class WakeSleepRAM(nn.Module):
+  """Prediction network, prior policy, inference network q and VAR's baseline; see module doc.
+
+  Attributes:
+    num_classes: C.
+    retina: the glimpse's patch size and scales.
+    low_res_size: side of the low-resolution view fed to the top layer.
+    bottom_features, top_features: widths of the two recurrent layers.
+    glimpse_features, what_features, where_features: the glimpse network's widths.
+    inference_features: width of q's hidden layer.
+    location_std: the location policies' std (their initial std when `learn_std`).
+    learn_std: the policies emit a state-dependent location std.
+  """
+
+  num_classes: int = 10
+  retina: ScaleRetina = ScaleRetina()
+  low_res_size: int = 10
+  bottom_features: int = 256
+  top_features: int = 256
+  glimpse_features: int = 256
+  what_features: int = 128
+  where_features: int = 128
+  inference_features: int = 256
+  location_std: float = 0.1
+  learn_std: bool = False
+
+  @nn.compact
+  def __call__(self, images: jax.Array, noise: ActionNoise, labels: jax.Array | None = None, *,
+               proposal: str = 'prior', temperature: float = 1.0) -> WSRAMOutput:
+    """Runs K rollouts per image with actions drawn from `proposal` tempered by `temperature`.
+
+    Args:
+      images: [B, H, W, C].
+      noise: `ActionNoise` of [K, B, T, ...] arrays.
+      labels: [B] int class labels; q runs only when they are given (and `init` needs them).
+      proposal: 'prior' (p proposes) or 'q' (the inference network proposes; needs labels).
+      temperature: sample from the proposal's p^(1/T); 1 for the proposal itself.
+    """
+    if proposal not in PROPOSALS:
+      raise ValueError(f'proposal must be one of {PROPOSALS}, got {proposal!r}')
+    if proposal == 'q' and labels is None:
+      raise ValueError("proposal 'q' needs labels")
+    if temperature <= 0:
+      raise ValueError(f'temperature must be > 0, got {temperature}')
+    num_samples, batch = noise.location.shape[:2]
+    if images.shape[0] != batch:
+      raise ValueError(f'noise is for {batch} images, got {images.shape[0]}')
+
+    initial_top = ContextNetwork(self.low_res_size, self.top_features, name='context')(images)
+    baseline = nn.Dense(1, name='baseline')(jax.lax.stop_gradient(initial_top))[:, 0]  # [B]
+    carry = (jnp.zeros((num_samples, batch, self.bottom_features), images.dtype),
+             jnp.broadcast_to(initial_top, (num_samples, *initial_top.shape)))
+    label_code = None if labels is None else jax.nn.one_hot(labels, self.num_classes)  # [B, C]
+    step = nn.scan(WSRAMStep, variable_broadcast='params', split_rngs={'params': False},
+                   in_axes=(0, nn.broadcast, nn.broadcast), out_axes=0)(
+        retina=self.retina, bottom_features=self.bottom_features,
+        top_features=self.top_features, glimpse_features=self.glimpse_features,
+        what_features=self.what_features, where_features=self.where_features,
+        inference_features=self.inference_features, location_std=self.location_std,
+        learn_std=self.learn_std, proposal=proposal, temperature=temperature, name='step')
+    time_major = jax.tree.map(lambda a: jnp.moveaxis(a, 2, 0), noise)  # [T, K, B, ...]
+    (bottom, _), outputs = step(carry, time_major, images, label_code)
+    outputs = jax.tree.map(lambda a: jnp.moveaxis(a, 0, 2), outputs)  # [K, B, T, ...]
+    log_prior, log_q, log_proposal, prior, q, locations, scales, bottoms, tops = outputs
+    logits = nn.Dense(self.num_classes, name='classifier')(bottom)  # [K, B, C]
+    return WSRAMOutput(jax.nn.log_softmax(logits, -1), log_prior, log_q, log_proposal, prior, q,
+                       locations, scales, baseline, bottoms, tops)

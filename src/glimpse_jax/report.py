@@ -1,0 +1,144 @@
+"""Results tables across runs: `python -m glimpse_jax.report RUNS_DIR... > table.md`.
+
+Reads each workdir's results.json (test_error, test_<metric>..., steps, wall_seconds, config) and
+metrics.jsonl, and writes a markdown table with the paper's number beside each run and a figure of
+training error against updates for all runs. A run's paper number comes from the `paper` mapping
+given by the caller (run name -> test error), else from its config's `paper.test_error` and
+`paper.row` when the experiment records them.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+RESULTS_FILE, METRICS_FILE = 'results.json', 'metrics.jsonl'
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One finished run: its name (the workdir's base name), results.json and metrics.jsonl."""
+
+  name: str
+  results: Mapping[str, Any]
+  records: Sequence[Mapping[str, Any]]
+
+
+def load_run(workdir: str) -> Run:
+  """Reads a workdir; raises ValueError when it holds no results.json."""
+  path = os.path.join(workdir, RESULTS_FILE)
+  if not os.path.isfile(path):
+    raise ValueError(f'{workdir!r} holds no {RESULTS_FILE} (is the run finished?)')
+  with open(path) as f:
+    results = json.load(f)
+  records = []
+  if os.path.isfile(os.path.join(workdir, METRICS_FILE)):
+    with open(os.path.join(workdir, METRICS_FILE)) as f:
+      records = [json.loads(line) for line in f if line.strip()]
+  return Run(os.path.basename(os.path.normpath(workdir)), results, records)
+
+
+def _paper(run: Run, paper: Mapping[str, float] | None) -> tuple[str, float | None]:
+  """(row name, test error) of the paper's result this run reproduces."""
+  recorded = run.results.get('config', {}).get('paper') or {}
+  if paper is not None and run.name in paper:
+    return recorded.get('row', ''), paper[run.name]
+  return recorded.get('row', ''), recorded.get('test_error')
+
+
+def _percent(value: Any) -> str:
+  return f'{100 * value:.2f}' if isinstance(value, (int, float)) else '-'
+
+
+def _number(value: Any) -> str:
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return '-'
+  return f'{value:.4g}' if math.isfinite(value) else str(value)
+
+
+def _minutes(seconds: Any) -> str:
+  return f'{seconds / 60:.1f}' if isinstance(seconds, (int, float)) else '-'
+
+
+def _median_grad_variance(run: Run) -> float | None:
+  values = [r['grad_variance'] for r in run.records if r.get('kind') == 'grad_variance'
+            and isinstance(r.get('grad_variance'), (int, float))]
+  return statistics.median(values) if values else None
+
+
+def results_table(runs: Sequence[Run], paper: Mapping[str, float] | None = None) -> str:
+  """A markdown table, one line per run: errors in %, the paper's, then the other test metrics.
+
+  Args:
+    runs: the runs, in table order.
+    paper: optional run name -> the paper's test error (a fraction), overriding recorded ones.
+
+  Returns:
+    The table's markdown text (ending in a newline).
+  """
+  if not runs:
+    raise ValueError('results_table needs at least one run, got none')
+  others = sorted({key for run in runs for key in run.results
+                   if key.startswith('test_') and key not in ('test_error', 'test_examples')})
+  header = ['run', 'paper row', 'updates', 'minutes', 'test error %', 'paper %',
+            'grad variance (median)', *(key.removeprefix('test_') + (' %' if 'error' in key else '')
+                                        for key in others)]
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  for run in runs:
+    row, paper_error = _paper(run, paper)
+    cells = [run.name, row or '-', _number(run.results.get('steps')),
+             _minutes(run.results.get('wall_seconds')), _percent(run.results.get('test_error')),
+             _percent(paper_error), _number(_median_grad_variance(run))]
+    cells += [_percent(run.results.get(key)) if 'error' in key else _number(run.results.get(key))
+              for key in others]
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def plot_training_error(runs: Sequence[Run], path: str, metric: str = 'error') -> None:
+  """Saves one figure of each run's training `metric` (metrics.jsonl 'train' lines) by update."""
+  fig = Figure(figsize=(7, 4.5))
+  FigureCanvasAgg(fig)
+  ax = fig.subplots()
+  plotted = 0
+  for run in runs:
+    points = [(r['step'], r[metric]) for r in run.records
+              if r.get('kind', 'train') == 'train' and isinstance(r.get(metric), (int, float))]
+    if points:
+      ax.plot(*zip(*points), label=run.name)
+      plotted += 1
+  if not plotted:
+    raise ValueError(f'no run has training records with {metric!r} to plot')
+  ax.set(xlabel='updates', ylabel=f'training {metric}', ylim=(0, None),
+         title=f'training {metric} against updates')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(
+      prog='python -m glimpse_jax.report',
+      description='Markdown table of finished runs (stdout) and their training-error curves.')
+  parser.add_argument('runs', nargs='+', help='workdirs holding results.json and metrics.jsonl')
+  parser.add_argument('--plot', default='training_error.png',
+                      help='where the training-error figure goes ("" for none)')
+  args = parser.parse_args(argv)
+  runs = [load_run(workdir) for workdir in args.runs]
+  sys.stdout.write(results_table(runs))
+  if args.plot:
+    plot_training_error(runs, args.plot)
+    sys.stdout.write(f'\n![training error against updates]({args.plot})\n')
+
+
+if __name__ == '__main__':
+  main()

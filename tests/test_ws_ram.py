@@ -1,0 +1,248 @@
+"""WS-RAM: rollout shapes, log-probs at the drawn actions, gradient routing, configs, variants."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import ws_ram
+from glimpse_jax import data
+from glimpse_jax.nets.context import area_downsample, area_matrix
+from glimpse_jax.nets.ws_ram import ScaleRetina, WakeSleepRAM, draw_noise, mode_noise
+
+K, B, T, S = 3, 4, 2, 3
+
+
+def _model(**kwargs):
+  fields = dict(retina=ScaleRetina(size=4, num_scales=S, scale_factor=2), low_res_size=5,
+                bottom_features=12, top_features=10, glimpse_features=8, what_features=6,
+                where_features=4, inference_features=6, location_std=0.3)
+  fields.update(kwargs)
+  return WakeSleepRAM(**fields)
+
+
+def _inputs(height=20, width=20, glimpses=T):
+  images = jax.random.uniform(jax.random.key(1), (B, height, width, 1))
+  labels = jnp.arange(B, dtype=jnp.int32) % 10
+  return images, labels, draw_noise(jax.random.key(2), K, B, glimpses, S)
+
+
+def _tiny(variant):
+  """`variant`'s config on a 32x32 canvas with tiny widths and 2 glimpses."""
+  config = ws_ram.get_config(variant)
+  with config.unlocked():
+    config.dataset.update(name='translated', canvas_size=32)
+    config.model.update(num_glimpses=2, glimpse_size=4, low_res_size=4, bottom_features=8,
+                        top_features=8, glimpse_features=8, what_features=4, where_features=4,
+                        inference_features=4)
+    config.loss.num_samples = 3
+    config.eval.mc_samples = 2
+  return config
+
+
+def _batch(size=32, n=4):
+  rng = np.random.default_rng(0)
+  return {'image': rng.uniform(size=(n, size, size, 1)).astype(np.float32),
+          'label': rng.integers(0, 10, size=n).astype(np.int32)}
+
+
+def test_rollout_shapes():
+  model = _model(learn_std=True)
+  images, labels, noise = _inputs()
+  params = model.init(jax.random.key(0), images, noise, labels)
+  out = jax.jit(lambda p: model.apply(p, images, noise, labels, proposal='q'))(params)
+  assert out.class_log_probs.shape == (K, B, 10)
+  for name in ('log_prior', 'log_q', 'log_proposal', 'scales'):
+    assert getattr(out, name).shape == (K, B, T), name
+  assert out.locations.shape == out.prior.loc_mean.shape == out.q.loc_log_std.shape == (K, B, T, 2)
+  assert out.prior.scale_logits.shape == (K, B, T, S)
+  assert out.baseline.shape == (B,)
+  assert out.bottom.shape == (K, B, T, 12) and out.top.shape == (K, B, T, 10)
+  assert out.scales.dtype == jnp.int32 and np.all((out.scales >= 0) & (out.scales < S))
+  without_labels = model.apply(params, images, noise)
+  assert without_labels.log_q is None and without_labels.q is None
+
+
+def _gaussian(x, mean, std):
+  return np.sum(-0.5 * ((x - mean) / std)**2 - np.log(std) - 0.5 * np.log(2 * np.pi), -1)
+
+
+def _categorical(logits, index):
+  log_p = logits - np.log(np.sum(np.exp(logits), -1, keepdims=True))
+  return np.take_along_axis(log_p, index[..., None], -1)[..., 0]
+
+
+@pytest.mark.parametrize('proposal,temperature', [('q', 1.0), ('q', 2.0), ('prior', 1.5)])
+def test_log_probs_are_evaluated_at_the_proposals_sample(proposal, temperature):
+  model = _model()
+  images, labels, noise = _inputs()
+  params = model.init(jax.random.key(0), images, noise, labels)
+  out = jax.tree.map(np.asarray, model.apply(params, images, noise, labels, proposal=proposal,
+                                             temperature=temperature))
+  p = params['params']
+  # The first glimpse's prior, from the context network by hand (5 divides 20: block means).
+  low_res = np.asarray(images).reshape(B, 5, 4, 5, 4).mean((2, 4)).reshape(B, -1)
+  top = np.maximum(low_res @ p['context']['dense']['kernel'] + p['context']['dense']['bias'], 0)
+  policy = p['step']['policy']
+  prior_mean = np.tanh(top @ policy['mean']['kernel'] + policy['mean']['bias'])  # [B, 2]
+  prior_logits = top @ policy['scale']['kernel'] + policy['scale']['bias']  # [B, S]
+  np.testing.assert_allclose(out.prior.loc_mean[0, :, 0], prior_mean, rtol=1e-5, atol=1e-6)
+
+  acting = out.q if proposal == 'q' else out.prior
+  mean, logits = acting.loc_mean[:, :, 0], acting.scale_logits[:, :, 0]  # [K, B, 2], [K, B, S]
+  std = 0.3 * np.sqrt(temperature)
+  loc = mean + std * np.asarray(noise.location[:, :, 0])
+  scale = np.argmax(logits / temperature + np.asarray(noise.scale[:, :, 0]), -1)
+  np.testing.assert_allclose(out.locations[:, :, 0], loc, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(out.scales[:, :, 0], scale)
+  expected_prior = (_gaussian(loc, prior_mean, 0.3)
+                    + _categorical(np.broadcast_to(prior_logits, (K, B, S)), scale))
+  q_mean, q_logits = out.q.loc_mean[:, :, 0], out.q.scale_logits[:, :, 0]
+  expected_q = _gaussian(loc, q_mean, 0.3) + _categorical(q_logits, scale)
+  expected_proposal = (_gaussian(loc, mean, std) + _categorical(logits / temperature, scale))
+  np.testing.assert_allclose(out.log_prior[:, :, 0], expected_prior, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(out.log_q[:, :, 0], expected_q, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(out.log_proposal[:, :, 0], expected_proposal, rtol=1e-4, atol=1e-5)
+
+
+def test_mode_noise_takes_the_mean_location_and_the_most_probable_scale():
+  model = _model()
+  images, labels, noise = _inputs()
+  params = model.init(jax.random.key(0), images, noise, labels)
+  out = model.apply(params, images, mode_noise(B, T, S))
+  np.testing.assert_allclose(out.locations, out.prior.loc_mean, atol=1e-6)
+  np.testing.assert_array_equal(out.scales, np.argmax(out.prior.scale_logits, -1))
+
+
+def test_the_image_reaches_the_classifier_only_through_glimpses():
+  """One glimpse near the centre: pixels outside its widest window move the top layer only."""
+  model = _model(retina=ScaleRetina(size=4, num_scales=2, scale_factor=2))
+  images, labels, noise = _inputs(height=40, width=40, glimpses=1)
+  noise = noise._replace(location=jnp.zeros_like(noise.location), scale=noise.scale[..., :2])
+  params = model.init(jax.random.key(0), images, noise, labels)
+  # A glimpse at (0, 0) reads at most rows and columns [16, 24); the policy's mean is pinned there.
+  policy = params['params']['step']['policy']
+  policy['mean'] = jax.tree.map(jnp.zeros_like, policy['mean'])
+  apply = lambda image: model.apply(params, image, noise)
+  grad_class = jax.jit(jax.grad(lambda x: jnp.sum(apply(x).class_log_probs[..., 0])))(images)
+  grad_top = jax.jit(jax.grad(lambda x: jnp.sum(apply(x).top)))(images)
+  outside = np.ones((40, 40), bool)
+  outside[16:24, 16:24] = False
+  assert np.all(np.asarray(grad_class)[:, outside] == 0)
+  assert np.abs(np.asarray(grad_class)[:, ~outside]).max() > 0
+  assert np.abs(np.asarray(grad_top)[:, outside]).max() > 0
+
+
+@functools.lru_cache(maxsize=None)
+def _grad_leaves(variant, entropy_weight=0.0, coverage_weight=0.0):
+  """{parameter path: gradient} of one loss on a tiny config, with every metric."""
+  config = _tiny(variant)
+  with config.unlocked():
+    config.model.learn_std = True
+    config.loss.update(entropy_weight=entropy_weight, coverage_weight=coverage_weight)
+  experiment = ws_ram.make_experiment(config)
+  batch = _batch()
+  params = experiment.init(jax.random.key(0), batch)
+  step = jax.jit(jax.value_and_grad(lambda p: experiment.loss(p, batch, jax.random.key(3), 0),
+                                    has_aux=True))
+  (loss, metrics), grads = step(params)
+  assert np.isfinite(loss)
+  leaves = {jax.tree_util.keystr(path): np.asarray(g)
+            for path, g in jax.tree.leaves_with_path(grads)}
+  return leaves, jax.tree.map(float, metrics), config
+
+
+@pytest.mark.parametrize('variant', ['var_cv', 'ws', 'ws_q_cv'])
+def test_gradients_reach_the_prediction_network_and_q_only_for_ws_q(variant):
+  grads, metrics, config = _grad_leaves(variant)
+  for path, g in grads.items():
+    assert np.all(np.isfinite(g)), path
+    if "'inference'" in path:
+      assert (np.abs(g).max() > 0) == (config.loss.method == 'ws_q'), path
+    elif "'baseline'" in path:
+      assert (np.abs(g).max() > 0) == (config.loss.method == 'var'), path
+    else:
+      assert np.abs(g).max() > 0, f'no gradient reaches {path}'
+  assert 1.0 <= metrics['ess'] <= config.loss.num_samples + 1e-4
+  fractions = [metrics[f'scale_frac_{s}'] for s in range(config.model.num_scales)]
+  np.testing.assert_allclose(sum(fractions), 1.0, rtol=1e-5)
+  assert {'error', 'bound', 'surrogate', 'nll', 'entropy', 'coverage'} <= set(metrics)
+
+
+def test_exploration_terms_add_gradient_to_the_policy():
+  plain, _, _ = _grad_leaves('ws')
+  explored, metrics, _ = _grad_leaves('ws', entropy_weight=1.0, coverage_weight=1.0)
+  key = "['params']['step']['policy']['scale']['kernel']"
+  assert not np.allclose(plain[key], explored[key])
+  assert metrics['coverage'] > 0
+
+
+@pytest.mark.parametrize('variant', ws_ram.VARIANTS)
+def test_every_variant_traces_a_loss_and_gradient_at_full_size(variant):
+  """Shapes and dtypes of one update at the variant's own canvas and widths (traced, not run)."""
+  config = ws_ram.get_config(variant)
+  experiment = ws_ram.make_experiment(config)
+  batch = {'image': jax.ShapeDtypeStruct((config.batch_size, *data.image_shape(config.dataset)),
+                                         jnp.float32),
+           'label': jax.ShapeDtypeStruct((config.batch_size,), jnp.int32)}
+  params = jax.eval_shape(experiment.init, jax.random.key(0), batch)
+  (loss, metrics), grads = jax.eval_shape(jax.value_and_grad(
+      lambda p, b: experiment.loss(p, b, jax.random.key(1), 0), has_aux=True), params, batch)
+  assert loss.shape == () and all(m.shape == () for m in metrics.values())
+  assert jax.tree.map(lambda g: g.shape, grads) == jax.tree.map(lambda p: p.shape, params)
+
+
+def test_evaluate_gives_per_example_values():
+  config = _tiny('ws_q_cv')
+  experiment = ws_ram.make_experiment(config)
+  batch = _batch(n=6)
+  params = experiment.init(jax.random.key(0), batch)
+  values = jax.jit(experiment.evaluate)(params, batch, jax.random.key(1))
+  assert {'error', 'error_mc', 'nll', 'bound', 'scale_frac_0', 'scale_frac_2'} <= set(values)
+  for name, value in values.items():
+    assert value.shape == (6,), name
+  assert set(np.unique(values['error'])) <= {0.0, 1.0}
+  np.testing.assert_allclose(sum(values[f'scale_frac_{s}'] for s in range(3)), 1.0, rtol=1e-6)
+
+
+def test_area_downsample_averages_areas():
+  images = np.random.default_rng(0).uniform(size=(2, 12, 12, 1)).astype(np.float32)
+  np.testing.assert_allclose(area_downsample(images, 4),
+                             images.reshape(2, 4, 3, 4, 3, 1).mean((2, 4)), rtol=1e-5)
+  weights = area_matrix(10, 3)  # fractional overlaps: every row averages, every pixel counts
+  np.testing.assert_allclose(weights.sum(1), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(weights.sum(0), 0.3, rtol=1e-6)
+
+
+@pytest.mark.parametrize('field,value', [
+    ('model.num_glimpses', 0),
+    ('model.glimpse_size', 40),
+    ('model.low_res_size', 0),
+    ('model.num_scales', 0),
+    ('model.location_std', 0.0),
+    ('model.top_features', 0),
+    ('loss.method', 'reinforce'),
+    ('loss.num_samples', 0),
+    ('loss.temperature', 0.0),
+    ('loss.entropy_weight', -0.1),
+    ('loss.coverage_weight', -1.0),
+])
+def test_bad_config_fails_naming_the_field(field, value):
+  config = _tiny('smoke')
+  section, name = field.split('.')
+  with config.unlocked():
+    config[section][name] = value
+  with pytest.raises(ValueError, match=f'{section}.{name}'):
+    ws_ram.make_experiment(config)
+
+
+def test_a_row_variant_keeps_its_method():
+  config = ws_ram.get_config('ws_cv')
+  config.loss.method = 'var'
+  with pytest.raises(ValueError, match='paper.row'):
+    ws_ram.make_experiment(config)
+  assert ws_ram.get_config().loss.method == 'ws_q' and ws_ram.get_config().loss.control_variates
+  with pytest.raises(ValueError, match='ws_q_cv'):
+    ws_ram.get_config('ws_q_cvx')
