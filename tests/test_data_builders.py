@@ -1,7 +1,6 @@
 """The tfds builders of fixed splits: naming, round trip, order, caching and prefixes."""
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -13,16 +12,6 @@ from glimpse_jax import data
 from glimpse_jax.data import builders
 from glimpse_jax.data import config as data_config
 from glimpse_jax.data import sources
-
-
-@pytest.fixture(scope="module")
-def data_dir():
-  """The shared folder of real IDX files: $GLIMPSE_DATA_DIR, else `<repo>/../shared/data`."""
-  default = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
-  folder = pathlib.Path(os.environ.get("GLIMPSE_DATA_DIR") or default)
-  if not (folder / "mnist").is_dir():
-    pytest.skip(f"no MNIST IDX files under {folder} (set GLIMPSE_DATA_DIR)")
-  return folder
 
 
 def _config(data_dir, cache_dir, **overrides):

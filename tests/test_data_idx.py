@@ -1,7 +1,6 @@
 """IDX parsing, checksum verification, missing files and mirror downloads of the base digits."""
 
 import gzip
-import os
 import pathlib
 import shutil
 
@@ -10,16 +9,6 @@ import pytest
 
 from glimpse_jax.data import idx
 from glimpse_jax.data import sources
-
-
-@pytest.fixture(scope="module")
-def data_dir():
-  """The shared folder of real IDX files: $GLIMPSE_DATA_DIR, else `<repo>/../shared/data`."""
-  default = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
-  folder = pathlib.Path(os.environ.get("GLIMPSE_DATA_DIR") or default)
-  if not (folder / "mnist").is_dir():
-    pytest.skip(f"no MNIST IDX files under {folder} (set GLIMPSE_DATA_DIR)")
-  return folder
 
 
 def _idx_bytes(array, magic):
@@ -70,7 +59,7 @@ def test_loaded_arrays_are_cached_and_read_only(data_dir):
 
 
 def _copy_source(data_dir, destination, source="mnist"):
-  shutil.copytree(data_dir / source, destination / source)
+  shutil.copytree(pathlib.Path(data_dir) / source, destination / source)
   return destination / source
 
 

@@ -1,24 +1,12 @@
 """The public dataset API: config validation, training streams and evaluation passes."""
 
 import itertools
-import os
-import pathlib
 
 import numpy as np
 import pytest
 
 from glimpse_jax import data
 from glimpse_jax.data import sources
-
-
-@pytest.fixture(scope="module")
-def data_dir():
-  """The shared folder of real IDX files: $GLIMPSE_DATA_DIR, else `<repo>/../shared/data`."""
-  default = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
-  folder = pathlib.Path(os.environ.get("GLIMPSE_DATA_DIR") or default)
-  if not (folder / "mnist").is_dir():
-    pytest.skip(f"no MNIST IDX files under {folder} (set GLIMPSE_DATA_DIR)")
-  return folder
 
 
 @pytest.fixture
