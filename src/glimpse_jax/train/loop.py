@@ -26,7 +26,7 @@ from glimpse_jax.train.checkpoint import Checkpointer, load_params
 from glimpse_jax.train.config import validate
 from glimpse_jax.train.evaluate import batches_for, evaluate
 from glimpse_jax.train.experiment import Experiment
-from glimpse_jax.train.metrics import ConsoleReporter, MetricsWriter
+from glimpse_jax.train.metrics import ConsoleReporter, MetricsWriter, read_metrics
 from glimpse_jax.train.mesh import DevicePrefetcher
 from glimpse_jax.train.state import TrainState, abstract_state, count_params, create_state
 from glimpse_jax.train.state import make_optimizer
@@ -137,6 +137,15 @@ class _Clock:
 # ---------------------------------------------------------------------------------------------
 # One run.
 # ---------------------------------------------------------------------------------------------
+def _logged_steps_per_second(records: list[dict[str, Any]]) -> float | None:
+  """Mean training speed over logged intervals, leaving out the first (compilation)."""
+  intervals = [(b['step'] - a['step'], b['steps_per_second'])
+               for a, b in zip(records, records[1:]) if b['step'] > a['step']]
+  if not intervals:
+    return None
+  return sum(n for n, _ in intervals) / sum(n / speed for n, speed in intervals)
+
+
 class _Run:
   """The state of one call to `run`."""
 
@@ -321,7 +330,9 @@ class _Run:
     config = self.config
     steps = int(self.state.step)
     means = self._evaluate(self.state.params, steps, 0)
-    steps_per_second = self.clock.steps_per_second()  # None when this call trained no step
+    steps_per_second = self.clock.steps_per_second()
+    if steps_per_second is None:  # this call trained no step: the speed its earlier calls logged
+      steps_per_second = _logged_steps_per_second(read_metrics(self.workdir, 'train'))
     results = {
         **{f'test_{name}': value for name, value in means.items() if name != 'examples'},
         'test_examples': means['examples'],
