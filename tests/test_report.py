@@ -78,3 +78,10 @@ def test_unfinished_runs_and_empty_tables_fail(tmp_path):
     report.load_run(str(tmp_path / 'running'))
   with pytest.raises(ValueError, match='at least one run'):
     report.results_table([])
+
+
+def test_a_recorded_paper_number_without_its_row_is_not_shown(tmp_path):
+  runs = [report.load_run(_workdir(tmp_path, 'changed', 0.02,
+                                   paper={'row': '', 'test_error': 0.0162}))]
+  row = _rows(report.results_table(runs))[2]
+  assert row[1] == '-' and row[5] == '-'

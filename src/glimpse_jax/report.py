@@ -47,11 +47,13 @@ def load_run(workdir: str) -> Run:
 
 
 def _paper(run: Run, paper: Mapping[str, float] | None) -> tuple[str, float | None]:
-  """(row name, test error) of the paper's result this run reproduces."""
+  """(row name, test error) of the paper's result this run reproduces; a recorded error counts
+  only with its row name (a run whose method was changed clears the row)."""
   recorded = run.results.get('config', {}).get('paper') or {}
+  row = recorded.get('row') or ''
   if paper is not None and run.name in paper:
-    return recorded.get('row', ''), paper[run.name]
-  return recorded.get('row', ''), recorded.get('test_error')
+    return row, paper[run.name]
+  return row, recorded.get('test_error') if row else None
 
 
 def _percent(value: Any) -> str:
@@ -61,6 +63,8 @@ def _percent(value: Any) -> str:
 def _number(value: Any) -> str:
   if isinstance(value, bool) or not isinstance(value, (int, float)):
     return '-'
+  if isinstance(value, int):
+    return str(value)
   return f'{value:.4g}' if math.isfinite(value) else str(value)
 
 
