@@ -2,7 +2,7 @@
 
 Usage (the default variant is `ws_q_cv`, WS-RAM + q with control variates):
   make experiment NAME=ws_ram CONFIG=smoke     # 28x28 MNIST, 3 scales of 8x8, 3 glimpses, K = 5,
-                                               # 1,500 updates: ~30 s on 2 CPU cores, test error ~7%
+                                               # 1,500 updates: ~25 s on 2 CPU cores, test error ~9%
   make experiment NAME=ws_ram CONFIG=<row>     # one row of the paper's table on 100x100
                                                # translated-scaled MNIST, CPU-sized (below)
   make experiment NAME=ws_ram CONFIG=<row>_paper   # the paper's budget, for GPU/TPU
