@@ -1,5 +1,7 @@
 """Flax Linen modules shared across the papers' methods."""
 
+from glimpse_jax.nets.actions import ActionDist, ActionHead
+from glimpse_jax.nets.context import ContextNetwork, area_downsample
 from glimpse_jax.nets.cores import LSTMCore, ReLURNNCell, core_output, make_core
 from glimpse_jax.distributions import (
     categorical_entropy,
@@ -9,3 +11,12 @@ from glimpse_jax.distributions import (
 )
 from glimpse_jax.nets.glimpse_net import GlimpseNetwork
 from glimpse_jax.nets.policies import GaussianLocationPolicy
+from glimpse_jax.nets.ram import RAMOutput, RecurrentAttentionModel, RetinaSpec
+from glimpse_jax.nets.ws_ram import (
+    ActionNoise,
+    ScaleRetina,
+    WakeSleepRAM,
+    WSRAMOutput,
+    draw_noise,
+    mode_noise,
+)
