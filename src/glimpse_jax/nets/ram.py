@@ -45,10 +45,10 @@ class RAMOutput(NamedTuple):
   hidden: jax.Array  # [T, B, D] core outputs after each glimpse
 
 
-class RAMStep(nn.Module):
-  """One glimpse: choose l_t from h_{t-1}, read the retina at l_t, update the core."""
+class _GlimpseSettings(nn.Module):
+  """Settings of one glimpse step, shared by `RAMStep` and the model that scans it."""
 
-  retina: RetinaSpec
+  retina: RetinaSpec = RetinaSpec()
   core: str = 'rnn'
   core_features: int = 256
   glimpse_features: int = 256
@@ -56,6 +56,15 @@ class RAMStep(nn.Module):
   where_features: int = 128
   location_std: float = 0.1
   random_locations: bool = False
+
+  def step_settings(self) -> dict:
+    """These settings as keyword arguments for `RAMStep`."""
+    return {f.name: getattr(self, f.name) for f in dataclasses.fields(_GlimpseSettings)
+            if f.init and f.name not in ('parent', 'name')}
+
+
+class RAMStep(_GlimpseSettings):
+  """One glimpse: choose l_t from h_{t-1}, read the retina at l_t, update the core."""
 
   @nn.compact
   def __call__(self, carry, noise_t: jax.Array, images: jax.Array):
@@ -72,7 +81,7 @@ class RAMStep(nn.Module):
     return carry, (h, loc, mean)
 
 
-class RecurrentAttentionModel(nn.Module):
+class RecurrentAttentionModel(_GlimpseSettings):
   """RAM: glimpse network, recurrent core, Gaussian location policy, baseline and classifier.
 
   With `fused=True` and the ReLU RNN core, the rollout runs through `ram_fused`, which computes
@@ -80,26 +89,14 @@ class RecurrentAttentionModel(nn.Module):
   """
 
   num_classes: int = 10
-  retina: RetinaSpec = RetinaSpec()
-  core: str = 'rnn'
-  core_features: int = 256
-  glimpse_features: int = 256
-  what_features: int = 128
-  where_features: int = 128
-  location_std: float = 0.1
-  random_locations: bool = False
   fused: bool = True
 
   @nn.compact
   def __call__(self, images: jax.Array, noise: jax.Array) -> RAMOutput:
     # images: [B, H, W, C]; noise: [T, B, 2]
     batch = images.shape[0]
-    step_fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(RAMStep)
-                   if f.name in ('retina', 'core', 'core_features', 'glimpse_features',
-                                 'what_features', 'where_features', 'location_std',
-                                 'random_locations')}
     scan = nn.scan(RAMStep, variable_broadcast='params', split_rngs={'params': False},
-                   in_axes=(0, nn.broadcast), out_axes=0)(name='step', **step_fields)
+                   in_axes=(0, nn.broadcast), out_axes=0)(name='step', **self.step_settings())
     carry = make_core(self.core, self.core_features).initialize_carry(
         jax.random.key(0), (batch, self.glimpse_features))
     if self.fused and self.core == 'rnn' and not self.is_initializing():
