@@ -27,8 +27,9 @@ test: install
 experiment: install
 	$(PY) main.py --config=experiments/$(NAME).py$(if $(CONFIG),:$(CONFIG),) --workdir=$(WORKDIR) $(ARGS)
 
+# Large arrays on 2 MiB pages (glibc's transparent-huge-page switch; NumPy does this for its own).
 bench: install
-	$(PY) benchmarks/run_all.py
+	GLIBC_TUNABLES=glibc.malloc.hugetlb=1 $(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
