@@ -15,12 +15,7 @@ def _config(**overrides):
   config = train.base_config()
   config.experiment = 'toy'
   config.lock()
-  for name, value in overrides.items():
-    target = config
-    *parents, leaf = name.split('.')
-    for parent in parents:
-      target = target[parent]
-    target[leaf] = value
+  config.update_from_flattened_dict(overrides)
   return config
 
 

@@ -98,12 +98,7 @@ def _config(data_dir, **overrides):
   config = get_config('tiny')
   with config.unlocked():
     config.dataset.data_dir = data_dir
-    for name, value in overrides.items():
-      target = config
-      *parents, leaf = name.split('.')
-      for parent in parents:
-        target = target[parent]
-      target[leaf] = value
+    config.update_from_flattened_dict(overrides)
   return config
 
 
