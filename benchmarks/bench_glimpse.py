@@ -13,8 +13,9 @@ access pattern, which no kernel can beat.
 
 `make bench` runs with transparent huge pages (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, the 2 MiB
 pages NumPy already requests for its own large arrays; JAX's host allocator does not), so the
-1024 px rows cost no page-table walks; `huge_page_gib` reports how much memory they backed.
-With 4 KiB pages the 1024 px case pays one walk per window row (256 x 48 of them).
+48 rows of a 1024 px window share one or two pages; `huge_page_gib` reports how much memory
+they backed. With 4 KiB pages the 1024 px case pays one address translation per window row
+(256 x 48 of them).
 """
 
 import functools
