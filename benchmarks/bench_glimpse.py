@@ -39,27 +39,16 @@ def _random_inputs(key, batch, side):
   return images, locs
 
 
-def _median_ms(fn, *args):
-  """Median wall time of `fn(*args)` in milliseconds, after one warm-up call."""
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(REPEATS):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return 1e3 * float(np.median(times))
+def _median_ms(calls, repeats):
+  """Median ms of each `(fn, args)` in `calls` over `repeats`, after one warm-up call each.
 
-
-def _interleaved_median_ms(calls):
-  """Median ms of each `(fn, args)` in `calls`, timed in turn (order alternating) per repeat.
-
-  Interleaving exposes every case to the same machine load and cache state, so their ratios are
-  not skewed by drift between two separate timing loops.
+  The calls are timed in turn (order alternating) per repeat, so several cases meet the same
+  machine load and cache state and their ratios are not skewed by drift between timing loops.
   """
   for fn, args in calls:
     jax.block_until_ready(fn(*args))
   times = [[] for _ in calls]
-  for r in range(SIZE_REPEATS):
+  for r in range(repeats):
     order = range(len(calls)) if r % 2 == 0 else reversed(range(len(calls)))
     for i in order:
       fn, args = calls[i]
@@ -117,8 +106,8 @@ def time_image_sizes(batch=256, size=12, num_scales=3, sides=(64, 1024)):
   largest = size * 2**(num_scales - 1)
   read, cut = _batched_retina(size, num_scales), _batched_bare_slice(largest)
   inputs = {side: _random_inputs(jax.random.key(side), batch, side) for side in sides}
-  retina_small, retina_large = _interleaved_median_ms([(read, inputs[side]) for side in sides])
-  slice_small, slice_large = _interleaved_median_ms([(cut, inputs[side]) for side in sides])
+  retina_small, retina_large = _median_ms([(read, inputs[side]) for side in sides], SIZE_REPEATS)
+  slice_small, slice_large = _median_ms([(cut, inputs[side]) for side in sides], SIZE_REPEATS)
   return {
       f'retina_{small}px_ms': retina_small,
       f'retina_{large}px_ms': retina_large,
@@ -135,8 +124,8 @@ def time_training_case(name, side, size, num_scales, num_glimpses, batch=128):
   images, locs = _random_inputs(jax.random.key(side), batch, side)
   loc_t = jax.random.uniform(jax.random.key(1), (num_glimpses, batch, 2), minval=-1.0,
                              maxval=1.0)  # [T, B, 2]
-  read_ms = _median_ms(_batched_retina(size, num_scales), images, locs)
-  rollout_ms = _median_ms(_rollout(size, num_scales), images, loc_t)
+  read_ms, rollout_ms = _median_ms([(_batched_retina(size, num_scales), (images, locs)),
+                                    (_rollout(size, num_scales), (images, loc_t))], REPEATS)
   return {f'{name}_read_ms': read_ms,
           f'{name}_glimpses_per_s': batch / read_ms * 1e3,
           f'{name}_rollout_{num_glimpses}_glimpses_ms': rollout_ms}

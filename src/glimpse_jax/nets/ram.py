@@ -19,6 +19,7 @@ from glimpse_jax.nets import ram_fused
 from glimpse_jax.nets.cores import core_output, make_core
 from glimpse_jax.nets.glimpse_net import GlimpseNetwork
 from glimpse_jax.nets.policies import GaussianLocationPolicy
+from glimpse_jax.nets.settings import settings_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,11 +58,6 @@ class _GlimpseSettings(nn.Module):
   location_std: float = 0.1
   random_locations: bool = False
 
-  def step_settings(self) -> dict:
-    """These settings as keyword arguments for `RAMStep`."""
-    return {f.name: getattr(self, f.name) for f in dataclasses.fields(_GlimpseSettings)
-            if f.init and f.name not in ('parent', 'name')}
-
 
 class RAMStep(_GlimpseSettings):
   """One glimpse: choose l_t from h_{t-1}, read the retina at l_t, update the core."""
@@ -96,7 +92,8 @@ class RecurrentAttentionModel(_GlimpseSettings):
     # images: [B, H, W, C]; noise: [T, B, 2]
     batch = images.shape[0]
     scan = nn.scan(RAMStep, variable_broadcast='params', split_rngs={'params': False},
-                   in_axes=(0, nn.broadcast), out_axes=0)(name='step', **self.step_settings())
+                   in_axes=(0, nn.broadcast), out_axes=0)(
+        name='step', **settings_of(self, _GlimpseSettings))
     carry = make_core(self.core, self.core_features).initialize_carry(
         jax.random.key(0), (batch, self.glimpse_features))
     if self.fused and self.core == 'rnn' and not self.is_initializing():

@@ -25,6 +25,7 @@ from glimpse_jax.nets.actions import ActionDist, ActionHead
 from glimpse_jax.nets.context import ContextNetwork
 from glimpse_jax.nets.cores import ReLURNNCell
 from glimpse_jax.nets.glimpse_net import GlimpseNetwork
+from glimpse_jax.nets.settings import settings_of
 
 PROPOSALS = ('prior', 'q')
 
@@ -83,20 +84,25 @@ class WSRAMOutput(NamedTuple):
   top: jax.Array  # [K, B, T, D2] top-layer states after each glimpse
 
 
-class WSRAMStep(nn.Module):
+class _StepSettings(nn.Module):
+  """Settings of one glimpse step, shared by `WSRAMStep` and `WakeSleepRAM` (see its attributes)."""
+
+  retina: ScaleRetina = ScaleRetina()
+  bottom_features: int = 256
+  top_features: int = 256
+  glimpse_features: int = 256
+  what_features: int = 128
+  where_features: int = 128
+  inference_features: int = 256
+  location_std: float = 0.1
+  learn_std: bool = False
+
+
+class WSRAMStep(_StepSettings):
   """One glimpse: the policies read the top layer, the proposal acts, both layers update."""
 
-  retina: ScaleRetina
-  bottom_features: int
-  top_features: int
-  glimpse_features: int
-  what_features: int
-  where_features: int
-  inference_features: int
-  location_std: float
-  learn_std: bool
-  proposal: str
-  temperature: float
+  proposal: str = 'prior'
+  temperature: float = 1.0
 
   @nn.compact
   def __call__(self, carry, noise_t, images, label_code):
@@ -125,7 +131,7 @@ class WSRAMStep(nn.Module):
     return (bottom, top), outputs
 
 
-class WakeSleepRAM(nn.Module):
+class WakeSleepRAM(_StepSettings):
   """Prediction network, prior policy, inference network q and VAR's baseline; see module doc.
 
   Attributes:
@@ -140,16 +146,7 @@ class WakeSleepRAM(nn.Module):
   """
 
   num_classes: int = 10
-  retina: ScaleRetina = ScaleRetina()
   low_res_size: int = 10
-  bottom_features: int = 256
-  top_features: int = 256
-  glimpse_features: int = 256
-  what_features: int = 128
-  where_features: int = 128
-  inference_features: int = 256
-  location_std: float = 0.1
-  learn_std: bool = False
 
   @nn.compact
   def __call__(self, images: jax.Array, noise: ActionNoise, labels: jax.Array | None = None, *,
@@ -180,11 +177,8 @@ class WakeSleepRAM(nn.Module):
     label_code = None if labels is None else jax.nn.one_hot(labels, self.num_classes)  # [B, C]
     step = nn.scan(WSRAMStep, variable_broadcast='params', split_rngs={'params': False},
                    in_axes=(0, nn.broadcast, nn.broadcast), out_axes=0)(
-        retina=self.retina, bottom_features=self.bottom_features,
-        top_features=self.top_features, glimpse_features=self.glimpse_features,
-        what_features=self.what_features, where_features=self.where_features,
-        inference_features=self.inference_features, location_std=self.location_std,
-        learn_std=self.learn_std, proposal=proposal, temperature=temperature, name='step')
+        proposal=proposal, temperature=temperature, name='step',
+        **settings_of(self, _StepSettings))
     time_major = jax.tree.map(lambda a: jnp.moveaxis(a, 2, 0), noise)  # [T, K, B, ...]
     (bottom, _), outputs = step(carry, time_major, images, label_code)
     outputs = jax.tree.map(lambda a: jnp.moveaxis(a, 0, 2), outputs)  # [K, B, T, ...]
