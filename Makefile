@@ -6,6 +6,7 @@ NAME ?= ram
 CONFIG ?=
 WORKDIR ?= runs/$(NAME)-$(if $(CONFIG),$(CONFIG),default)
 ARGS ?=
+PHASE ?=
 # Folder of IDX files (<dir>/mnist, <dir>/fashion_mnist); a `data` folder beside the checkout is
 # used when present, otherwise the library's own default (with checksum-verified download).
 GLIMPSE_DATA_DIR ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
@@ -25,7 +26,7 @@ test: install
 	$(PY) -m pytest -q -n 2 tests
 
 experiment: install
-	$(PY) main.py --config=experiments/$(NAME).py$(if $(CONFIG),:$(CONFIG),) --workdir=$(WORKDIR) $(ARGS)
+	$(PY) main.py --config=experiments/$(NAME).py$(if $(CONFIG),:$(CONFIG),) --workdir=$(WORKDIR) $(if $(PHASE),--phase=$(PHASE),) $(ARGS)
 
 # Large arrays on 2 MiB pages (glibc's transparent-huge-page switch; NumPy does this for its own).
 bench: install

@@ -32,15 +32,13 @@ the policy collapses onto one scale (the paper's Figure 4). Other options:
 `--config.model.learn_std=True`, `--config.loss.num_samples=K`.
 """
 
-import math
-
 import jax
 import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_dict
 
 from glimpse_jax import data, train
-from glimpse_jax.nets.ws_ram import ScaleRetina, WakeSleepRAM, draw_noise, mode_noise
+from glimpse_jax.nets import RetinaSpec, WakeSleepRAM, draw_noise, mode_noise, path_values
 from glimpse_jax.objectives import (action_entropy, location_coverage_loss, scale_coverage_loss,
                                     var_loss, wake_sleep_loss)
 
@@ -137,7 +135,7 @@ def make_model(config: ml_collections.ConfigDict) -> WakeSleepRAM:
   m = config.model
   return WakeSleepRAM(
       num_classes=data.num_classes(config.dataset),
-      retina=ScaleRetina(m.glimpse_size, m.num_scales, m.scale_factor),
+      retina=RetinaSpec(m.glimpse_size, m.num_scales, m.scale_factor),
       low_res_size=m.low_res_size, bottom_features=m.bottom_features,
       top_features=m.top_features, glimpse_features=m.glimpse_features,
       what_features=m.what_features, where_features=m.where_features,
@@ -166,7 +164,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   # When the training actions are not plain prior samples, one extra prior rollout (no gradient)
   # measures the prior's error and scale use, so every method logs the same quantities.
   prior_samples = proposal == 'prior' and not tempered
-  noise = lambda rng, k, b: draw_noise(rng, k, b, m.num_glimpses, m.num_scales)
+  noise = lambda rng, k, b: draw_noise(rng, (k, b, m.num_glimpses), m.num_scales)
 
   def init(rng, batch):
     images, labels = jnp.asarray(batch['image']), jnp.asarray(batch['label'])
@@ -234,17 +232,9 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   def evaluate(params, batch, rng):
     images, labels = batch['image'], batch['label']
     batch_size = images.shape[0]
-    greedy = model.apply(params, images, mode_noise(batch_size, m.num_glimpses, m.num_scales))
+    greedy = model.apply(params, images, mode_noise((1, batch_size, m.num_glimpses), m.num_scales))
     samples = model.apply(params, images, noise(rng, config.eval.mc_samples, batch_size))
-    mean_log_probs = samples.class_log_probs.mean(0, keepdims=True)  # [1, B, C]
-    sample_ll = _label_log_probs(samples.class_log_probs, labels)  # [M, B]
-    values = {
-        'error': _errors(greedy.class_log_probs, labels)[0],
-        'error_mc': _errors(mean_log_probs, labels)[0],
-        'nll': -_label_log_probs(greedy.class_log_probs, labels)[0],
-        # log (1/M) sum_m p(y | a_m, x), a_m ~ p(a | x): the importance-weighted bound on log p(y|x)
-        'bound': jax.nn.logsumexp(sample_ll, 0) - math.log(config.eval.mc_samples),
-    }
+    values = path_values(greedy.class_log_probs[0], samples.class_log_probs, labels)
     for s in range(m.num_scales):
       values[f'scale_frac_{s}'] = jnp.mean(greedy.scales[0] == s, -1)  # [B] over glimpses
     return values

@@ -57,6 +57,11 @@ def test_default_config_is_valid_and_plain():
     (dict(seed=-1), "dataset.seed"),
     (dict(eval_examples=0), "dataset.eval_examples"),
     (dict(train_examples=60_001), "dataset.train_examples must be <= 60000"),
+    (dict(validation_examples=-1), "dataset.validation_examples must be an integer >= 0"),
+    (dict(train_examples=100, validation_examples=100),
+     "dataset.validation_examples must be < the 100 examples"),
+    (dict(name="translated", canvas_size=60, train_on_the_fly=False, train_examples=60_001,
+          validation_examples=10), "validation_examples needs dataset.train_examples <= 60000"),
 ])
 def test_validate_config_names_the_bad_field(overrides, field):
   cfg = data.default_config()
@@ -200,3 +205,109 @@ def test_bad_seed_and_start_step_raise(make_config):
     data.train_stream(make_config(), 8, seed=0, start_step=-2)
   with pytest.raises(ValueError, match="split must be one of"):
     data.load_split(make_config(), "validation")
+
+
+FIXED_DATASETS = [dict(name="mnist", train_examples=100),
+                  dict(name="cluttered", canvas_size=60, train_on_the_fly=False,
+                       train_examples=100)]
+
+
+def _assert_rows(batch, split, rows):
+  """The batch's fields are the split's examples at `rows` (as float32 images)."""
+  np.testing.assert_array_equal(batch["image"], split["image"][rows] / np.float32(255))
+  for key in ("label", "center", "box_size"):
+    np.testing.assert_array_equal(batch[key], split[key][rows])
+
+
+@pytest.mark.parametrize("overrides", FIXED_DATASETS)
+def test_fixed_batches_carry_their_example_index(overrides, make_config):
+  cfg = make_config(**overrides)
+  split = data.load_split(cfg, "train")
+  for batch in _take(data.train_stream(cfg, 32, seed=4), 4):  # over an epoch boundary
+    assert batch["index"].dtype == np.int32
+    _assert_rows(batch, split, batch["index"])
+  test = data.load_split(cfg, "test")
+  batches = list(data.eval_batches(cfg, 128))
+  index = np.concatenate([b["index"] for b in batches])
+  np.testing.assert_array_equal(index, np.r_[np.arange(300), np.zeros(84, np.int32)])
+  _assert_rows(batches[1], test, batches[1]["index"])
+
+
+def test_on_the_fly_batches_carry_no_index(make_config):
+  cfg = make_config(name="translated", canvas_size=60)
+  assert "index" not in next(data.train_stream(cfg, 8, seed=0))
+
+
+@pytest.mark.parametrize("overrides", FIXED_DATASETS)
+def test_validation_is_the_train_tail_and_never_trained_on(overrides, make_config):
+  cfg = make_config(**{**overrides, "train_examples": 40}, validation_examples=10)
+  train, validation = data.load_split(cfg, "train"), data.load_split(cfg, "validation")
+  for key in train:
+    np.testing.assert_array_equal(validation[key], train[key][30:])
+  batches = _take(data.train_stream(cfg, 16, seed=0), 15)  # 8 epochs of the 30 training examples
+  seen = np.concatenate([b["index"] for b in batches])
+  assert np.bincount(seen, minlength=40).tolist() == [8] * 30 + [0] * 10
+  passes = list(data.eval_batches(cfg, 8, split="validation"))
+  assert [b["mask"].sum() for b in passes] == [8, 2]
+  np.testing.assert_array_equal(passes[1]["index"], [38, 39, 0, 0, 0, 0, 0, 0])
+  _assert_rows(passes[0], train, passes[0]["index"])
+  np.testing.assert_array_equal(data.split_indices(cfg, "train"), np.arange(30))
+  np.testing.assert_array_equal(data.split_indices(cfg, "validation"), np.arange(30, 40))
+  capped = make_config(**{**overrides, "train_examples": 40}, validation_examples=10,
+                       eval_examples=4)
+  assert sum(b["mask"].sum() for b in data.eval_batches(capped, 8, split="validation")) == 4
+
+
+def test_validation_keeps_the_fixed_train_split(make_config):
+  cfg = make_config(name="cluttered", canvas_size=60, train_on_the_fly=False, train_examples=50)
+  whole = data.load_split(cfg, "train")
+  cfg.validation_examples = 20
+  assert data.load_split(cfg, "train") is whole  # same builder, same cached split
+  np.testing.assert_array_equal(data.load_split(cfg, "validation")["image"], whole["image"][30:])
+
+
+def test_on_the_fly_validation_digits_are_never_trained_on(make_config, data_dir):
+  _, source = sources.load_digits("mnist", "train", data_dir, download=False)
+  assert source[3] not in source[:3]  # so labels tell the fourth digit apart
+  cfg = make_config(name="cluttered", canvas_size=60, train_examples=4, validation_examples=1)
+  labels = np.concatenate([b["label"] for b in _take(data.train_stream(cfg, 64, seed=0), 2)])
+  assert set(labels) == set(source[:3])
+  validation = data.load_split(cfg, "validation")
+  fixed = make_config(name="cluttered", canvas_size=60, train_examples=4, validation_examples=1,
+                      train_on_the_fly=False)
+  for key, value in data.load_split(fixed, "train").items():
+    np.testing.assert_array_equal(validation[key], value[3:])
+  assert validation["label"].tolist() == [source[3]]
+
+
+def test_index_batches_follow_the_given_order_and_pad(make_config):
+  cfg = make_config(name="mnist", train_examples=100, validation_examples=20)
+  split = data.load_split(cfg, "train")
+  chosen = np.array([7, 3, 99, 0, 42])
+  batches = list(data.index_batches(cfg, "train", chosen, 2))
+  assert [b["mask"].tolist() for b in batches] == [[1, 1], [1, 1], [1, 0]]
+  assert [b["index"].tolist() for b in batches] == [[7, 3], [99, 0], [42, 0]]
+  _assert_rows(batches[0], split, [7, 3])
+  assert not batches[2]["image"][1].any() and batches[2]["label"][1] == 0
+  halves = [list(data.index_batches(cfg, "train", chosen, 2, process_index=p, process_count=2))
+            for p in (0, 1)]
+  for step, batch in enumerate(batches):
+    for key in batch:
+      np.testing.assert_array_equal(
+          np.concatenate([halves[0][step][key], halves[1][step][key]]), batch[key])
+  tail = next(data.index_batches(cfg, "validation", np.array([99, 80]), 4))
+  assert tail["index"].tolist() == [99, 80, 0, 0]
+  np.testing.assert_array_equal(tail["image"][:2], split["image"][[99, 80]] / np.float32(255))
+  assert list(data.index_batches(cfg, "test", np.array([], np.int64), 4)) == []
+
+
+@pytest.mark.parametrize("split, indices, message", [
+    ("validation", [79], r"indices of split 'validation' must lie in \[80, 100\), got 79"),
+    ("train", [5, 100], r"must lie in \[0, 100\), got 100 at position 1"),
+    ("test", [300], r"must lie in \[0, 300\)"),
+    ("train", [1.0], "indices must be a 1-D integer array"),
+])
+def test_index_batches_reject_indices_outside_the_split(split, indices, message, make_config):
+  cfg = make_config(name="mnist", train_examples=100, validation_examples=20)
+  with pytest.raises(ValueError, match=message):
+    data.index_batches(cfg, split, np.array(indices), 4)

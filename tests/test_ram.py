@@ -1,4 +1,5 @@
-"""RAM: the fused rollout equals the scanned Flax one, gradients reach every layer, configs fail early."""
+"""RAM: the fused rollout equals the scanned Flax one or refuses, gradients reach every layer of
+every core and locator, configs fail early."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import ram
-from glimpse_jax.nets.ram import RetinaSpec, RecurrentAttentionModel
+from glimpse_jax.nets import RecurrentAttentionModel, RetinaSpec, draw_noise
 
 
 def _model(**kwargs):
@@ -18,23 +19,27 @@ def _model(**kwargs):
 
 def _inputs(batch=5, steps=4, height=20, width=17):
   images = jax.random.uniform(jax.random.key(1), (batch, height, width, 1))
-  noise = jax.random.normal(jax.random.key(2), (steps, batch, 2))
-  return images, noise
+  return images, draw_noise(jax.random.key(2), (steps, batch))
 
 
 def _objective(model, params, images, noise):
   out = model.apply(params, images, noise)
-  return (jnp.sum(jnp.sin(out.logits)) + jnp.sum(out.means ** 2) + jnp.sum(out.baselines)
-          + jnp.sum(jnp.cos(out.hidden)))
+  logits = out.logits if out.step_logits is None else out.step_logits
+  return (jnp.sum(jnp.sin(logits)) + jnp.sum(out.means ** 2) + jnp.sum(out.baselines)
+          + jnp.sum(jnp.cos(out.hidden)) + jnp.sum(out.log_probs))
 
 
-def test_fused_rollout_matches_scanned_module():
+@pytest.mark.parametrize('options', [{}, {'classify_every_step': True},
+                                     {'random_locations': True}])
+def test_fused_rollout_matches_scanned_module(options):
   images, noise = _inputs()
-  fused, scanned = _model(fused=True), _model(fused=False)
+  fused, scanned = _model(fused=True, **options), _model(fused=False, **options)
   params = scanned.init(jax.random.key(0), images, noise)
   out_f, out_s = fused.apply(params, images, noise), scanned.apply(params, images, noise)
-  for a, b in zip(out_f, out_s):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  for name, a, b in zip(out_f._fields, out_f, out_s):
+    assert (a is None) == (b is None), name
+    if a is not None:
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
   grads_f = jax.grad(lambda p: _objective(fused, p, images, noise))(params)
   grads_s = jax.grad(lambda p: _objective(scanned, p, images, noise))(params)
   flat_f, flat_s = jax.tree.leaves_with_path(grads_f), jax.tree.leaves(grads_s)
@@ -42,23 +47,64 @@ def test_fused_rollout_matches_scanned_module():
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5, err_msg=jax.tree_util.keystr(path))
 
 
-@pytest.mark.parametrize('core,fused', [('rnn', True), ('rnn', False), ('lstm', False)])
-def test_ram_loss_gives_every_parameter_a_gradient(core, fused):
+@pytest.mark.parametrize('field,value', [('core', 'lstm'), ('locator', 'lstm'), ('locator', 'grid')])
+def test_fused_refuses_what_it_does_not_implement(field, value):
+  images, noise = _inputs()
+  with pytest.raises(ValueError, match=f"{field}='rnn'|{field}='linear'"):
+    _model(fused=True, **{field: value}).init(jax.random.key(0), images, noise)
+
+
+@pytest.mark.parametrize('inputs', ['teacher', 'mask'])
+def test_fused_refuses_teacher_forcing_and_step_masks(inputs):
+  images, noise = _inputs()
+  params = _model().init(jax.random.key(0), images, noise)
+  steps, batch = noise.location.shape[:2]
+  extra = ({'given_locations': jnp.zeros((steps, batch, 2)), 'forced': jnp.ones(batch, bool)}
+           if inputs == 'teacher' else {'step_mask': jnp.ones((steps, batch))})
+  with pytest.raises(ValueError, match='given_locations|step_mask'):
+    _model(fused=True).apply(params, images, noise, **extra)
+
+
+def _tiny_config(**model):
   config = ram.get_config('smoke')
   with config.unlocked():
-    config.model.update(core=core, fused=fused, core_features=32, glimpse_features=32,
-                        what_features=16, where_features=16, num_glimpses=3)
-  experiment = ram.make_experiment(config)
+    config.model.update(core_features=32, glimpse_features=32, what_features=16,
+                        where_features=16, num_glimpses=3, locator_features=8, grid_size=3,
+                        **model)
+  return config
+
+
+def _batch(n=8):
   rng = np.random.default_rng(0)
-  batch = {'image': rng.uniform(size=(8, 28, 28, 1)).astype(np.float32),
-           'label': rng.integers(0, 10, size=8).astype(np.int32)}
+  return {'image': rng.uniform(size=(n, 28, 28, 1)).astype(np.float32),
+          'label': rng.integers(0, 10, size=n).astype(np.int32),
+          'center': rng.uniform(-0.5, 0.5, size=(n, 2)).astype(np.float32)}
+
+
+@pytest.mark.parametrize('model,loss', [
+    (dict(core='rnn', fused=True), {}),
+    (dict(core='lstm', fused=False), {}),
+    (dict(locator='lstm', fused=False), dict(discount=0.9)),
+    (dict(locator='grid', fused=False, classify_every_step=True),
+     dict(reward='per_step', supervised_fraction=0.5)),
+])
+def test_each_structure_trains_a_step_and_every_parameter_gets_a_gradient(model, loss):
+  config = _tiny_config(**model)
+  with config.unlocked():
+    config.loss.update(loss)
+  experiment = ram.make_experiment(config)
+  batch = _batch()
   params = experiment.init(jax.random.key(0), batch)
-  grads = jax.grad(lambda p: experiment.loss(p, batch, jax.random.key(3), 0)[0])(params)
+  loss_and_grad = jax.jit(jax.value_and_grad(
+      lambda p: experiment.loss(p, batch, jax.random.key(3), 0), has_aux=True))
+  (value, metrics), grads = loss_and_grad(params)
   for path, g in jax.tree.leaves_with_path(grads):
     assert np.all(np.isfinite(g)), jax.tree_util.keystr(path)
     assert np.abs(g).max() > 0, f'no gradient reaches {jax.tree_util.keystr(path)}'
-  location = grads['params']['step']['location']['mean']['kernel']
-  assert np.abs(location).max() > 1e-6
+  stepped = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
+  (after, _), _ = loss_and_grad(stepped)
+  assert np.isfinite(value) and np.isfinite(after) and after != value
+  assert {'nll', 'reinforce', 'baseline_mse', 'error'} <= set(metrics)
 
 
 def test_location_gradient_comes_from_reinforce():
@@ -93,7 +139,18 @@ def test_evaluate_reports_greedy_and_monte_carlo_errors():
     ('model.glimpse_size', 40, 'glimpse_size'),
     ('model.location_std', -0.1, 'location_std'),
     ('model.core', 'gru', 'core'),
+    ('model.locator', 'spiral', 'model.locator'),
+    ('model.grid_size', 0, 'model.grid_size'),
+    ('model.locator_features', 2.5, 'model.locator_features'),
     ('loss.reinforce_weight', -1.0, 'reinforce_weight'),
+    ('loss.supervision_weight', -1.0, 'loss.supervision_weight'),
+    ('loss.reward', 'bonus', 'loss.reward'),
+    ('loss.reward', 'per_step', 'classify_every_step'),
+    ('loss.discount', 1.5, 'loss.discount'),
+    ('loss.supervised_fraction', -0.1, 'loss.supervised_fraction'),
+    ('loss.supervised_fraction', 0.5, 'model.fused'),
+    ('model.locator', 'grid', 'model.fused'),
+    ('model.core', 'lstm', 'model.fused'),
 ])
 def test_bad_config_fails_naming_the_field(field, value, message):
   config = ram.get_config('smoke')

@@ -10,13 +10,13 @@ import pytest
 from experiments import ws_ram
 from glimpse_jax import data
 from glimpse_jax.nets.context import area_downsample, area_matrix
-from glimpse_jax.nets.ws_ram import ScaleRetina, WakeSleepRAM, draw_noise, mode_noise
+from glimpse_jax.nets import RetinaSpec, WakeSleepRAM, draw_noise, mode_noise
 
 K, B, T, S = 3, 4, 2, 3
 
 
 def _model(**kwargs):
-  fields = dict(retina=ScaleRetina(size=4, num_scales=S, scale_factor=2), low_res_size=5,
+  fields = dict(retina=RetinaSpec(size=4, num_scales=S, scale_factor=2), low_res_size=5,
                 bottom_features=12, top_features=10, glimpse_features=8, what_features=6,
                 where_features=4, inference_features=6, location_std=0.3)
   fields.update(kwargs)
@@ -26,7 +26,7 @@ def _model(**kwargs):
 def _inputs(height=20, width=20, glimpses=T):
   images = jax.random.uniform(jax.random.key(1), (B, height, width, 1))
   labels = jnp.arange(B, dtype=jnp.int32) % 10
-  return images, labels, draw_noise(jax.random.key(2), K, B, glimpses, S)
+  return images, labels, draw_noise(jax.random.key(2), (K, B, glimpses), S)
 
 
 def _tiny(variant):
@@ -94,7 +94,7 @@ def test_log_probs_are_evaluated_at_the_proposals_sample(proposal, temperature):
   mean, logits = acting.loc_mean[:, :, 0], acting.scale_logits[:, :, 0]  # [K, B, 2], [K, B, S]
   std = 0.3 * np.sqrt(temperature)
   loc = mean + std * np.asarray(noise.location[:, :, 0])
-  scale = np.argmax(logits / temperature + np.asarray(noise.scale[:, :, 0]), -1)
+  scale = np.argmax(logits / temperature + np.asarray(noise.choice[:, :, 0]), -1)
   np.testing.assert_allclose(out.locations[:, :, 0], loc, rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(out.scales[:, :, 0], scale)
   expected_prior = (_gaussian(loc, prior_mean, 0.3)
@@ -111,16 +111,16 @@ def test_mode_noise_takes_the_mean_location_and_the_most_probable_scale():
   model = _model()
   images, labels, noise = _inputs()
   params = model.init(jax.random.key(0), images, noise, labels)
-  out = model.apply(params, images, mode_noise(B, T, S))
+  out = model.apply(params, images, mode_noise((1, B, T), S))
   np.testing.assert_allclose(out.locations, out.prior.loc_mean, atol=1e-6)
   np.testing.assert_array_equal(out.scales, np.argmax(out.prior.scale_logits, -1))
 
 
 def test_the_image_reaches_the_classifier_only_through_glimpses():
   """One glimpse near the centre: pixels outside its widest window move the top layer only."""
-  model = _model(retina=ScaleRetina(size=4, num_scales=2, scale_factor=2))
+  model = _model(retina=RetinaSpec(size=4, num_scales=2, scale_factor=2))
   images, labels, noise = _inputs(height=40, width=40, glimpses=1)
-  noise = noise._replace(location=jnp.zeros_like(noise.location), scale=noise.scale[..., :2])
+  noise = noise._replace(location=jnp.zeros_like(noise.location), choice=noise.choice[..., :2])
   params = model.init(jax.random.key(0), images, noise, labels)
   # A glimpse at (0, 0) reads at most rows and columns [16, 24); the policy's mean is pinned there.
   policy = params['params']['step']['policy']

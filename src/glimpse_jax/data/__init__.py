@@ -2,7 +2,8 @@
 
 Modules, bottom up: `idx` (the IDX file format), `sources` (checksummed base digits and their
 download), `canvas` (seeded NumPy canvas generators), `config` (the dataset config),
-`builders` (fixed splits as cached tfds datasets), `pipeline` (training and evaluation batches).
+`builders` (fixed splits as cached tfds datasets), `store` (per-example arrays of an earlier
+phase, keyed by example index), `pipeline` (training and evaluation batches).
 
 Example, the cluttered 100x100 test set:
 
@@ -17,17 +18,25 @@ from glimpse_jax.data.config import image_shape
 from glimpse_jax.data.config import num_classes
 from glimpse_jax.data.config import validate_config
 from glimpse_jax.data.pipeline import eval_batches
+from glimpse_jax.data.pipeline import index_batches
 from glimpse_jax.data.pipeline import load_split
+from glimpse_jax.data.pipeline import split_indices
 from glimpse_jax.data.pipeline import train_stream
 from glimpse_jax.data.sources import ChecksumError
+from glimpse_jax.data.store import ExampleStore
+from glimpse_jax.data.store import StoredFields
 
 __all__ = [
     "ChecksumError",
+    "ExampleStore",
+    "StoredFields",
     "default_config",
     "eval_batches",
     "image_shape",
+    "index_batches",
     "load_split",
     "num_classes",
+    "split_indices",
     "train_stream",
     "validate_config",
 ]

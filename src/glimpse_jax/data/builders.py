@@ -8,8 +8,9 @@ e.g. `cluttered/fashion_mnist-100px-clutter8x8-seed0-test10000`, so two configs 
 Example i of a split places source digit `i mod N` of the same source split (so a split of
 `eval_examples` examples translates the first `eval_examples` test digits); its randomness comes
 from a generator seeded with `(seed, split, i // 1000)`, so a shorter split is a prefix of a longer
-one. array_record stores examples in key-hash order: each example carries its `index` and
-`load_fixed_split` returns the examples sorted by it.
+one, and `load_fixed_rows` can generate any range of a split alone (a validation split is the
+tail of its train split, so it adds no builder). array_record stores examples in key-hash order:
+each example carries its `index` and `load_fixed_split` returns the examples sorted by it.
 """
 
 import collections
@@ -144,10 +145,14 @@ class Cluttered(_CanvasBuilder, skip_registration=True):
 BUILDERS = {cls.name: cls for cls in (Translated, TranslatedScaled, Cluttered)}
 
 
-def fixed_chunks(spec, images, labels, seed, split, num_examples):
-  """Yields `(start, examples)` of a fixed split in order, `_CHUNK` examples at a time."""
+def fixed_chunks(spec, images, labels, seed, split, num_examples, *, first=0):
+  """Yields `(start, examples)` of a fixed split in order, `_CHUNK` examples at a time.
+
+  Generation starts at the chunk holding example `first`; every chunk has its own generator, so
+  the chunks yielded do not depend on `first`.
+  """
   split_id = sources.SPLITS.index(split)
-  for start in range(0, num_examples, _CHUNK):
+  for start in range(first - first % _CHUNK, num_examples, _CHUNK):
     rng = np.random.default_rng([_FIXED_SPLIT_TAG, seed, split_id, start // _CHUNK])
     digit = np.arange(start, start + _CHUNK) % images.shape[0]
     layout = canvas.sample_layout(rng, spec, digit, images.shape[0])
@@ -181,6 +186,39 @@ def load_fixed_split(cfg, split):
     builder = make_builder(cfg, split)  # made inside the lock, so it sees a split just written
     builder.download_and_prepare()
   arrays = _read_in_order(builder.as_data_source(split=split), bc)
+  _LOADED[key] = arrays
+  if len(_LOADED) > _MAX_LOADED:
+    _LOADED.popitem(last=False)
+  return arrays
+
+
+def load_fixed_rows(cfg, split, start, stop):
+  """Examples `[start, stop)` of a fixed split of a validated derived config, generated directly.
+
+  Equal to `load_fixed_split(cfg, split)` sliced, without building or reading the whole split:
+  the validation tail of a config trained on the fly needs only its own rows.
+
+  Returns:
+    Read-only arrays as `load_fixed_split`'s, of `stop - start` examples. The last few row
+    ranges read stay in memory.
+  """
+  bc = builder_config(cfg, split)
+  if not 0 <= start < stop <= bc.num_examples:
+    raise ValueError(
+        f"rows [{start}, {stop}) must be a non-empty range inside the {bc.num_examples} "
+        f"examples of {bc.name}")
+  key = (cfg.name, bc.name, start, stop)
+  if key in _LOADED:
+    _LOADED.move_to_end(key)
+    return _LOADED[key]
+  images, labels = sources.load_digits(bc.source, split, cfg.data_dir, download=cfg.download)
+  chunks = [examples for _, examples in fixed_chunks(
+      bc.spec, images, labels, bc.seed, split, stop, first=start)]
+  skip = start % _CHUNK
+  arrays = {k: np.concatenate([c[k] for c in chunks])[skip:skip + stop - start]
+            for k in chunks[0]}
+  for value in arrays.values():
+    value.setflags(write=False)
   _LOADED[key] = arrays
   if len(_LOADED) > _MAX_LOADED:
     _LOADED.popitem(last=False)

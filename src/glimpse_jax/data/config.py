@@ -28,8 +28,15 @@ def default_config():
     train_on_the_fly: derived training batches are drawn fresh from (seed, step) (as in the
       papers) instead of from a fixed, cached train split.
     seed: the seed of the fixed (cached) splits.
-    eval_examples: examples of an evaluation split; None = the whole source split.
-    train_examples: base digits (on the fly) or canvases (fixed) to train on; None = all 60,000.
+    eval_examples: examples of the test split, and at most this many per evaluation pass (test or
+      validation); None = the whole split.
+    train_examples: base digits (on the fly) or canvases (fixed) of the train split, validation
+      examples included; None = all 60,000.
+    validation_examples: the last this many examples of the fixed train split form the
+      'validation' split and are never trained on (on the fly, training digits come from the
+      first `train_examples - validation_examples` base digits only); 0 = no validation split.
+      The fixed train split itself is unchanged, so its cache is shared. Placed digits are
+      disjoint; the clutter of fixed canvases is cut from any digit of the source split.
     download: fetch missing IDX files from the mirrors.
     data_dir: folder of the IDX files; None = $GLIMPSE_DATA_DIR, else ~/.cache/glimpse_jax/data.
     cache_dir: folder of the generated tfds splits; None = $GLIMPSE_CACHE_DIR, else
@@ -46,6 +53,7 @@ def default_config():
   cfg.seed = 0
   cfg.eval_examples = config_dict.placeholder(int)
   cfg.train_examples = config_dict.placeholder(int)
+  cfg.validation_examples = 0
   cfg.download = True
   cfg.data_dir = config_dict.placeholder(str)
   cfg.cache_dir = config_dict.placeholder(str)
@@ -94,11 +102,28 @@ def validate_config(cfg):
     raise ValueError(
         f"dataset.train_examples must be <= {sources.SPLIT_SIZES['train']} base digits when "
         f"train_on_the_fly, got {cfg.train_examples}")
+  _check_validation(cfg)
 
 
 def _check_int(field, value, *, low):
   if isinstance(value, bool) or not isinstance(value, int) or value < low:
     raise ValueError(f"dataset.{field} must be an integer >= {low}, got {value!r}")
+
+
+def _check_validation(cfg):
+  _check_int("validation_examples", cfg.validation_examples, low=0)
+  if not cfg.validation_examples:
+    return
+  n = split_size(cfg, "train")
+  if cfg.validation_examples >= n:
+    raise ValueError(
+        f"dataset.validation_examples must be < the {n} examples of the train split "
+        f"(dataset.train_examples), got {cfg.validation_examples}")
+  if cfg.name in DERIVED_NAMES and n > sources.SPLIT_SIZES["train"]:
+    raise ValueError(
+        f"dataset.validation_examples needs dataset.train_examples <= "
+        f"{sources.SPLIT_SIZES['train']}, got {n}: a longer fixed train split reuses base "
+        "digits, so validation canvases would show digits that training canvases show")
 
 
 def _check_scale_range(cfg):
@@ -148,6 +173,22 @@ def max_digit_size(cfg):
   if cfg.name != "translated_scaled":
     return sources.DIGIT_SIZE
   return round(sources.DIGIT_SIZE * cfg.scale_range[1])
+
+
+def index_range(cfg, split):
+  """`(start, stop)` of the example indices a split's batches carry.
+
+  'train' is what the training stream draws from, the fixed train split less its validation tail;
+  'validation' is that tail, indexed by its positions in the fixed train split; 'test' is the
+  fixed test split.
+  """
+  if split not in ("train", "validation", "test"):
+    raise ValueError(f"split must be one of ('train', 'validation', 'test'), got {split!r}")
+  if split == "test":
+    return 0, split_size(cfg, "test")
+  n = split_size(cfg, "train")
+  held_out = n - cfg.validation_examples
+  return (0, held_out) if split == "train" else (held_out, n)
 
 
 def split_size(cfg, split):

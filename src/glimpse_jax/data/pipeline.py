@@ -8,6 +8,12 @@ Training batches of the derived datasets are drawn fresh from `np.random.default
 when `train_on_the_fly` (as in the papers); otherwise, and for the plain datasets, step s reads
 positions `[s * B, (s + 1) * B)` of the endless concatenation of per-epoch permutations of the
 fixed train split, the permutation of epoch e seeded with `(seed, e)`.
+
+Batches of a fixed split carry `index` int32 [b], each example's position in its split
+(`load_split` order), so per-example data of an earlier phase (an `ExampleStore`) can be joined in
+by index; fresh canvases have no such position, so on-the-fly batches carry none. The last
+`validation_examples` examples of the train split form the 'validation' split, which keeps the
+train split's indices and which training batches never show (see `config.index_range`).
 """
 
 import functools
@@ -18,7 +24,10 @@ from glimpse_jax.data import builders
 from glimpse_jax.data import canvas
 from glimpse_jax.data import config as config_lib
 from glimpse_jax.data import sources
+from glimpse_jax.data import store as store_lib
 
+SPLITS = ("train", "validation", "test")
+BATCH_KEYS = ("image", "label", "center", "box_size", "index", "mask", "stored")
 _PERMUTATION_TAG = 0xE90C  # keeps epoch permutations apart from other seeded generators
 
 
@@ -27,20 +36,46 @@ def load_split(cfg, split):
 
   Args:
     cfg: the dataset config.
-    split: 'train' (`train_examples` examples) or 'test' (`eval_examples`).
+    split: 'train' (`train_examples` examples, the validation ones included), 'validation' (the
+      last `validation_examples` of those) or 'test' (`eval_examples`).
 
   Returns:
     Read-only arrays in a fixed order: image uint8 [N, H, W, 1], label int32 [N],
     center float32 [N, 2], box_size float32 [N].
   """
   config_lib.validate_config(cfg)
-  if split not in sources.SPLITS:
-    raise ValueError(f"split must be one of {sources.SPLITS}, got {split!r}")
+  _check_split(cfg, split)
+  if split == "validation":
+    start, stop = config_lib.index_range(cfg, split)
+    if cfg.name in config_lib.DERIVED_NAMES:
+      return builders.load_fixed_rows(cfg, "train", start, stop)
+    images, labels = sources.load_digits(cfg.source, "train", cfg.data_dir,
+                                         download=cfg.download)
+    return _plain_arrays(images[start:stop], labels[start:stop])
   if cfg.name in config_lib.DERIVED_NAMES:
     return builders.load_fixed_split(cfg, split)
   images, labels = sources.load_digits(cfg.source, split, cfg.data_dir, download=cfg.download)
   n = config_lib.split_size(cfg, split)
   return _plain_arrays(images[:n], labels[:n])
+
+
+def split_indices(cfg, split):
+  """int32 [n] the example indices of a split's batches: for 'train', those training draws from.
+
+  'validation' indices are positions in the train split; `eval_examples` does not shorten them.
+  """
+  config_lib.validate_config(cfg)
+  _check_split(cfg, split)
+  return np.arange(*config_lib.index_range(cfg, split), dtype=np.int32)
+
+
+def _check_split(cfg, split):
+  splits = SPLITS if cfg.validation_examples else ("train", "test")
+  if split not in splits:
+    raise ValueError(
+        f"split must be one of {splits}, got {split!r}"
+        + ("; set dataset.validation_examples > 0 for a 'validation' split"
+           if split == "validation" else ""))
 
 
 def _plain_arrays(images, labels):
@@ -57,8 +92,12 @@ def _plain_arrays(images, labels):
   return arrays
 
 
-def train_stream(cfg, batch_size, *, seed, start_step=0, process_index=0, process_count=1):
+def train_stream(cfg, batch_size, *, seed, start_step=0, process_index=0, process_count=1,
+                 join=None):
   """An endless iterator over this process's slice of the global training batches.
+
+  Training never shows the 'validation' examples: the fixed train split's permutations cover only
+  the examples before them, and on the fly the base digits are drawn from the digits before them.
 
   Args:
     cfg: the dataset config.
@@ -67,30 +106,39 @@ def train_stream(cfg, batch_size, *, seed, start_step=0, process_index=0, proces
     start_step: the step of the first batch yielded.
     process_index: this process's index in `[0, process_count)`.
     process_count: the number of processes sharing the global batch.
+    join: a `StoredFields` whose fields each batch gains by its `index` (see `eval_batches`);
+      needs a fixed train split (`dataset.train_on_the_fly=False` for derived names).
 
   Returns:
     An iterator of dicts: image float32 [b, H, W, 1] in [0, 1], label int32 [b],
-    center float32 [b, 2], box_size float32 [b], with b = batch_size / process_count.
+    center float32 [b, 2], box_size float32 [b], with b = batch_size / process_count; from a
+    fixed train split (not on the fly) also index int32 [b].
   """
   config_lib.validate_config(cfg)
   rows = _process_rows(batch_size, process_index, process_count)
   _check_non_negative("seed", seed)
   _check_non_negative("start_step", start_step)
-  if cfg.name in config_lib.DERIVED_NAMES and cfg.train_on_the_fly:
+  on_the_fly = cfg.name in config_lib.DERIVED_NAMES and cfg.train_on_the_fly
+  if join is not None and on_the_fly:
+    raise ValueError(
+        "join needs training batches with an index naming a fixed image: set "
+        "dataset.train_on_the_fly=False (canvases drawn on the fly are new images every step)")
+  _check_join(join)
+  n = config_lib.index_range(cfg, "train")[1]
+  if on_the_fly:
     images, labels = sources.load_digits(cfg.source, "train", cfg.data_dir, download=cfg.download)
-    n = config_lib.split_size(cfg, "train")
     batch_at = functools.partial(
         _fresh_batch, config_lib.canvas_spec(cfg), images[:n], labels[:n], batch_size, seed, rows)
   else:
     batch_at = functools.partial(
-        _permuted_batch, load_split(cfg, "train"), batch_size, seed, rows)
-  return _count_from(start_step, batch_at)
+        _permuted_batch, load_split(cfg, "train"), n, batch_size, seed, rows)
+  return _count_from(start_step, batch_at, join)
 
 
-def _count_from(start_step, batch_at):
+def _count_from(start_step, batch_at, join):
   step = start_step
   while True:
-    yield batch_at(step)
+    yield _joined(batch_at(step), join)
     step += 1
 
 
@@ -102,16 +150,17 @@ def _fresh_batch(spec, images, labels, batch_size, seed, rows, step):
   return _to_float(canvas.make_examples(layout, spec, images, labels))
 
 
-def _permuted_batch(arrays, batch_size, seed, rows, step):
-  """Rows of global batch `step` of the per-epoch permutations of a fixed split."""
-  n = arrays["label"].shape[0]
+def _permuted_batch(arrays, n, batch_size, seed, rows, step):
+  """Rows of global batch `step` of the per-epoch permutations of a split's first `n` examples."""
   position = step * batch_size + np.arange(*rows)  # [b] positions in the endless stream
   epoch, offset = np.divmod(position, n)
   index = np.empty_like(position)
   for e in np.unique(epoch):
     here = epoch == e
     index[here] = _permutation(seed, int(e), n)[offset[here]]
-  return _to_float({key: value[index] for key, value in arrays.items()})
+  batch = _to_float({key: value[index] for key, value in arrays.items()})
+  batch["index"] = index.astype(np.int32)
+  return batch
 
 
 @functools.lru_cache(maxsize=4)
@@ -121,35 +170,119 @@ def _permutation(seed, epoch, n):
   return order
 
 
-def eval_batches(cfg, batch_size, *, split="test", process_index=0, process_count=1):
+def eval_batches(cfg, batch_size, *, split="test", process_index=0, process_count=1,
+                 join=None):
   """One pass in fixed order over the first `eval_examples` examples of a fixed split.
 
   The last global batch is padded to `batch_size` with zero rows; every process gets the same
   number of batches.
 
+  Args:
+    cfg: the dataset config.
+    batch_size: the global batch size; a multiple of `process_count`.
+    split: 'test', 'validation' or 'train'.
+    process_index: this process's index in `[0, process_count)`.
+    process_count: the number of processes sharing the global batch.
+    join: a `StoredFields` keyed by this split's indices (a 'validation' pass uses the train
+      split's); each batch gains its fields (zeros where `stored` is 0) and stored float32 [b],
+      1 where the example has a record, like `mask` a weight a loss can multiply by.
+
   Returns:
-    An iterator of this process's slices, as in `train_stream`, plus mask float32 [b]
-    (1 for real examples, 0 for padding).
+    An iterator of this process's slices, as in `train_stream`, plus index int32 [b] (the
+    example's position in its split; 0 for padding) and mask float32 [b] (1 for real examples,
+    0 for padding).
   """
   config_lib.validate_config(cfg)
   rows = _process_rows(batch_size, process_index, process_count)
+  _check_join(join)
   arrays = load_split(cfg, split)
   n = arrays["label"].shape[0]
   if cfg.eval_examples is not None:
     n = min(n, cfg.eval_examples)
-  return _padded_batches(arrays, n, batch_size, rows)
+  first = config_lib.index_range(cfg, split)[0] if split == "validation" else 0
+  return _padded_batches(arrays, np.arange(n), first, batch_size, rows, join)
 
 
-def _padded_batches(arrays, n, batch_size, rows):
+def index_batches(cfg, split, indices, batch_size, *, process_index=0, process_count=1,
+                  join=None):
+  """One pass over chosen examples of a fixed split, in the given order, padded as `eval_batches`.
+
+  Args:
+    cfg: the dataset config.
+    split: 'train' (any position of the train split, validation tail included), 'validation'
+      (positions of the train split's tail, as its batches' `index`) or 'test'.
+    indices: [n] example indices; each batch's `index` holds them.
+    batch_size: the global batch size; a multiple of `process_count`.
+    process_index: this process's index in `[0, process_count)`.
+    process_count: the number of processes sharing the global batch.
+    join: a `StoredFields`, as in `eval_batches`.
+
+  Returns:
+    An iterator of this process's slices of `ceil(n / batch_size)` batches, as `eval_batches`'.
+  """
+  config_lib.validate_config(cfg)
+  rows = _process_rows(batch_size, process_index, process_count)
+  _check_split(cfg, split)
+  _check_join(join)
+  indices = np.asarray(indices)
+  if indices.ndim != 1 or (indices.size and indices.dtype.kind not in "iu"):
+    raise ValueError(
+        f"indices must be a 1-D integer array, got {indices.dtype} {indices.shape}")
+  first, stop = config_lib.index_range(cfg, split)
+  if split == "train":
+    stop = config_lib.split_size(cfg, "train")
+  outside = (indices < first) | (indices >= stop)
+  if outside.any():
+    i = int(np.argmax(outside))
+    raise ValueError(
+        f"indices of split {split!r} must lie in [{first}, {stop}), got {indices[i]} at "
+        f"position {i}")
+  return _padded_batches(load_split(cfg, split), indices.astype(np.int64) - first, first,
+                         batch_size, rows, join)
+
+
+def _padded_batches(arrays, positions, first, batch_size, rows, join):
+  """Batches of `arrays[positions]` in order, the last padded; `index` = position + first."""
+  n = positions.shape[0]
   for start in range(0, n, batch_size):
-    index = start + np.arange(*rows)  # [b]
-    real = index < n
-    batch = {key: value[np.minimum(index, n - 1)] for key, value in arrays.items()}
+    slot = start + np.arange(*rows)  # [b] places in the pass
+    real = slot < n
+    position = positions[np.minimum(slot, n - 1)]
+    batch = {key: value[position] for key, value in arrays.items()}
     for value in batch.values():
       value[~real] = 0
     batch = _to_float(batch)
+    batch["index"] = np.where(real, position + first, 0).astype(np.int32)
     batch["mask"] = real.astype(np.float32)
-    yield batch
+    yield _joined(batch, join)
+
+
+def _check_join(join):
+  if join is None:
+    return
+  if not isinstance(join, store_lib.StoredFields):
+    raise ValueError(
+        f"join must be a StoredFields (from ExampleStore.open), got {type(join).__name__}")
+  clash = sorted(set(join.fields) & set(BATCH_KEYS))
+  if clash:
+    raise ValueError(
+        f"join fields {clash} clash with the batch's own keys {BATCH_KEYS}; store them under "
+        "other names")
+
+
+def _joined(batch, join):
+  """The batch with `join`'s fields of its examples and `stored` (0 on padding rows)."""
+  if join is None:
+    return batch
+  found = join.lookup(batch["index"])
+  stored = found.pop("stored")
+  if "mask" in batch:
+    stored &= batch["mask"] > 0
+    for value in found.values():
+      value[~stored] = 0
+  batch.update(found)
+  batch["stored"] = stored.astype(np.float32)
+  return batch
 
 
 def _to_float(examples):

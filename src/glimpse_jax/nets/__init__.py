@@ -9,14 +9,10 @@ from glimpse_jax.distributions import (
     gaussian_entropy,
     gaussian_log_prob,
 )
+from glimpse_jax.nets.evaluation import evaluate_paths, path_values
 from glimpse_jax.nets.glimpse_net import GlimpseNetwork
-from glimpse_jax.nets.policies import GaussianLocationPolicy
-from glimpse_jax.nets.ram import RAMOutput, RecurrentAttentionModel, RetinaSpec
-from glimpse_jax.nets.ws_ram import (
-    ActionNoise,
-    ScaleRetina,
-    WakeSleepRAM,
-    WSRAMOutput,
-    draw_noise,
-    mode_noise,
-)
+from glimpse_jax.nets.noise import ActionNoise, draw_noise, mode_noise
+from glimpse_jax.nets.policies import LOCATORS, LocationAction, Locator, grid_cell, grid_centres
+from glimpse_jax.nets.ram import RAMOutput, RecurrentAttentionModel
+from glimpse_jax.nets.retina import RetinaSpec
+from glimpse_jax.nets.ws_ram import WakeSleepRAM, WSRAMOutput

@@ -1,13 +1,117 @@
-"""Action policies for glimpse models."""
+"""Location policies (locators) for glimpse models, acting on pre-drawn `ActionNoise`.
+
+Three locators read the core output h_{t-1} and choose the next glimpse location:
+- 'linear': a Gaussian with mean tanh(Linear(h)) and a fixed std (Mnih et al. 2014);
+- 'lstm': the same Gaussian head on top of the locator's own LSTM over the core outputs
+  (Brooks et al.);
+- 'grid': a categorical over the centres of a grid_size x grid_size grid of cells tiling [-1, 1]^2
+  (Harvey et al.), cell index row * grid_size + column, drawn by Gumbel-max from `noise.choice`.
+Zero noise gives the greedy action (the mean, the most probable cell). Drawn actions carry no
+gradient; their log-probabilities do. A forced example takes a given location instead (for the grid,
+the cell that contains it) and reports that action's log-probability.
+"""
+
+import math
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from glimpse_jax.distributions import categorical_log_prob, gaussian_log_prob
+from glimpse_jax.nets.noise import ActionNoise
+
+LOCATORS = ('linear', 'lstm', 'grid')
+# log-density of the uniform distribution on [-1, 1]^2 (the random-locations baseline)
+_UNIFORM_LOG_PROB = -math.log(4.0)
 
 
-class GaussianLocationPolicy(nn.Module):
-  """Mean of a fixed-std Gaussian over the next location: mean = tanh(Linear(h)) in (-1, 1)."""
+class LocationAction(NamedTuple):
+  location: jax.Array  # [B, 2] the action (unclipped; the glimpse reads it clipped to [-1, 1])
+  mean: jax.Array  # [B, 2] the policy mean (for the grid: the expected cell centre)
+  log_prob: jax.Array  # [B] log pi(location | h) of the action taken
+
+
+def grid_centres(grid_size: int) -> np.ndarray:
+  """[grid_size**2, 2] cell centres (x, y) in [-1, 1], index row * grid_size + column."""
+  if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 1:
+    raise ValueError(f'grid_size must be an integer >= 1, got {grid_size!r}')
+  ticks = -1.0 + (2.0 * np.arange(grid_size) + 1.0) / grid_size  # [G]
+  ys, xs = np.meshgrid(ticks, ticks, indexing='ij')
+  return np.stack([xs.ravel(), ys.ravel()], -1).astype(np.float32)
+
+
+def grid_cell(loc: jax.Array, grid_size: int) -> jax.Array:
+  """Index of the grid cell containing each location: [..., 2] -> [...] int32 (clamped to the grid)."""
+  cols_rows = jnp.clip(jnp.floor((loc + 1.0) / 2.0 * grid_size), 0, grid_size - 1)
+  return (cols_rows[..., 1] * grid_size + cols_rows[..., 0]).astype(jnp.int32)
+
+
+class Locator(nn.Module):
+  """The location policy `kind` (one of LOCATORS); see the module doc.
+
+  Attributes:
+    kind: 'linear', 'lstm' or 'grid'.
+    location_std: the Gaussian's std ('linear', 'lstm').
+    grid_size: cells per side ('grid').
+    features: width of the locator's LSTM ('lstm').
+    random_locations: ignore the policy and take `noise.location` itself as the location (uniform
+      in [-1, 1] as the caller draws it): the random-glimpse baseline.
+  """
+
+  kind: str = 'linear'
+  location_std: float = 0.1
+  grid_size: int = 4
+  features: int = 128
+  random_locations: bool = False
+
+  @nn.nowrap
+  def initialize_carry(self, batch: int) -> Any:
+    """The locator's own state before the first glimpse (empty unless 'lstm')."""
+    if self.kind == 'lstm':
+      zeros = jnp.zeros((batch, self.features))
+      return zeros, zeros
+    return ()
 
   @nn.compact
-  def __call__(self, h: jax.Array) -> jax.Array:
-    return jnp.tanh(nn.Dense(2, name='mean')(h))  # [..., 2]
+  def __call__(self, carry: Any, h: jax.Array, noise_t: ActionNoise,
+               given: jax.Array | None = None,
+               forced: jax.Array | None = None) -> tuple[Any, LocationAction]:
+    # h: [B, D]; noise_t: [B, ...]; given: [B, 2] locations to take where forced [B] is True
+    if self.kind not in LOCATORS:
+      raise ValueError(f'locator must be one of {list(LOCATORS)}, got {self.kind!r}')
+    if self.kind == 'grid':
+      return carry, self._grid(h, noise_t, given, forced)
+    if self.kind == 'lstm':
+      carry, h = nn.OptimizedLSTMCell(self.features, name='lstm')(carry, h)
+    mean = jnp.tanh(nn.Dense(2, name='mean')(h))  # [B, 2]
+    if self.random_locations:
+      loc = _take(given, forced, noise_t.location)
+      return carry, LocationAction(loc, mean, jnp.full(loc.shape[:-1], _UNIFORM_LOG_PROB))
+    loc = _take(given, forced, jax.lax.stop_gradient(mean + self.location_std * noise_t.location))
+    return carry, LocationAction(loc, mean, gaussian_log_prob(loc, mean, self.location_std))
+
+  def _grid(self, h, noise_t, given, forced) -> LocationAction:
+    centres = jnp.asarray(grid_centres(self.grid_size))  # [N, 2]
+    logits = nn.Dense(self.grid_size**2, name='logits')(h)  # [B, N]
+    if self.random_locations:
+      loc = _take(given, forced, noise_t.location)
+      return LocationAction(loc, jax.nn.softmax(logits) @ centres,
+                            jnp.full(loc.shape[:-1], _UNIFORM_LOG_PROB))
+    if noise_t.choice is None or noise_t.choice.shape[-1] != centres.shape[0]:
+      shape = None if noise_t.choice is None else noise_t.choice.shape
+      raise ValueError(f'the grid locator needs choice noise [..., {centres.shape[0]}], '
+                       f'got {shape}')
+    cell = jnp.argmax(jax.lax.stop_gradient(logits) + noise_t.choice, -1)  # [B]
+    if given is not None:
+      cell = jnp.where(forced, grid_cell(given, self.grid_size), cell)
+    mean = jax.nn.softmax(logits) @ centres  # [B, 2]
+    return LocationAction(centres[cell], mean, categorical_log_prob(logits, cell))
+
+
+def _take(given: jax.Array | None, forced: jax.Array | None, drawn: jax.Array) -> jax.Array:
+  """`given` where `forced` (no gradient either way), else `drawn`: [B, 2]."""
+  if given is None:
+    return drawn
+  return jnp.where(forced[:, None], jax.lax.stop_gradient(given), drawn)

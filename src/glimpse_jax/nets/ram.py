@@ -1,49 +1,42 @@
-"""The Recurrent Attention Model of Mnih et al. 2014 as one Flax module.
+"""The Recurrent Attention Model of Mnih et al. 2014 as one Flax module, built from swappable parts.
 
-The rollout takes pre-drawn standard-normal noise `[T, B, 2]`, so the same module gives sampled
-paths (training, Monte-Carlo evaluation) and the greedy path (zero noise), and a run is a pure
-function of its inputs. The location l_t is sampled from N(mean(h_{t-1}), std^2) and treated as an
-action (no gradient flows through the sample); the glimpse is read at l_t clipped to [-1, 1] while
-log-probabilities use the unclipped sample.
+The rollout takes pre-drawn `ActionNoise` with time-major leading axes `[T, B]`, so the same module
+gives sampled paths (training, Monte-Carlo evaluation as a `vmap`) and the greedy path
+(`mode_noise`), and a run is a pure function of its inputs. At each glimpse the locator (see
+`policies`) chooses l_t from h_{t-1}; the sample is an action (no gradient flows through it) and
+the glimpse is read at l_t clipped to [-1, 1], while log-probabilities use the unclipped action.
+
+Options for RAM's relatives: the classifier after every glimpse (`classify_every_step`); teacher
+forcing (`given_locations` taken by the `forced` examples, whose log-probs are those of the given
+actions); per-example stopping (`step_mask`: after a 0 the core and locator states are held, so the
+final logits are those of the last step taken).
 """
 
-import dataclasses
 from typing import NamedTuple
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from glimpse_jax import glimpse
+from glimpse_jax.distributions import gaussian_log_prob
 from glimpse_jax.nets import ram_fused
 from glimpse_jax.nets.cores import core_output, make_core
 from glimpse_jax.nets.glimpse_net import GlimpseNetwork
-from glimpse_jax.nets.policies import GaussianLocationPolicy
+from glimpse_jax.nets.noise import ActionNoise
+from glimpse_jax.nets.policies import LOCATORS, Locator
+from glimpse_jax.nets.retina import RetinaSpec
 from glimpse_jax.nets.settings import settings_of
 
 
-@dataclasses.dataclass(frozen=True)
-class RetinaSpec:
-  """Static retina settings: `size` x `size` patches at `num_scales` scales."""
-
-  size: int = 8
-  num_scales: int = 1
-  scale_factor: int = 2
-
-  def read(self, images: jax.Array, locs: jax.Array) -> jax.Array:
-    """Flattened retina patches for a batch: [B, H, W, C], [B, 2] -> [B, num_scales*size*size*C]."""
-    read_one = lambda image, loc: glimpse.retina(
-        image, loc, size=self.size, num_scales=self.num_scales, scale_factor=self.scale_factor)
-    patches = jax.vmap(read_one)(images, locs)  # [B, S, size, size, C]
-    return patches.reshape(patches.shape[0], -1)
-
-
 class RAMOutput(NamedTuple):
-  logits: jax.Array  # [B, num_classes] after the last glimpse
-  locations: jax.Array  # [T, B, 2] sampled (unclipped) locations
-  means: jax.Array  # [T, B, 2] policy means the locations were drawn around
+  logits: jax.Array  # [B, C] after the last glimpse taken
+  step_logits: jax.Array | None  # [T, B, C] after every glimpse (None unless classify_every_step)
+  locations: jax.Array  # [T, B, 2] the locations taken (unclipped; the given ones where forced)
+  means: jax.Array  # [T, B, 2] policy means (the grid's expected cell centre)
+  log_probs: jax.Array  # [T, B] log pi(l_t | h_{t-1}) of the locations taken
   baselines: jax.Array  # [T, B] predicted reward before each location is chosen
-  hidden: jax.Array  # [T, B, D] core outputs after each glimpse
+  hidden: jax.Array  # [T, B, D] core outputs after each glimpse (held after a stop)
 
 
 class _GlimpseSettings(nn.Module):
@@ -55,7 +48,10 @@ class _GlimpseSettings(nn.Module):
   glimpse_features: int = 256
   what_features: int = 128
   where_features: int = 128
+  locator: str = 'linear'
   location_std: float = 0.1
+  grid_size: int = 4
+  locator_features: int = 128
   random_locations: bool = False
 
 
@@ -63,48 +59,117 @@ class RAMStep(_GlimpseSettings):
   """One glimpse: choose l_t from h_{t-1}, read the retina at l_t, update the core."""
 
   @nn.compact
-  def __call__(self, carry, noise_t: jax.Array, images: jax.Array):
-    # noise_t: [B, 2] standard normal (uniform in [-1, 1] for random locations); images: [B, H, W, C]
-    mean = GaussianLocationPolicy(name='location')(core_output(carry))  # [B, 2]
-    if self.random_locations:
-      loc = noise_t
-    else:
-      loc = jax.lax.stop_gradient(mean + self.location_std * noise_t)
-    seen = jnp.clip(loc, -1.0, 1.0)
+  def __call__(self, carry, xs, images: jax.Array, forced: jax.Array | None):
+    # carry: (core carry, locator carry); xs: (noise_t [B, ...], given_t [B, 2] or None,
+    # mask_t [B] or None); images: [B, H, W, C]; forced: [B] bool or None
+    noise_t, given_t, mask_t = xs
+    core_carry, locator_carry = carry
+    locator = Locator(self.locator, self.location_std, self.grid_size, self.locator_features,
+                      self.random_locations, name='location')
+    new_locator_carry, action = locator(locator_carry, core_output(core_carry), noise_t, given_t,
+                                        forced)
+    seen = jnp.clip(action.location, -1.0, 1.0)
     g = GlimpseNetwork(self.what_features, self.where_features, self.glimpse_features,
                        name='glimpse')(self.retina.read(images, seen), seen)
-    carry, h = make_core(self.core, self.core_features)(carry, g)
-    return carry, (h, loc, mean)
+    new_core_carry, _ = make_core(self.core, self.core_features)(core_carry, g)
+    new_carry = (new_core_carry, new_locator_carry)
+    if mask_t is not None:
+      hold = lambda new, old: jnp.where(mask_t.reshape(-1, *[1] * (new.ndim - 1)), new, old)
+      new_carry = jax.tree.map(hold, new_carry, carry)
+    return new_carry, (core_output(new_carry[0]), action)
 
 
 class RecurrentAttentionModel(_GlimpseSettings):
-  """RAM: glimpse network, recurrent core, Gaussian location policy, baseline and classifier.
+  """RAM: glimpse network, recurrent core, locator, baseline and classifier (see module doc).
 
-  With `fused=True` and the ReLU RNN core, the rollout runs through `ram_fused`, which computes
-  the same values and gradients with batched weight gradients (see that module).
+  With `fused=True` the rollout runs through `ram_fused`, which computes the same values and
+  gradients with batched weight gradients; it implements only core 'rnn' with the 'linear' locator
+  and no teacher forcing or step mask, and refuses anything else.
   """
 
   num_classes: int = 10
-  fused: bool = True
+  classify_every_step: bool = False
+  fused: bool = False
+
+  def _check_fused(self, given_locations, step_mask) -> None:
+    unsupported = {'core': (self.core, 'rnn'), 'locator': (self.locator, 'linear')}
+    for name, (value, supported) in unsupported.items():
+      if value != supported:
+        raise ValueError(f"fused=True implements only {name}={supported!r}, got {name}="
+                         f'{value!r}; use fused=False')
+    if given_locations is not None or step_mask is not None:
+      raise ValueError('fused=True implements neither given_locations (teacher forcing) nor '
+                       'step_mask; use fused=False')
 
   @nn.compact
-  def __call__(self, images: jax.Array, noise: jax.Array) -> RAMOutput:
-    # images: [B, H, W, C]; noise: [T, B, 2]
-    batch = images.shape[0]
-    scan = nn.scan(RAMStep, variable_broadcast='params', split_rngs={'params': False},
-                   in_axes=(0, nn.broadcast), out_axes=0)(
-        name='step', **settings_of(self, _GlimpseSettings))
-    carry = make_core(self.core, self.core_features).initialize_carry(
-        jax.random.key(0), (batch, self.glimpse_features))
-    if self.fused and self.core == 'rnn' and not self.is_initializing():
+  def __call__(self, images: jax.Array, noise: ActionNoise, *,
+               given_locations: jax.Array | None = None, forced: jax.Array | None = None,
+               step_mask: jax.Array | None = None) -> RAMOutput:
+    """Runs T glimpses per image.
+
+    Args:
+      images: [B, H, W, C].
+      noise: `ActionNoise` of [T, B, ...] arrays (`choice` [T, B, grid_size**2] for the grid).
+      given_locations: [T, B, 2] locations the `forced` examples take (teacher forcing).
+      forced: [B] bool, with `given_locations`.
+      step_mask: [T, B], 1 where the step is taken; 0 holds the example's state.
+    """
+    if self.locator not in LOCATORS:
+      raise ValueError(f'locator must be one of {list(LOCATORS)}, got {self.locator!r}')
+    num_steps, batch = noise.location.shape[:2]
+    chex.assert_shape(noise.location, (num_steps, batch, 2))
+    chex.assert_rank(images, 4)
+    if images.shape[0] != batch:
+      raise ValueError(f'noise is for {batch} images, got {images.shape[0]}')
+    if (given_locations is None) != (forced is None):
+      raise ValueError('given_locations and forced must be passed together')
+    if given_locations is not None:
+      chex.assert_shape(given_locations, (num_steps, batch, 2))
+      chex.assert_shape(forced, (batch,))
+      chex.assert_type(forced, bool)
+    if step_mask is not None:
+      chex.assert_shape(step_mask, (num_steps, batch))
+      step_mask = step_mask.astype(bool)
+    if self.fused:
+      self._check_fused(given_locations, step_mask)
+
+    core = make_core(self.core, self.core_features)
+    locator = Locator(self.locator, self.location_std, self.grid_size, self.locator_features,
+                      parent=None)
+    carry = (core.initialize_carry(jax.random.key(0), (batch, self.glimpse_features)),
+             locator.initialize_carry(batch))
+    h0 = core_output(carry[0])  # [B, D]
+    if self.fused and not self.is_initializing():
       spec = ram_fused.RolloutSpec(self.retina.read, self.location_std, self.random_locations)
       step_params = self.variables['params']['step']
-      hidden, locations = ram_fused.rollout(spec, step_params, images, noise)
-      h_prev = jnp.concatenate([carry[None], hidden[:-1]], 0)  # [T, B, D]
+      hidden, locations = ram_fused.rollout(spec, step_params, images, noise.location)
+      h_prev = jnp.concatenate([h0[None], hidden[:-1]], 0)  # [T, B, D]
       means = ram_fused.location_mean(step_params, h_prev)
+      log_probs = (jnp.full((num_steps, batch), -jnp.log(4.0)) if self.random_locations
+                   else gaussian_log_prob(locations, means, self.location_std))
     else:
-      _, (hidden, locations, means) = scan(carry, noise, images)
-      h_prev = jnp.concatenate([core_output(carry)[None], hidden[:-1]], 0)
-    logits = nn.Dense(self.num_classes, name='classifier')(hidden[-1])
+      scan = nn.scan(RAMStep, variable_broadcast='params', split_rngs={'params': False},
+                     in_axes=(0, nn.broadcast, nn.broadcast), out_axes=0)(
+          name='step', **settings_of(self, _GlimpseSettings))
+      xs = (noise, given_locations, step_mask)
+      _, (hidden, action) = scan(carry, xs, images, forced)
+      h_prev = jnp.concatenate([h0[None], hidden[:-1]], 0)
+      locations, means, log_probs = action
+
+    classifier = nn.Dense(self.num_classes, name='classifier')
+    step_logits = classifier(hidden) if self.classify_every_step else None  # [T, B, C]
+    logits = step_logits[-1] if self.classify_every_step else classifier(hidden[-1])
     baselines = nn.Dense(1, name='baseline')(jax.lax.stop_gradient(h_prev))[..., 0]
-    return RAMOutput(logits, locations, means, baselines, hidden)
+    out = RAMOutput(logits, step_logits, locations, means, log_probs, baselines, hidden)
+    _check_output(out, num_steps, batch, self.num_classes)
+    return out
+
+
+def _check_output(out: RAMOutput, num_steps: int, batch: int, num_classes: int) -> None:
+  chex.assert_shape(out.logits, (batch, num_classes))
+  if out.step_logits is not None:
+    chex.assert_shape(out.step_logits, (num_steps, batch, num_classes))
+  chex.assert_shape([out.locations, out.means], (num_steps, batch, 2))
+  chex.assert_shape([out.log_probs, out.baselines], (num_steps, batch))
+  chex.assert_shape(out.hidden, (num_steps, batch, None))
+  chex.assert_type([out.logits, out.locations, out.log_probs, out.baselines], float)

@@ -4,7 +4,9 @@ Autodiff of a scanned RAM step computes each weight gradient inside the reverse 
 [D, B] x [B, D] product per glimpse. Because the sampled locations carry no gradient, every layer
 except the recurrence can instead take its weight gradient in one [D, T*B] x [T*B, D] product after
 the scan, and the reverse scan keeps only dz_t @ W_h^T. Values and gradients equal those of
-`ram.RAMStep` under `nn.scan` (tested), for the parameter tree that module creates.
+`ram.RAMStep` under `nn.scan` (tested), for the parameter tree that module creates with the ReLU
+RNN core and the 'linear' locator, without teacher forcing or a step mask: the model refuses
+`fused=True` for any other structure.
 """
 
 import dataclasses

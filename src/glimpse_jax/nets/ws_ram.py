@@ -8,66 +8,27 @@ last glimpse, so the image reaches the classifier only through glimpses; the low
 only steers where they land. The inference network q(a_t | a_<t, x, y) reads the top layer (as a
 constant) and the one-hot label and proposes actions during training.
 
-The rollout is a pure function of pre-drawn noise for K samples per image: every array it returns
-is indexed [K, B, T, ...] (sample, example, glimpse). Sampled actions carry no gradient; both log
-p and log q are evaluated at the sample the proposal drew.
+The rollout is a pure function of pre-drawn `ActionNoise` for K samples per image (`choice` is the
+scale's Gumbel noise): every array it takes and returns is indexed [K, B, T, ...] (sample, example,
+glimpse). Sampled actions carry no gradient; both log p and log q are evaluated at the sample the
+proposal drew.
 """
 
-import dataclasses
 from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from glimpse_jax import glimpse
 from glimpse_jax.nets.actions import ActionDist, ActionHead
 from glimpse_jax.nets.context import ContextNetwork
 from glimpse_jax.nets.cores import ReLURNNCell
 from glimpse_jax.nets.glimpse_net import GlimpseNetwork
+from glimpse_jax.nets.noise import ActionNoise
+from glimpse_jax.nets.retina import RetinaSpec
 from glimpse_jax.nets.settings import settings_of
 
 PROPOSALS = ('prior', 'q')
-
-
-@dataclasses.dataclass(frozen=True)
-class ScaleRetina:
-  """Static retina settings; a glimpse is one size x size patch at a chosen one of num_scales."""
-
-  size: int = 12
-  num_scales: int = 3
-  scale_factor: int = 2
-
-  def read(self, images: jax.Array, locs: jax.Array, scales: jax.Array) -> jax.Array:
-    """Flattened patches: images [B, H, W, C], locs [K, B, 2], scales [K, B] -> [K, B, P]."""
-    read_one = lambda image, loc, scale: glimpse.retina_at_scale(
-        image, loc, scale, size=self.size, num_scales=self.num_scales,
-        scale_factor=self.scale_factor)
-    per_example = jax.vmap(read_one)  # over B
-    patches = jax.vmap(per_example, in_axes=(None, 0, 0))(images, locs, scales)
-    return patches.reshape(*scales.shape, -1)
-
-
-class ActionNoise(NamedTuple):
-  """Pre-drawn noise of K rollouts: standard normal for locations, Gumbel for scales."""
-
-  location: jax.Array  # [K, B, T, 2]
-  scale: jax.Array  # [K, B, T, S]
-
-
-def draw_noise(rng: jax.Array, num_samples: int, batch: int, num_glimpses: int,
-               num_scales: int) -> ActionNoise:
-  """Noise for `num_samples` sampled rollouts of each of `batch` images."""
-  loc_rng, scale_rng = jax.random.split(rng)
-  shape = (num_samples, batch, num_glimpses)
-  return ActionNoise(jax.random.normal(loc_rng, (*shape, 2)),
-                     jax.random.gumbel(scale_rng, (*shape, num_scales)))
-
-
-def mode_noise(batch: int, num_glimpses: int, num_scales: int) -> ActionNoise:
-  """Zero noise: one rollout taking the mean location and the most probable scale each glimpse."""
-  return ActionNoise(jnp.zeros((1, batch, num_glimpses, 2)),
-                     jnp.zeros((1, batch, num_glimpses, num_scales)))
 
 
 class WSRAMOutput(NamedTuple):
@@ -87,7 +48,7 @@ class WSRAMOutput(NamedTuple):
 class _StepSettings(nn.Module):
   """Settings of one glimpse step, shared by `WSRAMStep` and `WakeSleepRAM` (see its attributes)."""
 
-  retina: ScaleRetina = ScaleRetina()
+  retina: RetinaSpec = RetinaSpec(size=12, num_scales=3)
   bottom_features: int = 256
   top_features: int = 256
   glimpse_features: int = 256
@@ -118,11 +79,11 @@ class WSRAMStep(_StepSettings):
       q = head('inference', self.inference_features)(
           jnp.concatenate([jax.lax.stop_gradient(top), labels], -1))
     acting = (q if self.proposal == 'q' else prior).temper(self.temperature)
-    loc, scale = acting.sample(noise_t.location, noise_t.scale)  # [K, B, 2], [K, B]
+    loc, scale = acting.sample(noise_t.location, noise_t.choice)  # [K, B, 2], [K, B]
     seen = jnp.clip(loc, -1.0, 1.0)
     where = jnp.concatenate([seen, jax.nn.one_hot(scale, self.retina.num_scales)], -1)
     g = GlimpseNetwork(self.what_features, self.where_features, self.glimpse_features,
-                       name='glimpse')(self.retina.read(images, seen, scale), where)
+                       name='glimpse')(self.retina.read_at_scale(images, seen, scale), where)
     bottom, _ = ReLURNNCell(self.bottom_features, name='bottom')(bottom, g)
     top, _ = ReLURNNCell(self.top_features, name='top')(top, bottom)
     log_q = None if q is None else q.log_prob(loc, scale)
@@ -155,7 +116,7 @@ class WakeSleepRAM(_StepSettings):
 
     Args:
       images: [B, H, W, C].
-      noise: `ActionNoise` of [K, B, T, ...] arrays.
+      noise: `ActionNoise` of [K, B, T, ...] arrays, `choice` [K, B, T, num_scales].
       labels: [B] int class labels; q runs only when they are given (and `init` needs them).
       proposal: 'prior' (p proposes) or 'q' (the inference network proposes; needs labels).
       temperature: sample from the proposal's p^(1/T); 1 for the proposal itself.
@@ -167,6 +128,10 @@ class WakeSleepRAM(_StepSettings):
     if temperature <= 0:
       raise ValueError(f'temperature must be > 0, got {temperature}')
     num_samples, batch = noise.location.shape[:2]
+    if noise.choice is None or noise.choice.shape[-1] != self.retina.num_scales:
+      shape = None if noise.choice is None else noise.choice.shape
+      raise ValueError(f'noise.choice must be [K, B, T, {self.retina.num_scales}] Gumbel noise '
+                       f'for the scales, got {shape}')
     if images.shape[0] != batch:
       raise ValueError(f'noise is for {batch} images, got {images.shape[0]}')
 

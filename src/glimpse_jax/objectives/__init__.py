@@ -7,5 +7,12 @@ from glimpse_jax.objectives.exploration import (
     temper_logits,
     temper_std,
 )
-from glimpse_jax.objectives.reinforce import baseline_loss, reinforce_loss
+from glimpse_jax.objectives.ram import REWARDS, classification_rewards, ram_loss
+from glimpse_jax.objectives.reinforce import (
+    baseline_loss,
+    final_rewards,
+    location_supervision_loss,
+    reinforce_loss,
+    returns_to_go,
+)
 from glimpse_jax.objectives.wake_sleep import importance_diagnostics, var_loss, wake_sleep_loss

@@ -2,8 +2,11 @@
 metrics, evaluation and results. It never names a particular experiment.
 
 Modules: `experiment` (the interface), `config` (shared fields and checks), `state` (train
-state and optimizer), `mesh` (data parallelism, prefetching), `step` (pure jittable steps),
-`checkpoint`, `metrics` (logs and results), `evaluate`, `loop` (`run`, signals).
+state and optimizer), `params` (grafting and freezing subtrees), `mesh` (data parallelism,
+prefetching), `step` (pure jittable steps), `checkpoint`, `workdir` (the run's lock, atomic
+files), `metrics` (logs and results), `evaluate`, `sources` (frozen models and stored fields from
+other runs), `loop` (`run`, signals), `generate` (data-producing phases), `pipeline` (phases in
+order: `run_pipeline`).
 
 A notebook trains an experiment with:
 
@@ -11,6 +14,9 @@ A notebook trains an experiment with:
     from glimpse_jax import train
     config = ram.get_config('smoke')
     results = train.run(config, 'runs/ram-smoke', ram.make_experiment(config))
+
+and any config, a pipeline of phases included, with
+`train.run_pipeline(config, workdir, module.make_experiment)`.
 """
 
 from glimpse_jax.train.checkpoint import Checkpointer
@@ -23,7 +29,15 @@ from glimpse_jax.train.evaluate import evaluate
 from glimpse_jax.train.experiment import Batch
 from glimpse_jax.train.experiment import Experiment
 from glimpse_jax.train.experiment import pick_variant
+from glimpse_jax.train.generate import generate
 from glimpse_jax.train.loop import run
+from glimpse_jax.train.params import freeze_labels
+from glimpse_jax.train.params import graft
+from glimpse_jax.train.pipeline import is_pipeline
+from glimpse_jax.train.pipeline import pipeline_config
+from glimpse_jax.train.pipeline import run_pipeline
+from glimpse_jax.train.sources import open_store
+from glimpse_jax.train.workdir import WorkdirBusyError
 from glimpse_jax.train.mesh import make_data_mesh
 from glimpse_jax.train.metrics import read_metrics
 from glimpse_jax.train.state import make_optimizer
@@ -48,6 +62,14 @@ __all__ = [
     'create_state',
     'eval_step',
     'evaluate',
+    'freeze_labels',
+    'generate',
+    'graft',
+    'is_pipeline',
+    'open_store',
+    'pipeline_config',
+    'run_pipeline',
+    'WorkdirBusyError',
     'grad_variance',
     'load_params',
     'make_data_mesh',

@@ -25,8 +25,8 @@ class Checkpointer:
     if keep is not None and keep < 1:
       raise ValueError(f'keep must be >= 1 or None, got {keep}')
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=create, cleanup_tmp_directories=create,
-        enable_async_checkpointing=True)
+        preservation_policy=ocp.checkpoint_managers.LatestN(keep), create=create,
+        cleanup_tmp_directories=create, enable_async_checkpointing=True)
     self.directory = checkpoint_dir(workdir)
     handlers = {'params': ocp.StandardCheckpointHandler(),
                 'opt_state': ocp.StandardCheckpointHandler(), 'meta': ocp.JsonCheckpointHandler()}

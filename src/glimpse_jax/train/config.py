@@ -1,7 +1,8 @@
 """The config fields every experiment shares, and their checks.
 
 An experiment's `get_config(arg)` starts from `base_config()`, fills `model` and `loss`, overrides
-what it needs and calls `config.lock()` so a mistyped `--config.field=value` fails.
+what it needs and calls `config.lock()` so a mistyped `--config.field=value` fails. A multi-phase
+method returns `pipeline_config(...)` of several such configs instead (see `train.pipeline`).
 """
 
 import jax
@@ -12,12 +13,16 @@ from glimpse_jax import data
 
 OPTIMIZERS = ('adam', 'momentum', 'sgd')
 SCHEDULES = ('constant', 'cosine', 'exponential')
+KINDS = ('train', 'generate')
+EVAL_SPLITS = ('validation', 'test')
 
 
 def base_config() -> ml_collections.ConfigDict:
   """The shared fields with their defaults (unlocked, so the experiment can add its own)."""
   config = ml_collections.ConfigDict()
   config.experiment = ''  # the experiment module's name, e.g. 'ram'
+  config.phase = ''  # the phase's name in a pipeline ('' for a single-phase run)
+  config.kind = 'train'  # one of KINDS: 'generate' stores per-example outputs instead
   config.seed = 0  # parameters, per-step randomness and the order of training examples
   config.batch_size = 128  # global, split over all devices
   config.num_steps = 10_000
@@ -37,11 +42,31 @@ def base_config() -> ml_collections.ConfigDict:
       momentum=0.9,  # 'momentum' only
       grad_clip_norm=0.0,  # 0: no clipping
       weight_decay=0.0,  # 0: off; decoupled for 'adam' (AdamW), L2 for 'sgd' and 'momentum'
+      freeze=(),  # parameter paths the optimizer leaves unchanged, e.g. ('params/encoder',)
   ))
-  config.eval = ml_collections.ConfigDict(dict(batch_size=512, mc_samples=1))
+  # The value of `evaluate` reported as the run's result (e.g. 'bce' for a reconstruction phase).
+  config.headline = 'error'
+  config.eval = ml_collections.ConfigDict(dict(
+      batch_size=512, mc_samples=1,
+      splits=('test',),  # of EVAL_SPLITS; 'validation' needs dataset.validation_examples > 0
+  ))
+  # Stop when `metric` (default: the headline) on `split` has not improved for `patience`
+  # evaluations (every `eval_every` steps); 0: off.
+  config.early_stopping = ml_collections.ConfigDict(dict(
+      patience=0, split='validation', metric='', mode='min'))
 
-  # Multi-phase methods start from another run's parameters; the workdir's own checkpoint wins.
+  # Multi-phase methods start from another run's parameters (a workdir, or an earlier phase's
+  # name in a pipeline); the workdir's own checkpoint wins. `init_subtrees` grafts only those
+  # parameter paths (e.g. ('params/encoder',)) into fresh parameters; () takes them all.
   config.init_from = config_dict.placeholder(str)
+  config.init_subtrees = ()
+  # Frozen models: name -> workdir (or earlier phase) whose parameters the loss gets, untrained.
+  config.frozen = ml_collections.ConfigDict()
+  # A data-producing phase (or its store folder) whose per-example fields join training batches
+  # by example index (needs fixed training canvases: dataset.train_on_the_fly=False).
+  config.data_from = config_dict.placeholder(str)
+  # kind='generate': which examples of which split get stored, in chunks of `chunk_size`.
+  config.generate = ml_collections.ConfigDict(dict(split='train', fraction=1.0, chunk_size=1024))
   config.grad_variance_every = 0  # 0: off
   config.grad_variance_draws = 16
 
@@ -109,6 +134,42 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.init_from is not None and (not isinstance(config.init_from, str)
                                        or not config.init_from):
     raise ValueError(f'init_from must be a workdir path or None, got {config.init_from!r}')
+  for name in ('init_subtrees', 'optimizer.freeze'):
+    paths = _field(config, name)
+    if not isinstance(paths, (tuple, list)) or not all(isinstance(p, str) for p in paths):
+      raise ValueError(f'{name} must be a tuple of parameter paths like \'params/encoder\', got '
+                       f'{paths!r}')
+  if config.init_subtrees and config.init_from is None:
+    raise ValueError(f'init_subtrees={tuple(config.init_subtrees)!r} needs init_from')
+  for name, source in config.frozen.items():
+    if not isinstance(source, str) or not source:
+      raise ValueError(f'frozen.{name} must be a workdir path or phase name, got {source!r}')
+  if config.data_from is not None and (not isinstance(config.data_from, str)
+                                       or not config.data_from):
+    raise ValueError(f'data_from must be a workdir path or None, got {config.data_from!r}')
+  _check_choice(config, 'kind', KINDS)
+  if not isinstance(config.headline, str) or not config.headline:
+    raise ValueError(f'headline must name a value of evaluate, got {config.headline!r}')
+  splits = config.eval.splits
+  if (not isinstance(splits, (tuple, list)) or not splits
+      or any(split not in EVAL_SPLITS for split in splits) or len(set(splits)) < len(splits)):
+    raise ValueError(f'eval.splits must be distinct names from {list(EVAL_SPLITS)}, got {splits!r}')
+  if 'validation' in splits and not config.dataset.get('validation_examples', 0):
+    raise ValueError("eval.splits has 'validation', which needs dataset.validation_examples > 0")
+  stopping = config.early_stopping
+  _check_int(config, 'early_stopping.patience', 0)
+  _check_choice(config, 'early_stopping.mode', ('min', 'max'))
+  if stopping.patience:
+    if not config.eval_every:
+      raise ValueError('early_stopping.patience needs eval_every > 0 (it counts evaluations)')
+    if stopping.split not in splits:
+      raise ValueError(f'early_stopping.split {stopping.split!r} must be one of eval.splits '
+                       f'{tuple(splits)}')
+  _check_choice(config, 'generate.split', ('train', *EVAL_SPLITS))
+  _check_number(config, 'generate.fraction', 0.0, 1.0)
+  if config.generate.fraction <= 0:
+    raise ValueError(f'generate.fraction must be in (0, 1], got {config.generate.fraction}')
+  _check_int(config, 'generate.chunk_size', 1)
   for name in ('model', 'loss', 'dataset'):
     if not isinstance(config[name], ml_collections.ConfigDict):
       raise ValueError(f'{name} must be a ConfigDict, got {type(config[name]).__name__}')

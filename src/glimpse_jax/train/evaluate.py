@@ -13,16 +13,18 @@ from glimpse_jax.train import mesh as mesh_lib
 
 
 def evaluate(eval_fn: Callable, params: Any, host_batches: Iterable[Mapping[str, np.ndarray]],
-             sharding: NamedSharding, rng: jax.Array, *, max_batches: int = 0) -> dict[str, float]:
+             sharding: NamedSharding, rng: jax.Array, *, max_batches: int = 0,
+             frozen: Any = None) -> dict[str, float]:
   """Averages of `eval_fn`'s sums over `host_batches` (the first `max_batches` if > 0).
 
   Args:
-    eval_fn: the jitted `(params, batch, rng) -> {name: masked sum, 'examples': mask sum}`.
+    eval_fn: the jitted `(params, batch, rng, frozen) -> {name: masked sum, 'examples': mask sum}`.
     params: replicated parameters.
     host_batches: numpy batches with a `mask` [B] (0 for padding rows).
     sharding: the batch sharding.
     rng: batch `i` is evaluated with `fold_in(rng, i)`.
     max_batches: evaluate only this many batches (0: all).
+    frozen: the frozen models' parameters, or None.
 
   Returns:
     `{name: mean over real examples}` and `examples`, the number of real examples.
@@ -32,7 +34,8 @@ def evaluate(eval_fn: Callable, params: Any, host_batches: Iterable[Mapping[str,
   batches = itertools.islice(host_batches, max_batches or None)
   totals = None
   for index, batch in enumerate(batches):
-    sums = eval_fn(params, mesh_lib.shard_batch(batch, sharding), jax.random.fold_in(rng, index))
+    sums = eval_fn(params, mesh_lib.shard_batch(batch, sharding), jax.random.fold_in(rng, index),
+                   *(() if frozen is None else (frozen,)))
     totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
   if totals is None:
     raise ValueError('the evaluation split yielded no batches')

@@ -8,32 +8,56 @@ import jax
 
 Batch = Mapping[str, Any]  # image [B, H, W, C], label [B], center [B, 2], box_size [B] (+ mask [B])
 Params = Any  # a pytree, typically Flax variables
+Frozen = Mapping[str, Params]  # frozen model name -> its parameters (restored, never trained)
 Metrics = Mapping[str, jax.Array]  # name -> scalar
 
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-  """A method as four functions; the loop owns everything else (data, optimizer, devices, files).
+  """A method as a few functions; the loop owns everything else (data, optimizer, devices, files).
+
+  A training phase needs `init`, `loss` and `evaluate`; a data-producing phase needs `generate`.
 
   Attributes:
     init: `init(rng, batch) -> params`.
     loss: `loss(params, batch, rng, step) -> (scalar, metrics)`; the scalar's gradient is the
       method's estimator, `metrics` are scalars to log, `step` is the update's index (from 0).
-    evaluate: `evaluate(params, batch, rng) -> {name: [B] per-example values}`; `error` (0/1 per
-      example) is the headline number, reported as `test_error`.
+    evaluate: `evaluate(params, batch, rng) -> {name: [B] per-example values}`; the config's
+      `headline` names the value reported as the run's result (`error` for classifiers).
     plots: optional `plots(params, batch, rng, workdir)`, run on the host after training.
+    generate: `generate(batch, rng, frozen) -> {name: [B, ...] per-example arrays}`, what a
+      data-producing phase stores for each example (computed by the frozen models).
+    frozen_models: names of the frozen models the method takes (the config's `frozen` maps each
+      to the workdir it is restored from). When not empty, `loss` and `evaluate` take the frozen
+      parameters as a last argument: `loss(params, batch, rng, step, frozen)`,
+      `evaluate(params, batch, rng, frozen)`; they are inputs of the jitted step, never trained.
   """
-  init: Callable[[jax.Array, Batch], Params]
-  loss: Callable[[Params, Batch, jax.Array, jax.Array], tuple[jax.Array, Metrics]]
-  evaluate: Callable[[Params, Batch, jax.Array], Mapping[str, jax.Array]]
+  init: Callable[[jax.Array, Batch], Params] | None = None
+  loss: Callable[..., tuple[jax.Array, Metrics]] | None = None
+  evaluate: Callable[..., Mapping[str, jax.Array]] | None = None
   plots: Callable[[Params, Batch, jax.Array, str], None] | None = None
+  generate: Callable[[Batch, jax.Array, Frozen], Mapping[str, jax.Array]] | None = None
+  frozen_models: tuple[str, ...] = ()
 
   def __post_init__(self):
-    for name in ('init', 'loss', 'evaluate'):
-      if not callable(getattr(self, name)):
-        raise ValueError(f'Experiment.{name} must be callable, got {getattr(self, name)!r}')
-    if self.plots is not None and not callable(self.plots):
-      raise ValueError(f'Experiment.plots must be callable or None, got {self.plots!r}')
+    for name in ('init', 'loss', 'evaluate', 'plots', 'generate'):
+      value = getattr(self, name)
+      if value is not None and not callable(value):
+        raise ValueError(f'Experiment.{name} must be callable or None, got {value!r}')
+    if self.generate is None and None in (self.init, self.loss, self.evaluate):
+      raise ValueError('an Experiment needs init, loss and evaluate (a training phase) or '
+                       'generate (a data-producing phase)')
+    if isinstance(self.frozen_models, str) or not all(
+        isinstance(n, str) and n for n in self.frozen_models):
+      raise ValueError(f'Experiment.frozen_models must be a tuple of names, got '
+                       f'{self.frozen_models!r}')
+
+  def require(self, *names: str) -> None:
+    """Raises ValueError unless the functions `names` are all given."""
+    missing = [name for name in names if getattr(self, name) is None]
+    if missing:
+      raise ValueError(f'this phase calls Experiment.{", ".join(missing)}, which the experiment '
+                       f'does not define')
 
 
 def pick_variant(arg: str | None, variants: Iterable[str]) -> str:

@@ -30,6 +30,9 @@ from glimpse_jax.train.metrics import ConsoleReporter, MetricsWriter, read_metri
 from glimpse_jax.train.mesh import DevicePrefetcher
 from glimpse_jax.train.state import TrainState, abstract_state, count_params, create_state
 from glimpse_jax.train.state import make_optimizer
+from glimpse_jax.train.params import graft
+from glimpse_jax.train.sources import load_frozen, open_store
+from glimpse_jax.train.workdir import lock_workdir, write_text
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, experiment: Experiment, *,
@@ -37,10 +40,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, experiment: Experiment,
   """Trains `experiment` as `config` says, resuming from `workdir` if it holds a checkpoint.
 
   Writes config.json, metrics.jsonl, checkpoints/, results.json, learning_curve.png and the
-  experiment's plots into `workdir`.
+  experiment's plots into `workdir`, which no other run may use meanwhile (it is locked).
 
   Args:
-    config: a validated shared config (see `base_config`) filled by the experiment.
+    config: a validated shared config (see `base_config`) filled by the experiment; its
+      `init_from`, `frozen` and `data_from` name workdirs (a pipeline resolves phase names).
     workdir: the run's folder; created if missing.
     experiment: the method's functions.
     devices: train on these devices (default: all of them).
@@ -51,15 +55,19 @@ def run(config: ml_collections.ConfigDict, workdir: str, experiment: Experiment,
   Raises:
     FloatingPointError: some update produced a NaN or infinite loss, metric or gradient norm;
       the last checkpoint is the last good state.
+    WorkdirBusyError: another run holds `workdir`.
   """
   validate(config)
+  if config.kind != 'train':
+    raise ValueError(f"train.run trains; a kind={config.kind!r} phase runs with train.generate")
+  experiment.require('init', 'loss', 'evaluate')
   mesh = mesh_lib.make_data_mesh(devices)
   for name in ('batch_size', 'eval.batch_size'):
     size = config.batch_size if name == 'batch_size' else config.eval.batch_size
     if size % mesh.size:
       raise ValueError(f'{name} must be divisible by the {mesh.size} training devices, got {size}')
-  os.makedirs(workdir, exist_ok=True)
-  return _Run(config, workdir, experiment, mesh).run()
+  with lock_workdir(workdir):
+    return _Run(config, workdir, experiment, mesh).run()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,6 +167,8 @@ class _Run:
     self.train_key = mesh_lib.put_replicated(train_key, mesh)
     self.tx, self.schedule = make_optimizer(config.optimizer, config.num_steps)
     self.steps = step_lib.make_steps(experiment, mesh, config.grad_variance_draws)
+    self.frozen = load_frozen(config, experiment, mesh)
+    self.join = open_store(config.data_from) if config.data_from else None
     self.checkpointer = Checkpointer(workdir, config.keep_checkpoints)
     self.clock = _Clock()
     self.console = ConsoleReporter(config.num_steps, enabled=self.chief)
@@ -170,16 +180,26 @@ class _Run:
       raise
     self.start_step = int(self.state.step)
     self.writer = MetricsWriter(workdir, resume_step=self.start_step, enabled=self.chief)
+    self.stopping = EarlyStopping(config.early_stopping, config.headline)
+    for record in read_metrics(workdir, 'eval'):
+      self.stopping.update(record)
     if self.chief:
-      with open(os.path.join(workdir, 'config.json'), 'w') as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
+      write_text(os.path.join(workdir, 'config.json'),
+                 config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
+
+  def _train_stream(self, start_step: int):
+    return data.train_stream(self.config.dataset, self.config.batch_size, seed=self.config.seed,
+                             start_step=start_step, join=self.join, **self.process)
+
+  def _eval_batches(self, split: str):
+    return data.eval_batches(self.config.dataset, self.config.eval.batch_size, split=split,
+                             **self.process)
 
   # -------------------------------------------------------------------------------------------
   # Initial state: the workdir's checkpoint, else config.init_from's parameters, else scratch.
   # -------------------------------------------------------------------------------------------
   def _initial_state(self, init_key) -> tuple[TrainState, str]:
-    self.example_batch = next(data.train_stream(
-        self.config.dataset, self.config.batch_size, seed=self.config.seed, **self.process))
+    self.example_batch = next(self._train_stream(0))
     abstract = abstract_state(self.experiment, self.tx, init_key, self.example_batch,
                               self.replicated)
     self._check_evaluate(abstract)
@@ -187,28 +207,35 @@ class _Run:
     if state is not None:
       return state, f'resumed from step {int(state.step)}'
     params, origin = None, 'from scratch'
-    if self.config.init_from is not None:
+    source = self.config.init_from
+    if source is not None:
+      subtrees = tuple(self.config.init_subtrees) or ('',)
       try:
-        params = load_params(self.config.init_from, abstract.params)
+        restored = load_params(source)
       except Exception as error:
-        raise ValueError(f'init_from={self.config.init_from!r}: cannot restore parameters of '
-                         f'this experiment ({error})') from error
-      origin = f'parameters from {self.config.init_from}'
+        raise ValueError(f'init_from={source!r}: cannot restore parameters ({error})') from error
+      fresh = jax.jit(self.experiment.init)(init_key, self.example_batch)
+      params = graft(fresh, restored, subtrees, source_name=f'init_from={source!r}')
+      what = ', '.join(self.config.init_subtrees) or 'parameters'
+      origin = f'{what} from {source}'
     return create_state(self.experiment, self.tx, init_key, self.example_batch,
                         self.replicated, params), origin
 
   def _check_evaluate(self, abstract: TrainState) -> None:
-    """Traces `evaluate` once so a missing `error` or a wrong shape fails before training."""
-    size = self.config.eval.batch_size // jax.process_count()
-    batch = {name: jax.ShapeDtypeStruct((size, *value.shape[1:]), value.dtype)
-             for name, value in self.example_batch.items()}
-    batch['mask'] = jax.ShapeDtypeStruct((size,), np.float32)
+    """Traces `evaluate` once so a missing headline or a wrong shape fails before training."""
+    example = next(self._eval_batches(self.config.eval.splits[0]))
+    batch = {name: jax.ShapeDtypeStruct(value.shape, value.dtype)
+             for name, value in example.items()}
     sums = jax.eval_shape(
-        lambda p, b: step_lib.eval_step(self.experiment.evaluate, p, b, jax.random.key(0)),
-        abstract.params, batch)
-    if 'error' not in sums:
-      raise ValueError(f"experiment.evaluate must return an 'error' value per example, got only "
-                       f'{sorted(sums)}')
+        lambda p, b, f: step_lib.eval_step(self.experiment.evaluate, p, b, jax.random.key(0), f),
+        abstract.params, batch, self.frozen)
+    if self.config.headline not in sums:
+      raise ValueError(f'headline={self.config.headline!r}: experiment.evaluate returns only '
+                       f'{sorted(set(sums) - {"examples"})}')
+    stopping = self.config.early_stopping
+    if stopping.patience and (stopping.metric or self.config.headline) not in sums:
+      raise ValueError(f'early_stopping.metric={stopping.metric!r}: experiment.evaluate returns '
+                       f'only {sorted(set(sums) - {"examples"})}')
 
   # -------------------------------------------------------------------------------------------
   # Training.
@@ -216,12 +243,15 @@ class _Run:
   def run(self) -> dict[str, Any]:
     config = self.config
     self.console.line(
-        f'{config.experiment}: {count_params(self.state.params):,} parameters, '
+        f'{config.experiment}{":" + config.phase if config.phase else ""}: '
+        f'{count_params(self.state.params):,} parameters, '
         f'{self.mesh.size} x {jax.devices()[0].device_kind}, {self.origin}, '
         f'{config.num_steps} steps of {config.batch_size}')
     try:
       with StopRequests() as stop:
-        if self.start_step < config.num_steps:
+        if self.stopping.stopped:
+          self.console.line(f'stopped early at step {self.start_step} ({self.stopping.reason})')
+        elif self.start_step < config.num_steps:
           self._train(stop)
       self.checkpointer.wait()
       return self._finish()
@@ -231,10 +261,9 @@ class _Run:
 
   def _train(self, stop: StopRequests) -> None:
     config = self.config
-    stream = data.train_stream(config.dataset, config.batch_size, seed=config.seed,
-                               start_step=self.start_step, **self.process)
+    stream = self._train_stream(self.start_step)
     metric_names = sorted(jax.eval_shape(
-        step_lib.train_step, self.state, self._abstract_batch(), self.train_key)[1])
+        step_lib.train_step, self.state, self._abstract_batch(), self.train_key, self.frozen)[1])
     fresh = jax.tree.map(np.array, step_lib.init_accumulator(metric_names))  # host copies
     new_accumulator = lambda: mesh_lib.put_replicated(fresh, self.mesh)
     acc, pending, self.variances = new_accumulator(), None, []
@@ -245,16 +274,17 @@ class _Run:
         batch = next(batches)
         if config.grad_variance_every and step % config.grad_variance_every == 0:
           rng = jax.random.fold_in(self.variance_key, step)
-          self.variances.append((step, self.steps.grad_variance(state, batch, rng)))
-        state, acc = self.steps.update(state, acc, batch, self.train_key)
+          self.variances.append(
+              (step, self.steps.grad_variance(state, batch, rng, self.frozen)))
+        state, acc = self.steps.update(state, acc, batch, self.train_key, self.frozen)
         done = step + 1
         if pending is not None:  # the previous interval, fetched one step late
           self._report(*pending)
           pending = None
         last = done == config.num_steps
+        periodic_eval = (not last and config.eval_every and done % config.eval_every == 0)
         save = last or stop.requested or (config.checkpoint_every
                                           and done % config.checkpoint_every == 0)
-        periodic_eval = (not last and config.eval_every and done % config.eval_every == 0)
         sync = save or periodic_eval
         if done % config.log_every == 0 or last:
           pending, acc = (done, acc), new_accumulator()
@@ -264,11 +294,19 @@ class _Run:
         elif sync:
           self._raise_if_bad(mesh_lib.fetch({'first_bad_step': acc['first_bad_step'],
                                              'bad': acc['bad']}))
+        if periodic_eval:
+          self._evaluate(state.params, done, config.eval_examples_during_training)
+          if self.stopping.stopped:
+            if pending is not None:
+              self._report(*pending)
+              pending = None
+            save = True
         if save:
           self.state = state
           self._save(done)
-        if periodic_eval:
-          self._evaluate(state.params, done, config.eval_examples_during_training)
+        if self.stopping.stopped:
+          self.console.line(f'stopped early after step {done} ({self.stopping.reason})')
+          break
         if stop.requested:
           self.checkpointer.wait()
           self.console.line(f'stopped by signal {stop.signum} after step {done}; saved')
@@ -314,28 +352,39 @@ class _Run:
     with self.clock.paused():
       self.checkpointer.save(self.state, done, {'experiment': self.config.experiment})
 
-  def _evaluate(self, params: Any, done: int, max_examples: int) -> dict[str, float]:
+  def _evaluate(self, params: Any, done: int, max_examples: int) -> dict[str, dict[str, float]]:
+    """Means of `evaluate` on every split of `eval.splits` (each logged as an 'eval' record)."""
+    by_split = {}
     with self.clock.paused():
-      batches = data.eval_batches(self.config.dataset, self.config.eval.batch_size, **self.process)
-      means = evaluate(self.steps.evaluate, params, batches, self.batch_sharding,
-                       jax.random.fold_in(self.eval_key, done),
-                       max_batches=batches_for(max_examples, self.config.eval.batch_size))
-      self.console.eval(self.writer.write('eval', done, {**means, 'full': not max_examples}))
-    return means
+      for split in self.config.eval.splits:
+        means = evaluate(self.steps.evaluate, params, self._eval_batches(split),
+                         self.batch_sharding, jax.random.fold_in(self.eval_key, done),
+                         max_batches=batches_for(max_examples, self.config.eval.batch_size),
+                         frozen=self.frozen)
+        record = self.writer.write('eval', done, {'split': split, **means,
+                                                  'full': not max_examples})
+        self.console.eval(record)
+        self.stopping.update(record)
+        by_split[split] = means
+    return by_split
 
   # -------------------------------------------------------------------------------------------
-  # The end: a full test-split evaluation, results.json, learning curve and the method's plots.
+  # The end: a full evaluation of every split, results.json, learning curve and the plots.
   # -------------------------------------------------------------------------------------------
   def _finish(self) -> dict[str, Any]:
     config = self.config
     steps = int(self.state.step)
-    means = self._evaluate(self.state.params, steps, 0)
+    by_split = self._evaluate(self.state.params, steps, 0)
     steps_per_second = self.clock.steps_per_second()
     if steps_per_second is None:  # this call trained no step: the speed its earlier calls logged
       steps_per_second = _logged_steps_per_second(read_metrics(self.workdir, 'train'))
+    headline_split = 'test' if 'test' in by_split else config.eval.splits[0]
     results = {
-        **{f'test_{name}': value for name, value in means.items() if name != 'examples'},
-        'test_examples': means['examples'],
+        **{f'{split}_{name}': value for split, means in by_split.items()
+           for name, value in means.items()},
+        'headline': config.headline,
+        'headline_split': headline_split,
+        'headline_value': by_split[headline_split][config.headline],
         'steps': steps,
         'start_step': self.start_step,
         'wall_seconds': time.perf_counter() - self.clock.start,
@@ -343,12 +392,55 @@ class _Run:
         'images_per_second': steps_per_second and steps_per_second * config.batch_size,
         'num_params': count_params(self.state.params),
         'devices': f'{self.mesh.size} x {jax.devices()[0].device_kind}',
+        **self.stopping.summary(),
         'config': json.loads(config.to_json_best_effort()),
     }
     if self.chief:
       metrics_lib.write_results(self.workdir, results)
-      self.console.line(f'test error {results["test_error"]:.4f} on {means["examples"]} examples; '
-                        f'results.json written')
+      self.console.line(f'{headline_split} {config.headline} {results["headline_value"]:.4f} on '
+                        f'{by_split[headline_split]["examples"]} examples; results.json written')
       metrics_lib.write_plots(self.workdir, self.experiment, mesh_lib.fetch(self.state.params),
                               config, jax.random.fold_in(self.eval_key, steps + 1))
     return results
+
+
+class EarlyStopping:
+  """Tracks the best value of one evaluation metric; `stopped` after `patience` evaluations
+  without improvement (never when patience is 0). Fed with 'eval' records, so a resumed run
+  rebuilds it from metrics.jsonl."""
+
+  def __init__(self, cfg: ml_collections.ConfigDict, headline: str):
+    self.patience, self.split, self.mode = cfg.patience, cfg.split, cfg.mode
+    self.metric = cfg.metric or headline
+    self.best: float | None = None
+    self.best_step: int | None = None
+    self.since_best = 0
+    self.last_step = 0
+
+  def update(self, record: dict[str, Any]) -> None:
+    if record.get('split', 'test') != self.split or self.metric not in record:
+      return
+    if record['step'] <= self.last_step and self.best is not None:
+      return  # the final full evaluation of a step already seen
+    value, self.last_step = float(record[self.metric]), record['step']
+    better = (self.best is None or (value < self.best if self.mode == 'min' else value > self.best))
+    if better:
+      self.best, self.best_step, self.since_best = value, record['step'], 0
+    else:
+      self.since_best += 1
+
+  @property
+  def stopped(self) -> bool:
+    return bool(self.patience) and self.since_best >= self.patience
+
+  @property
+  def reason(self) -> str:
+    return (f'{self.split} {self.metric} has not improved on {self.best:.4g} (step '
+            f'{self.best_step}) for {self.since_best} evaluations')
+
+  def summary(self) -> dict[str, Any]:
+    """What results.json reports: the best value seen during training and its step."""
+    if self.best is None:
+      return {}
+    return {f'best_{self.split}_{self.metric}': self.best, 'best_step': self.best_step,
+            'stopped_early': self.stopped}

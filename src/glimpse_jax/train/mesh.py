@@ -50,8 +50,28 @@ def shard_batch(batch: Mapping[str, np.ndarray], sharding: NamedSharding) -> dic
 
 
 def put_replicated(tree: Any, mesh: Mesh) -> Any:
-  """Copies a pytree (identical on every process) to every device of `mesh`."""
-  return jax.device_put(tree, replicated(mesh))
+  """Copies a pytree (identical on every process) to every device of `mesh`.
+
+  Leaves are host values or arrays on this process's devices, e.g. PRNG keys. With several
+  processes each one copies its own value to its own devices, with no cross-process transfer or
+  check: equal values are the caller's promise (jax's `device_put` would compare them across
+  processes with a collective, and rejects arrays already committed to one local device).
+  """
+  sharding = replicated(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+  return jax.tree.map(lambda leaf: _replicate_across_processes(leaf, sharding), tree)
+
+
+def _replicate_across_processes(leaf: Any, sharding: NamedSharding) -> jax.Array:
+  """One global replicated array from this process's copy of `leaf`."""
+  if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+    return jax.device_put(leaf, sharding)  # already global: a reshard over the same devices
+  if not isinstance(leaf, jax.Array):
+    leaf = np.asarray(leaf)
+  local = [d for d in sharding.mesh.devices.flat if d.process_index == jax.process_index()]
+  copies = [jax.device_put(leaf, device) for device in local]  # in mesh order, as keys need
+  return jax.make_array_from_single_device_arrays(leaf.shape, sharding, copies)
 
 
 def fetch(tree: Any) -> Any:

@@ -10,14 +10,17 @@ import json
 import math
 import os
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
 import jax
 import ml_collections
+from absl import logging
 
 from glimpse_jax import data, plotting
 from glimpse_jax.train.experiment import Experiment
+from glimpse_jax.train.workdir import write_text
 
 METRICS_FILE = 'metrics.jsonl'
 RESULTS_FILE = 'results.json'
@@ -26,26 +29,35 @@ LEARNING_CURVE_FILE = 'learning_curve.png'
 
 def write_json(path: str, value: Any) -> None:
   """Writes `value` as indented JSON atomically (temporary file, then rename)."""
-  tmp = f'{path}.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(value, f, indent=2, sort_keys=True)
-    f.write('\n')
-  os.replace(tmp, path)
+  write_text(path, json.dumps(value, indent=2, sort_keys=True) + '\n')
 
 
 def read_metrics(workdir: str, kind: str | None = None) -> list[dict[str, Any]]:
-  """The records of `<workdir>/metrics.jsonl` (only those of `kind` if given)."""
+  """The records of `<workdir>/metrics.jsonl` (only those of `kind` if given).
+
+  A malformed line (a process killed mid-write, two writers interleaved) is skipped with a
+  warning naming its line number, wherever it is.
+  """
   path = os.path.join(workdir, METRICS_FILE)
   if not os.path.exists(path):
     return []
+  records, bad = [], []
   with open(path) as f:
-    lines = [line for line in f if line.strip()]
-  records = [json.loads(line) for line in lines[:-1]]
-  if lines:
-    try:
-      records.append(json.loads(lines[-1]))
-    except json.JSONDecodeError:  # a process killed mid-write leaves a partial last line
-      pass
+    for number, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        bad.append(number)
+        continue
+      if isinstance(record, dict) and 'kind' in record and 'step' in record:
+        records.append(record)
+      else:
+        bad.append(number)
+  if bad:
+    logging.warning('%s: skipped %d malformed line(s): %s', path, len(bad),
+                    ', '.join(map(str, bad[:10])) + (' ...' if len(bad) > 10 else ''))
   return [r for r in records if kind is None or r['kind'] == kind]
 
 
@@ -127,6 +139,7 @@ class ConsoleReporter:
     self._enabled = enabled
     self._bar = enabled and self._stream.isatty()
     self._bar_open = False
+    self._progress_start: tuple[float, int] | None = None
 
   def train(self, record: Mapping[str, Any]) -> None:
     if not self._enabled:
@@ -142,6 +155,26 @@ class ConsoleReporter:
       self._bar_open = True
     else:
       self._stream.write(f'step {progress}\n')
+    self._stream.flush()
+
+  def progress(self, done: int, text: str = '') -> None:
+    """Shows `done` of the `num_steps` units (e.g. stored chunks) with an ETA and `text`."""
+    if not self._enabled:
+      return
+    now = time.perf_counter()
+    if self._progress_start is None:
+      self._progress_start = (now, done - 1)
+    started, first = self._progress_start
+    rate = (done - first) / max(now - started, 1e-9)
+    eta = (self._num_steps - done) / rate if rate > 0 else float('nan')
+    progress = (f'{done}/{self._num_steps} {100 * done / self._num_steps:3.0f}% | '
+                f'ETA {_duration(eta)} | {text}')
+    if self._bar:
+      filled = int(30 * done / self._num_steps)
+      self._stream.write(f'\r[{"#" * filled}{"." * (30 - filled)}] {progress}\x1b[K')
+      self._bar_open = True
+    else:
+      self._stream.write(f'{progress}\n')
     self._stream.flush()
 
   def line(self, text: str) -> None:

@@ -10,6 +10,7 @@ from flax.training import train_state
 from jax.sharding import NamedSharding
 
 from glimpse_jax.train.experiment import Batch, Experiment
+from glimpse_jax.train.params import freeze_labels
 
 
 # ---------------------------------------------------------------------------------------------
@@ -35,7 +36,8 @@ def make_schedule(opt: ml_collections.ConfigDict, num_steps: int) -> optax.Sched
 
 def make_optimizer(opt: ml_collections.ConfigDict,
                    num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """Returns the optimizer (clipping and weight decay included) and its learning-rate schedule."""
+  """Returns the optimizer (clipping, weight decay and frozen subtrees included) and its
+  learning-rate schedule. Frozen subtrees (`opt.freeze`) get zero updates and no optimizer state."""
   schedule = make_schedule(opt, num_steps)
   if opt.name == 'adam':
     tx = (optax.adamw(schedule, weight_decay=opt.weight_decay) if opt.weight_decay
@@ -49,6 +51,10 @@ def make_optimizer(opt: ml_collections.ConfigDict,
     raise ValueError(f"optimizer.name must be one of ['adam', 'momentum', 'sgd'], got {opt.name!r}")
   if opt.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
+  if opt.get('freeze'):
+    freeze = tuple(opt.freeze)
+    tx = optax.multi_transform({'trained': tx, 'frozen': optax.set_to_zero()},
+                               lambda params: freeze_labels(params, freeze))
   return tx, schedule
 
 

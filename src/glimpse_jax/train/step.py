@@ -13,7 +13,7 @@ import optax
 from jax.sharding import Mesh
 
 from glimpse_jax.train import mesh as mesh_lib
-from glimpse_jax.train.experiment import Batch, Experiment
+from glimpse_jax.train.experiment import Batch, Experiment, Frozen
 from glimpse_jax.train.state import TrainState
 
 RESERVED_METRICS = ('loss', 'grad_norm')
@@ -22,14 +22,22 @@ RESERVED_METRICS = ('loss', 'grad_norm')
 # ---------------------------------------------------------------------------------------------
 # Update step.
 # ---------------------------------------------------------------------------------------------
-def train_step(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, dict]:
+def _frozen_args(frozen: Frozen | None) -> tuple:
+  """The trailing argument of an experiment's loss and evaluate: the frozen models, if any."""
+  return (frozen,) if frozen else ()
+
+
+def train_step(state: TrainState, batch: Batch, rng: jax.Array,
+               frozen: Frozen | None = None) -> tuple[TrainState, dict]:
   """One optimizer update on `batch`; returns the new state and scalar metrics.
 
   Metrics are the experiment's own, plus `loss` (the differentiated scalar) and `grad_norm`
-  (global norm of the gradient before clipping).
+  (global norm of the gradient before clipping). `frozen` (the frozen models' parameters) is
+  passed to the loss as its last argument when given; it is an input, never differentiated.
   """
   step_rng = jax.random.fold_in(rng, state.step)
-  loss_fn = lambda params: state.apply_fn(params, batch, step_rng, state.step)
+  loss_fn = lambda params: state.apply_fn(params, batch, step_rng, state.step,
+                                          *_frozen_args(frozen))
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   _check_metrics(loss, metrics)
   metrics = {**metrics, 'loss': loss, 'grad_norm': optax.tree.norm(grads)}
@@ -72,21 +80,22 @@ def accumulate(acc: dict[str, Any], metrics: Mapping[str, jax.Array],
 
 
 def train_step_and_accumulate(state: TrainState, acc: dict[str, Any], batch: Batch,
-                              rng: jax.Array) -> tuple[TrainState, dict[str, Any]]:
+                              rng: jax.Array, frozen: Frozen | None = None
+                              ) -> tuple[TrainState, dict[str, Any]]:
   """`train_step` followed by `accumulate`, so the loop dispatches one computation per update."""
   step = state.step
-  state, metrics = train_step(state, batch, rng)
+  state, metrics = train_step(state, batch, rng, frozen)
   return state, accumulate(acc, metrics, step)
 
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation and the gradient-variance diagnostic.
 # ---------------------------------------------------------------------------------------------
-def eval_step(evaluate: Callable, params: Any, batch: Batch,
-              rng: jax.Array) -> dict[str, jax.Array]:
+def eval_step(evaluate: Callable, params: Any, batch: Batch, rng: jax.Array,
+              frozen: Frozen | None = None) -> dict[str, jax.Array]:
   """Mask-weighted sums of `evaluate`'s per-example values, plus `examples` = the mask's sum."""
   mask = batch['mask'].astype(jnp.float32)  # [B]
-  values = evaluate(params, batch, rng)
+  values = evaluate(params, batch, rng, *_frozen_args(frozen))
   sums = {}
   for name, value in values.items():
     if jnp.shape(value) != mask.shape:
@@ -98,15 +107,16 @@ def eval_step(evaluate: Callable, params: Any, batch: Batch,
   return {**sums, 'examples': jnp.sum(mask)}
 
 
-def grad_variance(state: TrainState, batch: Batch, rng: jax.Array,
-                  num_draws: int) -> dict[str, jax.Array]:
+def grad_variance(state: TrainState, batch: Batch, rng: jax.Array, num_draws: int,
+                  frozen: Frozen | None = None) -> dict[str, jax.Array]:
   """Spread of the gradient estimator over `num_draws` rngs on one batch at `state.params`.
 
   Returns `grad_variance`, the trace of the covariance of the flattened gradient (the sum over
   parameters of the unbiased per-parameter variance across draws), and `grad_norm_mean`.
   """
   def grad(draw_rng):
-    loss_fn = lambda params: state.apply_fn(params, batch, draw_rng, state.step)[0]
+    loss_fn = lambda params: state.apply_fn(params, batch, draw_rng, state.step,
+                                            *_frozen_args(frozen))[0]
     return jax.grad(loss_fn)(state.params)
   grads = jax.vmap(grad)(jax.random.split(rng, num_draws))  # leaves [D, ...]
   variance = sum(jnp.sum(jnp.var(g.astype(jnp.float32), axis=0, ddof=1))
@@ -120,18 +130,22 @@ def grad_variance(state: TrainState, batch: Batch, rng: jax.Array,
 # ---------------------------------------------------------------------------------------------
 class Steps(NamedTuple):
   """Jitted steps with the state replicated and the batch sharded over `mesh`."""
-  update: Callable  # (state, acc, batch, rng) -> (state, acc); state and acc donated
-  evaluate: Callable  # (params, batch, rng) -> sums
-  grad_variance: Callable  # (state, batch, rng) -> {'grad_variance', 'grad_norm_mean'}
+  update: Callable  # (state, acc, batch, rng, frozen) -> (state, acc); state and acc donated
+  evaluate: Callable  # (params, batch, rng, frozen) -> sums
+  grad_variance: Callable  # (state, batch, rng, frozen) -> {'grad_variance', 'grad_norm_mean'}
 
 
 def make_steps(experiment: Experiment, mesh: Mesh, grad_variance_draws: int) -> Steps:
-  """Compiles-on-first-call versions of the steps, every output replicated."""
+  """Compiles-on-first-call versions of the steps, every output replicated.
+
+  The frozen models' parameters are an argument of each step (device arrays, not constants
+  compiled into it); pass None when the experiment has none.
+  """
   replicated = mesh_lib.replicated(mesh)
   update = jax.jit(train_step_and_accumulate, donate_argnums=(0, 1), out_shardings=replicated)
-  evaluate = jax.jit(lambda params, batch, rng: eval_step(experiment.evaluate, params, batch, rng),
-                     out_shardings=replicated)
-  variance = jax.jit(lambda state, batch, rng: grad_variance(state, batch, rng,
-                                                             grad_variance_draws),
-                     out_shardings=replicated)
+  evaluate = jax.jit(
+      lambda params, batch, rng, frozen=None: eval_step(experiment.evaluate, params, batch, rng, frozen),
+      out_shardings=replicated)
+  variance = jax.jit(lambda state, batch, rng, frozen=None: grad_variance(
+      state, batch, rng, grad_variance_draws, frozen), out_shardings=replicated)
   return Steps(update=update, evaluate=evaluate, grad_variance=variance)

@@ -1,0 +1,54 @@
+"""Greedy and Monte-Carlo evaluation of a stochastic glimpse classifier, shared by every model.
+
+The headline error follows one path of greedy actions (mode noise), as the papers' tables do;
+`error_mc` averages class log-probabilities over M sampled paths, and `bound` is the
+importance-weighted bound log (1/M) sum_m p(y | a_m, x), a_m ~ p(a | x), on log p(y | x).
+"""
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+
+
+def path_values(greedy_logits: jax.Array, sampled_logits: jax.Array,
+                labels: jax.Array) -> dict[str, jax.Array]:
+  """Per-example `error`, `error_mc`, `nll` (greedy) and `bound`, each [B].
+
+  Args:
+    greedy_logits: [B, C] class logits (or log-probabilities) of the greedy path.
+    sampled_logits: [M, B, C] those of M sampled paths.
+    labels: [B] int class labels.
+  """
+  chex.assert_rank([greedy_logits, sampled_logits, labels], [2, 3, 1])
+  chex.assert_equal_shape([greedy_logits, sampled_logits[0]])
+  chex.assert_equal_shape_prefix([greedy_logits, labels], 1)
+  chex.assert_type(labels, int)
+  greedy = jax.nn.log_softmax(greedy_logits, -1)  # [B, C]
+  sampled = jax.nn.log_softmax(sampled_logits, -1)  # [M, B, C]
+  label_ll = jnp.take_along_axis(sampled, labels[None, :, None], -1)[..., 0]  # [M, B]
+  return {
+      'error': (jnp.argmax(greedy, -1) != labels).astype(jnp.float32),
+      'error_mc': (jnp.argmax(sampled.mean(0), -1) != labels).astype(jnp.float32),
+      'nll': -jnp.take_along_axis(greedy, labels[:, None], -1)[:, 0],
+      'bound': jax.nn.logsumexp(label_ll, 0) - math.log(sampled.shape[0]),
+  }
+
+
+def evaluate_paths(apply_logits: Callable[[Any], jax.Array], greedy_noise: Any,
+                   sampled_noise: Any, labels: jax.Array) -> dict[str, jax.Array]:
+  """`path_values` of a model given as `apply_logits(noise) -> [B, C]`.
+
+  Args:
+    apply_logits: the model's class logits for one batch of rollouts driven by `noise`.
+    greedy_noise: the noise of the greedy path (typically `mode_noise`).
+    sampled_noise: a pytree of noise with a leading sample axis M; `apply_logits` is vmapped
+      over it.
+    labels: [B] int class labels.
+  """
+  greedy = apply_logits(greedy_noise)  # [B, C]
+  sampled = jax.vmap(apply_logits)(sampled_noise)  # [M, B, C]
+  return path_values(greedy, sampled, labels)
