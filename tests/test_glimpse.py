@@ -80,6 +80,13 @@ def test_loc_to_pixel_conventions_and_inverse():
   np.testing.assert_allclose(from_jax(jnp.asarray(loc)), loc, atol=1e-6)
 
 
+def test_location_maps_reject_bad_shapes():
+  with pytest.raises(ValueError, match=r'shape \(4, 3\) but expected \(\.\.\., 2\).*\[loc must'):
+    glimpse.loc_to_pixel(np.zeros((4, 3), np.float32), 10, 40)
+  with pytest.raises(ValueError, match=r'shape \(3,\) but expected \(\.\.\., 2\).*\[center must'):
+    glimpse.pixel_to_loc(np.zeros(3, np.float32), 10, 40)
+
+
 @pytest.mark.parametrize('height,width,channels,size,num_scales,scale_factor', [
     (13, 21, 3, 4, 3, 2),  # non-square, multi-channel, even size
     (13, 21, 1, 5, 3, 2),  # odd size: the finest scale sits at a location-dependent offset
@@ -164,6 +171,14 @@ def test_retina_at_scale_selects_a_traced_scale():
     glimpse.retina_at_scale(image, locs[0], 3, size=3, num_scales=3)
 
 
+def test_retina_at_scale_rejects_a_bad_scale():
+  image, loc = _image(8, 8, 1), jnp.zeros(2)
+  with pytest.raises(ValueError, match=r'rank 1 \(shape \(2,\)\) but expected 0.*\[scale must be a'):
+    glimpse.retina_at_scale(image, loc, jnp.zeros(2, jnp.int32), size=2, num_scales=2)
+  with pytest.raises(ValueError, match=r'type float32 but expected .*int.*\[scale must be an int'):
+    jax.jit(lambda s: glimpse.retina_at_scale(image, loc, s, size=2, num_scales=2))(1.0)
+
+
 @pytest.mark.parametrize('kwargs,match', [
     (dict(size=0, num_scales=1), 'size must be an integer >= 1, got 0'),
     (dict(size=4, num_scales=0), 'num_scales must be an integer >= 1, got 0'),
@@ -175,11 +190,18 @@ def test_retina_rejects_bad_settings(kwargs, match):
     glimpse.retina(jnp.zeros((8, 8, 1)), jnp.zeros(2), **kwargs)
 
 
-def test_retina_rejects_bad_shapes():
-  with pytest.raises(ValueError, match=r'image must have shape \[H, W, C\], got shape \(8, 8\)'):
+def test_retina_rejects_bad_shapes_and_dtypes():
+  with pytest.raises(ValueError, match=r'rank 2 \(shape \(8, 8\)\) but expected 3.*\[image must'):
     glimpse.retina(jnp.zeros((8, 8)), jnp.zeros(2), size=2, num_scales=1)
-  with pytest.raises(ValueError, match=r'loc must have shape \(2,\), got shape \(3,\)'):
+  with pytest.raises(ValueError, match=r'shape \(3,\) but expected \(2\).*\[loc must'):
     glimpse.retina(jnp.zeros((8, 8, 1)), jnp.zeros(3), size=2, num_scales=1)
+  with pytest.raises(ValueError, match=r'type uint8 but expected .*float.*\[image must be float'):
+    glimpse.retina(np.zeros((8, 8, 1), np.uint8), jnp.zeros(2), size=2, num_scales=1)
+  # The checks run while tracing: a jitted, vmapped call rejects a bad loc before compiling.
+  read = jax.jit(jax.vmap(lambda loc: glimpse.retina(jnp.zeros((8, 8, 1)), loc, size=2,
+                                                     num_scales=1)))
+  with pytest.raises(ValueError, match=r'shape \(1,\) but expected \(2\)'):
+    read(jnp.zeros((4, 1)))
 
 
 DRAW_PARAMS = np.array([[0.0, 0.0, 0.0, 0.0, 0.0], [0.3, -0.6, -0.7, -0.4, 0.2],
@@ -252,7 +274,14 @@ def test_draw_gradient_is_finite_for_filters_off_the_image():
 def test_draw_rejects_bad_arguments():
   with pytest.raises(ValueError, match='n must be an integer >= 2, got 1'):
     glimpse.draw_read(jnp.zeros((5, 5, 1)), jnp.zeros(5), n=1)
-  with pytest.raises(ValueError, match=r'params must have shape \(5,\), got shape \(4,\)'):
+  with pytest.raises(ValueError, match=r'shape \(4,\) but expected \(5\).*\[params must'):
     glimpse.draw_read(jnp.zeros((5, 5, 1)), jnp.zeros(4), n=3)
-  with pytest.raises(ValueError, match=r'image must have shape \[H, W, C\]'):
+  with pytest.raises(ValueError, match=r'rank 2 \(shape \(5, 5\)\) but expected 3.*\[image must'):
     glimpse.draw_read(jnp.zeros((5, 5)), jnp.zeros(5), n=3)
+  with pytest.raises(ValueError, match=r'type int32 but expected .*float.*\[image must be float'):
+    glimpse.draw_read(jnp.zeros((5, 5, 1), jnp.int32), jnp.zeros(5), n=3)
+
+
+def test_draw_filterbank_rejects_bad_params():
+  with pytest.raises(ValueError, match=r'shape \(2, 5\) but expected \(5\).*\[params must'):
+    glimpse.draw_filterbank(jnp.zeros((2, 5)), n=3, height=5, width=5)

@@ -141,7 +141,7 @@ def test_evaluate_reports_greedy_and_monte_carlo_errors():
     ('model.core', 'gru', 'core'),
     ('model.locator', 'spiral', 'model.locator'),
     ('model.grid_size', 0, 'model.grid_size'),
-    ('model.locator_features', 2.5, 'model.locator_features'),
+    ('model.locator_features', 0, 'model.locator_features'),
     ('loss.reinforce_weight', -1.0, 'reinforce_weight'),
     ('loss.supervision_weight', -1.0, 'loss.supervision_weight'),
     ('loss.reward', 'bonus', 'loss.reward'),

@@ -75,9 +75,15 @@ def test_pick_variant_lists_the_allowed_variants():
     train.pick_variant(None, ('smoke',))
 
 
-def test_experiment_rejects_non_functions():
-  with pytest.raises(ValueError, match='Experiment.loss must be callable'):
+def test_experiment_rejects_non_functions_and_missing_parts():
+  with pytest.raises(ValueError, match='Experiment.loss must be callable or None, got 3'):
+    train.Experiment(init=lambda r, b: {}, loss=3, evaluate=lambda p, b, r: {})
+  with pytest.raises(ValueError, match='needs init, loss and evaluate .* or generate'):
     train.Experiment(init=lambda r, b: {}, loss=None, evaluate=lambda p, b, r: {})
+  with pytest.raises(ValueError, match='frozen_models must be a tuple of names'):
+    train.Experiment(generate=lambda b, r, f: {}, frozen_models='teacher')
+  with pytest.raises(ValueError, match='Experiment.init, loss, evaluate, which the experiment'):
+    train.Experiment(generate=lambda b, r, f: {}).require('init', 'loss', 'evaluate')
 
 
 def _learning_rates(num_steps, **fields):

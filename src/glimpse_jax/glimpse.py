@@ -6,8 +6,11 @@ top-left corner. Pixel j spans `[j, j + 1)` in continuous pixel coordinates.
 
 The kernels take one example; callers `jax.vmap` over batch and Monte-Carlo samples and `jax.jit`.
 The retina costs O(patch), never O(image): it gathers only the pixels its largest patch covers.
+Shapes and dtypes are checked with chex when a kernel is called or traced, never inside the
+compiled program; a bad input raises ValueError naming the argument and its shape or dtype.
 """
 
+import chex
 import numpy as np
 import jax
 import jax.numpy as jnp
@@ -29,12 +32,19 @@ def loc_to_pixel(loc, height, width):
   Returns:
     `[..., 2]` pixel coordinates `(column, row)`; `(-1, -1)` maps to `(0, 0)`, `(1, 1)` to `(W, H)`.
   """
+  _expect(chex.assert_shape, loc, (..., 2), 'loc must be [..., 2] locations (x, y)')
   return (loc + 1.0) * _per_axis(loc, 0.5 * width, 0.5 * height)
 
 
 def pixel_to_loc(center, height, width):
   """Inverse of `loc_to_pixel`: `[..., 2]` pixel coordinates `(column, row)` -> `(x, y)`."""
+  _expect(chex.assert_shape, center, (..., 2), 'center must be [..., 2] pixels (column, row)')
   return center / _per_axis(center, 0.5 * width, 0.5 * height) - 1.0
+
+
+def _expect(assertion, value, expected, what):
+  """Runs the chex `assertion(value, expected)`; a failure is a ValueError ending in `what`."""
+  assertion(value, expected, custom_message=what, exception_type=ValueError)
 
 
 def _per_axis(like, along_x, along_y):
@@ -53,7 +63,7 @@ def retina(image, loc, *, size, num_scales, scale_factor=2):
   the largest patch, whatever the image size.
 
   Args:
-    image: `[H, W, C]` image; H and W may differ.
+    image: `[H, W, C]` floating-point image; H and W may differ.
     loc: `[2]` location `(x, y)`.
     size: side of every returned patch in pixels.
     num_scales: number of patches.
@@ -62,10 +72,9 @@ def retina(image, loc, *, size, num_scales, scale_factor=2):
   Returns:
     `[num_scales, size, size, C]` patches, finest scale first.
   """
-  _check_retina_args(image, loc, size, num_scales, scale_factor)
-  image = jnp.asarray(image)
+  image, loc = _check_retina_args(image, loc, size, num_scales, scale_factor)
   height, width, _ = image.shape
-  center = loc_to_pixel(_as_float(loc), height, width)  # [2] (column, row)
+  center = loc_to_pixel(loc, height, width)  # [2] (column, row)
   sides = [size * scale_factor**s for s in range(num_scales)]
   largest = sides[-1]
   left, top = _top_left(center, largest)
@@ -80,12 +89,15 @@ def retina(image, loc, *, size, num_scales, scale_factor=2):
 def retina_at_scale(image, loc, scale, *, size, num_scales, scale_factor=2):
   """The patch `retina(image, loc, ...)[scale]` for a possibly traced integer `scale`.
 
-  A traced `scale` outside `[0, num_scales)` is clamped into it; a concrete one raises.
+  `scale` is an integer scalar. A traced `scale` outside `[0, num_scales)` is clamped into it; a
+  concrete one raises.
 
   Returns:
     `[size, size, C]` patch.
   """
   _check_int('num_scales', num_scales, 1)
+  _expect(chex.assert_rank, scale, 0, 'scale must be a scalar')
+  _expect(chex.assert_type, scale, int, 'scale must be an integer')
   if isinstance(scale, (int, np.integer)) and not 0 <= scale < num_scales:
     raise ValueError(f'scale must be in [0, {num_scales}), got {scale}')
   patches = retina(image, loc, size=size, num_scales=num_scales, scale_factor=scale_factor)
@@ -93,13 +105,21 @@ def retina_at_scale(image, loc, scale, *, size, num_scales, scale_factor=2):
 
 
 def _check_retina_args(image, loc, size, num_scales, scale_factor):
+  """Checks the settings and shapes; returns `image` as an array and `loc` as a float array."""
   _check_int('size', size, 1)
   _check_int('num_scales', num_scales, 1)
   _check_int('scale_factor', scale_factor, 1)
-  if jnp.ndim(image) != 3:
-    raise ValueError(f'image must have shape [H, W, C], got shape {jnp.shape(image)}')
-  if jnp.shape(loc) != (2,):
-    raise ValueError(f'loc must have shape (2,), got shape {jnp.shape(loc)}')
+  image, loc = _check_image(image), _as_float(loc)
+  _expect(chex.assert_shape, loc, (2,), 'loc must be one location (x, y)')
+  return image, loc
+
+
+def _check_image(image):
+  """`image` as an array, after checking that it is a floating-point `[H, W, C]` image."""
+  image = jnp.asarray(image)
+  _expect(chex.assert_rank, image, 3, 'image must be [H, W, C]')
+  _expect(chex.assert_type, image, float, 'image must be floating-point')
+  return image
 
 
 def _check_int(name, value, minimum):
@@ -188,8 +208,7 @@ def draw_filterbank(params, *, n, height, width, zero_indexed=False):
   """
   _check_int('n', n, 2)
   params = _as_float(params)
-  if params.shape != (5,):
-    raise ValueError(f'params must have shape (5,), got shape {params.shape}')
+  _expect(chex.assert_shape, params, (5,), 'params must be the 5 DRAW read parameters')
   gx_tilde, gy_tilde, log_variance, log_delta_tilde, log_gamma = params
   gx = (width + 1) / 2 * (gx_tilde + 1)
   gy = (height + 1) / 2 * (gy_tilde + 1)
@@ -216,7 +235,7 @@ def draw_read(image, params, *, n, zero_indexed=False):
   meaning of `params` and `zero_indexed`.
 
   Args:
-    image: `[H, W, C]` image.
+    image: `[H, W, C]` floating-point image.
     params: `[5]` read parameters `(gx~, gy~, log sigma^2, log delta~, log gamma)`.
     n: grid side, >= 2.
     zero_indexed: the legacy 0-based indexing of the public DRAW codes.
@@ -224,8 +243,7 @@ def draw_read(image, params, *, n, zero_indexed=False):
   Returns:
     `[n, n, C]` glimpse.
   """
-  if jnp.ndim(image) != 3:
-    raise ValueError(f'image must have shape [H, W, C], got shape {jnp.shape(image)}')
+  image = _check_image(image)
   height, width, _ = image.shape
   fx, fy, gamma = draw_filterbank(params, n=n, height=height, width=width,
                                   zero_indexed=zero_indexed)

@@ -7,19 +7,23 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 
-def _series(records: Iterable[Mapping[str, Any]], kind: str, name: str):
+def _series(records: Iterable[Mapping[str, Any]], kind: str, name: str, split: str | None = None):
   points = [(r['step'], r[name]) for r in records
-            if r['kind'] == kind and isinstance(r.get(name), (int, float))]
+            if r['kind'] == kind and isinstance(r.get(name), (int, float))
+            and (split is None or r.get('split', 'test') == split)]
   return [s for s, _ in points], [v for _, v in points]
 
 
-def plot_learning_curves(records: list[Mapping[str, Any]], path: str) -> None:
-  """Saves a PNG of the training loss, and the training and evaluation error, against step.
+def plot_learning_curves(records: list[Mapping[str, Any]], path: str,
+                         metric: str = 'error') -> None:
+  """Saves a PNG of the training loss, and `metric` in training and on each evaluation split,
+  against step.
 
   Args:
-    records: metrics.jsonl records (`kind` 'train' with `loss` and optionally `error`; `kind`
-      'eval' with `error`).
+    records: metrics.jsonl records (`kind` 'train' with `loss` and optionally `metric`; `kind`
+      'eval' with `metric` and `split`, 'test' when absent).
     path: where the PNG goes.
+    metric: the value plotted beside the loss (the run's headline).
   """
   if not any(r['kind'] == 'train' for r in records):
     raise ValueError(f'no training records to plot among {len(records)} records')
@@ -28,11 +32,13 @@ def plot_learning_curves(records: list[Mapping[str, Any]], path: str) -> None:
   loss_ax, error_ax = fig.subplots(1, 2)
   loss_ax.plot(*_series(records, 'train', 'loss'), label='train loss')
   loss_ax.set(xlabel='step', ylabel='loss', title='training loss')
-  for kind, label, style in (('train', 'train (batch)', '-'), ('eval', 'test', 'o-')):
-    steps, errors = _series(records, kind, 'error')
+  splits = sorted({r.get('split', 'test') for r in records if r['kind'] == 'eval'})
+  curves = [('train', None, 'train (batch)', '-')] + [('eval', s, s, 'o-') for s in splits]
+  for kind, split, label, style in curves:
+    steps, values = _series(records, kind, metric, split)
     if steps:
-      error_ax.plot(steps, errors, style, label=label)
-  error_ax.set(xlabel='step', ylabel='error', title='error', ylim=(0, None))
+      error_ax.plot(steps, values, style, label=label)
+  error_ax.set(xlabel='step', ylabel=metric, title=metric, ylim=(0, None))
   for ax in (loss_ax, error_ax):
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:

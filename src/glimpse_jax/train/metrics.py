@@ -208,7 +208,8 @@ def read_results(workdir: str) -> dict[str, Any]:
 def write_plots(workdir: str, experiment: Experiment, params: Any,
                 config: ml_collections.ConfigDict, rng: jax.Array) -> None:
   """Draws the learning curve, then calls `experiment.plots` with the first test batch."""
-  plotting.plot_learning_curves(read_metrics(workdir), os.path.join(workdir, LEARNING_CURVE_FILE))
+  plotting.plot_learning_curves(read_metrics(workdir), os.path.join(workdir, LEARNING_CURVE_FILE),
+                                config.headline)
   if experiment.plots is None:
     return
   batch = next(data.eval_batches(config.dataset, config.eval.batch_size))
