@@ -173,7 +173,7 @@ def test_retina_at_scale_selects_a_traced_scale():
 
 def test_retina_at_scale_rejects_a_bad_scale():
   image, loc = _image(8, 8, 1), jnp.zeros(2)
-  with pytest.raises(ValueError, match=r'rank 1 \(shape \(2,\)\) but expected 0.*\[scale must be a'):
+  with pytest.raises(ValueError, match=r'rank 1 \(shape \(2,\)\) but expected 0.*\[scale must'):
     glimpse.retina_at_scale(image, loc, jnp.zeros(2, jnp.int32), size=2, num_scales=2)
   with pytest.raises(ValueError, match=r'type float32 but expected .*int.*\[scale must be an int'):
     jax.jit(lambda s: glimpse.retina_at_scale(image, loc, s, size=2, num_scales=2))(1.0)

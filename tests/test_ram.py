@@ -47,7 +47,8 @@ def test_fused_rollout_matches_scanned_module(options):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5, err_msg=jax.tree_util.keystr(path))
 
 
-@pytest.mark.parametrize('field,value', [('core', 'lstm'), ('locator', 'lstm'), ('locator', 'grid')])
+@pytest.mark.parametrize('field,value', [('core', 'lstm'), ('locator', 'lstm'),
+                                         ('locator', 'grid')])
 def test_fused_refuses_what_it_does_not_implement(field, value):
   images, noise = _inputs()
   with pytest.raises(ValueError, match=f"{field}='rnn'|{field}='linear'"):

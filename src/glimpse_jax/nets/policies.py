@@ -43,7 +43,7 @@ def grid_centres(grid_size: int) -> np.ndarray:
 
 
 def grid_cell(loc: jax.Array, grid_size: int) -> jax.Array:
-  """Index of the grid cell containing each location: [..., 2] -> [...] int32 (clamped to the grid)."""
+  """Index of the grid cell containing each location, clamped to the grid: [..., 2] -> [...] int32."""
   cols_rows = jnp.clip(jnp.floor((loc + 1.0) / 2.0 * grid_size), 0, grid_size - 1)
   return (cols_rows[..., 1] * grid_size + cols_rows[..., 0]).astype(jnp.int32)
 

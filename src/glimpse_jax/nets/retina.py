@@ -33,9 +33,10 @@ class RetinaSpec:
     return patches.reshape(patches.shape[0], -1)
 
   def read_at_scale(self, images: jax.Array, locs: jax.Array, scales: jax.Array) -> jax.Array:
-    """One chosen scale per glimpse: images [B, H, W, C], locs [K, B, 2], scales [K, B] -> [K, B, P].
+    """One chosen scale per glimpse, flattened: [B, H, W, C], [K, B, 2], [K, B] -> [K, B, P].
 
-    K indexes rollouts of the same images (P = size*size*C).
+    Arguments are images, locations and scale indices; K indexes rollouts of the same images and
+    P = size*size*C.
     """
     read_one = lambda image, loc, scale: glimpse.retina_at_scale(
         image, loc, scale, size=self.size, num_scales=self.num_scales,

@@ -13,10 +13,12 @@ Shape contract: scale logits `[..., S]` of a categorical over S glimpse scales, 
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 
 from glimpse_jax import distributions
+
 
 def _check_positive(name: str, value: float | jax.Array) -> None:
   """Raises on a concrete Python number <= 0; traced values are the caller's responsibility."""
@@ -73,6 +75,7 @@ def scale_coverage_loss(scale_logits: jax.Array) -> jax.Array:
   """KL of the batch-averaged scale distribution to uniform: [N, S] -> [], in [0, log S]."""
   if jnp.ndim(scale_logits) != 2:
     raise ValueError(f'scale_logits must be [N, S], got shape {jnp.shape(scale_logits)}')
+  chex.assert_type(scale_logits, float)
   return _kl_to_uniform(jnp.mean(jax.nn.softmax(scale_logits, axis=-1), axis=0))
 
 
@@ -89,6 +92,7 @@ def location_coverage_loss(locations: jax.Array, grid_size: int = 4,
   """
   if jnp.ndim(locations) != 2 or jnp.shape(locations)[-1] != 2:
     raise ValueError(f'locations must be [N, 2], got shape {jnp.shape(locations)}')
+  chex.assert_type(locations, float)
   if grid_size < 1:
     raise ValueError(f'grid_size must be >= 1, got {grid_size}')
   bandwidth = 1.0 / grid_size if bandwidth is None else bandwidth

@@ -11,8 +11,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from glimpse_jax.objectives.reinforce import (baseline_loss, final_rewards, location_supervision_loss,
-                                             reinforce_loss, returns_to_go)
+from glimpse_jax.objectives.reinforce import (
+    baseline_loss, final_rewards, location_supervision_loss, reinforce_loss, returns_to_go)
 
 # 'final': 1 at the last step taken if the final class is right; 'per_step': 1 after every glimpse
 # whose class is right; 'improvement': the change in rightness, which sums to 'final' (a

@@ -14,6 +14,7 @@ normalised weights w~ = softmax(log w). All weights are constants of the surroga
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -26,6 +27,7 @@ def _num_samples(**arrays: jax.Array) -> int:
       raise ValueError(f'{name} must be a [K] vector with K >= 1, got shape {shape}')
   if len(set(shapes.values())) != 1:
     raise ValueError(f'sample vectors must share one shape [K], got {shapes}')
+  chex.assert_type(list(arrays.values()), float)
   return next(iter(shapes.values()))[0]
 
 
