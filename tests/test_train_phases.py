@@ -248,6 +248,11 @@ def test_generate_phase_resumes_and_joins_by_index(data_dir, tmp_path, monkeypat
   np.testing.assert_array_equal(batch['teacher_logits'], looked_up['teacher_logits'])
   assert 0 < np.sum(batch['stored']) < 32
 
+  student = _config(data_dir, **{'data_from': reference, 'dataset.train_examples': 2048})
+  with pytest.raises(ValueError, match=r'stored for other training examples: dataset '
+                                       r'train_examples=1024 there, 2048 here'):
+    train.run(student, str(tmp_path / 'student'), _experiment(student))
+
   with pytest.raises(ValueError, match='records another plan'):
     train.generate(_config(data_dir, **{
         'kind': 'generate', 'frozen': ml_collections.ConfigDict({'teacher': teacher_dir}),

@@ -31,7 +31,7 @@ from glimpse_jax.train.mesh import DevicePrefetcher
 from glimpse_jax.train.state import TrainState, abstract_state, count_params, create_state
 from glimpse_jax.train.state import make_optimizer
 from glimpse_jax.train.params import graft
-from glimpse_jax.train.sources import load_frozen, open_store
+from glimpse_jax.train.sources import load_frozen, open_training_store
 from glimpse_jax.train.workdir import lock_workdir, write_text
 
 
@@ -168,7 +168,8 @@ class _Run:
     self.tx, self.schedule = make_optimizer(config.optimizer, config.num_steps)
     self.steps = step_lib.make_steps(experiment, mesh, config.grad_variance_draws)
     self.frozen = load_frozen(config, experiment, mesh)
-    self.join = open_store(config.data_from) if config.data_from else None
+    self.join = (open_training_store(config.data_from, config.dataset) if config.data_from
+                 else None)
     self.checkpointer = Checkpointer(workdir, config.keep_checkpoints)
     self.clock = _Clock()
     self.console = ConsoleReporter(config.num_steps, enabled=self.chief)
