@@ -2,9 +2,12 @@
 
 Times `train.make_steps(...).update` on one device-resident batch of 128, as the loop calls it
 (state and accumulator donated), for the `mnist` variant with 6 glimpses and `translated60` with
-4 glimpses of 3 scales. Prints images/s (median of timed windows after warm-up) and the achieved
-GFLOP/s, counting 3x the forward pass's matrix-product FLOPs (forward + two backward products;
-XLA's own cost analysis counts a scan body once, not once per glimpse).
+4 glimpses of 3 scales, each with the fused rollout (`nets/ram_fused.py`, `model.fused=True`) and
+the scanned Flax module (`model.fused=False`). The two are timed in turn, window by window, so they
+meet the same machine load; `fused_speedup` is the ratio of their images/s. Prints images/s
+(median of timed windows after warm-up) and the achieved GFLOP/s, counting 3x the forward pass's
+matrix-product FLOPs (forward + two backward products; XLA's own cost analysis counts a scan body
+once, not once per glimpse).
 
 Run: python benchmarks/bench_ram_step.py   (or `make bench`)
 """
@@ -22,6 +25,7 @@ from glimpse_jax import data, train  # noqa: E402
 from glimpse_jax.train import step as step_lib  # noqa: E402
 
 CASES = (('mnist', {'model.num_glimpses': 6}), ('translated60', {'model.num_glimpses': 4}))
+ROLLOUTS = (('fused', True), ('scanned', False))
 BATCH, WINDOWS, STEPS_PER_WINDOW = 128, 7, 40
 
 
@@ -48,47 +52,66 @@ def matmul_flops_per_image(config) -> float:
   return 3 * 2 * forward
 
 
-def measure(variant: str, overrides: dict) -> dict[str, float]:
-  """Images/s and GFLOP/s of the jitted RAM update for one config."""
-  config = _config(variant, overrides)
-  experiment = ram.make_experiment(config)
-  mesh = train.make_data_mesh()
-  tx, _ = train.make_optimizer(config.optimizer, config.num_steps)
-  host_batch = next(data.train_stream(config.dataset, BATCH, seed=0))
-  batch = jax.device_put(host_batch, train.mesh.batch_sharding(mesh))
-  replicated = train.mesh.replicated(mesh)
-  state = train.create_state(experiment, tx, jax.random.key(0), host_batch, replicated)
-  steps = train.make_steps(experiment, mesh, grad_variance_draws=2)
-  rng = jax.device_put(jax.random.key(1), replicated)
-  names = sorted(jax.eval_shape(step_lib.train_step, state, batch, rng)[1])
-  acc = jax.device_put(step_lib.init_accumulator(names), replicated)
-  for _ in range(STEPS_PER_WINDOW):  # warm-up, including compilation
-    state, acc = steps.update(state, acc, batch, rng)
-  jax.block_until_ready(state)
-  rates = []
-  for _ in range(WINDOWS):
+class _Update:
+  """One config's jitted update with its own state, accumulator, batch and key."""
+
+  def __init__(self, config):
+    experiment = ram.make_experiment(config)
+    mesh = train.make_data_mesh()
+    tx, _ = train.make_optimizer(config.optimizer, config.num_steps)
+    host_batch = next(data.train_stream(config.dataset, BATCH, seed=0))
+    self.batch = jax.device_put(host_batch, train.mesh.batch_sharding(mesh))
+    replicated = train.mesh.replicated(mesh)
+    self.state = train.create_state(experiment, tx, jax.random.key(0), host_batch, replicated)
+    self.steps = train.make_steps(experiment, mesh, grad_variance_draws=2)
+    self.rng = jax.device_put(jax.random.key(1), replicated)
+    names = sorted(jax.eval_shape(step_lib.train_step, self.state, self.batch, self.rng)[1])
+    self.acc = jax.device_put(step_lib.init_accumulator(names), replicated)
+
+  def run(self, num_steps: int) -> float:
+    """Seconds for `num_steps` updates."""
     start = time.perf_counter()
-    for _ in range(STEPS_PER_WINDOW):
-      state, acc = steps.update(state, acc, batch, rng)
-    jax.block_until_ready(state)
-    rates.append(STEPS_PER_WINDOW / (time.perf_counter() - start))
-  steps_per_second = float(np.median(rates))
-  flops = matmul_flops_per_image(config)
-  return {'images_per_second': BATCH * steps_per_second,
-          'gflops_per_second': flops * BATCH * steps_per_second / 1e9,
-          'mflop_per_image': flops / 1e6}
+    for _ in range(num_steps):
+      self.state, self.acc = self.steps.update(self.state, self.acc, self.batch, self.rng)
+    jax.block_until_ready(self.state)
+    return time.perf_counter() - start
+
+
+def measure(variant: str, overrides: dict) -> dict[str, float]:
+  """Images/s and GFLOP/s of the fused and the scanned RAM update for one config."""
+  configs = {name: _config(variant, {**overrides, 'model.fused': fused})
+             for name, fused in ROLLOUTS}
+  updates = {name: _Update(config) for name, config in configs.items()}
+  for update in updates.values():
+    update.run(STEPS_PER_WINDOW)  # warm-up, including compilation
+  seconds = {name: [] for name in updates}
+  for window in range(WINDOWS):
+    names = list(updates) if window % 2 == 0 else list(reversed(updates))
+    for name in names:
+      seconds[name].append(updates[name].run(STEPS_PER_WINDOW))
+  flops = matmul_flops_per_image(configs['fused'])
+  result = {'mflop_per_image': flops / 1e6}
+  for name, times in seconds.items():
+    images_per_second = BATCH * STEPS_PER_WINDOW / float(np.median(times))
+    result[f'{name}_images_per_second'] = images_per_second
+    result[f'{name}_gflops_per_second'] = flops * images_per_second / 1e9
+  result['fused_speedup'] = result['fused_images_per_second'] / result['scanned_images_per_second']
+  return result
 
 
 def main() -> dict[str, float]:
   figures = {}
   print(f'RAM training step, batch {BATCH}, {jax.devices()[0].device_kind} x '
-        f'{jax.device_count()} (median of {WINDOWS} windows of {STEPS_PER_WINDOW} updates)')
+        f'{jax.device_count()} (median of {WINDOWS} windows of {STEPS_PER_WINDOW} updates, '
+        'fused and scanned rollouts timed in turn)')
   for variant, overrides in CASES:
     result = measure(variant, overrides)
     label = f"{variant}_g{overrides['model.num_glimpses']}"
-    print(f"  {label:16s} {result['images_per_second']:9,.0f} images/s  "
-          f"{result['gflops_per_second']:6.1f} GFLOP/s  ({result['mflop_per_image']:.2f} MFLOP "
-          f'per image)')
+    for name, _ in ROLLOUTS:
+      print(f"  {label:16s} {name:8s} {result[f'{name}_images_per_second']:9,.0f} images/s  "
+            f"{result[f'{name}_gflops_per_second']:6.1f} GFLOP/s  "
+            f"({result['mflop_per_image']:.2f} MFLOP per image)")
+    print(f"  {label:16s} fused / scanned {result['fused_speedup']:.2f}x")
     figures.update({f'{label}_{k}': v for k, v in result.items()})
   return figures
 

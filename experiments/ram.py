@@ -2,7 +2,7 @@
 
 Usage (the default variant is `mnist`):
   make experiment NAME=ram CONFIG=smoke        # 28x28 MNIST, 6 glimpses; ~1 min on 2 CPU cores,
-                                               # test error ~3-7% (>= 90% accuracy)
+                                               # test error 5-8% over seeds (>= 90% accuracy)
   make experiment NAME=ram CONFIG=mnist        # 28x28, 8x8 retina, 6 glimpses; paper Table 1a:
                                                # 1.12% (6 glimpses), 1.07% (7); here <= 1.5%
   make experiment NAME=ram CONFIG=translated60 # 60x60 translated, 3 scales of 12x12, 4 glimpses;
@@ -85,12 +85,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       reinforce_weight=1.0, baseline_weight=1.0, reward='final', discount=1.0,
       supervised_fraction=0.0, supervision_weight=1.0))
   if variant == 'smoke':
-    config.optimizer.learning_rate = 3e-3  # short cosine run: a larger step learns faster
+    # Short cosine run: a larger step learns faster; at 3e-3 some seeds drive the location means
+    # into the corners (tanh saturates) and stall at 10-30% error, at 2e-3 five seeds end at 5-8%.
+    config.optimizer.learning_rate = 2e-3
     config.log_every = 200
     config.checkpoint_every = 2_000
   config.lock()
   return config
-
 
 
 def _positive_int(value) -> bool:

@@ -35,13 +35,14 @@ def test_fused_rollout_matches_scanned_module(options):
   images, noise = _inputs()
   fused, scanned = _model(fused=True, **options), _model(fused=False, **options)
   params = scanned.init(jax.random.key(0), images, noise)
-  out_f, out_s = fused.apply(params, images, noise), scanned.apply(params, images, noise)
+  out_f = jax.jit(fused.apply)(params, images, noise)
+  out_s = jax.jit(scanned.apply)(params, images, noise)
   for name, a, b in zip(out_f._fields, out_f, out_s):
     assert (a is None) == (b is None), name
     if a is not None:
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
-  grads_f = jax.grad(lambda p: _objective(fused, p, images, noise))(params)
-  grads_s = jax.grad(lambda p: _objective(scanned, p, images, noise))(params)
+  grads_f = jax.jit(jax.grad(lambda p: _objective(fused, p, images, noise)))(params)
+  grads_s = jax.jit(jax.grad(lambda p: _objective(scanned, p, images, noise)))(params)
   flat_f, flat_s = jax.tree.leaves_with_path(grads_f), jax.tree.leaves(grads_s)
   for (path, a), b in zip(flat_f, flat_s):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5, err_msg=jax.tree_util.keystr(path))
@@ -52,18 +53,18 @@ def test_fused_rollout_matches_scanned_module(options):
 def test_fused_refuses_what_it_does_not_implement(field, value):
   images, noise = _inputs()
   with pytest.raises(ValueError, match=f"{field}='rnn'|{field}='linear'"):
-    _model(fused=True, **{field: value}).init(jax.random.key(0), images, noise)
+    jax.eval_shape(_model(fused=True, **{field: value}).init, jax.random.key(0), images, noise)
 
 
 @pytest.mark.parametrize('inputs', ['teacher', 'mask'])
 def test_fused_refuses_teacher_forcing_and_step_masks(inputs):
   images, noise = _inputs()
-  params = _model().init(jax.random.key(0), images, noise)
+  params = jax.eval_shape(_model().init, jax.random.key(0), images, noise)
   steps, batch = noise.location.shape[:2]
   extra = ({'given_locations': jnp.zeros((steps, batch, 2)), 'forced': jnp.ones(batch, bool)}
            if inputs == 'teacher' else {'step_mask': jnp.ones((steps, batch))})
   with pytest.raises(ValueError, match='given_locations|step_mask'):
-    _model(fused=True).apply(params, images, noise, **extra)
+    jax.eval_shape(lambda p: _model(fused=True).apply(p, images, noise, **extra), params)
 
 
 def _tiny_config(**model):
@@ -116,7 +117,7 @@ def test_location_gradient_comes_from_reinforce():
   batch = {'image': np.random.default_rng(0).uniform(size=(4, 28, 28, 1)).astype(np.float32),
            'label': np.arange(4, dtype=np.int32)}
   params = experiment.init(jax.random.key(0), batch)
-  grads = jax.grad(lambda p: experiment.loss(p, batch, jax.random.key(3), 0)[0])(params)
+  grads = jax.jit(jax.grad(lambda p: experiment.loss(p, batch, jax.random.key(3), 0)[0]))(params)
   # Without the policy term nothing else trains the location network: the samples are actions.
   assert np.abs(grads['params']['step']['location']['mean']['kernel']).max() == 0
 

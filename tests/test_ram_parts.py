@@ -70,7 +70,8 @@ def test_gaussian_log_probs_follow_the_density():
 @pytest.mark.parametrize('locator', ['linear', 'grid'])
 def test_mode_noise_gives_the_greedy_path(locator):
   model, params, images, _ = _setup(locator)
-  out = model.apply(params, images, mode_noise((T, B), G * G if locator == 'grid' else 0))
+  apply = jax.jit(model.apply)
+  out = apply(params, images, mode_noise((T, B), G * G if locator == 'grid' else 0))
   if locator == 'linear':
     np.testing.assert_allclose(out.locations, out.means, atol=1e-6)
   else:  # the most probable cell: its log-prob is the largest of all cells'
@@ -78,7 +79,7 @@ def test_mode_noise_gives_the_greedy_path(locator):
     np.testing.assert_allclose(out.locations, grid_centres(G)[cells], atol=1e-6)
     for cell in range(G * G):
       one_hot = 1e4 * jax.nn.one_hot(jnp.full((T, B), cell), G * G)
-      other = model.apply(params, images, ActionNoise(jnp.zeros((T, B, 2)), one_hot))
+      other = apply(params, images, ActionNoise(jnp.zeros((T, B, 2)), one_hot))
       assert np.all(other.log_probs[0] <= out.log_probs[0] + 1e-5)
 
 
@@ -86,12 +87,13 @@ def test_step_mask_holds_the_state_and_keeps_the_last_taken_steps_logits():
   model, params, images, noise = _setup('lstm', core='lstm', classify_every_step=True)
   lengths = np.array([3, 1, 2, 3])
   mask = jnp.asarray(np.arange(T)[:, None] < lengths[None, :], jnp.float32)  # [T, B]
-  out = model.apply(params, images, noise, step_mask=mask)
+  apply = jax.jit(model.apply)
+  out = apply(params, images, noise, step_mask=mask)
   for b, length in enumerate(lengths):
     for t in range(length, T):
       np.testing.assert_array_equal(out.hidden[t, b], out.hidden[length - 1, b])
   for length in set(lengths.tolist()):
-    short = model.apply(params, images, jax.tree.map(lambda a: a[:length], noise))
+    short = apply(params, images, jax.tree.map(lambda a: a[:length], noise))
     rows = lengths == length
     np.testing.assert_allclose(out.logits[rows], short.logits[rows], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out.step_logits[length - 1, rows], short.logits[rows], rtol=1e-5,

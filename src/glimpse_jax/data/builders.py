@@ -60,11 +60,12 @@ class CanvasBuilderConfig(tfds.core.BuilderConfig):
   scale_range: tuple[float, float] | None = None
   num_clutter: int = 0
   clutter_size: int = 8
+  placement: str = "uniform"
 
   @property
   def spec(self):
     return canvas.CanvasSpec(
-        self.canvas_size, self.scale_range, self.num_clutter, self.clutter_size)
+        self.canvas_size, self.scale_range, self.num_clutter, self.clutter_size, self.placement)
 
 
 def builder_config(cfg, split):
@@ -81,7 +82,7 @@ def builder_config(cfg, split):
       name="-".join(parts), description=f"{cfg.name} {'-'.join(parts)}", source=cfg.source,
       split=split, num_examples=n, seed=cfg.seed, canvas_size=spec.canvas_size,
       scale_range=spec.scale_range, num_clutter=spec.num_clutter,
-      clutter_size=spec.clutter_size)
+      clutter_size=spec.clutter_size, placement=spec.placement)
 
 
 class _CanvasBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -142,7 +143,12 @@ class Cluttered(_CanvasBuilder, skip_registration=True):
   name = "cluttered"
 
 
-BUILDERS = {cls.name: cls for cls in (Translated, TranslatedScaled, Cluttered)}
+class ClutteredSlope(_CanvasBuilder, skip_registration=True):
+  """Cluttered, the digit on a line through the centre of slope within +-45 degrees (Wu et al.)."""
+  name = "cluttered_slope"
+
+
+BUILDERS = {cls.name: cls for cls in (Translated, TranslatedScaled, Cluttered, ClutteredSlope)}
 
 
 def fixed_chunks(spec, images, labels, seed, split, num_examples, *, first=0):

@@ -11,6 +11,9 @@ of the canvas; pieces and digit are combined with a pixelwise max.
 Scaling (Ba et al. 2015): the digit's side becomes `round(28 * f)` pixels, with `f` drawn
 log-uniformly from `scale_range` (so shrinking and growing by the same factor are equally likely);
 shrinking averages source pixels by area, growing interpolates bilinearly.
+Placement: 'uniform' puts the digit's top-left corner at a uniformly random pixel where the digit
+fits; 'slope' (Wu, Xu & Lee) keeps it on a line through the canvas centre with slope within +-45
+degrees (see `slope_top_left`).
 """
 
 import dataclasses
@@ -22,6 +25,7 @@ from glimpse_jax import glimpse
 from glimpse_jax.data import sources
 
 _DIGIT = sources.DIGIT_SIZE
+PLACEMENTS = ("uniform", "slope")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,11 +37,17 @@ class CanvasSpec:
     scale_range: `(low, high)` scale factors, or None to keep digits at 28x28.
     num_clutter: clutter pieces per canvas.
     clutter_size: side of a clutter piece in pixels.
+    placement: where the digit goes, one of `PLACEMENTS`.
   """
   canvas_size: int
   scale_range: tuple[float, float] | None = None
   num_clutter: int = 0
   clutter_size: int = 8
+  placement: str = "uniform"
+
+  def __post_init__(self):
+    if self.placement not in PLACEMENTS:
+      raise ValueError(f"placement must be one of {PLACEMENTS}, got {self.placement!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,13 +85,39 @@ def sample_layout(rng, spec, digit, pool_size):
     low, high = np.log(spec.scale_range)
     factor = np.exp(rng.uniform(low, high, size=batch))
     size = np.clip(np.rint(_DIGIT * factor).astype(np.int64), 1, spec.canvas_size)
-  top_left = rng.integers(0, spec.canvas_size - size + 1, size=(2, batch)).T
+  if spec.placement == "slope":
+    top_left = slope_top_left(rng, spec.canvas_size - size)
+  else:
+    top_left = rng.integers(0, spec.canvas_size - size + 1, size=(2, batch)).T
   k, piece = spec.num_clutter, spec.clutter_size
   # Offsets in [1, pool_size) make every piece come from another digit than the one placed.
   clutter_digit = (digit[:, None] + rng.integers(1, max(pool_size, 2), size=(batch, k))) % pool_size
   clutter_origin = rng.integers(0, _DIGIT - piece + 1, size=(batch, k, 2))
   clutter_top_left = rng.integers(0, spec.canvas_size - piece + 1, size=(batch, k, 2))
   return Layout(digit, size, top_left, clutter_digit, clutter_origin, clutter_top_left)
+
+
+def slope_top_left(rng, room):
+  """Top-left pixels `[B, 2]` (row, column) of digits placed along a slope within +-45 degrees.
+
+  The row is uniform over the `room + 1` rows where the digit fits; the column is then uniform over
+  the columns where it fits and the line from the canvas centre to the digit's centre has a slope
+  (rise over run) in [-1, 1]: `|2 * column - room| >= |2 * row - room|`. The allowed columns are
+  `[0, low]` and `[room - low, room]` with `low = min(row, room - row)`: two wedges mirrored about
+  the centre, never empty, the whole row when the digit is vertically centred.
+
+  Args:
+    rng: a `np.random.Generator`.
+    room: `[B]` free pixels per side, canvas side less digit side.
+  """
+  room = np.asarray(room, dtype=np.int64)
+  row = rng.integers(0, room + 1)  # [B]
+  low = np.minimum(row, room - row)  # [B] last column of the left wedge
+  high = np.maximum(room - low, low + 1)  # [B] first column of the right wedge outside the left
+  count = (low + 1) + (room - high + 1)  # [B] allowed columns
+  draw = rng.integers(0, count)  # [B]
+  column = np.where(draw <= low, draw, draw + high - low - 1)
+  return np.stack([row, column], axis=-1)
 
 
 def render(layout, spec, images):

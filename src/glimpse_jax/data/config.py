@@ -8,7 +8,7 @@ from ml_collections import config_dict
 from glimpse_jax.data import canvas
 from glimpse_jax.data import sources
 
-NAMES = ("mnist", "translated", "translated_scaled", "cluttered")
+NAMES = ("mnist", "translated", "translated_scaled", "cluttered", "cluttered_slope")
 DERIVED_NAMES = NAMES[1:]
 
 
@@ -18,11 +18,21 @@ def default_config():
   Fields:
     name: 'mnist' (the plain 28x28 images), 'translated' (the digit at a uniformly random position
       inside a canvas; Mnih et al. 2014), 'translated_scaled' (rescaled by a random factor, then
-      translated; Ba et al. 2015) or 'cluttered' (translated among pieces of other digits;
-      Mnih et al. 2014).
+      translated; Ba et al. 2015), 'cluttered' (translated among pieces of other digits;
+      Mnih et al. 2014) or 'cluttered_slope' (Wu, Xu & Lee's cluttered translated MNIST: as
+      'cluttered', but the digit's centre lies on a line through the canvas centre with a slope
+      within +-45 degrees: its row is uniform where the digit fits, then its column is uniform
+      where it fits and |row offset| <= |column offset| from the centre). Their text samples "a y,
+      then an x constrained ... along a slope within +-45 degrees", a phrase from the generators of
+      digit sequences (Sonderby et al. 2015), where the slope joins consecutive digits and so
+      constrains nothing for one digit; reading it as the slope of the line from the canvas centre
+      keeps their order (y first, x given y) and the usual sense of slope (rise over run). Their
+      setting: canvas_size=40, num_clutter=5, clutter_size=5, train_on_the_fly=False,
+      train_examples=11_000, validation_examples=1_000, eval_examples=1_000.
     source: the base digits, 'mnist' or 'fashion_mnist'; every variant takes either.
     canvas_size: side of the square canvas; 28 for 'mnist' (60 or 100 in the papers).
-    num_clutter: clutter pieces per canvas for 'cluttered'; None = 4 up to 60x60, else 8.
+    num_clutter: clutter pieces per canvas for 'cluttered' and 'cluttered_slope'; None = the
+      papers' counts: 4 up to 60x60, else 8 (Mnih et al.); 5 for 'cluttered_slope'.
     clutter_size: side of a clutter piece.
     scale_range: `(low, high)` digit scale factors for 'translated_scaled', drawn log-uniformly.
     train_on_the_fly: derived training batches are drawn fresh from (seed, step) (as in the
@@ -149,11 +159,13 @@ def num_classes(cfg):
 
 
 def num_clutter(cfg):
-  """Clutter pieces per canvas: the config's value, else 4 up to 60x60 and 8 above (the papers')."""
-  if cfg.name != "cluttered":
+  """Clutter pieces per canvas: the config's value, else the papers' (see `default_config`)."""
+  if cfg.name not in ("cluttered", "cluttered_slope"):
     return 0
   if cfg.num_clutter is not None:
     return cfg.num_clutter
+  if cfg.name == "cluttered_slope":
+    return 5
   return 4 if cfg.canvas_size <= 60 else 8
 
 
@@ -164,8 +176,9 @@ def canvas_spec(cfg):
   scale_range = None
   if cfg.name == "translated_scaled":
     scale_range = tuple(float(s) for s in cfg.scale_range)
+  placement = "slope" if cfg.name == "cluttered_slope" else "uniform"
   return canvas.CanvasSpec(
-      cfg.canvas_size, scale_range, num_clutter(cfg), cfg.clutter_size)
+      cfg.canvas_size, scale_range, num_clutter(cfg), cfg.clutter_size, placement)
 
 
 def max_digit_size(cfg):

@@ -24,7 +24,7 @@ from glimpse_jax.nets.noise import ActionNoise
 
 LOCATORS = ('linear', 'lstm', 'grid')
 # log-density of the uniform distribution on [-1, 1]^2 (the random-locations baseline)
-_UNIFORM_LOG_PROB = -math.log(4.0)
+UNIFORM_LOG_PROB = -math.log(4.0)
 
 
 class LocationAction(NamedTuple):
@@ -82,31 +82,30 @@ class Locator(nn.Module):
     if self.kind not in LOCATORS:
       raise ValueError(f'locator must be one of {list(LOCATORS)}, got {self.kind!r}')
     if self.kind == 'grid':
-      return carry, self._grid(h, noise_t, given, forced)
-    if self.kind == 'lstm':
-      carry, h = nn.OptimizedLSTMCell(self.features, name='lstm')(carry, h)
-    mean = jnp.tanh(nn.Dense(2, name='mean')(h))  # [B, 2]
+      action = self._grid(h, noise_t, given, forced)
+    else:
+      if self.kind == 'lstm':
+        carry, h = nn.OptimizedLSTMCell(self.features, name='lstm')(carry, h)
+      mean = jnp.tanh(nn.Dense(2, name='mean')(h))  # [B, 2]
+      drawn = jax.lax.stop_gradient(mean + self.location_std * noise_t.location)
+      loc = _take(given, forced, drawn)
+      action = LocationAction(loc, mean, gaussian_log_prob(loc, mean, self.location_std))
     if self.random_locations:
       loc = _take(given, forced, noise_t.location)
-      return carry, LocationAction(loc, mean, jnp.full(loc.shape[:-1], _UNIFORM_LOG_PROB))
-    loc = _take(given, forced, jax.lax.stop_gradient(mean + self.location_std * noise_t.location))
-    return carry, LocationAction(loc, mean, gaussian_log_prob(loc, mean, self.location_std))
+      action = LocationAction(loc, action.mean, jnp.full(loc.shape[:-1], UNIFORM_LOG_PROB))
+    return carry, action
 
   def _grid(self, h, noise_t, given, forced) -> LocationAction:
     centres = jnp.asarray(grid_centres(self.grid_size))  # [N, 2]
-    logits = nn.Dense(self.grid_size**2, name='logits')(h)  # [B, N]
-    if self.random_locations:
-      loc = _take(given, forced, noise_t.location)
-      return LocationAction(loc, jax.nn.softmax(logits) @ centres,
-                            jnp.full(loc.shape[:-1], _UNIFORM_LOG_PROB))
     if noise_t.choice is None or noise_t.choice.shape[-1] != centres.shape[0]:
       shape = None if noise_t.choice is None else noise_t.choice.shape
       raise ValueError(f'the grid locator needs choice noise [..., {centres.shape[0]}], '
                        f'got {shape}')
+    logits = nn.Dense(self.grid_size**2, name='logits')(h)  # [B, N]
     cell = jnp.argmax(jax.lax.stop_gradient(logits) + noise_t.choice, -1)  # [B]
     if given is not None:
       cell = jnp.where(forced, grid_cell(given, self.grid_size), cell)
-    mean = jax.nn.softmax(logits) @ centres  # [B, 2]
+    mean = jax.nn.softmax(logits) @ centres  # [B, 2] the expected cell centre
     return LocationAction(centres[cell], mean, categorical_log_prob(logits, cell))
 
 

@@ -24,7 +24,7 @@ from glimpse_jax.nets import ram_fused
 from glimpse_jax.nets.cores import core_output, make_core
 from glimpse_jax.nets.glimpse_net import GlimpseNetwork
 from glimpse_jax.nets.noise import ActionNoise
-from glimpse_jax.nets.policies import LOCATORS, Locator
+from glimpse_jax.nets.policies import LOCATORS, UNIFORM_LOG_PROB, Locator
 from glimpse_jax.nets.retina import RetinaSpec
 from glimpse_jax.nets.settings import settings_of
 
@@ -92,8 +92,8 @@ class RecurrentAttentionModel(_GlimpseSettings):
   fused: bool = False
 
   def _check_fused(self, given_locations, step_mask) -> None:
-    unsupported = {'core': (self.core, 'rnn'), 'locator': (self.locator, 'linear')}
-    for name, (value, supported) in unsupported.items():
+    implemented = {'core': (self.core, 'rnn'), 'locator': (self.locator, 'linear')}
+    for name, (value, supported) in implemented.items():
       if value != supported:
         raise ValueError(f"fused=True implements only {name}={supported!r}, got {name}="
                          f'{value!r}; use fused=False')
@@ -145,7 +145,7 @@ class RecurrentAttentionModel(_GlimpseSettings):
       hidden, locations = ram_fused.rollout(spec, step_params, images, noise.location)
       h_prev = jnp.concatenate([h0[None], hidden[:-1]], 0)  # [T, B, D]
       means = ram_fused.location_mean(step_params, h_prev)
-      log_probs = (jnp.full((num_steps, batch), -jnp.log(4.0)) if self.random_locations
+      log_probs = (jnp.full((num_steps, batch), UNIFORM_LOG_PROB) if self.random_locations
                    else gaussian_log_prob(locations, means, self.location_std))
     else:
       scan = nn.scan(RAMStep, variable_broadcast='params', split_rngs={'params': False},

@@ -57,6 +57,9 @@ def reinforce_loss(log_probs: jax.Array, returns: jax.Array, baselines: jax.Arra
                    mask: jax.Array | None = None) -> jax.Array:
   """Surrogate whose gradient is -sum_t mask_t grad log pi(a_t) (G_t - b_t).
 
+  Unbiased for the undiscounted return; with discounted G_t it is the usual estimator that drops
+  the discount^t factor (discounting as variance reduction, not the discounted objective).
+
   Args:
     log_probs: [..., T] log pi(a_t | history) of the actions taken.
     returns: [..., T] returns-to-go G_t (see `returns_to_go`); constants here.

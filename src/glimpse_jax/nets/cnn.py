@@ -1,0 +1,141 @@
+"""The convolutional baselines of Wu, Xu & Lee: a simple CNN (sec. 3.2) and a CNN with
+multi-head self-attention over blocks of its feature map (sec. 2.3).
+
+Both share `ConvTrunk`. Their text fixes the layers but not every width; the free ones are chosen
+so the parameter counts on 40x40x1 canvases land on the paper's (1.83M and 0.47M):
+
+  model              params 40x40x1 (28x28x1)    multiply-adds per image 40x40x1 (28x28x1)
+  SimpleCNN          1,829,150 (902,174)          5,302,040 (2,599,448)
+  SelfAttentionCNN     477,258 (403,530)         10,560,320 (6,162,752)
+"""
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from glimpse_jax.nets import flops
+
+
+class ConvTrunk(nn.Module):
+  """2x2 convolutions ('SAME' padding), each followed by ReLU and 2x2 max-pooling.
+
+  Their text puts the ReLU after the second pooling; ReLU commutes with max-pooling, and a ReLU
+  after the first convolution too keeps the two convolutions from composing into one linear map
+  before the pooling.
+
+  Attributes:
+    features: filters of each convolution (32 then 64 in the paper).
+  """
+
+  features: Sequence[int] = (32, 64)
+
+  @nn.compact
+  def __call__(self, images: jax.Array) -> jax.Array:
+    # images: [B, H, W, C] -> [B, ceil(H / 2^L), ceil(W / 2^L), features[-1]], L = len(features)
+    x = images
+    for i, width in enumerate(self.features):
+      x = nn.relu(nn.Conv(width, (2, 2), padding='SAME', name=f'conv{i + 1}')(x))
+      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding='SAME')
+    return x
+
+
+class SimpleCNN(nn.Module):
+  """`ConvTrunk`, flatten, a hidden ReLU layer, logits (Wu, Xu & Lee sec. 3.2).
+
+  Attributes:
+    num_classes: number of logits.
+    hidden: width of the hidden dense layer; the paper gives none, 284 makes its 1.83M
+      parameters on 40x40x1 inputs (nearly all in the dense layer, 6400 x 284).
+  """
+
+  num_classes: int = 10
+  hidden: int = 284
+
+  @nn.compact
+  def __call__(self, images: jax.Array) -> jax.Array:
+    # images: [B, H, W, C] -> logits [B, num_classes]
+    x = ConvTrunk(name='trunk')(images)  # [B, h, w, 64]
+    x = x.reshape(x.shape[0], -1)  # [B, h * w * 64]
+    x = nn.relu(nn.Dense(self.hidden, name='hidden')(x))
+    return nn.Dense(self.num_classes, name='logits')(x)
+
+
+class SelfAttentionCNN(nn.Module):
+  """`ConvTrunk`, then self-attention among blocks of its feature map, then a small classifier
+  (Wu, Xu & Lee sec. 2.3).
+
+  The feature map (zero-padded to a multiple of `block_size`) is cut into `block_size` x
+  `block_size` blocks, each flattened into one token: on 40x40 inputs, 25 tokens of 2 * 2 * 64 =
+  256 features. Multi-head dot-product attention among the tokens (queries, keys and values of
+  the token width) is added back to them and layer-normalised; the tokens are then flattened (so
+  no position embedding is needed) into a hidden ReLU layer and the logits. The attention
+  weights are sown as `intermediates/attention/attention_weights` (see `attention_weights`).
+
+  Attributes:
+    num_classes: number of logits.
+    block_size: side of a block in feature-map cells; 2 gives 256-wide tokens, whose attention
+      (263K parameters) with the classifier makes the paper's 0.47M.
+    num_heads: attention heads; 4 heads of 64 features (the count does not change the
+      parameters).
+    hidden: width of the classifier's hidden layer; 32 lands the total at 0.477M.
+  """
+
+  num_classes: int = 10
+  block_size: int = 2
+  num_heads: int = 4
+  hidden: int = 32
+
+  @nn.compact
+  def __call__(self, images: jax.Array) -> jax.Array:
+    # images: [B, H, W, C] -> logits [B, num_classes]
+    tokens = blocks(ConvTrunk(name='trunk')(images), self.block_size)  # [B, T, D]
+    width = tokens.shape[-1]
+    if width % self.num_heads:
+      raise ValueError(
+          f'num_heads must divide the token width {width} (block_size^2 x 64), got '
+          f'{self.num_heads}')
+    attended = nn.MultiHeadDotProductAttention(
+        num_heads=self.num_heads, qkv_features=width, out_features=width, name='attention')(
+            tokens, deterministic=True, sow_weights=True)  # [B, T, D]
+    x = nn.LayerNorm(name='norm')(tokens + attended)
+    x = x.reshape(x.shape[0], -1)  # [B, T * D]
+    x = nn.relu(nn.Dense(self.hidden, name='hidden')(x))
+    return nn.Dense(self.num_classes, name='logits')(x)
+
+
+def blocks(features: jax.Array, block_size: int) -> jax.Array:
+  """Non-overlapping square blocks of a feature map as tokens, in row-major block order.
+
+  Args:
+    features: `[B, h, w, C]`; zero-padded at the bottom and right to multiples of `block_size`.
+    block_size: side of a block in cells.
+
+  Returns:
+    `[B, ceil(h / b) * ceil(w / b), b * b * C]` with `b = block_size`.
+  """
+  if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+    raise ValueError(f'block_size must be an integer >= 1, got {block_size!r}')
+  b = block_size
+  batch, h, w, c = features.shape
+  rows, cols = math.ceil(h / b), math.ceil(w / b)
+  x = jnp.pad(features, ((0, 0), (0, rows * b - h), (0, cols * b - w), (0, 0)))
+  x = x.reshape(batch, rows, b, cols, b, c).transpose(0, 1, 3, 2, 4, 5)  # [B, r, c, b, b, C]
+  return x.reshape(batch, rows * cols, b * b * c)
+
+
+def attention_weights(model: SelfAttentionCNN, variables, images: jax.Array) -> jax.Array:
+  """The attention weights `[B, heads, T, T]` (rows: querying blocks; each row sums to 1)."""
+  _, state = model.apply(variables, images, mutable=['intermediates'])
+  return state['intermediates']['attention']['attention_weights'][0]
+
+
+def flops_per_image(model: nn.Module, image_shape: Sequence[int]) -> int:
+  """FLOPs of one forward pass on one `[H, W, C]` image: 2 x the multiply-adds of its
+  convolutions (taps on 'SAME' padding included) and matrix products, attention's among them
+  (`flops.multiply_adds`; elementwise work left out)."""
+  image = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+  variables = jax.eval_shape(model.init, jax.random.key(0), image)
+  return 2 * flops.multiply_adds(model.apply, variables, image)

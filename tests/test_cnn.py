@@ -1,0 +1,124 @@
+"""The CNN baselines of Wu, Xu & Lee: shapes, parameter counts, gradients, attention, FLOPs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from glimpse_jax.nets import cnn
+from glimpse_jax.nets import flops
+
+PAPER_PARAMS = {'SimpleCNN': 1.83e6, 'SelfAttentionCNN': 0.47e6}
+TRUNK_PARAMS = (2 * 2 * 1 * 32 + 32) + (2 * 2 * 32 * 64 + 64)
+ATTENTION_PARAMS = 4 * (256 * 256 + 256)  # query, key, value, out
+
+
+def _count(variables):
+  return sum(int(x.size) for x in jax.tree.leaves(variables['params']))
+
+
+def _init(model, shape, batch=3):
+  images = jax.random.uniform(jax.random.key(1), (batch, *shape))
+  return model.init(jax.random.key(0), images), images
+
+
+@pytest.mark.parametrize('shape, expected', [
+    # trunk + flatten (h * w * 64) -> 284 -> 10; 'SAME' pooling: 40 -> 20 -> 10, 28 -> 14 -> 7.
+    ((40, 40, 1), TRUNK_PARAMS + (10 * 10 * 64 + 1) * 284 + (284 + 1) * 10),
+    ((28, 28, 1), TRUNK_PARAMS + (7 * 7 * 64 + 1) * 284 + (284 + 1) * 10),
+])
+def test_simple_cnn_shapes_and_parameters(shape, expected):
+  variables, images = _init(cnn.SimpleCNN(), shape)
+  assert cnn.SimpleCNN().apply(variables, images).shape == (3, 10)
+  print(f'SimpleCNN {shape}: {_count(variables):,} parameters')
+  assert _count(variables) == expected
+
+
+@pytest.mark.parametrize('shape, tokens', [((40, 40, 1), 25), ((28, 28, 1), 16)])
+def test_self_attention_cnn_shapes_and_parameters(shape, tokens):
+  # A 7x7 feature map is padded to 8x8: 16 blocks.
+  variables, images = _init(cnn.SelfAttentionCNN(), shape)
+  assert cnn.SelfAttentionCNN().apply(variables, images).shape == (3, 10)
+  print(f'SelfAttentionCNN {shape}: {_count(variables):,} parameters')
+  norm = 2 * 256
+  classifier = (tokens * 256 + 1) * 32 + (32 + 1) * 10
+  assert _count(variables) == TRUNK_PARAMS + ATTENTION_PARAMS + norm + classifier
+
+
+@pytest.mark.parametrize('model', [cnn.SimpleCNN(), cnn.SelfAttentionCNN()])
+def test_parameter_counts_near_the_papers_on_40x40(model):
+  count = _count(_init(model, (40, 40, 1))[0])
+  paper = PAPER_PARAMS[type(model).__name__]
+  print(f'{type(model).__name__}: {count:,} parameters, paper {paper:,.0f}')
+  assert abs(count / paper - 1) < 0.15
+
+
+@pytest.mark.parametrize('model', [cnn.SimpleCNN(), cnn.SelfAttentionCNN()])
+def test_every_parameter_gets_a_gradient(model):
+  variables, images = _init(model, (40, 40, 1), batch=8)
+  labels = jnp.arange(8) % 10
+
+  def loss(params):
+    logits = model.apply({'params': params}, images)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+  grads = jax.grad(loss)(variables['params'])
+  flat = jax.tree_util.tree_flatten_with_path(grads)[0]
+  dead = [jax.tree_util.keystr(path) for path, g in flat if not np.any(np.asarray(g))]
+  assert not dead
+
+
+def test_attention_weights_are_retrievable_and_rows_sum_to_one():
+  model = cnn.SelfAttentionCNN()
+  variables, images = _init(model, (40, 40, 1))
+  weights = cnn.attention_weights(model, variables, images)
+  assert weights.shape == (3, 4, 25, 25)
+  assert np.all(np.asarray(weights) >= 0)
+  np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
+  assert 'intermediates' not in variables  # sown only when asked for
+
+
+def test_blocks_are_flattened_squares_in_row_major_order():
+  features = jnp.arange(2 * 3 * 5 * 4, dtype=jnp.float32).reshape(2, 3, 5, 4)
+  tokens = cnn.blocks(features, 2)  # padded to 4x6: 2 x 3 blocks
+  assert tokens.shape == (2, 6, 16)
+  padded = np.pad(np.asarray(features), ((0, 0), (0, 1), (0, 1), (0, 0)))
+  for r in range(2):
+    for c in range(3):
+      np.testing.assert_array_equal(
+          tokens[:, 3 * r + c], padded[:, 2 * r:2 * r + 2, 2 * c:2 * c + 2].reshape(2, 16))
+  with pytest.raises(ValueError, match='block_size must be an integer >= 1, got 0'):
+    cnn.blocks(features, 0)
+  with pytest.raises(ValueError, match='num_heads must divide the token width 256'):
+    _init(cnn.SelfAttentionCNN(num_heads=3), (40, 40, 1))
+
+
+def test_flops_match_a_hand_count_and_xla():
+  conv = 40 * 40 * 32 * (2 * 2 * 1) + 20 * 20 * 64 * (2 * 2 * 32)  # 'SAME': every output
+  simple = conv + 6400 * 284 + 284 * 10
+  qkv_out, scores = 4 * 25 * 256 * 256, 2 * 25 * 25 * 256  # projections; q.k and weights.v
+  attention = conv + qkv_out + scores + 6400 * 32 + 32 * 10
+  for model, macs in ((cnn.SimpleCNN(), simple), (cnn.SelfAttentionCNN(), attention)):
+    count = cnn.flops_per_image(model, (40, 40, 1))
+    print(f'{type(model).__name__}: {count:,} FLOPs per 40x40 image')
+    assert count == 2 * macs
+    variables, _ = _init(model, (40, 40, 1), batch=1)
+    xla = jax.jit(model.apply).lower(variables, jnp.zeros((1, 40, 40, 1))).compile()
+    # XLA adds elementwise work and leaves out taps on padding: a few percent either way.
+    assert abs(xla.cost_analysis()['flops'] / count - 1) < 0.03
+
+
+def test_multiply_adds_counts_scans_and_conds_and_refuses_while_loops():
+  x = jnp.zeros((3, 5))
+  w = jnp.zeros((5, 5))
+
+  def scanned(x):
+    return jax.lax.scan(lambda c, _: (c @ w, None), x, length=7)[0]
+
+  assert flops.multiply_adds(scanned, x) == 7 * 3 * 5 * 5
+  branches = lambda p, x: jax.lax.cond(p, lambda x: x @ w @ w, lambda x: x, x)
+  assert flops.multiply_adds(branches, True, x) == 2 * 3 * 5 * 5
+  looped = lambda x: jax.lax.while_loop(lambda c: c.sum() < 1, lambda c: c @ w, x)
+  with pytest.raises(ValueError, match='cannot count a while_loop'):
+    flops.multiply_adds(looped, x)
