@@ -41,14 +41,15 @@ def test_config_names_spell_out_every_parameter(tmp_path):
   assert builders.builder_config(cfg, "train").name == "mnist-100px-scale0.75-1.5-seed3-train5000"
 
 
-@pytest.mark.parametrize("name", ["translated", "translated_scaled", "cluttered"])
+@pytest.mark.parametrize("name", ["translated", "translated_scaled", "cluttered",
+                                  "cluttered_slope"])
 def test_every_data_changing_field_changes_the_name(name, tmp_path):
   base = dict(name=name, canvas_size=100)
   changes = [dict(source="fashion_mnist"), dict(canvas_size=112), dict(seed=1),
              dict(eval_examples=300)]
   if name == "translated_scaled":
     changes += [dict(scale_range=(0.5, 1.5)), dict(scale_range=(0.6, 2.0))]
-  if name == "cluttered":
+  if name in ("cluttered", "cluttered_slope"):
     changes += [dict(num_clutter=3), dict(clutter_size=6)]
   names = {builders.builder_config(_config("x", tmp_path, **{**base, **c}), "test").name
            for c in changes + [{}]}

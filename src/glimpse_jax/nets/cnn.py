@@ -22,9 +22,8 @@ from glimpse_jax.nets import flops
 class ConvTrunk(nn.Module):
   """2x2 convolutions ('SAME' padding), each followed by ReLU and 2x2 max-pooling.
 
-  Their text puts the ReLU after the second pooling; ReLU commutes with max-pooling, and a ReLU
-  after the first convolution too keeps the two convolutions from composing into one linear map
-  before the pooling.
+  Their text names one ReLU, after the second pooling; this puts one after each convolution, as
+  is usual (ReLU commutes with max-pooling, so the second one is theirs).
 
   Attributes:
     features: filters of each convolution (32 then 64 in the paper).
