@@ -25,7 +25,7 @@ import ml_collections
 import optax
 
 from glimpse_jax import data, train
-from glimpse_jax.objectives.distillation import distillation_loss
+from glimpse_jax.objectives import distillation_loss
 
 VARIANTS = ('pretrain_classify', 'linear_probe', 'distill', 'stored_distill')
 HEADS = ('decoder', 'classifier')

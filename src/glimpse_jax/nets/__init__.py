@@ -1,6 +1,7 @@
 """Flax Linen modules shared across the papers' methods."""
 
 from glimpse_jax.nets.actions import ActionDist, ActionHead
+from glimpse_jax.nets.cnn import SelfAttentionCNN, SimpleCNN, attention_weights, flops_per_image
 from glimpse_jax.nets.context import ContextNetwork, area_downsample
 from glimpse_jax.nets.cores import LSTMCore, ReLURNNCell, core_output, make_core
 from glimpse_jax.distributions import (

@@ -1,5 +1,6 @@
 """Pure objective functions (no Flax): policy gradients, importance-weighted estimators, ..."""
 
+from glimpse_jax.objectives.distillation import distillation_loss
 from glimpse_jax.objectives.exploration import (
     action_entropy,
     location_coverage_loss,

@@ -93,8 +93,8 @@ def _generate(config, workdir, experiment, mesh) -> dict[str, Any]:
                f'{store.num_chunks - len(pending)} already stored')
   key = jax.random.key(config.seed)
   start = time.perf_counter()
-  written = 0
-  for done, chunk in enumerate(pending, store.num_chunks - len(pending) + 1):
+  written, first_done = 0, store.num_chunks - len(pending)
+  for done, chunk in enumerate(pending, first_done + 1):
     chunk_indices = store.chunk_indices(chunk)
     outputs = []
     batches = data.index_batches(config.dataset, config.generate.split, chunk_indices,
@@ -109,7 +109,8 @@ def _generate(config, workdir, experiment, mesh) -> dict[str, Any]:
     if chief:
       store.write_chunk(chunk, arrays)
     written += chunk_indices.size
-    console.progress(done, f'{written / (time.perf_counter() - start):.0f} examples/s')
+    seconds = time.perf_counter() - start
+    console.progress(done, (done - first_done) / seconds, f'{written / seconds:.0f} examples/s')
   results = {
       'kind': 'generate',
       'examples': int(indices.size),

@@ -10,7 +10,6 @@ import json
 import math
 import os
 import sys
-import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
@@ -139,42 +138,29 @@ class ConsoleReporter:
     self._enabled = enabled
     self._bar = enabled and self._stream.isatty()
     self._bar_open = False
-    self._progress_start: tuple[float, int] | None = None
 
   def train(self, record: Mapping[str, Any]) -> None:
-    if not self._enabled:
-      return
     step, rate = record['step'], record.get('steps_per_second', float('nan'))
-    eta = (self._num_steps - step) / rate if rate and rate > 0 else float('nan')
-    progress = (f'{step}/{self._num_steps} {100 * step / self._num_steps:3.0f}% | '
-                f'{rate:.1f} steps/s {record.get("images_per_second", 0):.0f} img/s | '
-                f'ETA {_duration(eta)} | {_values(record)}')
-    if self._bar:
-      done = int(30 * step / self._num_steps)
-      self._stream.write(f'\r[{"#" * done}{"." * (30 - done)}] {progress}\x1b[K')
-      self._bar_open = True
-    else:
-      self._stream.write(f'step {progress}\n')
-    self._stream.flush()
+    self._draw(step, rate, f'{rate:.1f} steps/s {record.get("images_per_second", 0):.0f} img/s | ',
+               _values(record), prefix='step ')
 
-  def progress(self, done: int, text: str = '') -> None:
-    """Shows `done` of the `num_steps` units (e.g. stored chunks) with an ETA and `text`."""
+  def progress(self, done: int, rate: float, text: str = '') -> None:
+    """Shows `done` of the `num_steps` units (e.g. stored chunks, `rate` per second) and `text`."""
+    self._draw(done, rate, '', text)
+
+  def _draw(self, done: int, rate: float, speed: str, text: str, prefix: str = '') -> None:
+    """The bar (or a plain line) for `done` of `num_steps` with an ETA at `rate` units/s."""
     if not self._enabled:
       return
-    now = time.perf_counter()
-    if self._progress_start is None:
-      self._progress_start = (now, done - 1)
-    started, first = self._progress_start
-    rate = (done - first) / max(now - started, 1e-9)
-    eta = (self._num_steps - done) / rate if rate > 0 else float('nan')
-    progress = (f'{done}/{self._num_steps} {100 * done / self._num_steps:3.0f}% | '
+    eta = (self._num_steps - done) / rate if rate and rate > 0 else float('nan')
+    progress = (f'{done}/{self._num_steps} {100 * done / self._num_steps:3.0f}% | {speed}'
                 f'ETA {_duration(eta)} | {text}')
     if self._bar:
       filled = int(30 * done / self._num_steps)
       self._stream.write(f'\r[{"#" * filled}{"." * (30 - filled)}] {progress}\x1b[K')
       self._bar_open = True
     else:
-      self._stream.write(f'{progress}\n')
+      self._stream.write(f'{prefix}{progress}\n')
     self._stream.flush()
 
   def line(self, text: str) -> None:
