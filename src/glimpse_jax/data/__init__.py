@@ -1,9 +1,10 @@
-"""Datasets: MNIST / Fashion-MNIST and their translated, scaled and cluttered canvases.
+"""Datasets: MNIST / Fashion-MNIST and their translated, scaled and cluttered canvases; CIFAR-10.
 
 Modules, bottom up: `idx` (the IDX file format), `sources` (checksummed base digits and their
-download), `canvas` (seeded NumPy canvas generators), `config` (the dataset config),
-`builders` (fixed splits as cached tfds datasets), `store` (per-example arrays of an earlier
-phase, keyed by example index), `pipeline` (training and evaluation batches).
+download), `cifar` (CIFAR-10's checksummed python archive: plain 32x32 colour images, chosen by
+`dataset.source='cifar10'`), `canvas` (seeded NumPy canvas generators), `config` (the dataset
+config), `builders` (fixed splits as cached tfds datasets), `store` (per-example arrays of an
+earlier phase, keyed by example index), `pipeline` (training and evaluation batches).
 
 Example, the cluttered 100x100 test set:
 

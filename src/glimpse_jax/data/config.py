@@ -6,17 +6,19 @@ import ml_collections
 from ml_collections import config_dict
 
 from glimpse_jax.data import canvas
+from glimpse_jax.data import cifar
 from glimpse_jax.data import sources
 
 NAMES = ("mnist", "translated", "translated_scaled", "cluttered", "cluttered_slope")
 DERIVED_NAMES = NAMES[1:]
+SOURCES = sources.SOURCES + (cifar.SOURCE,)  # the digit sources first: canvases take only those
 
 
 def default_config():
   """The dataset fields an experiment embeds as `config.dataset` and overrides.
 
   Fields:
-    name: 'mnist' (the plain 28x28 images), 'translated' (the digit at a uniformly random position
+    name: 'mnist' (plain source images), 'translated' (the digit at a uniformly random position
       inside a canvas; Mnih et al. 2014), 'translated_scaled' (rescaled by a random factor, then
       translated; Ba et al. 2015), 'cluttered' (translated among pieces of other digits;
       Mnih et al. 2014) or 'cluttered_slope' (Wu, Xu & Lee's cluttered translated MNIST: as
@@ -29,8 +31,11 @@ def default_config():
       keeps their order (y first, x given y) and the usual sense of slope (rise over run). Their
       setting: canvas_size=40, num_clutter=5, clutter_size=5, train_on_the_fly=False,
       train_examples=11_000, validation_examples=1_000, eval_examples=1_000.
-    source: the base digits, 'mnist' or 'fashion_mnist'; every variant takes either.
-    canvas_size: side of the square canvas; 28 for 'mnist' (60 or 100 in the papers).
+    source: the base images: 'mnist' or 'fashion_mnist' (28x28 grayscale digits; every variant
+      takes either) or 'cifar10' (32x32 colour images, 50,000 train and 10,000 test; plain only,
+      name='mnist' with canvas_size=32, as Brooks et al. run RAM on it).
+    canvas_size: side of the square canvas; the source's image side for 'mnist' (28, or 32 for
+      'cifar10'), 60 or 100 in the papers' canvases.
     num_clutter: clutter pieces per canvas for 'cluttered' and 'cluttered_slope'; None = the
       papers' counts: 4 up to 60x60, else 8 (Mnih et al.); 5 for 'cluttered_slope'.
     clutter_size: side of a clutter piece.
@@ -41,14 +46,15 @@ def default_config():
     eval_examples: examples of the test split, and at most this many per evaluation pass (test or
       validation); None = the whole split.
     train_examples: base digits (on the fly) or canvases (fixed) of the train split, validation
-      examples included; None = all 60,000.
+      examples included; None = the whole source split (60,000; 50,000 for 'cifar10').
     validation_examples: the last this many examples of the fixed train split form the
       'validation' split and are never trained on (on the fly, training digits come from the
       first `train_examples - validation_examples` base digits only); 0 = no validation split.
       The fixed train split itself is unchanged, so its cache is shared. Placed digits are
       disjoint; the clutter of fixed canvases is cut from any digit of the source split.
-    download: fetch missing IDX files from the mirrors.
-    data_dir: folder of the IDX files; None = $GLIMPSE_DATA_DIR, else ~/.cache/glimpse_jax/data.
+    download: fetch missing IDX files (or the CIFAR-10 archive) from the mirrors.
+    data_dir: folder of `<source>/` folders: the IDX files, `cifar10/cifar-10-python.tar.gz`;
+      None = $GLIMPSE_DATA_DIR, else ~/.cache/glimpse_jax/data.
     cache_dir: folder of the generated tfds splits; None = $GLIMPSE_CACHE_DIR, else
       ~/.cache/glimpse_jax/tfds.
   """
@@ -74,13 +80,21 @@ def validate_config(cfg):
   """Raises ValueError naming the first field that holds a value the datasets cannot use."""
   if cfg.name not in NAMES:
     raise ValueError(f"dataset.name must be one of {NAMES}, got {cfg.name!r}")
-  if cfg.source not in sources.SOURCES:
-    raise ValueError(f"dataset.source must be one of {sources.SOURCES}, got {cfg.source!r}")
-  _check_int("canvas_size", cfg.canvas_size, low=1)
-  if cfg.name == "mnist" and cfg.canvas_size != sources.DIGIT_SIZE:
+  if cfg.source not in SOURCES:
+    raise ValueError(f"dataset.source must be one of {SOURCES}, got {cfg.source!r}")
+  if cfg.name != "mnist" and cfg.source not in sources.SOURCES:
     raise ValueError(
-        f"dataset.canvas_size must be {sources.DIGIT_SIZE} for name='mnist', got "
-        f"{cfg.canvas_size}; use name='translated' for a larger canvas")
+        f"dataset.name={cfg.name!r} draws canvases of 28x28 grayscale digits, which "
+        f"dataset.source={cfg.source!r} does not have: use name='mnist' (its plain images) or "
+        f"a source of {sources.SOURCES}")
+  _check_int("canvas_size", cfg.canvas_size, low=1)
+  side = source_image_shape(cfg.source)[0]
+  if cfg.name == "mnist" and cfg.canvas_size != side:
+    raise ValueError(
+        f"dataset.canvas_size must be {side} for name='mnist' (the side of the "
+        f"{cfg.source} images), got {cfg.canvas_size}"
+        + ("; use name='translated' for a larger canvas" if cfg.source in sources.SOURCES
+           else ""))
   if cfg.canvas_size < sources.DIGIT_SIZE:
     raise ValueError(
         f"dataset.canvas_size must be >= {sources.DIGIT_SIZE} (a digit's side), got "
@@ -103,9 +117,10 @@ def validate_config(cfg):
     if value is None:
       continue
     _check_int(field, value, low=1)
-    if cfg.name == "mnist" and value > sources.SPLIT_SIZES[split]:
+    size = source_split_size(cfg.source, split)
+    if cfg.name == "mnist" and value > size:
       raise ValueError(
-          f"dataset.{field} must be <= {sources.SPLIT_SIZES[split]} (the {split} split) for "
+          f"dataset.{field} must be <= {size} (the {cfg.source} {split} split) for "
           f"name='mnist', got {value}")
   if (cfg.name in DERIVED_NAMES and cfg.train_on_the_fly and cfg.train_examples is not None
       and cfg.train_examples > sources.SPLIT_SIZES["train"]):
@@ -148,14 +163,27 @@ def _check_scale_range(cfg):
 
 
 def image_shape(cfg):
-  """`(H, W, C)` of the images the config yields."""
-  return (cfg.canvas_size, cfg.canvas_size, 1)
+  """`(H, W, C)` of the images the config yields: C = 3 for 'cifar10', else 1."""
+  return (cfg.canvas_size, cfg.canvas_size, source_image_shape(cfg.source)[2])
 
 
 def num_classes(cfg):
-  """Number of labels of the config's source (10 for both MNIST and Fashion-MNIST)."""
-  del cfg
-  return sources.NUM_CLASSES
+  """Number of labels of the config's source (10 for every source)."""
+  return cifar.NUM_CLASSES if cfg.source == cifar.SOURCE else sources.NUM_CLASSES
+
+
+def source_image_shape(source):
+  """`(H, W, C)` of a source's plain images."""
+  if source == cifar.SOURCE:
+    return (cifar.IMAGE_SIZE, cifar.IMAGE_SIZE, cifar.CHANNELS)
+  return (sources.DIGIT_SIZE, sources.DIGIT_SIZE, 1)
+
+
+def source_split_size(source, split):
+  """Examples of a source's whole 'train' or 'test' split."""
+  if source == cifar.SOURCE:
+    return cifar.SPLIT_SIZES[split]
+  return sources.SPLIT_SIZES[split]
 
 
 def num_clutter(cfg):
@@ -209,4 +237,4 @@ def split_size(cfg, split):
   if split not in sources.SPLITS:
     raise ValueError(f"split must be one of {sources.SPLITS}, got {split!r}")
   requested = cfg.eval_examples if split == "test" else cfg.train_examples
-  return sources.SPLIT_SIZES[split] if requested is None else requested
+  return source_split_size(cfg.source, split) if requested is None else requested

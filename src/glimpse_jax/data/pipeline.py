@@ -22,6 +22,7 @@ import numpy as np
 
 from glimpse_jax.data import builders
 from glimpse_jax.data import canvas
+from glimpse_jax.data import cifar
 from glimpse_jax.data import config as config_lib
 from glimpse_jax.data import sources
 from glimpse_jax.data import store as store_lib
@@ -32,7 +33,7 @@ _PERMUTATION_TAG = 0xE90C  # keeps epoch permutations apart from other seeded ge
 
 
 def load_split(cfg, split):
-  """A whole fixed split: built and cached through tfds for derived names, the IDX files else.
+  """A whole fixed split: built and cached through tfds for derived names, the source's else.
 
   Args:
     cfg: the dataset config.
@@ -40,7 +41,7 @@ def load_split(cfg, split):
       last `validation_examples` of those) or 'test' (`eval_examples`).
 
   Returns:
-    Read-only arrays in a fixed order: image uint8 [N, H, W, 1], label int32 [N],
+    Read-only arrays in a fixed order: image uint8 [N, H, W, C], label int32 [N],
     center float32 [N, 2], box_size float32 [N].
   """
   config_lib.validate_config(cfg)
@@ -49,14 +50,10 @@ def load_split(cfg, split):
     start, stop = config_lib.index_range(cfg, split)
     if cfg.name in config_lib.DERIVED_NAMES:
       return builders.load_fixed_rows(cfg, "train", start, stop)
-    images, labels = sources.load_digits(cfg.source, "train", cfg.data_dir,
-                                         download=cfg.download)
-    return _plain_arrays(images[start:stop], labels[start:stop])
+    return _plain_arrays(cfg, "train", start, stop)
   if cfg.name in config_lib.DERIVED_NAMES:
     return builders.load_fixed_split(cfg, split)
-  images, labels = sources.load_digits(cfg.source, split, cfg.data_dir, download=cfg.download)
-  n = config_lib.split_size(cfg, split)
-  return _plain_arrays(images[:n], labels[:n])
+  return _plain_arrays(cfg, split, 0, config_lib.split_size(cfg, split))
 
 
 def split_indices(cfg, split):
@@ -78,14 +75,23 @@ def _check_split(cfg, split):
            if split == "validation" else ""))
 
 
-def _plain_arrays(images, labels):
-  """The plain 28x28 digits as split arrays: centred (location (0, 0)), box_size 28."""
-  n = labels.shape[0]
+def _plain_arrays(cfg, split, start, stop):
+  """Plain source images `[start, stop)` of a split: centred (location (0, 0)), box_size = side."""
+  if cfg.source == cifar.SOURCE:
+    images, labels = cifar.load_cifar10(split, cfg.data_dir, download=cfg.download)
+  else:
+    images, labels = sources.load_digits(cfg.source, split, cfg.data_dir, download=cfg.download)
+    images = images[..., None]  # [N, 28, 28, 1]
+  if labels.shape[0] < stop:
+    raise ValueError(
+        f"the {cfg.source} {split} split holds {labels.shape[0]} examples, fewer than the "
+        f"{stop} the dataset config asks for")
+  n = stop - start
   arrays = {
-      "image": images[..., None],
-      "label": labels.astype(np.int32),
+      "image": images[start:stop],
+      "label": labels[start:stop].astype(np.int32),
       "center": np.zeros((n, 2), dtype=np.float32),
-      "box_size": np.full(n, sources.DIGIT_SIZE, dtype=np.float32),
+      "box_size": np.full(n, images.shape[1], dtype=np.float32),
   }
   for value in arrays.values():
     value.setflags(write=False)
@@ -110,7 +116,7 @@ def train_stream(cfg, batch_size, *, seed, start_step=0, process_index=0, proces
       needs a fixed train split (`dataset.train_on_the_fly=False` for derived names).
 
   Returns:
-    An iterator of dicts: image float32 [b, H, W, 1] in [0, 1], label int32 [b],
+    An iterator of dicts: image float32 [b, H, W, C] in [0, 1], label int32 [b],
     center float32 [b, 2], box_size float32 [b], with b = batch_size / process_count; from a
     fixed train split (not on the fly) also index int32 [b].
   """

@@ -117,14 +117,19 @@ def load_digits(source, split, data_dir=None, *, download=True, mirrors=None):
 @functools.lru_cache(maxsize=None)
 def _load_verified(path, expected_md5, magic):
   """Reads, verifies and decodes one IDX gzip file (once per process per path)."""
+  return idx.parse_idx_gz(read_verified(path, expected_md5), magic, path)
+
+
+def read_verified(path, expected_md5):
+  """The bytes of the file at `path`; raises ChecksumError, naming both md5s, if they differ."""
   with open(path, "rb") as f:
-    compressed = f.read()
-  actual = hashlib.md5(compressed).hexdigest()
+    raw = f.read()
+  actual = hashlib.md5(raw).hexdigest()
   if actual != expected_md5:
     raise ChecksumError(
         f"{path}: md5 {actual} does not match the published md5 {expected_md5}; the file is "
         "corrupt or incomplete: delete it so it is downloaded again, or replace it")
-  return idx.parse_idx_gz(compressed, magic, path)
+  return raw
 
 
 def fetch(source, name, path, *, mirrors=None):
@@ -139,12 +144,22 @@ def fetch(source, name, path, *, mirrors=None):
   Raises:
     FileNotFoundError: no mirror served the file with the published md5 (lists each failure).
   """
-  expected = CHECKSUMS[source][name]
+  bases = MIRRORS[source] if mirrors is None else mirrors
+  download_verified([base + name for base in bases], CHECKSUMS[source][name], path)
+
+
+def download_verified(urls, expected_md5, path):
+  """Writes to `path` the payload of the first of `urls` whose md5 is `expected_md5`.
+
+  The file is written atomically, so a failed download leaves nothing behind.
+
+  Raises:
+    FileNotFoundError: no URL served the file with that md5 (lists each failure).
+  """
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   failures = []
-  for base in MIRRORS[source] if mirrors is None else mirrors:
-    url = base + name
+  for url in urls:
     try:
       with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
         payload = response.read()
@@ -152,13 +167,13 @@ def fetch(source, name, path, *, mirrors=None):
       failures.append(f"{url}: {e}")
       continue
     actual = hashlib.md5(payload).hexdigest()
-    if actual != expected:
-      failures.append(f"{url}: md5 {actual} instead of {expected}")
+    if actual != expected_md5:
+      failures.append(f"{url}: md5 {actual} instead of {expected_md5}")
       continue
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{name}.", delete=False) as tmp:
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
       tmp.write(payload)
     os.replace(tmp.name, path)
     return
   raise FileNotFoundError(
-      f"{path} is missing (published md5 {expected}) and no mirror served it:\n  "
+      f"{path} is missing (published md5 {expected_md5}) and no mirror served it:\n  "
       + "\n  ".join(failures or ["no mirrors given"]))
