@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real MNIST / Fashion-MNIST IDX files are."""
+"""Shared fixtures: where the real MNIST / Fashion-MNIST IDX files are, a Jupyter kernel."""
 
 import os
 import pathlib
@@ -15,3 +15,19 @@ def data_dir() -> str:
   if not (folder / 'mnist').is_dir():
     pytest.skip(f'no MNIST IDX files under {folder} (set GLIMPSE_DATA_DIR)')
   return str(folder)
+
+
+@pytest.fixture
+def python3_kernel(tmp_path, monkeypatch) -> str:
+  """The name of a Jupyter kernel for this interpreter, installed into a temporary folder when
+  none called `python3` exists."""
+  # Imported here: only the notebook tests need Jupyter.
+  from ipykernel import kernelspec  # pylint: disable=g-import-not-at-top
+  from jupyter_client import kernelspec as specs  # pylint: disable=g-import-not-at-top
+  try:
+    specs.KernelSpecManager().get_kernel_spec('python3')
+  except specs.NoSuchKernel:
+    prefix = tmp_path / 'jupyter'
+    kernelspec.install(kernel_name='python3', prefix=str(prefix))
+    monkeypatch.setenv('JUPYTER_PATH', str(prefix / 'share' / 'jupyter'))
+  return 'python3'

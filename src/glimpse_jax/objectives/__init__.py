@@ -16,4 +16,11 @@ from glimpse_jax.objectives.reinforce import (
     reinforce_loss,
     returns_to_go,
 )
+from glimpse_jax.objectives.reward_shaping import (
+    OUTPUT_SPACES,
+    class_outputs,
+    output_change,
+    output_spread,
+    reward_bonuses,
+)
 from glimpse_jax.objectives.wake_sleep import importance_diagnostics, var_loss, wake_sleep_loss

@@ -3,7 +3,8 @@ and an optional supervised location term (Mnih et al. 2014; per-step rewards as 
 partial supervision and stopping as in Harvey et al.).
 
 Per-example layout: arrays are [B, ...] with a trailing time axis T (a model's time-major outputs
-are transposed by the caller). The defaults are RAM's: reward 1 for a correct final class at the
+are transposed by the caller). A `reward_bonus` (e.g. `reward_shaping`'s) joins the rewards before
+the returns-to-go. The defaults are RAM's: reward 1 for a correct final class at the
 last step, undiscounted, so every step's return is that reward.
 """
 
@@ -48,7 +49,8 @@ def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def ram_loss(logits: jax.Array, labels: jax.Array, log_probs: jax.Array, baselines: jax.Array,
              *, step_logits: jax.Array | None = None, step_mask: jax.Array | None = None,
-             supervised: jax.Array | None = None, reward: str = 'final', discount: float = 1.0,
+             supervised: jax.Array | None = None, reward: str = 'final',
+             reward_bonus: jax.Array | None = None, discount: float = 1.0,
              reinforce_weight: float = 1.0, baseline_weight: float = 1.0,
              supervision_weight: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Per-example loss [B] and its terms {name: [B]}.
@@ -67,12 +69,15 @@ def ram_loss(logits: jax.Array, labels: jax.Array, log_probs: jax.Array, baselin
     supervised: [B] bool, examples whose locations were teacher-forced to targets: they get the
       supervised term -sum_t log pi(target_t) and no REINFORCE or baseline term.
     reward: one of REWARDS.
+    reward_bonus: [B, T] added to the rewards of the steps taken before the returns-to-go (e.g.
+      `reward_shaping.reward_bonuses`); constants here.
     discount: gamma in [0, 1] of the returns-to-go.
     reinforce_weight, baseline_weight, supervision_weight: the terms' weights.
 
   Returns:
-    (loss [B], {'nll', 'reinforce', 'baseline_mse', 'supervision', 'correct', 'return': [B]}),
-    'correct' the final class's 0/1 and 'return' G_0.
+    (loss [B], {'nll', 'reinforce', 'baseline_mse', 'supervision', 'correct', 'task_reward',
+    'return': [B]}), 'correct' the final class's 0/1, 'task_reward' the sum of the `reward`
+    scheme's rewards (without the bonus) and 'return' G_0.
   """
   chex.assert_rank([logits, labels, log_probs, baselines], [2, 1, 2, 2])
   chex.assert_equal_shape([log_probs, baselines])
@@ -99,6 +104,10 @@ def ram_loss(logits: jax.Array, labels: jax.Array, log_probs: jax.Array, baselin
     nll = jnp.sum(taken * step_nll, -1) / jnp.maximum(jnp.sum(taken, -1), 1.0)
     step_correct = (jnp.argmax(step_logits, -1) == labels[:, None]).astype(log_probs.dtype)
     rewards = classification_rewards(step_correct, reward, step_mask)
+  task_reward = rewards.sum(-1)
+  if reward_bonus is not None:
+    chex.assert_shape(reward_bonus, (batch, num_steps))
+    rewards = rewards + taken * jax.lax.stop_gradient(reward_bonus)
   returns = returns_to_go(rewards, discount)  # [B, T]
 
   if supervised is None:
@@ -111,6 +120,7 @@ def ram_loss(logits: jax.Array, labels: jax.Array, log_probs: jax.Array, baselin
       'baseline_mse': baseline_loss(baselines, returns, acting),
       'supervision': location_supervision_loss(log_probs, supervised, taken),
       'correct': correct,
+      'task_reward': task_reward,
       'return': returns[:, 0],
   }
   loss = (terms['nll'] + reinforce_weight * terms['reinforce']
