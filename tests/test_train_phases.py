@@ -198,6 +198,33 @@ def test_validation_split_and_early_stopping_survive_a_restart(data_dir, tmp_pat
   assert again['steps'] == 15 and again['start_step'] == 15
 
 
+def test_learning_rate_plateau_follows_evaluations(data_dir, tmp_path):
+  # optax's rule fed by hand: the second equal value halves the updates.
+  config = _config(data_dir, **{'optimizer.name': 'sgd', 'optimizer.learning_rate': 0.1,
+                                'optimizer.plateau.patience': 1})
+  tx, _ = train.make_optimizer(config.optimizer, 10)
+  rule = train.state.plateau_rule(config.optimizer.plateau)
+  params = {'w': jnp.ones(3)}
+  opt_state = tx.init(params)
+  for _ in range(2):
+    opt_state = train.state.report_plateau(opt_state, jnp.float32(0.3), rule)
+  updates, _ = tx.update({'w': jnp.ones(3)}, opt_state, params)
+  np.testing.assert_allclose(updates['w'], -0.05)
+
+  # In a run: a frozen metric (learning rate 0) halves the scale at every evaluation after the
+  # first, and the records say so.
+  workdir = str(tmp_path / 'run')
+  config = _config(data_dir, **{
+      'num_steps': 20, 'eval_every': 5, 'optimizer.learning_rate': 0.0,
+      'dataset.validation_examples': 64, 'eval.splits': ('validation', 'test'),
+      'optimizer.plateau.patience': 1})
+  train.run(config, workdir, _experiment(config))
+  records = train.read_metrics(workdir, 'plateau')
+  assert [(r['step'], r['scale']) for r in records] == [(5, 1.0), (10, 0.5), (15, 0.25)]
+  with pytest.raises(ValueError, match='optimizer.plateau.patience needs eval_every'):
+    train.validate(_config(data_dir, **{'optimizer.plateau.patience': 1}))
+
+
 # ---------------------------------------------------------------------------------------------
 # A data-producing phase: interrupted, resumed, joined into training batches by index.
 # ---------------------------------------------------------------------------------------------

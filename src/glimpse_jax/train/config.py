@@ -43,6 +43,12 @@ def base_config() -> ml_collections.ConfigDict:
       grad_clip_norm=0.0,  # 0: no clipping
       weight_decay=0.0,  # 0: off; decoupled for 'adam' (AdamW), L2 for 'sgd' and 'momentum'
       freeze=(),  # parameter paths the optimizer leaves unchanged, e.g. ('params/encoder',)
+      # Multiply the updates by `factor` when `metric` (default: the headline; lower is better)
+      # on `split` has not improved for `patience` evaluations (optax.contrib.reduce_on_plateau,
+      # fed at each evaluation); patience 0: off.
+      plateau=ml_collections.ConfigDict(dict(
+          patience=0, factor=0.5, split='validation', metric='', cooldown=0, min_scale=0.0,
+          rtol=1e-4)),
   ))
   # The value of `evaluate` reported as the run's result (e.g. 'bce' for a reconstruction phase).
   config.headline = 'error'
@@ -164,6 +170,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ValueError('early_stopping.patience needs eval_every > 0 (it counts evaluations)')
     if stopping.split not in splits:
       raise ValueError(f'early_stopping.split {stopping.split!r} must be one of eval.splits '
+                       f'{tuple(splits)}')
+  plateau = config.optimizer.plateau
+  _check_int(config, 'optimizer.plateau.patience', 0)
+  if plateau.patience:
+    _check_number(config, 'optimizer.plateau.factor', 0.0, 1.0)
+    if not 0 < plateau.factor < 1:
+      raise ValueError(f'optimizer.plateau.factor must be in (0, 1), got {plateau.factor}')
+    _check_int(config, 'optimizer.plateau.cooldown', 0)
+    _check_number(config, 'optimizer.plateau.min_scale', 0.0, 1.0)
+    _check_number(config, 'optimizer.plateau.rtol', 0.0, 1.0)
+    if not config.eval_every:
+      raise ValueError('optimizer.plateau.patience needs eval_every > 0 (it counts evaluations)')
+    if plateau.split not in splits:
+      raise ValueError(f'optimizer.plateau.split {plateau.split!r} must be one of eval.splits '
                        f'{tuple(splits)}')
   _check_choice(config, 'generate.split', ('train', *EVAL_SPLITS))
   _check_number(config, 'generate.fraction', 0.0, 1.0)

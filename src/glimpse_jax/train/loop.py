@@ -29,7 +29,7 @@ from glimpse_jax.train.experiment import Experiment
 from glimpse_jax.train.metrics import ConsoleReporter, MetricsWriter, read_metrics
 from glimpse_jax.train.mesh import DevicePrefetcher
 from glimpse_jax.train.state import TrainState, abstract_state, count_params, create_state
-from glimpse_jax.train.state import make_optimizer
+from glimpse_jax.train.state import make_optimizer, plateau_rule, plateau_scale
 from glimpse_jax.train.params import graft
 from glimpse_jax.train.sources import load_frozen, open_training_store
 from glimpse_jax.train.workdir import lock_workdir, write_text
@@ -166,7 +166,9 @@ class _Run:
         jax.random.key(config.seed), 4)
     self.train_key = mesh_lib.put_replicated(train_key, mesh)
     self.tx, self.schedule = make_optimizer(config.optimizer, config.num_steps)
-    self.steps = step_lib.make_steps(experiment, mesh, config.grad_variance_draws)
+    self.steps = step_lib.make_steps(experiment, mesh, config.grad_variance_draws,
+                                     plateau_rule(config.optimizer.plateau)
+                                     if config.optimizer.plateau.patience else None)
     self.frozen = load_frozen(config, experiment, mesh)
     self.join = (open_training_store(config.data_from, config.dataset) if config.data_from
                  else None)
@@ -233,10 +235,11 @@ class _Run:
     if self.config.headline not in sums:
       raise ValueError(f'headline={self.config.headline!r}: experiment.evaluate returns only '
                        f'{sorted(set(sums) - {"examples"})}')
-    stopping = self.config.early_stopping
-    if stopping.patience and (stopping.metric or self.config.headline) not in sums:
-      raise ValueError(f'early_stopping.metric={stopping.metric!r}: experiment.evaluate returns '
-                       f'only {sorted(set(sums) - {"examples"})}')
+    for name, watcher in (('early_stopping', self.config.early_stopping),
+                          ('optimizer.plateau', self.config.optimizer.plateau)):
+      if watcher.patience and (watcher.metric or self.config.headline) not in sums:
+        raise ValueError(f'{name}.metric={watcher.metric!r}: experiment.evaluate returns only '
+                         f'{sorted(set(sums) - {"examples"})}')
 
   # -------------------------------------------------------------------------------------------
   # Training.
@@ -296,7 +299,8 @@ class _Run:
           self._raise_if_bad(mesh_lib.fetch({'first_bad_step': acc['first_bad_step'],
                                              'bad': acc['bad']}))
         if periodic_eval:
-          self._evaluate(state.params, done, config.eval_examples_during_training)
+          by_split = self._evaluate(state.params, done, config.eval_examples_during_training)
+          state = self._feed_plateau(state, by_split, done)
           if self.stopping.stopped:
             if pending is not None:
               self._report(*pending)
@@ -313,6 +317,19 @@ class _Run:
           self.console.line(f'stopped by signal {stop.signum} after step {done}; saved')
           stop.raise_for_signal()
     self.state = state
+
+  def _feed_plateau(self, state: TrainState, by_split: dict[str, dict[str, float]],
+                    done: int) -> TrainState:
+    """Gives the learning-rate plateau rule (if any) this evaluation's value of its metric."""
+    plateau = self.config.optimizer.plateau
+    if not plateau.patience:
+      return state
+    metric = plateau.metric or self.config.headline
+    value = by_split[plateau.split][metric]
+    opt_state = self.steps.report_plateau(state.opt_state, np.float32(value))
+    scale = plateau_scale(opt_state)
+    self.writer.write('plateau', done, {'split': plateau.split, metric: value, 'scale': scale})
+    return state.replace(opt_state=opt_state)
 
   def _abstract_batch(self) -> dict[str, jax.ShapeDtypeStruct]:
     return {name: jax.ShapeDtypeStruct((self.config.batch_size, *value.shape[1:]), value.dtype,

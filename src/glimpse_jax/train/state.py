@@ -55,7 +55,44 @@ def make_optimizer(opt: ml_collections.ConfigDict,
     freeze = tuple(opt.freeze)
     tx = optax.multi_transform({'trained': tx, 'frozen': optax.set_to_zero()},
                                lambda params: freeze_labels(params, freeze))
+  if opt.plateau.patience:
+    tx = optax.chain(tx, scale_by_plateau(plateau_rule(opt.plateau)))
   return tx, schedule
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning-rate reduction on a plateau of an evaluation metric.
+# ---------------------------------------------------------------------------------------------
+def plateau_rule(plateau: ml_collections.ConfigDict) -> optax.GradientTransformationExtraArgs:
+  """optax's reduce-on-plateau rule, fed one evaluation value per call."""
+  return optax.contrib.reduce_on_plateau(
+      factor=plateau.factor, patience=plateau.patience, rtol=plateau.rtol,
+      cooldown=plateau.cooldown, min_scale=plateau.min_scale, accumulation_size=1)
+
+
+def scale_by_plateau(rule: optax.GradientTransformationExtraArgs) -> optax.GradientTransformation:
+  """Multiplies updates by the scale in `rule`'s state, which only `report_plateau` changes.
+
+  Training steps read the scale; the loop feeds the rule one evaluation value at a time, so the
+  decision follows evaluations rather than training batches.
+  """
+  def update(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda u: (state.scale * u).astype(u.dtype), updates), state
+  return optax.GradientTransformation(rule.init, update)
+
+
+def report_plateau(opt_state: Any, value: jax.Array,
+                   rule: optax.GradientTransformationExtraArgs) -> Any:
+  """`opt_state` (of an optimizer from `make_optimizer` with a plateau) after one evaluation."""
+  *rest, plateau = opt_state
+  _, plateau = rule.update((), plateau, value=value)
+  return (*rest, plateau)
+
+
+def plateau_scale(opt_state: Any) -> float:
+  """The current scale of a plateau optimizer's updates."""
+  return float(opt_state[-1].scale)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from jax.sharding import Mesh
 
 from glimpse_jax.train import mesh as mesh_lib
 from glimpse_jax.train.experiment import Batch, Experiment, Frozen
-from glimpse_jax.train.state import TrainState
+from glimpse_jax.train.state import TrainState, report_plateau
 
 RESERVED_METRICS = ('loss', 'grad_norm')
 
@@ -133,9 +133,11 @@ class Steps(NamedTuple):
   update: Callable  # (state, acc, batch, rng, frozen) -> (state, acc); state and acc donated
   evaluate: Callable  # (params, batch, rng, frozen) -> sums
   grad_variance: Callable  # (state, batch, rng, frozen) -> {'grad_variance', 'grad_norm_mean'}
+  report_plateau: Callable | None  # (opt_state, value) -> opt_state, if the optimizer has one
 
 
-def make_steps(experiment: Experiment, mesh: Mesh, grad_variance_draws: int) -> Steps:
+def make_steps(experiment: Experiment, mesh: Mesh, grad_variance_draws: int,
+               plateau: optax.GradientTransformationExtraArgs | None = None) -> Steps:
   """Compiles-on-first-call versions of the steps, every output replicated.
 
   The frozen models' parameters are an argument of each step (device arrays, not constants
@@ -148,4 +150,8 @@ def make_steps(experiment: Experiment, mesh: Mesh, grad_variance_draws: int) -> 
       out_shardings=replicated)
   variance = jax.jit(lambda state, batch, rng, frozen=None: grad_variance(
       state, batch, rng, grad_variance_draws, frozen), out_shardings=replicated)
-  return Steps(update=update, evaluate=evaluate, grad_variance=variance)
+  report = None
+  if plateau is not None:
+    report = jax.jit(lambda opt_state, value: report_plateau(opt_state, value, plateau),
+                     out_shardings=replicated)
+  return Steps(update=update, evaluate=evaluate, grad_variance=variance, report_plateau=report)
