@@ -313,7 +313,10 @@ def test_report_averages_seeds_per_method_and_draws_its_figures(tmp_path):
   runs += [_fake_run(tmp_path, f'plain_lstm-seed{s}', s, locator='lstm', per_glimpse=s == 0)
            for s in range(2)]
   out = tmp_path / 'results' / 'ram_reward.md'
-  report_ram_reward.main([*runs, '--out', str(out)])
+  notes = tmp_path / 'notes.md'
+  notes.write_text('## What reproduces\nThe collapse does not.\n')
+  report_ram_reward.main([*runs, '--out', str(out), '--notes', str(notes)])
+  assert out.read_text().endswith('## What reproduces\nThe collapse does not.\n')
   rows = _rows(out.read_text())
   assert rows[0] == ['method', 'seeds', 'final accuracy %', 'best accuracy %', 'best at epoch',
                      'epochs', 'minutes']

@@ -222,8 +222,12 @@ def plot_per_glimpse_curves(groups: Mapping[str, Sequence[Run]], workdirs: Mappi
   return sorted(images)
 
 
-def write_report(workdirs: Sequence[str], out: str) -> str:
-  """Writes the markdown file `out` and its figures beside it; returns the markdown."""
+def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) -> str:
+  """Writes the markdown file `out` and its figures beside it; returns the markdown.
+
+  `notes`, a markdown file, is appended: the reading of the numbers, kept apart so that
+  regenerating the tables never loses it.
+  """
   runs = [load_run(workdir) for workdir in workdirs]
   by_name = {}
   for run, workdir in zip(runs, workdirs):
@@ -260,6 +264,9 @@ def write_report(workdirs: Sequence[str], out: str) -> str:
              'std over seeds):\n',
              f'\n![output change per glimpse]({figure("output_change")})\n',
              f'\n![loss per glimpse]({figure("glimpse_loss")})\n']
+  if notes is not None:
+    with open(notes) as f:
+      text += ['\n', f.read()]
   markdown = ''.join(text)
   with open(out, 'w') as f:
     f.write(markdown)
@@ -273,8 +280,10 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument('runs', nargs='+', help='workdirs holding results.json and metrics.jsonl')
   parser.add_argument('--out', default='results/ram_reward.md',
                       help='the markdown file; the figures go beside it')
+  parser.add_argument('--notes', default=None,
+                      help='a markdown file appended to the report (the reading of the numbers)')
   args = parser.parse_args(argv)
-  write_report(args.runs, args.out)
+  write_report(args.runs, args.out, args.notes)
   sys.stdout.write(f'wrote {args.out}\n')
 
 

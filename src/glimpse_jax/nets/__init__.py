@@ -15,5 +15,6 @@ from glimpse_jax.nets.glimpse_net import GlimpseNetwork
 from glimpse_jax.nets.noise import ActionNoise, draw_noise, mode_noise
 from glimpse_jax.nets.policies import LOCATORS, LocationAction, Locator, grid_cell, grid_centres
 from glimpse_jax.nets.ram import RAMOutput, RecurrentAttentionModel
+from glimpse_jax.nets.ram_flops import ram_flops_per_image, ram_multiply_adds
 from glimpse_jax.nets.retina import RetinaSpec
 from glimpse_jax.nets.ws_ram import WakeSleepRAM, WSRAMOutput

@@ -1,0 +1,348 @@
+"""RAM against two CNN baselines on variant MNIST datasets (Wu, Xu & Lee, "Investigating Attention
+Mechanisms for Variant MNIST Datasets"), both of their tables.
+
+(MANUAL)
+"""
+
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from ml_collections import config_dict
+
+from glimpse_jax import data, train
+from glimpse_jax.attention_plots import plot_attention_maps
+from glimpse_jax.data.config import index_range
+from glimpse_jax.glimpse_plots import plot_glimpse_paths, plot_glimpse_sequence
+from glimpse_jax.nets import (RecurrentAttentionModel, RetinaSpec, SelfAttentionCNN, SimpleCNN,
+                              attention_weights, draw_noise, evaluate_paths, flops_per_image,
+                              mode_noise, ram_flops_per_image)
+from glimpse_jax.nets.cnn import ConvTrunk
+from glimpse_jax.objectives import ram_loss
+
+COST_FILE = 'cost.json'  # written by the plots hook: FLOPs and inputs read per image
+MODELS = ('ram', 'simple_cnn', 'attention_cnn')
+
+# The paper's two datasets. Cluttered: 40x40 canvases, 5 pieces of 5x5 clutter, the digit placed
+# along a slope (`cluttered_slope`), fixed splits of 10,000 / 1,000 / 1,000 canvases. Fashion:
+# the 28x28 images; the paper describes no validation split for it, so the last 1,000 training
+# images are held out (59,000 train, 1,000 validation, the 10,000 test images).
+DATASETS = {
+    'cluttered': dict(name='cluttered_slope', source='mnist', canvas_size=40, num_clutter=5,
+                      clutter_size=5, train_on_the_fly=False, train_examples=11_000,
+                      validation_examples=1_000, eval_examples=1_000),
+    'fashion': dict(name='mnist', source='fashion_mnist', canvas_size=28,
+                    validation_examples=1_000),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One row of the paper's tables: what it trains and the test accuracy it reports."""
+
+  table: int
+  label: str  # the paper's row, as results.json and the report name it
+  dataset: str  # a key of DATASETS
+  model: str  # one of MODELS
+  accuracy: float
+  glimpses: tuple[int, int, int] = (0, 0, 0)  # RAM: (num_glimpses, glimpse_size, num_scales)
+  optimizer: tuple[str, float] = ('adam', 3e-4)
+
+
+def _ram(dataset, glimpses, accuracy, optimizer=('adam', 3e-4)):
+  count, size, scales = glimpses
+  name, rate = optimizer
+  mantissa, exponent = f'{rate:e}'.split('e')
+  label = (f'RAM, {dataset}, {count} glimpses of {size}x{size} x {scales} '
+           f'scale{"s" if scales > 1 else ""}, {"Adam" if name == "adam" else "SGD"} '
+           f'{float(mantissa):g}e{int(exponent)}')
+  return Row(1, label, dataset, 'ram', accuracy, glimpses, optimizer)
+
+
+def _cnn(dataset, model, accuracy):
+  kind = 'simple CNN' if model == 'simple_cnn' else 'self-attention CNN'
+  return Row(2, f'{kind}, {dataset}', dataset, model, accuracy, optimizer=('adam', 1e-3))
+
+
+ROWS = {
+    'ram_cluttered_g4': _ram('cluttered', (4, 12, 3), 0.927),
+    'ram_cluttered_g6': _ram('cluttered', (6, 12, 3), 0.919),
+    'ram_cluttered_g8': _ram('cluttered', (8, 12, 3), 0.935),
+    'ram_cluttered_g6_sgd1e-2': _ram('cluttered', (6, 12, 3), 0.910, ('sgd', 1e-2)),
+    'ram_cluttered_g6_sgd1e-3': _ram('cluttered', (6, 12, 3), 0.919, ('sgd', 1e-3)),
+    'ram_fashion_8x8': _ram('fashion', (6, 8, 1), 0.856),
+    'ram_fashion_7x7x3': _ram('fashion', (6, 7, 3), 0.867),
+    'cnn_fashion': _cnn('fashion', 'simple_cnn', 0.9261),
+    'cnn_cluttered': _cnn('cluttered', 'simple_cnn', 0.9440),
+    'attention_cnn_fashion': _cnn('fashion', 'attention_cnn', 0.9205),
+    'attention_cnn_cluttered': _cnn('cluttered', 'attention_cnn', 0.9510),
+}
+# smoke variant: (the row it shortens, epochs, eval every this many epochs)
+SMOKES = {'ram_smoke': ('ram_cluttered_g4', 20, 5), 'cnn_smoke': ('cnn_cluttered', 4, 1),
+          'attention_cnn_smoke': ('attention_cnn_cluttered', 4, 1)}
+_RAM_ROWS = tuple(name for name, row in ROWS.items() if row.model == 'ram')
+VARIANTS = (*SMOKES, *ROWS, *(f'{name}_paper' for name in _RAM_ROWS))
+# Maximum epochs: RAM within a CPU budget (`_paper`: enough for its 50-epoch early stopping to end
+# the run, as in the paper); the CNNs stop after 2 epochs without improvement long before theirs.
+_RAM_CPU_EPOCHS = {'cluttered': 250, 'fashion': 60}
+_RAM_PAPER_EPOCHS = 1_000
+_CNN_EPOCHS = 100
+_PATIENCE = {'ram': 50, 'simple_cnn': 2, 'attention_cnn': 2}  # epochs, on validation accuracy
+
+
+def epoch_steps(dataset: ml_collections.ConfigDict, batch_size: int) -> int:
+  """Updates in one pass over the training examples (the train split less its validation tail)."""
+  start, stop = index_range(dataset, 'train')
+  return max(1, round((stop - start) / batch_size))
+
+
+def _model_config(row: Row) -> ml_collections.ConfigDict:
+  if row.model == 'ram':
+    count, size, scales = row.glimpses
+    # h_g and h_l of 128 units (the what and where pathways), a 256-unit glimpse feature and core.
+    return ml_collections.ConfigDict(dict(
+        name='ram', num_glimpses=count, glimpse_size=size, num_scales=scales, scale_factor=2,
+        what_features=128, where_features=128, glimpse_features=256, core_features=256,
+        location_std=0.17))
+  if row.model == 'simple_cnn':
+    return ml_collections.ConfigDict(dict(name='simple_cnn', hidden=SimpleCNN.hidden))
+  return ml_collections.ConfigDict(dict(
+      name='attention_cnn', block_size=SelfAttentionCNN.block_size,
+      num_heads=SelfAttentionCNN.num_heads, hidden=SelfAttentionCNN.hidden))
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The config of variant `arg` (one of VARIANTS; default `ram_cluttered_g4`); see module doc."""
+  variant = train.pick_variant(arg or 'ram_cluttered_g4', VARIANTS)
+  name = variant.removesuffix('_paper')
+  smoke = SMOKES.get(name)
+  row = ROWS[smoke[0] if smoke else name]
+
+  config = train.base_config()
+  config.experiment = 'variant_mnist'
+  config.dataset.update(DATASETS[row.dataset])
+  config.batch_size = 128
+  epoch = epoch_steps(config.dataset, config.batch_size)
+  if smoke:
+    epochs = smoke[1]
+  elif row.model != 'ram':
+    epochs = _CNN_EPOCHS
+  else:
+    epochs = _RAM_PAPER_EPOCHS if variant.endswith('_paper') else _RAM_CPU_EPOCHS[row.dataset]
+  config.num_steps = epochs * epoch
+  config.eval_every = epoch * (smoke[2] if smoke else 1)
+  config.log_every = min(100, epoch)
+  config.checkpoint_every = 0 if smoke else 10 * epoch
+  config.eval.splits = ('validation', 'test')
+  opt_name, rate = row.optimizer
+  config.optimizer.update(name=opt_name, learning_rate=rate, schedule='constant')
+  config.model = _model_config(row)
+  if row.model == 'ram':
+    # The paper's accuracy averages class log-probabilities over 10 sampled glimpse paths.
+    config.headline = 'error_mc'
+    config.eval.mc_samples = 10
+    config.loss = ml_collections.ConfigDict(dict(reinforce_weight=1.0, baseline_weight=1.0))
+  else:
+    config.headline = 'error'
+    config.loss = ml_collections.ConfigDict()
+    # Halve the rate when validation accuracy has not improved for an epoch (the paper gives no
+    # patience; with early stopping at 2 epochs a longer one could never act).
+    config.optimizer.plateau.update(patience=1, factor=0.5, split='validation')
+  config.early_stopping.update(patience=0 if smoke else _PATIENCE[row.model],
+                               split='validation')
+  # The paper's number for this row travels in results.json (read by both report commands).
+  config.paper = ml_collections.ConfigDict(dict(
+      table=0, row='', accuracy=config_dict.placeholder(float),
+      test_error=config_dict.placeholder(float)))
+  if smoke:
+    # Short runs learn faster with a larger, decaying step.
+    config.optimizer.update(learning_rate=2e-3 if row.model == 'ram' else 1e-3,
+                            schedule='cosine')
+  else:
+    config.paper.update(table=row.table, row=row.label, accuracy=row.accuracy,
+                        test_error=round(1.0 - row.accuracy, 6))
+  config.lock()
+  return config
+
+
+def _positive_int(value) -> bool:
+  return not isinstance(value, bool) and isinstance(value, int) and value >= 1
+
+
+def _row_fields(row: Row) -> dict:
+  """The config fields that make a run the paper's `row`."""
+  fields = {f'dataset.{k}': v for k, v in DATASETS[row.dataset].items()}
+  fields.update({'model.name': row.model, 'optimizer.name': row.optimizer[0],
+                 'optimizer.learning_rate': row.optimizer[1]})
+  if row.model == 'ram':
+    fields.update(zip(('model.num_glimpses', 'model.glimpse_size', 'model.num_scales'),
+                      row.glimpses))
+  return fields
+
+
+def _check_paper_row(config: ml_collections.ConfigDict) -> None:
+  if not config.paper.row:
+    return
+  rows = {row.label: row for row in ROWS.values()}
+  if config.paper.row not in rows:
+    raise ValueError(f'paper.row must be one of {sorted(rows)} or "", got {config.paper.row!r}')
+  for field, expected in _row_fields(rows[config.paper.row]).items():
+    section, name = field.split('.')
+    if config[section][name] != expected:
+      raise ValueError(f'paper.row {config.paper.row!r} trains with {field}={expected!r}, got '
+                       f'{config[section][name]!r}; pick that row\'s variant or set '
+                       '--config.paper.row=""')
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first field of this experiment that cannot work."""
+  m = config.model
+  if m.name not in MODELS:
+    raise ValueError(f'model.name must be one of {list(MODELS)}, got {m.name!r}')
+  if m.name == 'ram':
+    height, width, _ = data.image_shape(config.dataset)
+    for name in ('num_glimpses', 'num_scales', 'scale_factor', 'what_features', 'where_features',
+                 'glimpse_features', 'core_features'):
+      if not _positive_int(m[name]):
+        raise ValueError(f'model.{name} must be an integer >= 1, got {m[name]!r}')
+    if not _positive_int(m.glimpse_size) or m.glimpse_size > min(height, width):
+      raise ValueError(f'model.glimpse_size must be an integer in [1, {min(height, width)}] for '
+                       f'a {height}x{width} canvas, got {m.glimpse_size!r}')
+    if not m.location_std > 0:
+      raise ValueError(f'model.location_std must be > 0, got {m.location_std}')
+    for name in ('reinforce_weight', 'baseline_weight'):
+      if not config.loss[name] >= 0:
+        raise ValueError(f'loss.{name} must be >= 0, got {config.loss[name]}')
+    headlines = ('error', 'error_mc')
+  else:
+    names = ('hidden',) if m.name == 'simple_cnn' else ('hidden', 'block_size', 'num_heads')
+    for name in names:
+      if not _positive_int(m[name]):
+        raise ValueError(f'model.{name} must be an integer >= 1, got {m[name]!r}')
+    headlines = ('error',)
+  if config.headline not in headlines:
+    raise ValueError(f'headline must be one of {list(headlines)} for model.name={m.name!r}, got '
+                     f'{config.headline!r}')
+  _check_paper_row(config)
+
+
+def make_model(config: ml_collections.ConfigDict):
+  """The Flax module of `config.model.name`."""
+  m, classes = config.model, data.num_classes(config.dataset)
+  if m.name == 'ram':
+    return RecurrentAttentionModel(
+        num_classes=classes, retina=RetinaSpec(m.glimpse_size, m.num_scales, m.scale_factor),
+        core='rnn', core_features=m.core_features, glimpse_features=m.glimpse_features,
+        what_features=m.what_features, where_features=m.where_features, locator='linear',
+        location_std=m.location_std, fused=True)
+  if m.name == 'simple_cnn':
+    return SimpleCNN(num_classes=classes, hidden=m.hidden)
+  return SelfAttentionCNN(num_classes=classes, block_size=m.block_size, num_heads=m.num_heads,
+                          hidden=m.hidden)
+
+
+def cost(config: ml_collections.ConfigDict) -> dict:
+  """FLOPs (2 per multiply-add of the matrix products and convolutions) and input values read,
+  per image: one pass, and one prediction as the headline evaluates it (RAM's Monte-Carlo
+  prediction takes eval.mc_samples passes)."""
+  model, shape = make_model(config), data.image_shape(config.dataset)
+  if config.model.name == 'ram':
+    m = config.model
+    flops = ram_flops_per_image(model, shape, m.num_glimpses)
+    inputs = m.num_glimpses * m.num_scales * m.glimpse_size**2 * shape[2]
+  else:
+    flops, inputs = flops_per_image(model, shape), shape[0] * shape[1] * shape[2]
+  passes = config.eval.mc_samples if config.headline == 'error_mc' else 1
+  return {'model': config.model.name, 'flops_per_pass': int(flops), 'inputs_per_pass': inputs,
+          'passes_per_prediction': passes, 'flops_per_prediction': int(flops) * passes}
+
+
+def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
+  """RAM (REINFORCE, greedy and Monte-Carlo evaluation) or a CNN (cross-entropy), with the plots
+  of `plots` and the cost file `COST_FILE`."""
+  validate(config)
+  experiment = _ram(config) if config.model.name == 'ram' else _cnn(config)
+
+  def plots(params, batch, rng, workdir):
+    with open(os.path.join(workdir, COST_FILE), 'w') as f:
+      json.dump(cost(config), f, indent=1)
+    experiment.plots(params, batch, rng, workdir)
+
+  return dataclasses.replace(experiment, plots=plots)
+
+
+def _ram(config: ml_collections.ConfigDict) -> train.Experiment:
+  model, m, spec = make_model(config), config.model, config.loss
+  time_major = lambda batch: (m.num_glimpses, batch)
+
+  def init(rng, batch):
+    images = jnp.asarray(batch['image'])
+    return model.init(rng, images, draw_noise(rng, time_major(images.shape[0])))
+
+  def loss(params, batch, rng, step):
+    del step
+    images, labels = batch['image'], batch['label']
+    out = model.apply(params, images, draw_noise(rng, time_major(images.shape[0])))
+    per_example, terms = ram_loss(out.logits, labels, out.log_probs.T, out.baselines.T,
+                                  reinforce_weight=spec.reinforce_weight,
+                                  baseline_weight=spec.baseline_weight)
+    return per_example.mean(), {
+        'nll': terms['nll'].mean(), 'reinforce': terms['reinforce'].mean(),
+        'baseline_mse': terms['baseline_mse'].mean(), 'error': 1.0 - terms['correct'].mean()}
+
+  def evaluate(params, batch, rng):
+    images, labels = batch['image'], batch['label']
+    batch_size = images.shape[0]
+    apply_logits = lambda noise: model.apply(params, images, noise).logits
+    return evaluate_paths(apply_logits, mode_noise(time_major(batch_size)),
+                          draw_noise(rng, (config.eval.mc_samples, *time_major(batch_size))),
+                          labels)
+
+  def plots(params, batch, rng, workdir):
+    del rng
+    images, labels = jnp.asarray(batch['image'][:8]), batch['label'][:8]
+    out = model.apply(params, images, mode_noise(time_major(images.shape[0])))
+    drawn = dict(images=images, locations=jnp.clip(out.locations, -1, 1), labels=labels,
+                 predictions=jnp.argmax(out.logits, -1), glimpse_size=m.glimpse_size,
+                 num_scales=m.num_scales, scale_factor=m.scale_factor)
+    plot_glimpse_sequence(**drawn, path=os.path.join(workdir, 'glimpse_sequence.png'))
+    plot_glimpse_paths(**drawn, path=os.path.join(workdir, 'glimpse_paths.png'))
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots)
+
+
+def _cnn(config: ml_collections.ConfigDict) -> train.Experiment:
+  model = make_model(config)
+
+  def init(rng, batch):
+    return model.init(rng, jnp.asarray(batch['image']))
+
+  def loss(params, batch, rng, step):
+    del rng, step
+    logits = model.apply(params, batch['image'])
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])  # [B]
+    error = (jnp.argmax(logits, -1) != batch['label']).astype(jnp.float32)
+    return nll.mean(), {'nll': nll.mean(), 'error': error.mean()}
+
+  def evaluate(params, batch, rng):
+    del rng
+    logits = model.apply(params, batch['image'])
+    return {'error': (jnp.argmax(logits, -1) != batch['label']).astype(jnp.float32),
+            'nll': optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])}
+
+  def plots(params, batch, rng, workdir):
+    del rng
+    if config.model.name != 'attention_cnn':
+      return
+    images, labels = jnp.asarray(batch['image'][:6]), batch['label'][:6]
+    weights = attention_weights(model, params, images)  # [N, heads, T, T]
+    cell = 2**len(ConvTrunk.features)  # image pixels per feature-map cell
+    plot_attention_maps(images, weights, token_side=config.model.block_size * cell,
+                        labels=labels, predictions=jnp.argmax(model.apply(params, images), -1),
+                        path=os.path.join(workdir, 'attention_maps.png'))
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots)
