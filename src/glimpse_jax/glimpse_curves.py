@@ -12,7 +12,8 @@ def plot_per_glimpse(curves: Mapping[str, Sequence[float]], path: str, *, ylabel
   """Saves a PNG of each curve's value against the glimpse index 1..T.
 
   Args:
-    curves: label -> [T] values after glimpse 1..T.
+    curves: label -> [T] values after glimpse 1..T. Labels 'name, variant' share the colour of
+      'name' and are dashed (e.g. 'plain_lstm, random' beside 'plain_lstm').
     path: where the PNG goes.
     ylabel, title: the axis label and the title.
     spreads: optional label -> [T] half-widths drawn as a band around that curve (e.g. the std
@@ -23,10 +24,13 @@ def plot_per_glimpse(curves: Mapping[str, Sequence[float]], path: str, *, ylabel
   fig = Figure(figsize=(5.5, 3.8))
   FigureCanvasAgg(fig)  # no pyplot: leaves a notebook's backend alone
   ax = fig.subplots()
+  bases = list(dict.fromkeys(label.split(', ')[0] for label in curves))
   for label, values in curves.items():
     values = np.asarray(values, float)
     steps = np.arange(1, len(values) + 1)
-    line, = ax.plot(steps, values, 'o-', label=label)
+    base = label.split(', ')[0]
+    style = 'o-' if base == label else 'x--'
+    line, = ax.plot(steps, values, style, color=f'C{bases.index(base) % 10}', label=label)
     if spreads is not None and label in spreads:
       half = np.asarray(spreads[label], float)
       ax.fill_between(steps, values - half, values + half, color=line.get_color(), alpha=0.2)
