@@ -1,14 +1,101 @@
 """RAM against two CNN baselines on variant MNIST datasets (Wu, Xu & Lee, "Investigating Attention
-Mechanisms for Variant MNIST Datasets"), both of their tables.
+Mechanisms for Variant MNIST Datasets"): both of their tables.
 
-(MANUAL)
+Usage (the default variant is `ram_cluttered_g4`):
+  make experiment NAME=variant_mnist CONFIG=ram_smoke     # RAM, 4 glimpses, 30 epochs of the
+                                                          # cluttered canvases: 79.0% test accuracy
+                                                          # (Monte-Carlo; greedy 75.7%), 46 s
+  make experiment NAME=variant_mnist CONFIG=cnn_smoke     # simple CNN, 200 updates of 32: 64.7%,
+                                                          # 26 s
+  make experiment NAME=variant_mnist CONFIG=attention_cnn_smoke  # self-attention CNN, the same:
+                                                                 # 51.8%, 32 s
+  make experiment NAME=variant_mnist CONFIG=<row> WORKDIR=runs/variant_mnist/<row>-seed0
+  make experiment NAME=variant_mnist CONFIG=<RAM row>_paper  # the paper's budget, for GPU/TPU
+Smoke numbers: seed 0, whole commands on 2 CPU cores shared with another training run; tested.
+
+Rows (`config.paper`: table, row, accuracy, test_error), with the paper's test accuracy, the
+parameters and the MFLOPs of one pass on one image (see Cost):
+  Table 1, RAM                                                   paper    params     MFLOP
+  ram_cluttered_g4          cluttered, 4 glimpses of 12x12 x 3,  92.7%    256,269    2.03
+                            Adam 3e-4
+  ram_cluttered_g6          6 glimpses                            91.9%    256,269    3.04
+  ram_cluttered_g8          8 glimpses                            93.5%    256,269    4.05
+  ram_cluttered_g6_sgd1e-2  6 glimpses, SGD 1e-2                  91.0%    256,269    3.04
+  ram_cluttered_g6_sgd1e-3  6 glimpses, SGD 1e-3                  91.9%    256,269    3.04
+  ram_fashion_8x8           Fashion, 6 glimpses of 8x8 x 1        85.6%    209,165    2.47
+  ram_fashion_7x7x3         Fashion, 6 glimpses of 7x7 x 3        86.7%    219,789    2.60
+  Table 2, CNNs (Adam 1e-3)
+  cnn_cluttered             simple CNN (`nets.cnn.SimpleCNN`)     94.40%   1,829,150  10.60
+  cnn_fashion                                                     92.61%     902,174   5.20
+  attention_cnn_cluttered   self-attention CNN                    95.10%     476,746  21.12
+  attention_cnn_fashion     (`nets.cnn.SelfAttentionCNN`)         92.05%     403,018  12.33
+The paper's 1.83M and 0.47M parameters are the CNNs' on 40x40 canvases. A run that changes a
+field defining its row (dataset, model, glimpses, optimizer, rate) must clear the row,
+`--config.paper.row=""`, so the report keeps it apart from the paper's number.
+
+Data. Cluttered: `cluttered_slope` in the paper's setting, 40x40 canvases with 5 pieces of 5x5
+clutter and fixed splits of 10,000 training, 1,000 validation and 1,000 test canvases. Fashion:
+the 28x28 Fashion-MNIST images; the paper describes no validation split for it, so the last 1,000
+of the 60,000 training images are held out (59,000 train, 1,000 validation, the 10,000 test). An
+epoch is 78 updates of 128 (cluttered) or 461 (Fashion). `--config.seed` changes parameters,
+sampling and the order of examples, never the canvases (one dataset, as in the paper).
+
+RAM (Table 1): its hidden sizes 128 (h_g, h_l) are the what and where pathways, 256 the glimpse
+feature and the ReLU RNN core; a linear Gaussian locator of std 0.17; glimpses of 1 or 3 scales,
+each twice the last; batch 128 (chosen here); a constant learning rate; plain SGD (no momentum)
+for the SGD rows. The paper's accuracy averages class log-probabilities over 10 sampled glimpse
+paths, which is the loop's `error_mc` (`eval.mc_samples=10`), so that is the headline
+(results.json `test_error_mc`; `test_error` follows the greedy path along the mean locations).
+After every epoch the loop evaluates the validation and test splits (on Fashion, the first 1,000
+test images: `eval_examples_during_training`) and stops when validation accuracy has not
+improved for 50 epochs. CPU budgets: at most 250 epochs of cluttered canvases (19,500 updates) or
+60 of Fashion (27,660); `_paper`: at most 1,000 epochs, so that early stopping ends the run, as in
+the paper. Expect ~10-15 minutes for a 4-glimpse cluttered run that is not stopped early (the
+smoke's 80 updates/s, plus ~2 s per evaluation of both splits over 11 paths), longer for 6 and 8.
+
+CNNs (Table 2): Adam 1e-3, batch 128 (chosen here), the rate halved when validation accuracy has
+not improved for an epoch (`optimizer.plateau`; a patience chosen here: with early stopping at 2
+epochs a longer one could never act), early stopping after 2 epochs without improvement, at most
+100 epochs. The self-attention CNN trains without its layer norm (`model.layer_norm=False`, 512
+parameters fewer): with it Adam at 1e-3 silences its 32 hidden ReLUs within the first updates
+and accuracy stays at chance (`SelfAttentionCNN.layer_norm`). The CNNs ran at ~400 images/s on
+cluttered canvases in the smoke runs (shared cores).
+
+Cost. The plots hook writes `cost.json` from the config the run trained with (overrides
+included): `flops_per_pass` (2 FLOPs per multiply-add of the matrix products and convolutions of
+one forward pass on one image: `nets.ram_flops_per_image`, `nets.flops_per_image`),
+`passes_per_prediction` (10 for RAM's Monte-Carlo headline, 1 for a CNN), `flops_per_prediction`
+and `inputs_per_pass` (pixel values read: glimpses x scales x size^2 for RAM, the whole image
+for a CNN). RAM's 4-glimpse pass costs a fifth of the simple CNN's on cluttered canvases, but its
+10-path prediction twice as much. `num_params` is in results.json.
+
+Pictures (plots hook, on the first test images): `glimpse_sequence.png` (RAM: one column per
+glimpse, in order, with the retina's boxes, as the paper's Figure 4), `glimpse_paths.png` (all
+glimpses on one image), `attention_maps.png` (self-attention CNN: the attention each block
+receives, per head and averaged), and the loop's `learning_curve.png`.
+
+Other choices made here: the REINFORCE and baseline terms weigh 1, as in RAM (PyTorch
+reimplementations of RAM often weigh REINFORCE by 0.01: `--config.loss.reinforce_weight=0.01`);
+the final model is reported, not the best one (the loop keeps no best checkpoint; the report adds
+the test accuracy at the evaluation of best validation accuracy).
+
+The 3-seed sweep of both tables and its report (results/variant_mnist.md and its figures):
+  for v in ram_cluttered_g4 ram_cluttered_g6 ram_cluttered_g8 ram_cluttered_g6_sgd1e-2 \
+           ram_cluttered_g6_sgd1e-3 ram_fashion_8x8 ram_fashion_7x7x3 cnn_cluttered \
+           cnn_fashion attention_cnn_cluttered attention_cnn_fashion; do
+    for s in 0 1 2; do
+      make experiment NAME=variant_mnist CONFIG=$v WORKDIR=runs/variant_mnist/$v-seed$s \
+        ARGS="--config.seed=$s"
+    done
+  done
+  .venv/bin/python -m glimpse_jax.report_variant_mnist runs/variant_mnist/* \
+    --out results/variant_mnist.md
 """
 
 import dataclasses
 import json
 import os
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
@@ -81,10 +168,14 @@ ROWS = {
     'attention_cnn_fashion': _cnn('fashion', 'attention_cnn', 0.9205),
     'attention_cnn_cluttered': _cnn('cluttered', 'attention_cnn', 0.9510),
 }
-# smoke variant: (the row it shortens, updates, evaluation every this many updates)
-SMOKES = {'ram_smoke': ('ram_cluttered_g4', 30 * 78, 10 * 78),
-          'cnn_smoke': ('cnn_cluttered', 120, 60),
-          'attention_cnn_smoke': ('attention_cnn_cluttered', 120, 60)}
+# smoke variant: (the row it shortens, its shared fields); the CNNs' batches of 32 see 6,400
+# canvases in 200 updates, as fast as 50 batches of 128 on a CPU.
+SMOKES = {
+    'ram_smoke': ('ram_cluttered_g4', dict(num_steps=2_340, eval_every=1_170, batch_size=128)),
+    'cnn_smoke': ('cnn_cluttered', dict(num_steps=200, eval_every=100, batch_size=32)),
+    'attention_cnn_smoke': ('attention_cnn_cluttered',
+                            dict(num_steps=200, eval_every=100, batch_size=32)),
+}
 _RAM_ROWS = tuple(name for name, row in ROWS.items() if row.model == 'ram')
 VARIANTS = (*SMOKES, *ROWS, *(f'{name}_paper' for name in _RAM_ROWS))
 # Maximum epochs: RAM within a CPU budget (`_paper`: enough for its 50-epoch early stopping to end
@@ -134,10 +225,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     epochs = _CNN_EPOCHS
   else:
     epochs = _RAM_PAPER_EPOCHS if variant.endswith('_paper') else _RAM_CPU_EPOCHS[row.dataset]
-  config.num_steps = smoke[1] if smoke else epochs * epoch
-  config.eval_every = smoke[2] if smoke else epoch
-  config.log_every = max(1, min(100, epoch, config.num_steps // 6))
-  config.checkpoint_every = 0 if smoke else 10 * epoch
+  config.num_steps = epochs * epoch
+  config.eval_every = epoch
+  config.checkpoint_every = 10 * epoch
+  if smoke:
+    config.update(smoke[1])
+    config.checkpoint_every = 0
+  config.log_every = max(1, min(100, config.eval_every, config.num_steps // 10))
   config.eval.splits = ('validation', 'test')
   opt_name, rate = row.optimizer
   config.optimizer.update(name=opt_name, learning_rate=rate, schedule='constant')
@@ -150,8 +244,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   else:
     config.headline = 'error'
     config.loss = ml_collections.ConfigDict()
-    # Halve the rate when validation accuracy has not improved for an epoch (the paper gives no
-    # patience; with early stopping at 2 epochs a longer one could never act).
+    # Halve the rate when validation accuracy has not improved for an epoch (with early stopping
+    # at 2 epochs a longer patience could never act).
     config.optimizer.plateau.update(patience=1, factor=0.5, split='validation')
   config.early_stopping.update(patience=0 if smoke else _PATIENCE[row.model],
                                split='validation')
@@ -160,7 +254,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       table=0, row='', accuracy=config_dict.placeholder(float),
       test_error=config_dict.placeholder(float)))
   if smoke:
-    # Short runs learn faster with a larger, decaying step.
+    # Short runs learn faster with a decaying step (RAM's also larger, as RAM's own smoke).
     config.optimizer.update(learning_rate=2e-3 if row.model == 'ram' else 1e-3,
                             schedule='cosine')
   else:

@@ -82,6 +82,14 @@ def test_every_parameter_gets_a_gradient(model):
   assert not dead
 
 
+def test_self_attention_cnn_without_layer_norm_drops_only_its_parameters():
+  with_norm = _count(_shapes(cnn.SelfAttentionCNN(), (40, 40, 1)))
+  without = _shapes(cnn.SelfAttentionCNN(layer_norm=False), (40, 40, 1))
+  assert 'norm' not in without['params']
+  assert _count(without) == with_norm - 2 * 256
+  test_every_parameter_gets_a_gradient(cnn.SelfAttentionCNN(layer_norm=False))
+
+
 def test_attention_weights_are_retrievable_and_rows_sum_to_one():
   model = cnn.SelfAttentionCNN()
   variables, images = _init(model, (40, 40, 1))

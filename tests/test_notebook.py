@@ -58,3 +58,16 @@ def test_ram_reward_notebook_shows_accuracy_rewards_and_per_glimpse_figures(
   # accuracy and rewards, output change, loss per glimpse, glimpse paths
   assert len(pictures) == 4
   assert 'test accuracy' in printed and 'devices:' in printed
+
+
+@pytest.mark.slow
+def test_variant_mnist_notebook_shows_accuracy_glimpses_attention_and_cost(
+    data_dir, tmp_path, monkeypatch, python3_kernel):
+  pictures, printed = _execute('variant_mnist.ipynb', data_dir, tmp_path, monkeypatch,
+                               python3_kernel)
+  for variant, picture in (('ram_smoke', 'glimpse_sequence.png'),
+                           ('attention_cnn_smoke', 'attention_maps.png')):
+    for name in ('results.json', 'cost.json', picture):
+      assert (tmp_path / 'run' / variant / name).is_file(), (variant, name)
+  assert len(pictures) == 3  # accuracy during training, glimpses in order, attention maps
+  assert 'test accuracy' in printed and 'MFLOP per pass' in printed and 'devices:' in printed

@@ -1,0 +1,313 @@
+"""RAM against the CNN baselines on variant MNIST (experiments/variant_mnist.py) over seeds:
+`python -m glimpse_jax.report_variant_mnist RUNS... --out results/variant_mnist.md`.
+
+Reads finished runs' results.json, metrics.jsonl and cost.json (FLOPs and input values per image,
+written by the experiment's plots), groups them by method, named from each run's config (e.g.
+`RAM, cluttered, 4 glimpses of 12x12 x 3 scales, Adam 3e-4`, the paper's row names) and by the
+paper row the config records (`paper.row`, `paper.accuracy`, `paper.table`), and writes both of
+the paper's tables with the paper's accuracy beside the mean ± sample std over seeds, the
+parameter count, FLOPs per image and test accuracy per GFLOP, plus, beside the markdown file,
+`<stem>_validation.png` (validation accuracy per epoch: the mean over seeds, a band from the lowest
+to the highest seed) and the first seed's pictures of each method (`<stem>_<method>_glimpses.png`,
+`<stem>_<method>_attention.png`).
+"""
+
+import argparse
+import collections
+import json
+import os
+import re
+import shutil
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ml_collections
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from glimpse_jax.data.config import index_range
+from glimpse_jax.report import Run, load_run
+
+EXPERIMENT = 'variant_mnist'
+COST_FILE = 'cost.json'
+# picture in a workdir: its kind in the report's file names and its caption
+PICTURES = {'glimpse_sequence.png': ('glimpses', 'greedy glimpses in order (first seed)'),
+            'attention_maps.png': ('attention', 'attention each block receives (first seed)')}
+_MODELS = ('ram', 'simple_cnn', 'attention_cnn')
+_TABLES = {1: 'Table 1: RAM', 2: 'Table 2: CNN baselines'}
+_OPTIMIZERS = {'adam': 'Adam', 'sgd': 'SGD', 'momentum': 'momentum'}
+
+
+def _rate(value: float) -> str:
+  mantissa, exponent = f'{value:e}'.split('e')
+  return f'{float(mantissa):g}e{int(exponent)}'
+
+
+def dataset_name(dataset: Mapping[str, Any]) -> str:
+  """'cluttered' (Wu et al.'s 40x40 canvases), 'fashion' (plain Fashion-MNIST), else the fields."""
+  name, source = dataset.get('name', 'mnist'), dataset.get('source', 'mnist')
+  if name == 'cluttered_slope' and source == 'mnist':
+    return 'cluttered'
+  if name == 'mnist' and source == 'fashion_mnist':
+    return 'fashion'
+  return f'{name} {source}'
+
+
+def method_name(config: Mapping[str, Any]) -> str:
+  """The run's method from its config, in the form of the paper's row names (module doc)."""
+  model, opt = config['model'], config['optimizer']
+  dataset = dataset_name(config['dataset'])
+  optimizer = f"{_OPTIMIZERS.get(opt['name'], opt['name'])} {_rate(opt['learning_rate'])}"
+  if model['name'] == 'ram':
+    scales = model['num_scales']
+    size = model['glimpse_size']
+    return (f"RAM, {dataset}, {model['num_glimpses']} glimpses of {size}x{size} x {scales} "
+            f"scale{'s' if scales > 1 else ''}, {optimizer}")
+  name = 'simple CNN' if model['name'] == 'simple_cnn' else 'self-attention CNN'
+  name = f'{name}, {dataset}'
+  if model.get('layer_norm'):
+    name += ', layer norm'
+  return name if (opt['name'], opt['learning_rate']) == ('adam', 1e-3) else f'{name}, {optimizer}'
+
+
+def _paper(run: Run) -> tuple[str, float | None]:
+  """The paper's row and accuracy the run's config records ('', None for none)."""
+  paper = run.results['config'].get('paper') or {}
+  row = paper.get('row') or ''
+  return row, paper.get('accuracy') if row else None
+
+
+def table_of(run: Run) -> int:
+  """The paper's table the run belongs to: its recorded one, else 1 for RAM and 2 for a CNN."""
+  config = run.results['config']
+  recorded = (config.get('paper') or {}).get('table') if _paper(run)[0] else None
+  return recorded or (1 if config['model']['name'] == 'ram' else 2)
+
+
+def _sort_key(run: Run) -> tuple:
+  config = run.results['config']
+  model, opt = config['model'], config['optimizer']
+  return (table_of(run), dataset_name(config['dataset']),
+          _MODELS.index(model['name']) if model['name'] in _MODELS else len(_MODELS),
+          model.get('num_glimpses', 0), -model.get('glimpse_size', 0), model.get('num_scales', 0),
+          opt['name'] != 'adam', -opt['learning_rate'])
+
+
+def group_runs(runs: Sequence[Run]) -> dict[tuple[str, str], list[Run]]:
+  """(method, paper row) -> its runs by seed; raises ValueError for another experiment's run or a
+  seed that appears twice in one group."""
+  groups, keys = collections.defaultdict(list), {}
+  for run in runs:
+    config = run.results.get('config', {})
+    if config.get('experiment') != EXPERIMENT:
+      raise ValueError(f'run {run.name!r} is of experiment {config.get("experiment")!r}, not '
+                       f'{EXPERIMENT!r}')
+    key = (method_name(config), _paper(run)[0])
+    groups[key].append(run)
+    keys[key] = _sort_key(run)
+  for key, members in groups.items():
+    seeds = [run.results['config']['seed'] for run in members]
+    if len(set(seeds)) < len(seeds):
+      raise ValueError(f'method {key[0]!r} has seed {max(seeds, key=seeds.count)} twice among '
+                       f'runs {[run.name for run in members]}')
+    members.sort(key=lambda run: run.results['config']['seed'])
+  return {key: groups[key] for key in sorted(groups, key=lambda k: (keys[k], k))}
+
+
+def read_cost(workdir: str) -> dict[str, Any]:
+  """The run's cost.json; raises ValueError naming the workdir when it is missing."""
+  path = os.path.join(workdir, COST_FILE)
+  if not os.path.isfile(path):
+    raise ValueError(f'{workdir!r} holds no {COST_FILE} (written after training by the '
+                     'experiment\'s plots); rerun its `make experiment` command to finish it')
+  with open(path) as f:
+    return json.load(f)
+
+
+def _headline(run: Run) -> str:
+  return run.results.get('headline') or run.results['config'].get('headline', 'error')
+
+
+def accuracy_at_best_validation(run: Run) -> float | None:
+  """Test accuracy at the evaluation of best validation accuracy (the headline), or None."""
+  headline = _headline(run)
+  evals = [r for r in run.records if r.get('kind') == 'eval'
+           and isinstance(r.get(headline), (int, float))]
+  validation = [r for r in evals if r.get('split') == 'validation']
+  if not validation:
+    return None
+  best = min(validation, key=lambda r: r[headline])  # the first of equal values
+  test = [r for r in evals if r.get('split') == 'test' and r['step'] == best['step']]
+  return 1.0 - test[0][headline] if test else None
+
+
+def epochs(run: Run, steps: int) -> float:
+  """Passes over the training examples (the fixed train split less its validation tail) in
+  `steps` updates."""
+  config = run.results['config']
+  start, stop = index_range(ml_collections.ConfigDict(config['dataset']), 'train')
+  return steps * config['batch_size'] / (stop - start)
+
+
+def validation_by_epoch(run: Run) -> dict[float, float]:
+  """Epoch -> validation accuracy (the headline) of the run's evaluations."""
+  headline = _headline(run)
+  return {epochs(run, r['step']): 1.0 - r[headline] for r in run.records
+          if r.get('kind') == 'eval' and r.get('split') == 'validation'
+          and isinstance(r.get(headline), (int, float))}
+
+
+def _mean_std(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> str:
+  values = [v for v in values if isinstance(v, (int, float))]
+  if not values:
+    return '-'
+  mean = f'{scale * statistics.mean(values):.{digits}f}'
+  if len(values) < 2:
+    return mean
+  return f'{mean} ± {scale * statistics.stdev(values):.{digits}f}'
+
+
+def _single(values: Sequence[Any], what: str, method: str) -> Any:
+  distinct = sorted(set(values), key=str)
+  if len(distinct) > 1:
+    raise ValueError(f'method {method!r} has runs with different {what}: {distinct}')
+  return distinct[0]
+
+
+HEADER = ['method', 'seeds', 'test accuracy %', 'paper %', 'greedy %', 'test at best val. %',
+          'epochs', 'stopped early', 'params', 'MFLOP / pass', 'passes', 'accuracy / GFLOP',
+          'greedy / GFLOP', 'inputs read', 'minutes']
+
+
+def table_rows(groups: Mapping[tuple[str, str], Sequence[Run]],
+               costs: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str], list[str]]:
+  """(method, paper row) -> its cells under HEADER (means ± sample std over seeds)."""
+  rows = {}
+  for key, runs in groups.items():
+    method = key[0]
+    accuracy = [1.0 - run.results[f'test_{_headline(run)}'] for run in runs]
+    greedy = [1.0 - run.results['test_error'] for run in runs]
+    cost = [costs[run.name] for run in runs]
+    flops = _single([c['flops_per_pass'] for c in cost], 'FLOPs per pass', method)
+    passes = _single([c['passes_per_prediction'] for c in cost], 'passes per prediction', method)
+    inputs = _single([c['inputs_per_pass'] for c in cost], 'inputs per pass', method)
+    params = _single([run.results.get('num_params') for run in runs], 'parameter counts', method)
+    paper = _paper(runs[0])[1]
+    rows[key] = [
+        method, ', '.join(str(run.results['config']['seed']) for run in runs),
+        _mean_std(accuracy), '-' if paper is None else f'{100 * paper:.2f}', _mean_std(greedy),
+        _mean_std([accuracy_at_best_validation(run) for run in runs]),
+        _mean_std([epochs(run, run.results['steps']) for run in runs], 1.0, 1),
+        f"{sum(bool(run.results.get('stopped_early')) for run in runs)}/{len(runs)}",
+        f'{params:,}' if isinstance(params, int) else '-', f'{flops / 1e6:.2f}', str(passes),
+        _mean_std([a / (passes * flops / 1e9) for a in accuracy], 1.0, 1),
+        _mean_std([a / (flops / 1e9) for a in greedy], 1.0, 1), f'{inputs:,}',
+        _mean_std([run.results.get('wall_seconds') for run in runs], 1 / 60, 1)]
+  return rows
+
+
+def _markdown_table(rows: Sequence[Sequence[str]]) -> str:
+  lines = ['| ' + ' | '.join(HEADER) + ' |', '|' + '---|' * len(HEADER)]
+  lines += ['| ' + ' | '.join(cells) + ' |' for cells in rows]
+  return '\n'.join(lines) + '\n'
+
+
+def plot_validation(groups: Mapping[tuple[str, str], Sequence[Run]], path: str) -> None:
+  """Validation accuracy against epochs, one panel per dataset, one line per method (mean over
+  seeds, band from the lowest to the highest seed)."""
+  by_dataset = collections.defaultdict(dict)
+  for key, runs in groups.items():
+    curves = [c for c in (validation_by_epoch(run) for run in runs) if c]
+    if curves:
+      by_dataset[dataset_name(runs[0].results['config']['dataset'])][key[0]] = curves
+  if not by_dataset:
+    raise ValueError('no run has validation evaluations (metrics.jsonl eval records) to plot')
+  fig = Figure(figsize=(7 * len(by_dataset), 4.8))
+  FigureCanvasAgg(fig)
+  for ax, (dataset, methods) in zip(fig.subplots(1, len(by_dataset), squeeze=False)[0],
+                                    sorted(by_dataset.items())):
+    for method, curves in methods.items():
+      xs = sorted({x for c in curves for x in c})
+      values = [[c[x] for c in curves if x in c] for x in xs]
+      line, = ax.plot(xs, [100 * np.mean(v) for v in values], '.-',
+                      label=f'{method} ({len(curves)})')
+      ax.fill_between(xs, [100 * min(v) for v in values], [100 * max(v) for v in values],
+                      color=line.get_color(), alpha=0.15)
+    ax.set(xlabel='epoch', ylabel='validation accuracy %', title=dataset)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+
+
+def _slug(method: str) -> str:
+  return re.sub(r'[^a-z0-9]+', '_', method.lower()).strip('_')
+
+
+def write_report(workdirs: Sequence[str], out: str) -> str:
+  """Writes the markdown file `out` and its figures beside it; returns the markdown."""
+  runs = [load_run(workdir) for workdir in workdirs]
+  by_name = {}
+  for run, workdir in zip(runs, workdirs):
+    if run.name in by_name:
+      raise ValueError(f'two workdirs share the name {run.name!r}: {by_name[run.name]!r} and '
+                       f'{workdir!r}')
+    by_name[run.name] = workdir
+  groups = group_runs(runs)
+  costs = {run.name: read_cost(by_name[run.name]) for run in runs}
+  rows = table_rows(groups, costs)
+  folder, stem = os.path.dirname(out) or '.', os.path.splitext(os.path.basename(out))[0]
+  os.makedirs(folder, exist_ok=True)
+  plot_validation(groups, os.path.join(folder, f'{stem}_validation.png'))
+  text = [
+      '# Attention on variant MNIST datasets (Wu, Xu & Lee)\n\n',
+      f'{len(runs)} run{"s" if len(runs) > 1 else ""} of `experiments/variant_mnist.py`, written '
+      'by `python -m glimpse_jax.report_variant_mnist`. Values are the mean ± sample std over '
+      'seeds. *Test accuracy* is the final model\'s on the whole test split: for RAM the '
+      'class log-probabilities averaged over `passes` sampled glimpse paths (as the paper '
+      'evaluates), *greedy* one pass along the mean locations (the same as test accuracy for a '
+      'CNN). *Test at best val.* is the test accuracy at the evaluation of best validation '
+      'accuracy (on the first `eval_examples_during_training` test images until the last '
+      'evaluation); *stopped early* counts the seeds that early stopping ended before the '
+      'budget. FLOPs are 2 per multiply-add of the matrix products and convolutions of one pass '
+      'on one image (elementwise work left out); *accuracy / GFLOP* divides test accuracy by the '
+      'GFLOPs of one prediction (`passes` passes), *greedy / GFLOP* greedy accuracy by one '
+      'pass. *Inputs read*: pixel values one pass reads (a glimpse: scales x size^2; a CNN: '
+      'the whole image). *Minutes*: wall time of the last call that trained the run.\n',
+  ]
+  for table, title in _TABLES.items():
+    members = [cells for key, cells in rows.items() if table_of(groups[key][0]) == table]
+    if members:
+      text += [f'\n## {title}\n\n', _markdown_table(members)]
+  text.append('\n![validation accuracy per epoch](' + f'{stem}_validation.png)\n')
+  for key, runs in groups.items():
+    for picture, (kind, caption) in PICTURES.items():
+      source = os.path.join(by_name[runs[0].name], picture)
+      if os.path.isfile(source):
+        name = f'{stem}_{_slug(key[0])}_{kind}.png'
+        shutil.copyfile(source, os.path.join(folder, name))
+        text.append(f'\n{key[0]}: {caption}\n\n![{key[0]}, {kind}]({name})\n')
+  markdown = ''.join(text)
+  with open(out, 'w') as f:
+    f.write(markdown)
+  return markdown
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(
+      prog='python -m glimpse_jax.report_variant_mnist',
+      description='Markdown tables and figures of variant_mnist runs over seeds.')
+  parser.add_argument('runs', nargs='+',
+                      help='workdirs holding results.json, metrics.jsonl and cost.json')
+  parser.add_argument('--out', default='results/variant_mnist.md',
+                      help='the markdown file; the figures go beside it')
+  args = parser.parse_args(argv)
+  write_report(args.runs, args.out)
+  sys.stdout.write(f'wrote {args.out}\n')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,290 @@
+"""Wu, Xu & Lee's variant MNIST experiment: the paper's rows as configs, every model training,
+the cost file and pictures, the smoke variants learning, and the report on fake workdirs."""
+
+import json
+
+import jax
+import matplotlib.image
+import numpy as np
+import pytest
+
+from experiments import variant_mnist
+from glimpse_jax import report_variant_mnist, train
+from glimpse_jax.attention_plots import received_attention
+from glimpse_jax.nets import ram_flops_per_image
+
+PAPER_ROWS = [name for name in variant_mnist.ROWS]
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs.
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('name', PAPER_ROWS)
+def test_each_row_trains_the_papers_setting(name):
+  row, config = variant_mnist.ROWS[name], variant_mnist.get_config(name)
+  epoch = {'cluttered': 78, 'fashion': 461}[row.dataset]  # 10,000 or 59,000 examples / 128
+  assert config.eval_every == epoch and config.batch_size == 128
+  assert tuple(config.eval.splits) == ('validation', 'test')
+  assert config.early_stopping.split == 'validation' and config.early_stopping.metric == ''
+  assert (config.optimizer.name, config.optimizer.learning_rate) == row.optimizer
+  assert config.paper.to_dict() == {'table': row.table, 'row': row.label,
+                                    'accuracy': row.accuracy,
+                                    'test_error': pytest.approx(1 - row.accuracy)}
+  if row.dataset == 'cluttered':
+    assert (config.dataset.name, config.dataset.canvas_size, config.dataset.train_on_the_fly,
+            config.dataset.train_examples, config.dataset.eval_examples) == (
+                'cluttered_slope', 40, False, 11_000, 1_000)
+  else:
+    assert (config.dataset.name, config.dataset.source, config.dataset.eval_examples) == (
+        'mnist', 'fashion_mnist', None)
+  assert config.dataset.validation_examples == 1_000
+  if row.model == 'ram':
+    assert (config.headline, config.eval.mc_samples, config.early_stopping.patience) == (
+        'error_mc', 10, 50)
+    m = config.model
+    assert (m.num_glimpses, m.glimpse_size, m.num_scales) == row.glimpses
+    assert (m.what_features, m.where_features, m.core_features, m.location_std) == (
+        128, 128, 256, 0.17)
+    paper = variant_mnist.get_config(f'{name}_paper')
+    assert paper.num_steps > config.num_steps and paper.paper.row == row.label
+  else:
+    assert (config.headline, config.early_stopping.patience) == ('error', 2)
+    assert (config.optimizer.plateau.patience, config.optimizer.plateau.factor) == (1, 0.5)
+    assert config.optimizer.plateau.split == 'validation'
+
+
+@pytest.mark.parametrize('name', PAPER_ROWS)
+def test_the_report_names_each_row_as_the_paper_row_it_records(name):
+  config = variant_mnist.get_config(name).to_dict()
+  assert report_variant_mnist.method_name(config) == config['paper']['row']
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('model.num_glimpses', 6, "paper.row 'RAM, cluttered, 4 glimpses.*model.num_glimpses=4"),
+    ('optimizer.learning_rate', 1e-3, 'trains with optimizer.learning_rate=0.0003, got 0.001'),
+    ('paper.row', 'RAM, mnist', 'paper.row must be one of'),
+    ('model.name', 'vit', 'model.name must be one of'),
+    ('model.glimpse_size', 41, r'model.glimpse_size must be an integer in \[1, 40\]'),
+    ('model.location_std', 0.0, 'model.location_std must be > 0'),
+    ('loss.reinforce_weight', -1.0, 'loss.reinforce_weight must be >= 0'),
+    ('headline', 'bound', "headline must be one of \\['error', 'error_mc'\\]"),
+])
+def test_bad_config_fails_naming_the_field(field, value, message):
+  config = variant_mnist.get_config('ram_cluttered_g4')
+  section, _, name = field.rpartition('.')
+  with config.unlocked():
+    (config[section] if section else config)[name] = value
+  with pytest.raises(ValueError, match=message):
+    variant_mnist.make_experiment(config)
+
+
+def test_a_changed_row_trains_once_its_paper_row_is_cleared():
+  config = variant_mnist.get_config('cnn_cluttered')
+  with config.unlocked():
+    config.optimizer.learning_rate = 3e-4
+    config.paper.row = ''
+  variant_mnist.make_experiment(config)
+  assert report_variant_mnist.method_name(config.to_dict()) == 'simple CNN, cluttered, Adam 3e-4'
+
+
+def test_unknown_variant_lists_the_allowed_ones():
+  with pytest.raises(ValueError, match='ram_cluttered_g8'):
+    variant_mnist.get_config('ram_cluttered_g5')
+
+
+def test_cost_per_image():
+  assert report_variant_mnist.COST_FILE == variant_mnist.COST_FILE
+  ram = variant_mnist.get_config('ram_cluttered_g8')
+  cost = variant_mnist.cost(ram)
+  model = variant_mnist.make_model(ram)
+  assert cost['flops_per_pass'] == ram_flops_per_image(model, (40, 40, 1), 8)
+  assert (cost['passes_per_prediction'], cost['inputs_per_pass']) == (10, 8 * 3 * 144)
+  assert cost['flops_per_prediction'] == 10 * cost['flops_per_pass']
+  # nets/cnn.py's counts: 5,302,040 and 10,560,320 multiply-adds on 40x40 (6,162,752 on 28x28).
+  simple = variant_mnist.cost(variant_mnist.get_config('cnn_cluttered'))
+  assert (simple['flops_per_pass'], simple['passes_per_prediction']) == (2 * 5_302_040, 1)
+  attention = variant_mnist.cost(variant_mnist.get_config('attention_cnn_fashion'))
+  assert (attention['flops_per_pass'], attention['inputs_per_pass']) == (2 * 6_162_752, 784)
+
+
+# ---------------------------------------------------------------------------------------------
+# The models.
+# ---------------------------------------------------------------------------------------------
+def _tiny(name):
+  config = variant_mnist.get_config(name)
+  with config.unlocked():
+    config.dataset.update(variant_mnist.DATASETS['fashion'])
+    if config.model.name == 'ram':
+      config.model.update(num_glimpses=3, what_features=8, where_features=8,
+                          glimpse_features=16, core_features=16)
+    config.paper.row = ''
+    config.eval.mc_samples = 2
+  return config
+
+
+def _batch(n=4, shape=(28, 28, 1)):
+  rng = np.random.default_rng(0)
+  return {'image': rng.uniform(size=(n, *shape)).astype(np.float32),
+          'label': rng.integers(0, 10, size=n).astype(np.int32)}
+
+
+@pytest.mark.parametrize('name', ['ram_smoke', 'cnn_smoke', 'attention_cnn_smoke'])
+def test_each_model_trains_and_every_parameter_gets_a_gradient(name):
+  config = _tiny(name)
+  experiment = variant_mnist.make_experiment(config)
+  batch = _batch()
+  params = jax.jit(experiment.init)(jax.random.key(0, impl='rbg'), batch)
+  loss_and_grad = jax.jit(jax.value_and_grad(
+      lambda p: experiment.loss(p, batch, jax.random.key(1), 0), has_aux=True))
+  (loss, metrics), grads = loss_and_grad(params)
+  assert np.isfinite(loss) and {'nll', 'error'} <= set(metrics)
+  for path, g in jax.tree.leaves_with_path(grads):
+    assert np.abs(g).max() > 0, f'no gradient reaches {jax.tree_util.keystr(path)}'
+  values = jax.jit(experiment.evaluate)(params, batch, jax.random.key(2))
+  assert config.headline in values and values[config.headline].shape == (4,)
+
+
+def test_received_attention_averages_the_queries():
+  weights = np.random.default_rng(0).dirichlet(np.ones(6), size=(2, 3, 6))  # [N, heads, T, T]
+  maps = received_attention(weights, (2, 3))
+  assert maps.shape == (2, 3, 2, 3)
+  np.testing.assert_allclose(maps.sum((-1, -2)), 1.0)
+  np.testing.assert_allclose(maps[1, 2, 1, 0], weights[1, 2, :, 3].mean())
+  with pytest.raises(ValueError, match='a 2x2 grid of blocks needs T = 4 tokens, got T = 6'):
+    received_attention(weights, (2, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# The smoke variants (one shared data cache: the cluttered canvases are generated once).
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def cache_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('tfds'))
+
+
+def _smoke(name, data_dir, cache_dir, workdir):
+  config = variant_mnist.get_config(name)
+  with config.unlocked():
+    config.dataset.update(data_dir=data_dir, cache_dir=cache_dir)
+  results = train.run(config, str(workdir), variant_mnist.make_experiment(config))
+  cost = json.loads((workdir / variant_mnist.COST_FILE).read_text())
+  assert cost == variant_mnist.cost(config)
+  return results, train.read_metrics(str(workdir))
+
+
+@pytest.mark.slow
+def test_ram_smoke_learns_and_draws_its_glimpses(data_dir, cache_dir, tmp_path):
+  results, records = _smoke('ram_smoke', data_dir, cache_dir, tmp_path)
+  # 30 epochs of the 10,000 cluttered canvases: 79% Monte-Carlo test accuracy (chance 10%).
+  assert results['headline'] == 'error_mc' and results['test_error_mc'] < 0.35, results
+  assert sorted({(r['step'], r['split']) for r in records if r['kind'] == 'eval'}) == [
+      (step, split) for step in (1170, 2340) for split in ('test', 'validation')]
+  for name in ('glimpse_sequence.png', 'glimpse_paths.png'):
+    assert matplotlib.image.imread(str(tmp_path / name)).ndim == 3, name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name, most_error, picture', [
+    ('cnn_smoke', 0.5, None),  # 64.7% test accuracy at seed 0 (chance 10%)
+    ('attention_cnn_smoke', 0.65, 'attention_maps.png'),  # 51.8%
+])
+def test_cnn_smokes_learn_with_the_plateau_rule(name, most_error, picture, data_dir, cache_dir,
+                                                tmp_path):
+  results, records = _smoke(name, data_dir, cache_dir, tmp_path)
+  assert results['test_error'] < most_error, results
+  assert [r['step'] for r in records if r['kind'] == 'plateau'] == [100]
+  if picture:
+    assert matplotlib.image.imread(str(tmp_path / picture)).ndim == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# The report, on fake workdirs.
+# ---------------------------------------------------------------------------------------------
+def _errors(headline, accuracy):
+  """The evaluation values of an accuracy: greedy 5 points below it for RAM's MC headline."""
+  return {'error': 1 - accuracy + (0.05 if headline != 'error' else 0), headline: 1 - accuracy}
+
+
+def _fake_run(root, variant, seed, *, accuracies=(0.5, 0.8, 0.7), experiment='variant_mnist',
+              cost=True, picture=None, name=None):
+  """A finished run of `variant`: validation accuracies per epoch, test 10 points below."""
+  config = variant_mnist.get_config(variant).to_dict()
+  config.update(experiment=experiment, seed=seed)
+  workdir = root / (name or f'{variant}-seed{seed}')
+  workdir.mkdir()
+  headline, every = config['headline'], config['eval_every']
+  lines = [{'kind': 'eval', 'step': every * epoch, 'split': split, **_errors(headline, value)}
+           for epoch, accuracy in enumerate(accuracies, 1)
+           for split, value in (('validation', accuracy), ('test', accuracy - 0.1))]
+  (workdir / 'metrics.jsonl').write_text(''.join(json.dumps(line) + '\n' for line in lines))
+  results = {**{f'test_{k}': v for k, v in _errors(headline, accuracies[-1]).items()},
+             'headline': headline, 'steps': every * len(accuracies), 'wall_seconds': 60.0 * seed,
+             'num_params': 1000, 'stopped_early': seed == 0, 'config': config}
+  (workdir / 'results.json').write_text(json.dumps(results))
+  if cost:
+    (workdir / 'cost.json').write_text(json.dumps(
+        {'model': config['model']['name'], 'flops_per_pass': 2_000_000, 'inputs_per_pass': 1728,
+         'passes_per_prediction': 10 if headline == 'error_mc' else 1,
+         'flops_per_prediction': 20_000_000 if headline == 'error_mc' else 2_000_000}))
+  if picture:
+    matplotlib.image.imsave(str(workdir / picture), np.zeros((4, 4, 3)))
+  return str(workdir)
+
+
+def _rows(markdown):
+  return [[cell.strip() for cell in line.strip('|').split('|')]
+          for line in markdown.splitlines() if line.startswith('|')]
+
+
+def test_report_writes_both_tables_with_the_papers_numbers_and_costs(tmp_path):
+  runs = [_fake_run(tmp_path, 'cnn_cluttered', s, accuracies=(0.9, 0.95 - 0.01 * s))
+          for s in range(2)]
+  runs += [_fake_run(tmp_path, 'ram_cluttered_g8', s, picture='glimpse_sequence.png')
+           for s in range(3)]
+  runs += [_fake_run(tmp_path, 'attention_cnn_fashion', 0, picture='attention_maps.png')]
+  out = tmp_path / 'results' / 'variant_mnist.md'
+  report_variant_mnist.main([*runs, '--out', str(out)])
+  text = out.read_text()
+  assert text.index('## Table 1: RAM') < text.index('## Table 2: CNN baselines')
+  rows = _rows(text)
+  assert rows[0] == report_variant_mnist.HEADER
+  ram = rows[2]  # accuracy 70% (MC), greedy 65%; best validation 80% at epoch 2: test 70%
+  assert ram[:8] == ['RAM, cluttered, 8 glimpses of 12x12 x 3 scales, Adam 3e-4', '0, 1, 2',
+                     '70.00 ± 0.00', '93.50', '65.00 ± 0.00', '70.00 ± 0.00',
+                     f'{3 * 78 * 128 / 10_000:.1f} ± 0.0', '1/3']
+  # 2 MFLOP per pass, 10 passes: 0.7 / 0.02 GFLOP = 35 per GFLOP; greedy 0.65 / 0.002 = 325.
+  assert ram[8:15] == ['1,000', '2.00', '10', '35.0 ± 0.0', '325.0 ± 0.0', '1,728', '1.0 ± 1.0']
+  cnn_rows = {row[0]: row for row in rows[3:] if row[0] != 'method'}
+  assert cnn_rows['simple CNN, cluttered'][1:4] == ['0, 1', '94.50 ± 0.71', '94.40']
+  assert cnn_rows['self-attention CNN, fashion'][3] == '92.05'
+  for figure in ('variant_mnist_validation.png',
+                 'variant_mnist_ram_cluttered_8_glimpses_of_12x12_x_3_scales_adam_3e_4'
+                 '_glimpses.png',
+                 'variant_mnist_self_attention_cnn_fashion_attention.png'):
+    assert matplotlib.image.imread(str(out.parent / figure)).ndim == 3, figure
+    assert f'({figure})' in text
+
+
+def test_report_keeps_changed_runs_apart_from_the_papers_rows(tmp_path):
+  changed = variant_mnist.get_config('cnn_cluttered').to_dict()
+  runs = [_fake_run(tmp_path, 'cnn_cluttered', 0), _fake_run(tmp_path, 'cnn_smoke', 0)]
+  groups = report_variant_mnist.group_runs([report_variant_mnist.load_run(r) for r in runs])
+  assert set(groups) == {('simple CNN, cluttered', changed['paper']['row']),
+                         ('simple CNN, cluttered', '')}
+
+
+def test_report_refuses_other_experiments_repeated_seeds_and_missing_costs(tmp_path):
+  other = _fake_run(tmp_path, 'ram_smoke', 0, experiment='ram')
+  with pytest.raises(ValueError, match="'ram'"):
+    report_variant_mnist.write_report([other], str(tmp_path / 'out.md'))
+  first = _fake_run(tmp_path, 'cnn_fashion', 1)
+  again = _fake_run(tmp_path, 'cnn_fashion', 1, name='cnn_fashion-again')
+  with pytest.raises(ValueError, match="'simple CNN, fashion' has seed 1 twice"):
+    report_variant_mnist.write_report([first, again], str(tmp_path / 'out.md'))
+  (tmp_path / 'elsewhere').mkdir()
+  same_name = _fake_run(tmp_path / 'elsewhere', 'cnn_fashion', 2, name='cnn_fashion-seed1')
+  with pytest.raises(ValueError, match='two workdirs share the name'):
+    report_variant_mnist.write_report([first, same_name], str(tmp_path / 'out.md'))
+  missing = _fake_run(tmp_path, 'ram_fashion_8x8', 0, cost=False)
+  with pytest.raises(ValueError, match='holds no cost.json'):
+    report_variant_mnist.write_report([missing], str(tmp_path / 'out.md'))
