@@ -1,6 +1,8 @@
 """The multi-phase loop on small MLPs over MNIST: a template for pre-training and distillation.
 
 Usage (each a pipeline of phases; a minute or less on 2 CPU cores):
+  make experiment NAME=tiny_pipelines CONFIG=smoke
+      pretrain_classify with 200 + 400 updates: 15 s, test error 9.05% (tested: < 20%).
   make experiment NAME=tiny_pipelines CONFIG=pretrain_classify
       pretrain: an MLP autoencoder, reconstruction (headline `bce`);
       classify: a fresh classifier whose encoder is grafted from `pretrain` (init_subtrees),
@@ -27,7 +29,7 @@ import optax
 from glimpse_jax import data, train
 from glimpse_jax.objectives import distillation_loss
 
-VARIANTS = ('pretrain_classify', 'linear_probe', 'distill', 'stored_distill')
+VARIANTS = ('smoke', 'pretrain_classify', 'linear_probe', 'distill', 'stored_distill')
 HEADS = ('decoder', 'classifier')
 
 
@@ -93,13 +95,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The pipeline of variant `arg` (one of VARIANTS; default `pretrain_classify`)."""
   variant = train.pick_variant(arg or 'pretrain_classify', VARIANTS)
   teacher_features = (512, 256)
-  if variant in ('pretrain_classify', 'linear_probe'):
+  if variant in ('smoke', 'pretrain_classify', 'linear_probe'):
     classify = _classifier_with_validation()
     classify.init_from = 'pretrain'
     classify.init_subtrees = ('params/encoder',)
     if variant == 'linear_probe':
       classify.optimizer.freeze = ('params/encoder',)
-    phases = [('pretrain', _phase('decoder')), ('classify', classify)]
+    pretrain = _phase('decoder')
+    if variant == 'smoke':
+      pretrain.num_steps, classify.num_steps = 200, 400
+    phases = [('pretrain', pretrain), ('classify', classify)]
   elif variant == 'distill':
     student = _with_teacher(_classifier_with_validation(features=(32,)), teacher_features)
     student.frozen.teacher = 'teacher'

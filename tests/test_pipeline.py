@@ -127,3 +127,17 @@ def test_second_phase_alone_and_unknown_names(tmp_path, data_dir):
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [done.stderr.strip().splitlines()[-1]]
     assert expected in done.stderr
+
+
+def test_smoke_variant_learns(tmp_path, data_dir):
+  sys.path.insert(0, str(REPO))
+  from experiments import tiny_pipelines  # pylint: disable=g-import-not-at-top
+  config = tiny_pipelines.get_config('smoke')
+  with config.unlocked():
+    for phase in config.pipeline:
+      config.phases[phase].dataset.data_dir = data_dir
+  start = time.monotonic()
+  results = train.run_pipeline(config, str(tmp_path / 'smoke'), tiny_pipelines.make_experiment)
+  assert time.monotonic() - start < 120
+  assert results['pretrain']['headline'] == 'bce'
+  assert results['classify']['test_error'] < 0.2
