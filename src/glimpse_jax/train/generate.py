@@ -30,14 +30,9 @@ from glimpse_jax.train.workdir import lock_workdir, write_text
 _SUBSET_TAG = 0x5E1EC7  # keeps the choice of stored examples apart from other seeded draws
 
 
-def split_indices(cfg: ml_collections.ConfigDict, split: str) -> np.ndarray:
-  """Every example index of `split`, as its batches' `index` field names them."""
-  return np.asarray(data.split_indices(cfg, split), dtype=np.int64)
-
-
 def chosen_indices(config: ml_collections.ConfigDict) -> np.ndarray:
   """The sorted indices the phase stores: a seeded `generate.fraction` of its split."""
-  every = split_indices(config.dataset, config.generate.split)
+  every = data.split_indices(config.dataset, config.generate.split)
   count = max(1, round(config.generate.fraction * every.size))
   if count >= every.size:
     return every

@@ -144,11 +144,10 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str, make_experimen
     if chief:
       write_json(os.path.join(workdir, PIPELINE_FILE),
                  {'pipeline': names, 'config': json.loads(config.to_json_best_effort())})
+    if only is not None:
+      _require_finished_sources(config, phases, only)
+      phases = [p for p in phases if p[0] == only]
     for name, phase, phase_dir in phases:
-      if only is not None and name != only:
-        if names.index(name) < names.index(only) and not is_finished(phase, phase_dir):
-          _require_finished_sources(phases, only)
-        continue
       if only is None and is_finished(phase, phase_dir):
         if chief:
           print(f'{config.experiment}:{name}: finished earlier, skipped ({phase_dir})', flush=True)
@@ -161,12 +160,10 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str, make_experimen
   return results
 
 
-def _require_finished_sources(phases, only: str) -> None:
+def _require_finished_sources(config: ml_collections.ConfigDict, phases, only: str) -> None:
   """Raises ValueError if phase `only` takes from an earlier phase that has not finished."""
   by_name = {name: (phase, phase_dir) for name, phase, phase_dir in phases}
-  _, target, _ = next(p for p in phases if p[0] == only)
-  for field, path in _references(target):
-    for name, (phase, phase_dir) in by_name.items():
-      if path == phase_dir and not is_finished(phase, phase_dir):
-        raise ValueError(f'phase {only!r} takes {field} from phase {name!r}, which has not '
-                         f'finished; run the pipeline (or --phase={name}) first')
+  for field, source in _references(config.phases[only]):
+    if source in by_name and not is_finished(*by_name[source]):
+      raise ValueError(f'phase {only!r} takes {field} from phase {source!r}, which has not '
+                       f'finished; run the pipeline (or --phase={source}) first')
