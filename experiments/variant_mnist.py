@@ -48,10 +48,10 @@ paths, which is the loop's `error_mc` (`eval.mc_samples=10`), so that is the hea
 (results.json `test_error_mc`; `test_error` follows the greedy path along the mean locations).
 After every epoch the loop evaluates the validation and test splits (on Fashion, the first 1,000
 test images: `eval_examples_during_training`) and stops when validation accuracy has not
-improved for 50 epochs. CPU budgets: at most 250 epochs of cluttered canvases (19,500 updates) or
-60 of Fashion (27,660); `_paper`: at most 1,000 epochs, so that early stopping ends the run, as in
-the paper. Expect ~10-15 minutes for a 4-glimpse cluttered run that is not stopped early (the
-smoke's 80 updates/s, plus ~2 s per evaluation of both splits over 11 paths), longer for 6 and 8.
+improved for 50 epochs. CPU budgets: at most 150 epochs of cluttered canvases (11,700 updates) or
+40 of Fashion (18,440); `_paper`: at most 1,000 epochs, so that early stopping ends the run, as in
+the paper. On one CPU core a 6-glimpse cluttered run takes ~7 minutes (62 updates/s, plus ~1.5 s
+per evaluation of both splits over 11 paths), a Fashion run ~5.
 
 CNNs (Table 2): Adam 1e-3, batch 128 (chosen here), the rate halved when validation accuracy has
 not improved for an epoch (`optimizer.plateau`; a patience chosen here: with early stopping at 2
@@ -180,7 +180,7 @@ _RAM_ROWS = tuple(name for name, row in ROWS.items() if row.model == 'ram')
 VARIANTS = (*SMOKES, *ROWS, *(f'{name}_paper' for name in _RAM_ROWS))
 # Maximum epochs: RAM within a CPU budget (`_paper`: enough for its 50-epoch early stopping to end
 # the run, as in the paper); the CNNs stop after 2 epochs without improvement long before theirs.
-_RAM_CPU_EPOCHS = {'cluttered': 250, 'fashion': 60}
+_RAM_CPU_EPOCHS = {'cluttered': 150, 'fashion': 40}
 _RAM_PAPER_EPOCHS = 1_000
 _CNN_EPOCHS = 100
 _PATIENCE = {'ram': 50, 'simple_cnn': 2, 'attention_cnn': 2}  # epochs, on validation accuracy

@@ -2,6 +2,7 @@
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -98,6 +99,24 @@ def test_attention_weights_are_retrievable_and_rows_sum_to_one():
   assert np.all(np.asarray(weights) >= 0)
   np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
   assert 'intermediates' not in variables  # sown only when asked for
+
+
+@pytest.mark.parametrize('shape', [(2, 6, 6, 3), (2, 5, 7, 1)])  # even and odd sides
+def test_conv_and_pooling_match_flax_layers(shape):
+  x = jax.random.normal(jax.random.key(0), shape)
+  conv = cnn.Conv2x2(4)
+  variables = conv.init(jax.random.key(1), x)
+  assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
+      jnp.shape, nn.Conv(4, (2, 2), padding='SAME').init(jax.random.key(1), x))
+  reference = nn.Conv(4, (2, 2), padding='SAME').apply(variables, x)
+  np.testing.assert_allclose(conv.apply(variables, x), reference, rtol=1e-5, atol=1e-5)
+  pooled = cnn.max_pool_2x2(x)
+  np.testing.assert_array_equal(pooled, nn.max_pool(x, (2, 2), strides=(2, 2), padding='SAME'))
+  # Gradients agree where the maximum is unique (random inputs: everywhere).
+  grad = jax.grad(lambda x: (cnn.max_pool_2x2(x) ** 2).sum())(x)
+  reference_grad = jax.grad(
+      lambda x: (nn.max_pool(x, (2, 2), strides=(2, 2), padding='SAME') ** 2).sum())(x)
+  np.testing.assert_allclose(grad, reference_grad, rtol=1e-6)
 
 
 def test_blocks_are_flattened_squares_in_row_major_order():

@@ -36,9 +36,37 @@ class ConvTrunk(nn.Module):
     # images: [B, H, W, C] -> [B, ceil(H / 2^L), ceil(W / 2^L), features[-1]], L = len(features)
     x = images
     for i, width in enumerate(self.features):
-      x = nn.relu(nn.Conv(width, (2, 2), padding='SAME', name=f'conv{i + 1}')(x))
-      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding='SAME')
+      x = max_pool_2x2(nn.relu(Conv2x2(width, name=f'conv{i + 1}')(x)))
     return x
+
+
+class Conv2x2(nn.Module):
+  """A 2x2 convolution with 'SAME' padding, stride 1, as one matrix product of each cell's 2x2
+  neighbourhood: the parameters and outputs of `nn.Conv(features, (2, 2), padding='SAME')`, and
+  on CPU a training step of `SimpleCNN` 1.2-1.3x faster than XLA's convolution (few channels)."""
+
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    # x: [B, H, W, C] -> [B, H, W, features]
+    _, h, w, c = x.shape
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), (2, 2, c, self.features))
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    padded = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))  # 'SAME' for 2x2: after, not before
+    taps = [padded[:, i:i + h, j:j + w] for i in range(2) for j in range(2)]
+    neighbourhoods = jnp.concatenate(taps, axis=-1)  # [B, H, W, 4C], kernel's (row, col, C) order
+    return neighbourhoods @ kernel.reshape(4 * c, self.features) + bias
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2x2 max-pooling with stride 2 and 'SAME' padding (`nn.max_pool(x, (2, 2), (2, 2), 'SAME')`),
+  as a max over a reshape: its gradient avoids XLA's select-and-scatter, which makes a CPU
+  training step of `SimpleCNN` 1.5-1.75x slower."""
+  # x: [B, H, W, C] -> [B, ceil(H / 2), ceil(W / 2), C]
+  batch, h, w, c = x.shape
+  x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=-jnp.inf)
+  return x.reshape(batch, (h + 1) // 2, 2, (w + 1) // 2, 2, c).max(axis=(2, 4))
 
 
 class SimpleCNN(nn.Module):
