@@ -1,0 +1,114 @@
+"""Non-variational DRAW without write attention (Gregor et al. 2015; Lindsey 2017, section 2).
+
+At step t = 1..T the read parameters `g_t` are a linear map of the previous decoder output
+`h_dec_{t-1}` (zeros at t = 1, so `g_1` is the read layer's bias), `r_t = draw_read(x, g_t)`, the
+encoder LSTM takes `[r_t, h_dec_{t-1}]`, a linear layer maps `h_enc_t` to `z_t` and the decoder
+LSTM takes `z_t`. The steps run under `nn.scan`; every weight matrix is Xavier-uniform.
+
+Parameters: `params/draw/step/{read, encoder, latent, decoder}` (the recurrent part that
+pre-training hands on), then one head: `params/classifier/{hidden, logits}` or
+`params/reconstruction`.
+"""
+
+import functools
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from glimpse_jax import glimpse
+
+HEADS = ('classifier', 'reconstruction', 'none')
+READ_PARAMS = 5  # (gx~, gy~, log sigma^2, log delta~, log gamma)
+xavier = nn.initializers.xavier_uniform()
+
+
+class DrawTrace(NamedTuple):
+  """What the recurrent part produced at every step."""
+  read_params: jax.Array  # [B, T, 5] g_t
+  glimpses: jax.Array  # [B, T, n, n, C] r_t
+  decoder: jax.Array  # [B, T, hidden] h_dec_t
+
+
+class _DrawStep(nn.Module):
+  """One DRAW step: carry `((c_enc, h_enc), (c_dec, h_dec))` -> the next, and `(g_t, r_t, h_dec_t)`."""
+  read_size: int
+  hidden: int
+  latent: int
+
+  @nn.compact
+  def __call__(self, carry, images):  # images [B, H, W, C]
+    encoder_carry, decoder_carry = carry
+    h_dec = decoder_carry[1]  # [B, hidden] h_dec_{t-1}
+    read_params = nn.Dense(READ_PARAMS, kernel_init=xavier, name='read')(h_dec)  # [B, 5]
+    read = functools.partial(glimpse.draw_read, n=self.read_size)
+    glimpses = jax.vmap(read)(images, read_params)  # [B, n, n, C]
+    inputs = jnp.concatenate([glimpses.reshape(glimpses.shape[0], -1), h_dec], axis=-1)
+    encoder_carry, h_enc = nn.OptimizedLSTMCell(
+        self.hidden, kernel_init=xavier, recurrent_kernel_init=xavier, name='encoder')(
+            encoder_carry, inputs)
+    z = nn.Dense(self.latent, kernel_init=xavier, name='latent')(h_enc)  # [B, latent]
+    decoder_carry, h_dec = nn.OptimizedLSTMCell(
+        self.hidden, kernel_init=xavier, recurrent_kernel_init=xavier, name='decoder')(
+            decoder_carry, z)
+    return (encoder_carry, decoder_carry), (read_params, glimpses, h_dec)
+
+
+class DrawCore(nn.Module):
+  """The T scanned steps over a batch of images `[B, H, W, C]` -> `DrawTrace`."""
+  read_size: int = 5
+  hidden: int = 256
+  latent: int = 10
+  steps: int = 10
+
+  @nn.compact
+  def __call__(self, images: jax.Array) -> DrawTrace:
+    scan = nn.scan(_DrawStep, variable_broadcast='params', split_rngs={'params': False},
+                   in_axes=nn.broadcast, out_axes=1, length=self.steps)
+    zeros = jnp.zeros((images.shape[0], self.hidden), images.dtype)  # [B, hidden]
+    carry = ((zeros, zeros), (zeros, zeros))
+    _, (read_params, glimpses, decoder) = scan(
+        self.read_size, self.hidden, self.latent, name='step')(carry, images)
+    return DrawTrace(read_params, glimpses, decoder)
+
+
+class DrawModel(nn.Module):
+  """`DrawCore` (named `draw`) and a head on `h_dec_T`.
+
+  Heads: 'classifier' (linear + ReLU of `classifier_hidden`, then class logits), 'reconstruction'
+  (one logit per pixel of the image, for a sigmoid and binary cross-entropy) or 'none' (`None`).
+  Returns `(head output, DrawTrace)`.
+  """
+  head: str = 'classifier'
+  read_size: int = 5
+  hidden: int = 256
+  latent: int = 10
+  steps: int = 10
+  classifier_hidden: int = 256
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, images: jax.Array) -> tuple[jax.Array | None, DrawTrace]:
+    if self.head not in HEADS:
+      raise ValueError(f'head must be one of {list(HEADS)}, got {self.head!r}')
+    trace = DrawCore(self.read_size, self.hidden, self.latent, self.steps, name='draw')(images)
+    final = trace.decoder[:, -1]  # [B, hidden] h_dec_T
+    if self.head == 'classifier':
+      return DrawClassifier(self.classifier_hidden, self.num_classes, name='classifier')(final), trace
+    if self.head == 'reconstruction':
+      pixels = images[0].size
+      logits = nn.Dense(pixels, kernel_init=xavier, name='reconstruction')(final)  # [B, H*W*C]
+      return logits.reshape(images.shape), trace
+    return None, trace
+
+
+class DrawClassifier(nn.Module):
+  """`h_dec_T [B, hidden]` -> linear + ReLU (`features`) -> class logits `[B, num_classes]`."""
+  features: int = 256
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, h: jax.Array) -> jax.Array:
+    h = nn.relu(nn.Dense(self.features, kernel_init=xavier, name='hidden')(h))
+    return nn.Dense(self.num_classes, kernel_init=xavier, name='logits')(h)
