@@ -248,3 +248,24 @@ def draw_read(image, params, *, n, zero_indexed=False):
   fx, fy, gamma = draw_filterbank(params, n=n, height=height, width=width,
                                   zero_indexed=zero_indexed)
   return gamma * jnp.einsum('ib,bac,ja->ijc', fy, image, fx)
+
+
+def draw_center(params, *, height, width, zero_indexed=False):
+  """The centre `(gX, gY)` of DRAW read grids as locations `(x, y)` (see `draw_filterbank`).
+
+  `gX` counts pixel centres from 1 (from 0 when `zero_indexed`), so its continuous pixel
+  coordinate is `gX - 0.5` (`gX + 0.5`); `gx~ = 0` is the image centre `x = 0`.
+
+  Args:
+    params: `[..., 5]` read parameters; only `gx~` and `gy~` matter.
+    height: image height H.
+    width: image width W.
+    zero_indexed: as in `draw_filterbank`.
+
+  Returns:
+    `[..., 2]` locations `(x, y)`.
+  """
+  _expect(chex.assert_shape, params, (..., 5), 'params must be [..., 5] DRAW read parameters')
+  grid = params[..., :2] + 1.0
+  pixels = grid * _per_axis(grid, (width + 1) / 2, (height + 1) / 2)  # [..., 2] (gX, gY)
+  return pixel_to_loc(pixels + (0.5 if zero_indexed else -0.5), height, width)

@@ -1,5 +1,11 @@
 """Pure objective functions (no Flax): policy gradients, importance-weighted estimators, ..."""
 
+from glimpse_jax.objectives.attention_guidance import (
+    heuristic_loss,
+    mimic_loss,
+    mimic_weight,
+    safe_norm,
+)
 from glimpse_jax.objectives.distillation import distillation_loss
 from glimpse_jax.objectives.exploration import (
     action_entropy,
