@@ -1,7 +1,7 @@
 """Non-variational DRAW without write attention (Gregor et al. 2015; Lindsey 2017, section 2).
 
 At step t = 1..T the read parameters `g_t` are a linear map of the previous decoder output
-`h_dec_{t-1}` (zeros at t = 1, so `g_1` is the read layer's bias), `r_t = draw_read(x, g_t)`, the
+`h_dec_{t-1}` (zeros at t = 1, so `g_1` is the read layer's bias, see `read_bias`), `r_t = draw_read(x, g_t)`, the
 encoder LSTM takes `[r_t, h_dec_{t-1}]`, a linear layer maps `h_enc_t` to `z_t` and the decoder
 LSTM takes `z_t`. The steps run under `nn.scan`; every weight matrix is Xavier-uniform.
 
@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from glimpse_jax import glimpse
 
 HEADS = ('classifier', 'reconstruction', 'none')
+READ_INITS = ('blur', 'zeros')
 READ_PARAMS = 5  # (gx~, gy~, log sigma^2, log delta~, log gamma)
 xavier = nn.initializers.xavier_uniform()
 
@@ -36,12 +37,15 @@ class _DrawStep(nn.Module):
   read_size: int
   hidden: int
   latent: int
+  read_init: str
 
   @nn.compact
   def __call__(self, carry, images):  # images [B, H, W, C]
     encoder_carry, decoder_carry = carry
     h_dec = decoder_carry[1]  # [B, hidden] h_dec_{t-1}
-    read_params = nn.Dense(READ_PARAMS, kernel_init=xavier, name='read')(h_dec)  # [B, 5]
+    bias = read_bias(self.read_init, self.read_size, *images.shape[1:3])
+    read_params = nn.Dense(READ_PARAMS, kernel_init=xavier, bias_init=lambda *_: bias,
+                           name='read')(h_dec)  # [B, 5]
     read = functools.partial(glimpse.draw_read, n=self.read_size)
     glimpses = jax.vmap(read)(images, read_params)  # [B, n, n, C]
     inputs = jnp.concatenate([glimpses.reshape(glimpses.shape[0], -1), h_dec], axis=-1)
@@ -55,12 +59,28 @@ class _DrawStep(nn.Module):
     return (encoder_carry, decoder_carry), (read_params, glimpses, h_dec)
 
 
+def read_bias(read_init: str, n: int, height: int, width: int) -> jax.Array:
+  """The read layer's initial bias, hence `g_1`: 'zeros', or 'blur' (zeros but sigma = delta / 2).
+
+  With 'zeros' the first grid spans the image with sigma = 1 pixel, so each filter samples one
+  pixel near the border, blank in MNIST, and the read's gradients all but vanish; 'blur' starts
+  from a blurred view of the whole image instead.
+  """
+  if read_init not in READ_INITS:
+    raise ValueError(f'read_init must be one of {list(READ_INITS)}, got {read_init!r}')
+  if read_init == 'zeros':
+    return jnp.zeros(READ_PARAMS)
+  delta = (max(height, width) - 1) / (n - 1)  # the stride at log delta~ = 0
+  return jnp.array([0.0, 0.0, 2 * jnp.log(delta / 2), 0.0, 0.0])
+
+
 class DrawCore(nn.Module):
   """The T scanned steps over a batch of images `[B, H, W, C]` -> `DrawTrace`."""
   read_size: int = 5
   hidden: int = 256
   latent: int = 10
   steps: int = 10
+  read_init: str = 'blur'
 
   @nn.compact
   def __call__(self, images: jax.Array) -> DrawTrace:
@@ -69,7 +89,7 @@ class DrawCore(nn.Module):
     zeros = jnp.zeros((images.shape[0], self.hidden), images.dtype)  # [B, hidden]
     carry = ((zeros, zeros), (zeros, zeros))
     _, (read_params, glimpses, decoder) = scan(
-        self.read_size, self.hidden, self.latent, name='step')(carry, images)
+        self.read_size, self.hidden, self.latent, self.read_init, name='step')(carry, images)
     return DrawTrace(read_params, glimpses, decoder)
 
 
@@ -85,6 +105,7 @@ class DrawModel(nn.Module):
   hidden: int = 256
   latent: int = 10
   steps: int = 10
+  read_init: str = 'blur'
   classifier_hidden: int = 256
   num_classes: int = 10
 
@@ -92,7 +113,8 @@ class DrawModel(nn.Module):
   def __call__(self, images: jax.Array) -> tuple[jax.Array | None, DrawTrace]:
     if self.head not in HEADS:
       raise ValueError(f'head must be one of {list(HEADS)}, got {self.head!r}')
-    trace = DrawCore(self.read_size, self.hidden, self.latent, self.steps, name='draw')(images)
+    trace = DrawCore(self.read_size, self.hidden, self.latent, self.steps, self.read_init,
+                     name='draw')(images)
     final = trace.decoder[:, -1]  # [B, hidden] h_dec_T
     if self.head == 'classifier':
       return DrawClassifier(self.classifier_hidden, self.num_classes, name='classifier')(final), trace

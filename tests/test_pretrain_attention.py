@@ -1,0 +1,213 @@
+"""Lindsey 2017's pre-trained attention: the DRAW model, the guidance losses against NumPy written
+from the formulas, config checks, grafted and frozen DRAW parameters, and a smoke pipeline."""
+
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from glimpse_jax import glimpse, train
+from glimpse_jax.nets.draw import DrawModel, read_bias
+from glimpse_jax.objectives import heuristic_loss, mimic_loss, mimic_weight
+from glimpse_jax.train import pipeline
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
+import pretrain_attention as pa  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+TINY = dict(read_size=2, hidden=8, latent=3, steps=3, classifier_hidden=6)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model.
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('head, output', [('classifier', (4, 10)), ('reconstruction', (4, 28, 28, 1)),
+                                          ('none', None)])
+def test_draw_shapes_and_first_read_from_zeros(head, output):
+  images = jax.random.uniform(jax.random.key(0), (4, 28, 28, 1))  # [B, H, W, C]
+  model = DrawModel(head, **TINY)
+  params = model.init(jax.random.key(1), images)
+  out, trace = model.apply(params, images)
+  assert (None if out is None else out.shape) == output
+  assert trace.read_params.shape == (4, 3, 5)
+  assert trace.glimpses.shape == (4, 3, 2, 2, 1)
+  assert trace.decoder.shape == (4, 3, 8)
+  assert sorted(params['params']) == sorted({'draw', *([head] if head != 'none' else [])})
+  assert sorted(params['params']['draw']['step']) == ['decoder', 'encoder', 'latent', 'read']
+
+  # g_1 is the read layer applied to h_dec_0 = 0: its bias, whatever its kernel; g_2 is not.
+  read = params['params']['draw']['step']['read']
+  bias = np.asarray([0, 0, 2 * np.log(27 / 2), 0, 0], np.float32)  # sigma = delta / 2
+  np.testing.assert_allclose(read['bias'], bias, rtol=1e-6)
+  shaken = jax.tree.map(lambda x: x, params)
+  shaken['params']['draw']['step']['read'] = {**read, 'kernel': read['kernel'] + 1.0}
+  _, moved = model.apply(shaken, images)
+  for g_t in (trace.read_params, moved.read_params):
+    np.testing.assert_allclose(g_t[:, 0], np.broadcast_to(bias, (4, 5)), rtol=1e-6)
+  assert np.ptp(np.asarray(trace.read_params[:, 1]), axis=0).max() > 0  # depends on the image
+  np.testing.assert_array_equal(read_bias('zeros', 2, 28, 28), np.zeros(5))
+
+
+def test_draw_center_against_the_filterbank():
+  params = jnp.asarray([[0.3, -0.6, 0.1, -0.2, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
+  center = glimpse.draw_center(params, height=40, width=100)  # [2, 2]
+  # Reference: the middle filter of an odd grid sits at (gX, gY), 1-based pixel centres.
+  for row in range(2):
+    fx, fy, _ = glimpse.draw_filterbank(params[row], n=5, height=40, width=100)
+    columns, rows = np.arange(1, 101), np.arange(1, 41)
+    gx, gy = (fx[2] * columns).sum(), (fy[2] * rows).sum()  # the middle filters' means
+    expected = [(gx - 0.5) / 50 - 1, (gy - 0.5) / 20 - 1]
+    np.testing.assert_allclose(center[row], expected, atol=2e-4)
+  np.testing.assert_allclose(center[1], [0.0, 0.0], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# The guidance losses, against NumPy from the formulas.
+# ---------------------------------------------------------------------------------------------
+def test_heuristic_loss_against_numpy():
+  rng = np.random.default_rng(0)
+  center = rng.uniform(-1, 1, 2).astype(np.float32)
+  read_center_t = rng.uniform(-1, 1, (4, 2)).astype(np.float32)
+  decoder_t = rng.normal(size=(4, 7)).astype(np.float32)
+  expected = 0.0
+  for t in range(4):
+    dx, dy = center - read_center_t[t]
+    expected += np.sqrt(dx * dx + dy * dy) + 0.001 * np.abs(decoder_t[t]).sum()
+  got = heuristic_loss(jnp.asarray(center), jnp.asarray(read_center_t), jnp.asarray(decoder_t))
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  # On the digit's centre the distance term's gradient is zero, not NaN.
+  grad = jax.grad(heuristic_loss, argnums=1)(jnp.asarray(center),
+                                             jnp.tile(jnp.asarray(center), (4, 1)),
+                                             jnp.asarray(decoder_t))
+  np.testing.assert_array_equal(grad, 0.0)
+  with pytest.raises(ValueError, match=r'decoder_t must be \[T, hidden\] with T=4'):
+    heuristic_loss(jnp.asarray(center), jnp.asarray(read_center_t), jnp.ones((3, 7)))
+
+
+def test_mimic_loss_and_its_weight_schedule():
+  rng = np.random.default_rng(1)
+  g_t, teacher_t = rng.normal(size=(2, 5, 5)).astype(np.float32)
+  expected = np.mean([np.sqrt(np.sum((g_t[t] - teacher_t[t]) ** 2)) for t in range(5)])
+  np.testing.assert_allclose(mimic_loss(jnp.asarray(g_t), jnp.asarray(teacher_t)), expected,
+                             rtol=1e-5)
+  grad = jax.grad(lambda t: mimic_loss(jnp.asarray(g_t), t))(jnp.asarray(teacher_t))
+  np.testing.assert_array_equal(grad, 0.0)  # the teacher is a target
+  for alpha in (0.95, 0.5):
+    for i in (0, 1, 100, 5_000, 80_000):
+      np.testing.assert_allclose(mimic_weight(i, alpha), np.exp(0.01 * i * np.log(alpha)),
+                                 rtol=1e-4, atol=1e-30)  # float32
+  np.testing.assert_allclose(jax.jit(mimic_weight, static_argnums=1)(jnp.int32(300), 0.5), 0.125,
+                             rtol=1e-6)  # 0.5 ** 3
+  with pytest.raises(ValueError, match='alpha must be in'):
+    mimic_weight(1, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs.
+# ---------------------------------------------------------------------------------------------
+def test_every_variant_resolves_and_bad_fields_are_named():
+  for variant in pa.VARIANTS:
+    for _, phase, _ in pipeline.resolved_phases(pa.get_config(variant), '/runs/x'):
+      pa.validate(phase)
+  config = pa.get_config('bootstrap_alpha05_translated')
+  assert config.pipeline == ('teacher', 'classify')
+  assert config.phases.teacher.loss.objective == 'classification'
+  assert config.phases.teacher.num_steps == 80_000
+  assert config.phases.classify.loss.mimic_alpha == 0.5
+  assert config.phases.classify.model.read_size == 5
+  assert config.phases.classify.dataset.canvas_size == 100
+  regular = pa.get_config('reconstruction_regular')
+  assert regular.phases.pretrain.num_steps == 15_000 and regular.phases.pretrain.model.read_size == 2
+  assert regular.phases.classify.init_subtrees == ('params/draw',)
+
+  def broken(**fields):
+    phase = pa.phase_config('classification', 'regular', 10)
+    phase.update_from_flattened_dict(fields)
+    return phase
+
+  for fields, message in [
+      ({'model.read_size': 1}, r'model.read_size must be an integer >= 2, got 1'),
+      ({'model.read_size': 29}, r'model.read_size must be <= the image side 28, got 29'),
+      ({'loss.objective': 'saliency'}, r"loss.objective must be one of .*got 'saliency'"),
+      ({'loss.objective': 'mimic', 'headline': 'error'}, r"'mimic' needs exactly frozen.teacher"),
+      ({'model.read_init': 'random'}, r"model.read_init must be one of .*got 'random'"),
+      ({'loss.mimic_alpha': 1.5}, r'loss.mimic_alpha must be in \(0, 1\], got 1.5'),
+      ({'headline': 'bce'}, r"headline must be 'error' for loss.objective='classification'"),
+  ]:
+    with pytest.raises(ValueError, match=message):
+      pa.make_experiment(broken(**fields))
+  with pytest.raises(ValueError, match='unknown variant'):
+    pa.get_config('mimic')
+
+
+# ---------------------------------------------------------------------------------------------
+# Grafted and frozen DRAW parameters, in process on a tiny model.
+# ---------------------------------------------------------------------------------------------
+def _tiny(objective, data_dir, num_steps, hidden=8):
+  config = pa.phase_config(objective, 'regular', num_steps)
+  config.experiment = 'pretrain_attention'
+  config.model.update(hidden=hidden, latent=3, glimpses=2, classifier_hidden=6)
+  config.dataset.update(train_examples=1_000, eval_examples=200, data_dir=data_dir,
+                        download=False)
+  config.update(log_every=num_steps, checkpoint_every=0, eval_every=0)
+  return config
+
+
+@pytest.fixture(scope='module')
+def pretrained(data_dir, tmp_path_factory):
+  """A workdir of a tiny reconstruction pre-training (5 batches)."""
+  workdir = str(tmp_path_factory.mktemp('pretrain'))
+  config = _tiny('reconstruction', data_dir, 5)
+  train.run(config, workdir, pa.make_experiment(config))
+  return workdir
+
+
+def test_classification_starts_from_the_pretrained_draw(data_dir, pretrained, tmp_path):
+  # Grafted from `pretrained` and mimicking it as a frozen teacher, with a zero learning rate so
+  # that the parameters stay those of step 0.
+  config = _tiny('mimic', data_dir, 2)
+  config.update(init_from=pretrained, init_subtrees=('params/draw',))
+  config.frozen = ml_collections.ConfigDict({'teacher': pretrained})
+  config.optimizer.learning_rate = 0.0
+  results = train.run(config, str(tmp_path / 'classify'), pa.make_experiment(config))
+  assert results['test_mimic'] < 1e-6  # the same read parameters as the teacher
+  before, after = train.load_params(pretrained), train.load_params(str(tmp_path / 'classify'))
+  assert set(before['params']) == {'draw', 'reconstruction'}
+  assert set(after['params']) == {'draw', 'classifier'}  # the teacher is not in the checkpoint
+  leaves = jax.tree.leaves_with_path(before['params']['draw'])
+  assert len(leaves) == len(jax.tree.leaves(after['params']['draw'])) > 10
+  for (path, x), y in zip(leaves, jax.tree.leaves(after['params']['draw'])):
+    np.testing.assert_array_equal(x, y, err_msg=jax.tree_util.keystr(path))
+
+
+def test_a_missing_or_incompatible_teacher_is_named(data_dir, pretrained, tmp_path):
+  missing = str(tmp_path / 'no_teacher_here')
+  config = _tiny('mimic', data_dir, 2)
+  config.frozen = ml_collections.ConfigDict({'teacher': missing})
+  with pytest.raises(ValueError, match=rf"frozen.teacher='{missing}': cannot restore"):
+    train.run(config, str(tmp_path / 'a'), pa.make_experiment(config))
+
+  config = _tiny('mimic', data_dir, 2, hidden=12)
+  config.frozen = ml_collections.ConfigDict({'teacher': pretrained})
+  with pytest.raises(ValueError, match=rf"(?s)frozen.teacher='{pretrained}' is not a DRAW model "
+                                       r".*'hidden': 12.*params/draw/step/decoder/hf/kernel: "
+                                       r'float32\[8, 8\] in .*float32\[12, 12\] here'):
+    train.run(config, str(tmp_path / 'b'), pa.make_experiment(config))
+
+
+# ---------------------------------------------------------------------------------------------
+# A smoke pipeline learns.
+# ---------------------------------------------------------------------------------------------
+def test_heuristic_smoke_pipeline_learns(data_dir, tmp_path):
+  config = pa.get_config('heuristic_regular_smoke')
+  with config.unlocked():
+    for name in config.pipeline:
+      config.phases[name].dataset.update(data_dir=data_dir, download=False, eval_examples=1_000)
+    config.phases.pretrain.num_steps = 50
+    config.phases.classify.num_steps = 1_000
+  results = train.run_pipeline(config, str(tmp_path / 'run'), pa.make_experiment)
+  assert results['pretrain']['test_distance'] < 0.05  # reads centred on the digit
+  assert results['classify']['test_error'] < 0.5  # chance: 0.9; measured 0.29
