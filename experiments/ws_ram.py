@@ -178,16 +178,13 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     if spec.method == 'var':
       fn = lambda ll, lp, b: var_loss(ll, lp, b, control_variate=spec.control_variates)
       return jax.vmap(fn)(log_likelihood, log_prior, out.baseline)
+    fn = lambda ll, lp, r, q: wake_sleep_loss(ll, lp, r, log_q=q,
+                                              control_variates=spec.control_variates)
     if spec.method == 'ws':
-      # Tempered prior samples are importance-weighted by the tempered density (no gradient).
-      lr = jax.lax.stop_gradient(log_proposal) if tempered else None
-      fn = lambda ll, lp, r: wake_sleep_loss(ll, lp, r, control_variates=spec.control_variates)
-      return jax.vmap(fn)(log_likelihood, log_prior, lr)
-    # Weights use the tempered q that drew the samples; q's update follows log q itself.
-    log_q = out.log_q.sum(-1).T  # [B, K]
-    lr = log_q + jax.lax.stop_gradient(log_proposal - log_q)
-    fn = lambda ll, lp, r: wake_sleep_loss(ll, lp, r, control_variates=spec.control_variates)
-    return jax.vmap(fn)(log_likelihood, log_prior, lr)
+      # Tempered prior samples are importance-weighted by the tempered density.
+      return jax.vmap(fn)(log_likelihood, log_prior, log_proposal if tempered else None, None)
+    # Weights use the (tempered) q that drew the samples; q's update follows log q itself.
+    return jax.vmap(fn)(log_likelihood, log_prior, log_proposal, out.log_q.sum(-1).T)
 
   def exploration(out):
     """Entropy and coverage of the policies that act: the prior, and q when it proposes."""

@@ -33,18 +33,20 @@ LOG_PY = np.log(JOINT.sum())
 POSTERIOR = JOINT / JOINT.sum()
 
 
-def _draws(variants, k, num_draws, seed, proposal='prior'):
+def _draws(variants, k, num_draws, seed, proposal='prior', temperature=1.0):
   """Estimates from `num_draws` independent sets of k actions, shared by all variants.
 
   Args:
-    variants: {name: fn(log_likelihood, log_prior, log_q) -> (loss, metrics)}, on [k] vectors.
-    proposal: 'prior' or 'q', the distribution the actions are drawn from.
+    variants: {name: fn(log_likelihood, log_prior, log_q, log_proposal) -> (loss, metrics)}, on
+      [k] vectors; log_proposal is the log density of the distribution that drew the actions.
+    proposal: 'prior' or 'q', the distribution the actions are drawn from, tempered:
+      softmax(logits / temperature).
 
   Returns:
     {name: (estimate of grad_theta [N, A], estimate of grad_phi [N, A], metrics)} in float64,
     estimates being minus the surrogate's gradient.
   """
-  logits = jnp.asarray(THETA if proposal == 'prior' else PHI)
+  logits = jnp.asarray(THETA if proposal == 'prior' else PHI) / temperature
 
   def one_set(key):
     actions = jax.random.categorical(key, logits, shape=(k,))  # [k]
@@ -52,7 +54,8 @@ def _draws(variants, k, num_draws, seed, proposal='prior'):
     def surrogate(theta, phi, fn):
       log_prior = jax.nn.log_softmax(theta)[actions]  # [k]
       log_q = jax.nn.log_softmax(phi)[actions]  # [k]
-      return fn(jnp.asarray(LOG_LIKELIHOOD)[actions], log_prior, log_q)
+      log_proposal = jax.nn.log_softmax(logits)[actions]  # [k], constant
+      return fn(jnp.asarray(LOG_LIKELIHOOD)[actions], log_prior, log_q, log_proposal)
 
     out = {}
     for name, fn in variants.items():
@@ -81,8 +84,8 @@ def _total_variance(draws):
 
 
 def _ws(control_variates, with_q):
-  return lambda ll, lp, lq: wake_sleep.wake_sleep_loss(
-      ll, lp, lq if with_q else None, control_variates=control_variates)
+  return lambda ll, lp, lq, lr: wake_sleep.wake_sleep_loss(
+      ll, lp, lr, log_q=lq if with_q else None, control_variates=control_variates)
 
 
 def test_surrogate_gradients_are_the_papers_weights():
@@ -96,13 +99,24 @@ def test_surrogate_gradients_are_the_papers_weights():
     return [np.asarray(g) for g in jax.grad(lambda *a: fn(*a)[0], argnums=tuple(
         range(len(args))))(*args)]
 
-  d_ll, d_lp, d_lq = grads(lambda *a: wake_sleep.wake_sleep_loss(*a), ll, lp, lq)
+  # q proposes: log r = log q; only log_q carries q's gradient.
+  ws = lambda ll, lp, lq, **kw: wake_sleep.wake_sleep_loss(ll, lp, lq, log_q=lq, **kw)
+  d_ll, d_lp, d_lq = grads(ws, ll, lp, lq)
   np.testing.assert_allclose(d_ll, -w, atol=1e-6)
   np.testing.assert_allclose(d_lp, -(w - v), atol=1e-6)
   np.testing.assert_allclose(d_lq, -(w - 1 / k), atol=1e-6)
-  plain = grads(lambda *a: wake_sleep.wake_sleep_loss(*a, control_variates=False), ll, lp, lq)
+  plain = grads(lambda *a: ws(*a, control_variates=False), ll, lp, lq)
   for g in plain:
     np.testing.assert_allclose(g, -w, atol=1e-6)
+  # A tempered q proposes: log r != log q, and q's control variate is softmax(log q - log r).
+  lr = jnp.asarray(rng.normal(size=6), jnp.float32)
+  d_ll, d_lp, d_lq = grads(
+      lambda ll, lp, lq: wake_sleep.wake_sleep_loss(ll, lp, lr, log_q=lq), ll, lp, lq)
+  w = _softmax(ll + lp - lr)
+  np.testing.assert_allclose(d_ll, -w, atol=1e-6)
+  np.testing.assert_allclose(d_lp, -(w - _softmax(lp - lr)), atol=1e-6)
+  np.testing.assert_allclose(d_lq, -(w - _softmax(lq - lr)), atol=1e-6)
+  w = _softmax(ll + lp - lq)
 
   d_ll, d_lp = grads(lambda *a: wake_sleep.wake_sleep_loss(*a), ll, lp)
   np.testing.assert_allclose(d_ll, -_softmax(ll), atol=1e-6)
@@ -137,6 +151,20 @@ def test_control_variates_keep_the_expectation_and_cut_the_variance(proposal):
   assert _total_variance(cv) < 0.75 * _total_variance(plain)
 
 
+def test_tempered_q_proposal_keeps_the_control_variate_unbiased():
+  # Samples from q tempered by T = 3: a plain 1/K control variate for q's update would have mean
+  # E_{q_T}[grad log q] = q_T - q; the self-normalised one tends to E_q[grad log q] = 0.
+  temperature = 3.0
+  shift = _softmax(PHI / temperature) - Q  # the mean a 1/K control variate would add
+  out = _draws({'plain': _ws(False, True), 'cv': _ws(True, True)}, k=20, num_draws=100_000,
+               seed=5, proposal='q', temperature=temperature)
+  cv_shift = out['plain'][1] - out['cv'][1]  # [N, A] the control variate's part of q's estimate
+  assert np.linalg.norm(cv_shift.mean(axis=0)) < 0.1 * np.linalg.norm(shift)
+  # q's estimate approaches its target, posterior - q, as with an untempered q at this K.
+  assert np.linalg.norm(out['cv'][1].mean(axis=0) - (POSTERIOR - Q)) < 0.1 * np.linalg.norm(
+      POSTERIOR - Q)
+
+
 def test_q_proposal_bias_shrinks_with_num_samples():
   distances = {'theta': [], 'phi': []}
   for k in (2, 5, 20):
@@ -157,7 +185,8 @@ def test_var_matches_the_closed_form_gradient():
   target = PRIOR * (LOG_LIKELIHOOD - mean_reward)
   baseline = jnp.float32(mean_reward)
   variants = {
-      name: (lambda ll, lp, lq, cv=cv: wake_sleep.var_loss(ll, lp, baseline, control_variate=cv))
+      name: (lambda ll, lp, lq, lr, cv=cv: wake_sleep.var_loss(ll, lp, baseline,
+                                                               control_variate=cv))
       for name, cv in (('plain', False), ('cv', True))}
   out = _draws(variants, k=5, num_draws=200_000, seed=3)
   for name in variants:

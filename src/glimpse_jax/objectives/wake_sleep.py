@@ -82,43 +82,49 @@ def var_loss(log_likelihood: jax.Array, log_prior: jax.Array, baseline: jax.Arra
 
 
 def wake_sleep_loss(log_likelihood: jax.Array, log_prior: jax.Array,
-                    log_proposal: jax.Array | None = None, *,
+                    log_proposal: jax.Array | None = None, *, log_q: jax.Array | None = None,
                     control_variates: bool = True) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """WS-RAM: the prediction network's eq. 8 update and, with a proposal q, the wake-q update.
+  """WS-RAM: the prediction network's eq. 8 update and, with an inference network q, eq. 14.
 
+  The samples a_k come from a proposal r: the prior, q, or either tempered (sec. 4.5).
   Prediction network (classifier and prior policy), eq. 8, with the prior term's control variate:
     -sum_k [w~_k grad log p(y | a_k, x) + (w~_k - v~_k) grad log p(a_k | x)],
   where v~ = softmax(log p(a_k | x) - log r(a_k)) are the self-normalised weights of the prior
-  itself (eqs. 15-19, our reading). With the prior as proposal v~_k = 1/K and the expectation is
-  unchanged (E_p[grad log p] = 0); with q as proposal it moves by the O(1/K) self-normalisation
-  bias the paper accepts.
-  Inference network, eq. 14 with the 1/K control variate (E_q[grad log q] = 0):
-    -sum_k (w~_k - 1/K) grad log q(a_k | x, y).
+  itself (eqs. 15-19, our reading): a self-normalised estimate of E_p[grad log p] = 0. With the
+  prior as proposal v~_k = 1/K and the expectation is unchanged; with another proposal it moves
+  by the O(1/K) self-normalisation bias the paper accepts.
+  Inference network, eq. 14, with the same kind of control variate:
+    -sum_k (w~_k - u~_k) grad log q(a_k | x, y),  u~ = softmax(log q(a_k | x, y) - log r(a_k)).
+  With q itself as proposal u~_k = 1/K, the paper's; under a tempered q a plain 1/K would not
+  have mean zero (E_{q_T}[grad log q] != 0) and would bias q's update.
 
   Args:
     log_likelihood: [K] log p(y | a_k, x).
     log_prior: [K] log p(a_k | x).
-    log_proposal: [K] log q(a_k | x, y) when q proposed the samples; None when the prior did
-      (WS-RAM without q: no inference-network term).
-    control_variates: subtract v~ and 1/K as above; with False the weights are plain w~.
+    log_proposal: [K] log r(a_k) of the density that drew the samples (a constant: q learns
+      through `log_q` only); None when the untempered prior drew them.
+    log_q: [K] log q(a_k | x, y) of the inference network to train; None: no eq. 14 term.
+    control_variates: subtract v~ and u~ as above; with False the weights are plain w~.
 
   Returns:
     The surrogate scalar and `importance_diagnostics` of log w (`bound`, `ess`, `weights`).
   """
-  if log_proposal is None:
-    k = _num_samples(log_likelihood=log_likelihood, log_prior=log_prior)
-    log_weights = log_likelihood  # [K]; the prior cancels
-    prior_weights = jnp.full((k,), 1.0 / k, log_prior.dtype)  # [K] v~
-  else:
-    k = _num_samples(log_likelihood=log_likelihood, log_prior=log_prior,
-                     log_proposal=log_proposal)
-    log_weights = log_likelihood + log_prior - log_proposal  # [K]
-    prior_weights = jax.nn.softmax(jax.lax.stop_gradient(log_prior - log_proposal))  # [K] v~
-  metrics = importance_diagnostics(log_weights)
-  weights = metrics['weights']  # [K] w~, constant
-  prior_term = weights - prior_weights if control_variates else weights  # [K]
-  loss = -jnp.sum(weights * log_likelihood) - jnp.sum(prior_term * log_prior)
+  vectors = dict(log_likelihood=log_likelihood, log_prior=log_prior)
   if log_proposal is not None:
-    proposal_term = weights - 1.0 / k if control_variates else weights  # [K]
-    loss = loss - jnp.sum(proposal_term * log_proposal)
+    vectors['log_proposal'] = log_proposal
+  if log_q is not None:
+    vectors['log_q'] = log_q
+  k = _num_samples(**vectors)
+  if log_proposal is None:
+    log_proposal = jax.lax.stop_gradient(log_prior)  # [K]; the prior cancels in log w
+  log_proposal = jax.lax.stop_gradient(log_proposal)
+  self_normalised = lambda log_density: jax.nn.softmax(
+      jax.lax.stop_gradient(log_density) - log_proposal)  # [K]
+  metrics = importance_diagnostics(log_likelihood + log_prior - log_proposal)
+  weights = metrics['weights']  # [K] w~, constant
+  prior_term = weights - self_normalised(log_prior) if control_variates else weights  # [K]
+  loss = -jnp.sum(weights * log_likelihood) - jnp.sum(prior_term * log_prior)
+  if log_q is not None:
+    proposal_term = weights - self_normalised(log_q) if control_variates else weights  # [K]
+    loss = loss - jnp.sum(proposal_term * log_q)
   return loss, metrics
