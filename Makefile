@@ -7,6 +7,8 @@ CONFIG ?=
 WORKDIR ?= runs/$(NAME)-$(if $(CONFIG),$(CONFIG),default)
 ARGS ?=
 PHASE ?=
+# SEEDS=N runs seeds 0..N-1, each in its own workdir $(WORKDIR)-seed<s> (--config.seed=<s>).
+SEEDS ?=
 # Folder of IDX files (<dir>/mnist, <dir>/fashion_mnist); a `data` folder beside the checkout is
 # used when present, otherwise the library's own default (with checksum-verified download).
 GLIMPSE_DATA_DIR ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
@@ -25,8 +27,16 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 test: install
 	$(PY) -m pytest -q -n 2 tests
 
+RUN = $(PY) main.py --config=experiments/$(NAME).py$(if $(CONFIG),:$(CONFIG),) $(if $(PHASE),--phase=$(PHASE),)
+
 experiment: install
-	$(PY) main.py --config=experiments/$(NAME).py$(if $(CONFIG),:$(CONFIG),) --workdir=$(WORKDIR) $(if $(PHASE),--phase=$(PHASE),) $(ARGS)
+ifeq ($(SEEDS),)
+	$(RUN) --workdir=$(WORKDIR) $(ARGS)
+else
+	@case '$(SEEDS)' in ''|*[!0-9]*|0) echo "SEEDS must be a whole number >= 1, got '$(SEEDS)'" >&2; exit 2;; esac
+	set -e; for seed in $$(seq 0 $$(($(SEEDS) - 1))); do \
+	  $(RUN) --workdir=$(WORKDIR)-seed$$seed --config.seed=$$seed $(ARGS); done
+endif
 
 # Large arrays on 2 MiB pages (glibc's transparent-huge-page switch; NumPy does this for its own).
 bench: install
