@@ -14,7 +14,7 @@ SEEDS ?=
 GLIMPSE_DATA_DIR ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
 export GLIMPSE_DATA_DIR
 
-.PHONY: install test experiment bench clean
+.PHONY: install test experiment bench results clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ else
 	set -e; for seed in $$(seq 0 $$(($(SEEDS) - 1))); do \
 	  $(RUN) --workdir=$(WORKDIR)-seed$$seed --config.seed=$$seed $(ARGS); done
 endif
+
+# The results book (results/README.md and a page per experiment) from the committed runs.
+results: install
+	$(PY) results_book.py
 
 # Large arrays on 2 MiB pages (glibc's transparent-huge-page switch; NumPy does this for its own).
 bench: install

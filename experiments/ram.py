@@ -60,6 +60,43 @@ _PAPER_STEPS = 1_000_000
 VARIANTS = (*_TASKS, *(f'{name}_paper' for name in _TASKS if name != 'smoke'))
 
 
+# The paper's test errors (Mnih et al. 2014, Tables 1-2) by task, glimpses and random locations.
+PAPER_ERRORS = {
+    ('mnist', 6, False): 0.0112, ('mnist', 7, False): 0.0107,
+    ('translated60', 4, False): 0.0154, ('translated60', 6, False): 0.0122,
+    ('translated60', 8, False): 0.0120, ('translated60', 8, True): 0.144,
+    ('cluttered60', 4, False): 0.0496, ('cluttered60', 6, False): 0.0408,
+    ('cluttered60', 8, False): 0.0404, ('cluttered60', 8, True): 0.284,
+    ('cluttered100', 4, False): 0.0941, ('cluttered100', 6, False): 0.0831,
+    ('cluttered100', 8, False): 0.0811,
+}
+
+
+def paper_row(config) -> tuple[str, float] | None:
+  """The paper's row and test error for a run's config (a ConfigDict or its results.json dict),
+  None when no row of the paper matches (another task, retina, core or locator).
+
+  Derived from the config the run trained with rather than recorded beside it, so an override
+  (`--config.model.num_glimpses=8`) moves the run to its own row.
+  """
+  dataset, model = config['dataset'], config['model']
+  for task, (task_dataset, task_model, _) in _TASKS.items():
+    if task == 'smoke':
+      continue
+    fields = {**dict(num_glimpses=6), **task_model}
+    if (all(dataset.get(k) == v for k, v in task_dataset.items())
+        and dataset.get('source', 'mnist') == 'mnist'
+        and all(model.get(k) == v for k, v in fields.items() if k != 'num_glimpses')
+        and model.get('core', 'rnn') == 'rnn' and model.get('locator', 'linear') == 'linear'):
+      glimpses, random = model.get('num_glimpses'), bool(model.get('random_locations'))
+      error = PAPER_ERRORS.get((task, glimpses, random))
+      if error is None:
+        return None
+      kind = 'random glimpses' if random else 'glimpses'
+      return f'{task}, {glimpses} {kind}', error
+  return None
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The RAM config for variant `arg` (one of VARIANTS; default `mnist`)."""
   variant = train.pick_variant(arg or 'mnist', VARIANTS)

@@ -172,3 +172,19 @@ def test_mistyped_field_fails():
   config = ram.get_config('smoke')
   with pytest.raises(AttributeError):
     config.model.num_glimpse = 3
+
+
+def test_paper_row_follows_the_config_the_run_trained_with():
+  assert ram.paper_row(ram.get_config('translated60')) == ('translated60, 4 glimpses', 0.0154)
+  assert ram.paper_row(ram.get_config('cluttered100_paper')) == ('cluttered100, 4 glimpses',
+                                                                  0.0941)
+  config = ram.get_config('cluttered60')
+  config.model.num_glimpses, config.model.random_locations = 8, True
+  assert ram.paper_row(config) == ('cluttered60, 8 random glimpses', 0.284)
+  config.model.num_glimpses = 5  # no such row
+  assert ram.paper_row(config) is None
+  config = ram.get_config('mnist')
+  config.model.core = 'lstm'  # not the paper's model
+  assert ram.paper_row(config) is None
+  assert ram.paper_row(config.to_dict() | {'model': ram.get_config('mnist').model.to_dict()}) == (
+      'mnist, 6 glimpses', 0.0112)  # a results.json config is a plain dict

@@ -46,13 +46,15 @@ def load_run(workdir: str) -> Run:
   return Run(os.path.basename(os.path.normpath(workdir)), results, records)
 
 
-def _paper(run: Run, paper: Mapping[str, float] | None) -> tuple[str, float | None]:
+def _paper(run: Run, paper: Mapping[str, Any] | None) -> tuple[str, float | None]:
   """(row name, test error) of the paper's result this run reproduces; a recorded error counts
-  only with its row name (a run whose method was changed clears the row)."""
+  only with its row name (a run whose method was changed clears the row). A caller's `paper`
+  entry is a test error or a (row name, test error) pair."""
   recorded = run.results.get('config', {}).get('paper') or {}
   row = recorded.get('row') or ''
   if paper is not None and run.name in paper:
-    return row, paper[run.name]
+    given = paper[run.name]
+    return given if isinstance(given, tuple) else (row, given)
   return row, recorded.get('test_error') if row else None
 
 
@@ -78,12 +80,13 @@ def _median_grad_variance(run: Run) -> float | None:
   return statistics.median(values) if values else None
 
 
-def results_table(runs: Sequence[Run], paper: Mapping[str, float] | None = None) -> str:
+def results_table(runs: Sequence[Run], paper: Mapping[str, Any] | None = None) -> str:
   """A markdown table, one line per run: errors in %, the paper's, then the other test metrics.
 
   Args:
     runs: the runs, in table order.
-    paper: optional run name -> the paper's test error (a fraction), overriding recorded ones.
+    paper: optional run name -> the paper's test error (a fraction) or (row name, test error),
+      overriding recorded ones.
 
   Returns:
     The table's markdown text (ending in a newline).

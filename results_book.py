@@ -1,0 +1,151 @@
+"""The results book: every experiment's tables, regenerated from the committed runs.
+
+Usage: `make results` (or `python results_book.py [--results results]`).
+
+Each chapter reads the finished runs committed under `results/` (their results.json,
+metrics.jsonl and the files the experiments write beside them), writes `results/<chapter>.md`
+with its figures, and appends the hand-written reading of the numbers, `results/<chapter>_notes.md`,
+when there is one (kept apart, so regenerating never loses it). `results/README.md` indexes the
+chapters: the paper, the runs, their seeds, wall time, and each chapter's headline rows.
+"""
+
+import argparse
+import dataclasses
+import glob
+import os
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+
+from experiments import ram
+from glimpse_jax import report, report_ram_reward, report_variant_mnist
+
+
+@dataclasses.dataclass(frozen=True)
+class Chapter:
+  """One experiment's page of the book.
+
+  Attributes:
+    name: the page's stem (`<results>/<name>.md`) and the experiment module's name.
+    title: the paper, as the page's heading.
+    runs: glob of the committed workdirs, relative to the results folder.
+    write: (workdirs, out markdown path, notes path or None) -> markdown.
+    command: how the runs were made.
+  """
+
+  name: str
+  title: str
+  runs: str
+  write: Callable[[Sequence[str], str, str | None], str]
+  command: str
+
+
+def _append_notes(markdown: str, out: str, notes: str | None) -> str:
+  if notes is not None:
+    with open(notes) as f:
+      markdown += '\n' + f.read()
+    with open(out, 'w') as f:
+      f.write(markdown)
+  return markdown
+
+
+def _ram_paper(runs: Sequence[report.Run]) -> dict[str, tuple[str, float]]:
+  """Run name -> the paper's (row, test error), from each run's config (`ram.paper_row`)."""
+  rows = {run.name: ram.paper_row(run.results['config']) for run in runs}
+  return {name: row for name, row in rows.items() if row is not None}
+
+
+def _generic(title: str, paper_of: Callable[[Sequence[report.Run]], dict] | None):
+  """A chapter of one row per run (`report.results_table`) and its training-error curves."""
+
+  def write(workdirs: Sequence[str], out: str, notes: str | None) -> str:
+    runs = [report.load_run(w) for w in workdirs]
+    folder, stem = os.path.dirname(out) or '.', os.path.splitext(os.path.basename(out))[0]
+    figure = f'{stem}_training_error.png'
+    curves = any(record.get('kind', 'train') == 'train' for run in runs for record in run.records)
+    if curves:  # runs committed without metrics.jsonl have none
+      report.plot_training_error(runs, os.path.join(folder, figure))
+    markdown = ''.join([
+        f'# {title}\n\n',
+        f'{len(runs)} runs, one row each; `test error` follows the greedy path (mean locations), '
+        '`error_mc` averages class log-probabilities over sampled paths. Minutes are the wall '
+        'time of the call that finished the run.\n\n',
+        report.results_table(runs, paper_of(runs) if paper_of else None),
+        f'\n![training error against updates]({figure})\n' if curves else '',
+    ])
+    with open(out, 'w') as f:
+      f.write(markdown)
+    return _append_notes(markdown, out, notes)
+
+  return write
+
+
+def _variant_mnist(workdirs: Sequence[str], out: str, notes: str | None) -> str:
+  return _append_notes(report_variant_mnist.write_report(workdirs, out), out, notes)
+
+
+CHAPTERS = (
+    Chapter('ram', 'Recurrent Models of Visual Attention (Mnih et al. 2014)', 'ram-*',
+            _generic('Recurrent Models of Visual Attention (Mnih et al. 2014)', _ram_paper),
+            'make experiment NAME=ram CONFIG=<task>'),
+    Chapter('ws_ram', 'Learning Wake-Sleep Recurrent Attention Models (Ba et al. 2015)',
+            'ws_ram-*',
+            _generic('WS-RAM against VAR (Ba et al. 2015)', None),
+            'make experiment NAME=ws_ram CONFIG=<method>'),
+    Chapter('ram_reward', 'Reward shaping and an LSTM locator for RAM (Brooks et al.)',
+            'ram_reward/*', report_ram_reward.write_report,
+            'make experiment NAME=ram_reward CONFIG=<method> SEEDS=3'),
+    Chapter('variant_mnist',
+            'Attention mechanisms for variant MNIST datasets (Wu, Xu & Lee)',
+            'variant_mnist/*', _variant_mnist,
+            'make experiment NAME=variant_mnist CONFIG=<row> SEEDS=3'),
+)
+
+
+def _workdirs(results: str, pattern: str) -> list[str]:
+  return sorted(d for d in glob.glob(os.path.join(results, pattern))
+                if os.path.isfile(os.path.join(d, report.RESULTS_FILE)))
+
+
+def _seed_count(runs: Sequence[report.Run]) -> str:
+  seeds = sorted({run.results['config'].get('seed', 0) for run in runs})
+  return ', '.join(map(str, seeds))
+
+
+def write_book(results: str = 'results', chapters: Sequence[Chapter] = CHAPTERS) -> str:
+  """Regenerates every chapter with runs under `results` and `results/README.md`; returns it."""
+  index = [
+      '# Results\n\n',
+      'Every table here is generated from the committed runs by `make results` '
+      '(`results_book.py`): ours beside the paper\'s, with budgets, seeds and wall times. Each '
+      'chapter ends with a note on where we agree with the paper and where not.\n\n',
+      '| chapter | paper | runs | seeds | wall time (h) | made by |\n',
+      '|---|---|---|---|---|---|\n',
+  ]
+  for chapter in chapters:
+    workdirs = _workdirs(results, chapter.runs)
+    if not workdirs:
+      continue
+    out = os.path.join(results, f'{chapter.name}.md')
+    notes = os.path.join(results, f'{chapter.name}_notes.md')
+    chapter.write(workdirs, out, notes if os.path.isfile(notes) else None)
+    runs = [report.load_run(w) for w in workdirs]
+    hours = sum(run.results.get('wall_seconds') or 0.0 for run in runs) / 3600
+    index.append(f'| [{chapter.name}]({chapter.name}.md) | {chapter.title} | {len(runs)} | '
+                 f'{_seed_count(runs)} | {hours:.1f} | `{chapter.command}` |\n')
+  markdown = ''.join(index)
+  with open(os.path.join(results, 'README.md'), 'w') as f:
+    f.write(markdown)
+  return markdown
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(prog='results_book.py', description=__doc__.splitlines()[0])
+  parser.add_argument('--results', default='results', help='the folder of committed runs')
+  args = parser.parse_args(argv)
+  write_book(args.results)
+  sys.stdout.write(f'wrote {os.path.join(args.results, "README.md")}\n')
+
+
+if __name__ == '__main__':
+  main()

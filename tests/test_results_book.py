@@ -1,0 +1,37 @@
+"""The results book regenerates every committed page from the committed runs."""
+
+import os
+import shutil
+
+import results_book
+
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'results')
+
+
+def test_committed_pages_are_what_the_book_generates(tmp_path):
+  copy = tmp_path / 'results'
+  shutil.copytree(RESULTS, copy)
+  index = results_book.write_book(str(copy))
+  for chapter in results_book.CHAPTERS:
+    page = f'{chapter.name}.md'
+    if not results_book._workdirs(RESULTS, chapter.runs):
+      assert f'[{chapter.name}]' not in index
+      continue
+    assert f'| [{chapter.name}]({page}) | {chapter.title} |' in index
+    with open(os.path.join(RESULTS, page)) as committed, open(copy / page) as generated:
+      assert generated.read() == committed.read(), f'results/{page} is stale: run make results'
+  with open(os.path.join(RESULTS, 'README.md')) as committed:
+    assert index == committed.read(), 'results/README.md is stale: run make results'
+
+
+def test_notes_are_appended_and_runs_without_logs_get_no_curve(tmp_path):
+  shutil.copytree(os.path.join(RESULTS, 'ram-mnist'), tmp_path / 'ram-mnist')
+  (tmp_path / 'ram_notes.md').write_text('## Reading\n\nA note.\n')
+  assert not (tmp_path / 'ram-mnist' / 'metrics.jsonl').exists()  # committed without its log
+  index = results_book.write_book(str(tmp_path))
+  page = (tmp_path / 'ram.md').read_text()
+  assert '| ram-mnist | mnist, 6 glimpses | 60000 |' in page
+  assert '| 1.39 | 1.12 |' in page  # ours, then the paper's
+  assert page.endswith('## Reading\n\nA note.\n')
+  assert 'training_error.png' not in page
+  assert '| [ram](ram.md) |' in index and '[ws_ram]' not in index
