@@ -38,6 +38,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from glimpse_jax import data, train
+from glimpse_jax.glimpse_plots import plot_glimpse_paths
 from glimpse_jax.nets import RetinaSpec, WakeSleepRAM, draw_noise, mode_noise, path_values
 from glimpse_jax.objectives import (action_entropy, location_coverage_loss, scale_coverage_loss,
                                     var_loss, wake_sleep_loss)
@@ -236,4 +237,15 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
       values[f'scale_frac_{s}'] = jnp.mean(greedy.scales[0] == s, -1)  # [B] over glimpses
     return values
 
-  return train.Experiment(init=init, loss=loss, evaluate=evaluate)
+  def plots(params, batch, rng, workdir):
+    del rng
+    images, labels = jnp.asarray(batch['image'][:8]), batch['label'][:8]
+    greedy = model.apply(params, images, mode_noise((1, images.shape[0], m.num_glimpses),
+                                                    m.num_scales))
+    plot_glimpse_paths(images, jnp.clip(greedy.locations[0], -1, 1).swapaxes(0, 1),
+                       glimpse_size=m.glimpse_size, num_scales=m.num_scales,
+                       scale_factor=m.scale_factor, labels=labels,
+                       predictions=jnp.argmax(greedy.class_log_probs[0], -1),
+                       scales=greedy.scales[0].T, path=f'{workdir}/glimpse_paths.png')
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots)

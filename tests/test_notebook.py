@@ -71,3 +71,14 @@ def test_variant_mnist_notebook_shows_accuracy_glimpses_attention_and_cost(
       assert (tmp_path / 'run' / variant / name).is_file(), (variant, name)
   assert len(pictures) == 3  # accuracy during training, glimpses in order, attention maps
   assert 'test accuracy' in printed and 'MFLOP per pass' in printed and 'devices:' in printed
+
+
+@pytest.mark.slow
+def test_ws_ram_notebook_shows_training_ess_scales_and_glimpses(data_dir, tmp_path, monkeypatch,
+                                                                python3_kernel):
+  pictures, printed = _execute('ws_ram.ipynb', data_dir, tmp_path, monkeypatch, python3_kernel)
+  for name in ('results.json', 'glimpse_paths.png'):
+    assert (tmp_path / 'run' / name).is_file(), name
+  assert len(pictures) == 2  # error, ESS and scales; the glimpses
+  assert 'test error' in printed and 'greedy test glimpses per scale' in printed
+  assert 'devices:' in printed

@@ -20,9 +20,11 @@ def _show(ax, image, height, width):
   ax.axis('off')
 
 
-def _draw_retina(ax, cx, cy, *, glimpse_size, num_scales, scale_factor, alpha, lw=1.0):
-  """The retina's `num_scales` boxes centred on pixel coordinates (cx, cy), one colour per scale."""
-  for s in range(num_scales):
+def _draw_retina(ax, cx, cy, *, glimpse_size, num_scales, scale_factor, alpha, lw=1.0,
+                 only=None):
+  """The retina's `num_scales` boxes centred on pixel coordinates (cx, cy), one colour per scale;
+  `only` the box of that scale (a glimpse that read one chosen scale)."""
+  for s in range(num_scales) if only is None else (int(only),):
     side = glimpse_size * scale_factor**s
     left, top = np.floor(cx - side / 2 + 0.5), np.floor(cy - side / 2 + 0.5)
     ax.add_patch(Rectangle((left - 0.5, top - 0.5), side, side, fill=False, lw=lw,
@@ -39,7 +41,7 @@ def _title(n, labels, predictions):
 
 
 def plot_glimpse_paths(images, locations, *, glimpse_size, num_scales, scale_factor=2, labels=None,
-                       predictions=None, path):
+                       predictions=None, scales=None, path):
   """Saves a grid of images with each glimpse's patches as boxes (one colour per scale).
 
   Args:
@@ -47,9 +49,12 @@ def plot_glimpse_paths(images, locations, *, glimpse_size, num_scales, scale_fac
     locations: [T, N, 2] glimpse centres in the (x, y) in [-1, 1] convention.
     glimpse_size, num_scales, scale_factor: the retina that read them.
     labels, predictions: optional [N] integers for the titles.
+    scales: optional [T, N] scale each glimpse read (a model that chooses one scale per glimpse);
+      None: every scale was read.
     path: where the PNG goes.
   """
   images, locations = np.asarray(images), np.asarray(locations)
+  scales = None if scales is None else np.asarray(scales)
   num_steps, count = locations.shape[:2]
   height, width = images.shape[1:3]
   fig = Figure(figsize=(2.2 * count, 2.4))  # no pyplot: leaves a notebook's backend alone
@@ -60,7 +65,8 @@ def plot_glimpse_paths(images, locations, *, glimpse_size, num_scales, scale_fac
     ax.plot(centres[:, 0], centres[:, 1], '-', color='yellow', lw=0.8)
     for t, (cx, cy) in enumerate(centres):
       _draw_retina(ax, cx, cy, glimpse_size=glimpse_size, num_scales=num_scales,
-                   scale_factor=scale_factor, alpha=0.35 + 0.65 * (t + 1) / num_steps)
+                   scale_factor=scale_factor, alpha=0.35 + 0.65 * (t + 1) / num_steps,
+                   only=None if scales is None else scales[t, n])
       ax.text(cx, cy, str(t + 1), color='yellow', fontsize=7, ha='center', va='center')
     ax.set_title(_title(n, labels, predictions), fontsize=8)
   fig.tight_layout()
