@@ -16,12 +16,9 @@ the whole image for the top layer, a two-layer ReLU RNN (see `glimpse_jax.nets.w
 1e-3, batch 64. The `_paper` variants use 256-unit layers, a constant learning rate and 10M
 updates. The CPU-sized rows use smaller widths (128-unit layers, 64 for the what and where
 pathways and q), 30k updates with a cosine schedule, ~14 min each on 2 CPU cores, and log the
-gradient variance every 500 updates. At this budget expect 13-20% test error, not the paper's
-numbers, and runs that collapse onto one scale by chance. Measured (seed 0, 10k test images):
-ws_q_cv 48.6% (97% of greedy glimpses at the finest scale); ws_q_cv with
-`--config.loss.coverage_weight=0.1` 16.3% (13.2% `error_mc`, the three scales used evenly); at 20k
-constant-rate updates ws_q_cv 18.7% (all at the coarsest scale) and var_cv 15.3%.
-Compare runs with `python -m glimpse_jax.report runs/ws_ram-* > table.md`.
+gradient variance every 500 updates. At this budget expect far higher test errors than the
+paper's, and runs that collapse onto one scale by chance; the measured rows, with the paper's
+beside them, are in `results/ws_ram.md` (`make results`).
 
 Exploration heuristics (sec. 4.5), any variant: `--config.loss.temperature=2` (the proposal samples
 from p^(1/T); WS-RAM corrects for it by importance weights, VAR does not: a biased heuristic
