@@ -36,7 +36,8 @@ from ml_collections import config_dict
 
 from glimpse_jax import data, train
 from glimpse_jax.glimpse_plots import plot_glimpse_paths
-from glimpse_jax.nets import RetinaSpec, WakeSleepRAM, draw_noise, mode_noise, path_values
+from glimpse_jax.nets import (RetinaSpec, WakeSleepRAM, WSRAMOutput, draw_noise, mode_noise,
+                              path_values)
 from glimpse_jax.objectives import (action_entropy, location_coverage_loss, scale_coverage_loss,
                                     var_loss, wake_sleep_loss)
 
@@ -152,6 +153,29 @@ def _errors(class_log_probs: jax.Array, labels: jax.Array) -> jax.Array:
   return (jnp.argmax(class_log_probs, -1) != labels).astype(jnp.float32)
 
 
+def estimator_surrogate(out: WSRAMOutput, labels: jax.Array, method: str, control_variates: bool,
+                        tempered: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Per-example surrogate [B] whose gradient is minus `method`'s estimator, and diagnostics.
+
+  `out` holds K rollouts per image drawn from the method's proposal (the prior for 'var' and
+  'ws', q for 'ws_q'), tempered when `tempered`. VAR's surrogate includes its baseline's
+  regression, which reaches only the baseline's parameters.
+  """
+  log_likelihood = _label_log_probs(out.class_log_probs, labels).T  # [B, K]
+  log_prior = out.log_prior.sum(-1).T  # [B, K]
+  log_proposal = out.log_proposal.sum(-1).T  # [B, K]
+  if method == 'var':
+    fn = lambda ll, lp, b: var_loss(ll, lp, b, control_variate=control_variates)
+    return jax.vmap(fn)(log_likelihood, log_prior, out.baseline)
+  fn = lambda ll, lp, r, q: wake_sleep_loss(ll, lp, r, log_q=q,
+                                            control_variates=control_variates)
+  if method == 'ws':
+    # Tempered prior samples are importance-weighted by the tempered density.
+    return jax.vmap(fn)(log_likelihood, log_prior, log_proposal if tempered else None, None)
+  # Weights use the (tempered) q that drew the samples; q's update follows log q itself.
+  return jax.vmap(fn)(log_likelihood, log_prior, log_proposal, out.log_q.sum(-1).T)
+
+
 def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   """WS-RAM / VAR training as `config.loss` says, greedy and Monte-Carlo evaluation."""
   validate(config)
@@ -169,20 +193,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     return model.init(rng, images, noise(rng, 1, images.shape[0]), labels)
 
   def surrogate(out, labels):
-    """Per-example surrogate [B] and diagnostics, from per-sample [K] log-prob vectors."""
-    log_likelihood = _label_log_probs(out.class_log_probs, labels).T  # [B, K]
-    log_prior = out.log_prior.sum(-1).T  # [B, K]
-    log_proposal = out.log_proposal.sum(-1).T  # [B, K]
-    if spec.method == 'var':
-      fn = lambda ll, lp, b: var_loss(ll, lp, b, control_variate=spec.control_variates)
-      return jax.vmap(fn)(log_likelihood, log_prior, out.baseline)
-    fn = lambda ll, lp, r, q: wake_sleep_loss(ll, lp, r, log_q=q,
-                                              control_variates=spec.control_variates)
-    if spec.method == 'ws':
-      # Tempered prior samples are importance-weighted by the tempered density.
-      return jax.vmap(fn)(log_likelihood, log_prior, log_proposal if tempered else None, None)
-    # Weights use the (tempered) q that drew the samples; q's update follows log q itself.
-    return jax.vmap(fn)(log_likelihood, log_prior, log_proposal, out.log_q.sum(-1).T)
+    return estimator_surrogate(out, labels, spec.method, spec.control_variates, tempered)
 
   def exploration(out):
     """Entropy and coverage of the policies that act: the prior, and q when it proposes."""
@@ -203,6 +214,13 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     entropy, coverage = exploration(out)
     total = (per_example.mean() - spec.entropy_weight * entropy
              + spec.coverage_weight * coverage)
+    if spec.method != 'var':
+      # VAR's baseline b(x), regressed on the log-likelihoods here too (it reads a stopped
+      # gradient, so nothing else moves): every run's snapshots then carry a fitted b, and
+      # `ws_ram_variance` can compare VAR's estimators at any run's parameters.
+      reward = jax.lax.stop_gradient(_label_log_probs(out.class_log_probs, labels))  # [K, B]
+      diagnostics['baseline_loss'] = jnp.mean((reward - out.baseline) ** 2, axis=0)  # [B]
+      total = total + diagnostics['baseline_loss'].mean()
     metrics = {
         'surrogate': per_example.mean(),
         'nll': -_label_log_probs(out.class_log_probs, labels).mean(),
@@ -212,8 +230,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
         'coverage': coverage,
         'log_prior': out.log_prior.sum(-1).mean(),
     }
-    if spec.method == 'var':
-      metrics['baseline_loss'] = diagnostics['baseline_loss'].mean()
+    metrics['baseline_loss'] = diagnostics['baseline_loss'].mean()
     if proposal == 'q':
       metrics['log_q'] = out.log_q.sum(-1).mean()
       metrics['error_proposal'] = _errors(out.class_log_probs, labels).mean()

@@ -37,6 +37,7 @@ def test_base_config_validates_and_locks():
     ('eval_every', -1, 'eval_every must be an integer >= 0'),
     ('checkpoint_every', -1, 'checkpoint_every'),
     ('keep_checkpoints', 0, 'keep_checkpoints'),
+    ('checkpoint_at', (0,), 'checkpoint_at must hold steps in [1, num_steps='),
     ('eval.batch_size', 0, 'eval.batch_size'),
     ('eval.mc_samples', 0, 'eval.mc_samples'),
     ('optimizer.name', 'adamw', "optimizer.name must be one of ['adam', 'momentum', 'sgd'], "

@@ -156,6 +156,17 @@ def test_run_writes_results_metrics_checkpoints_and_plots(data_dir, tmp_path):
   assert [r['step'] for r in train.read_metrics(workdir, 'train')] == [10, 20, 30]
 
 
+def test_checkpoint_at_keeps_snapshots_for_good(data_dir, tmp_path):
+  workdir = str(tmp_path / 'snapshots')
+  config = _config(data_dir, checkpoint_at=(5, 15), eval_every=0)
+  train.run(config, workdir, make_experiment(config))
+  assert _checkpoint_steps(workdir) == [5, 15, 20, 30]  # and the last keep_checkpoints=2
+  early, late = (train.load_params(workdir, step=s) for s in (5, 30))
+  assert jax.tree.structure(early) == jax.tree.structure(late)
+  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(early),
+                                                       jax.tree.leaves(late)))
+
+
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
   workdir = str(tmp_path / 'nan')
   # The update from step 9 to 10 is NaN and step 10 is a checkpoint step; metrics are fetched

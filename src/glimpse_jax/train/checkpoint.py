@@ -5,6 +5,7 @@ Orbax writes each checkpoint to a temporary folder and renames it when complete,
 """
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -20,18 +21,29 @@ def checkpoint_dir(workdir: str) -> str:
 class Checkpointer:
   """Periodic, asynchronous saves of a TrainState keeping the last `keep`; restores the latest."""
 
-  def __init__(self, workdir: str, keep: int | None, *, create: bool = True):
-    """Manages `<workdir>/checkpoints`; `keep=None` (for readers) never deletes any."""
+  def __init__(self, workdir: str, keep: int | None, *, create: bool = True,
+               keep_steps: Sequence[int] = ()):
+    """Manages `<workdir>/checkpoints`; `keep=None` (for readers) never deletes any; the
+    checkpoints of `keep_steps` are never deleted either."""
     if keep is not None and keep < 1:
       raise ValueError(f'keep must be >= 1 or None, got {keep}')
+    policies = ocp.checkpoint_managers
+    preservation = policies.LatestN(keep)
+    if keep_steps:
+      preservation = policies.AnyPreservationPolicy(
+          [preservation, policies.CustomSteps(list(keep_steps))])
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=ocp.checkpoint_managers.LatestN(keep), create=create,
+        preservation_policy=preservation, create=create,
         cleanup_tmp_directories=create, enable_async_checkpointing=True)
     self.directory = checkpoint_dir(workdir)
     handlers = {'params': ocp.StandardCheckpointHandler(),
                 'opt_state': ocp.StandardCheckpointHandler(), 'meta': ocp.JsonCheckpointHandler()}
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_handlers=handlers)
+
+  def all_steps(self) -> list[int]:
+    """The steps of every complete checkpoint, in order."""
+    return sorted(self._manager.all_steps())
 
   def latest_step(self) -> int | None:
     """The step of the newest complete checkpoint, or None."""

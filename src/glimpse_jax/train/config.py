@@ -31,6 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_examples_during_training = 1_000  # 0: the whole split
   config.checkpoint_every = 1_000  # 0: only the final state (and on SIGTERM/SIGINT)
   config.keep_checkpoints = 3
+  config.checkpoint_at = ()  # steps also saved and never deleted: snapshots for later analysis
 
   config.optimizer = ml_collections.ConfigDict(dict(
       name='adam',  # one of OPTIMIZERS
@@ -126,6 +127,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
                        f'count {processes}), got {_field(config, name)}')
   if config.grad_variance_every:
     _check_int(config, 'grad_variance_draws', 2)
+  at = tuple(config.checkpoint_at)
+  if any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= config.num_steps
+         for s in at):
+    raise ValueError(f'checkpoint_at must hold steps in [1, num_steps={config.num_steps}], '
+                     f'got {at}')
 
   _check_choice(config, 'optimizer.name', OPTIMIZERS)
   _check_choice(config, 'optimizer.schedule', SCHEDULES)

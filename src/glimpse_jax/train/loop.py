@@ -172,7 +172,8 @@ class _Run:
     self.frozen = load_frozen(config, experiment, mesh)
     self.join = (open_training_store(config.data_from, config.dataset) if config.data_from
                  else None)
-    self.checkpointer = Checkpointer(workdir, config.keep_checkpoints)
+    self.checkpointer = Checkpointer(workdir, config.keep_checkpoints,
+                                     keep_steps=tuple(config.checkpoint_at))
     self.clock = _Clock()
     self.console = ConsoleReporter(config.num_steps, enabled=self.chief)
     self.process = dict(process_index=jax.process_index(), process_count=jax.process_count())
@@ -287,8 +288,8 @@ class _Run:
           pending = None
         last = done == config.num_steps
         periodic_eval = (not last and config.eval_every and done % config.eval_every == 0)
-        save = last or stop.requested or (config.checkpoint_every
-                                          and done % config.checkpoint_every == 0)
+        save = last or stop.requested or done in config.checkpoint_at or (
+            config.checkpoint_every and done % config.checkpoint_every == 0)
         sync = save or periodic_eval
         if done % config.log_every == 0 or last:
           pending, acc = (done, acc), new_accumulator()
