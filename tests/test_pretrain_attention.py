@@ -201,6 +201,7 @@ def test_a_missing_or_incompatible_teacher_is_named(data_dir, pretrained, tmp_pa
 # ---------------------------------------------------------------------------------------------
 # A smoke pipeline learns.
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_heuristic_smoke_pipeline_learns(data_dir, tmp_path):
   config = pa.get_config('heuristic_regular_smoke')
   with config.unlocked():
