@@ -49,6 +49,7 @@ import ml_collections
 import optax
 
 from glimpse_jax import data, glimpse, train
+from glimpse_jax.draw_plots import plot_read_windows
 from glimpse_jax.nets.draw import READ_INITS, DrawCore, DrawModel
 from glimpse_jax.objectives import heuristic_loss, mimic_loss, mimic_weight
 
@@ -270,5 +271,14 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
       values['mimic'] = jax.vmap(mimic_loss)(trace.read_params, teacher)
     return values
 
-  return train.Experiment(init=init, loss=loss, evaluate=evaluate,
+  def plots(params, batch, rng, workdir):
+    del rng
+    images = jnp.asarray(batch['image'][:8])
+    out, trace = model.apply(params, images)
+    predictions = jnp.argmax(out, -1) if HEAD_OF[objective] == 'classifier' else None
+    plot_read_windows(images, trace.read_params, n=config.model.read_size,
+                      labels=batch['label'][:8], predictions=predictions,
+                      path=f'{workdir}/read_windows.png')
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots,
                           frozen_models=tuple(config.frozen.keys()))

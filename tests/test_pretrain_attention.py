@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from glimpse_jax import glimpse, train
+from glimpse_jax.draw_plots import plot_read_windows, read_windows
 from glimpse_jax.nets.draw import DrawModel, read_bias
 from glimpse_jax.objectives import heuristic_loss, mimic_loss, mimic_weight
 from glimpse_jax.train import pipeline
@@ -62,6 +63,20 @@ def test_draw_center_against_the_filterbank():
     expected = [(gx - 0.5) / 50 - 1, (gy - 0.5) / 20 - 1]
     np.testing.assert_allclose(center[row], expected, atol=2e-4)
   np.testing.assert_allclose(center[1], [0.0, 0.0], atol=1e-6)
+
+
+def test_read_windows_span_the_filter_means(tmp_path):
+  params = np.asarray([0.2, -0.3, 0.0, -0.5, 0.0], np.float32)
+  left, top, side_x, side_y = read_windows(params, n=5, height=100, width=100)
+  fx, fy, _ = glimpse.draw_filterbank(jnp.asarray(params), n=5, height=100, width=100)
+  for start, side, filters in ((left, side_x, fx), (top, side_y, fy)):
+    means = np.asarray(filters @ np.arange(100.0))  # [5] from pixel 0, as matplotlib draws
+    stride = means[1] - means[0]
+    np.testing.assert_allclose([start, start + side], [means[0] - stride / 2,
+                                                       means[-1] + stride / 2], atol=1e-3)
+  plot_read_windows(np.zeros((2, 100, 100, 1)), np.tile(params, (2, 3, 1)), n=5,
+                    labels=[3, 4], path=str(tmp_path / 'windows.png'))
+  assert (tmp_path / 'windows.png').stat().st_size > 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,6 +189,7 @@ def test_classification_starts_from_the_pretrained_draw(data_dir, pretrained, tm
   config.optimizer.learning_rate = 0.0
   results = train.run(config, str(tmp_path / 'classify'), pa.make_experiment(config))
   assert results['test_mimic'] < 1e-6  # the same read parameters as the teacher
+  assert (tmp_path / 'classify' / 'read_windows.png').exists()
   before, after = train.load_params(pretrained), train.load_params(str(tmp_path / 'classify'))
   assert set(before['params']) == {'draw', 'reconstruction'}
   assert set(after['params']) == {'draw', 'classifier'}  # the teacher is not in the checkpoint
