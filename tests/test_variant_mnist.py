@@ -85,6 +85,9 @@ def test_a_changed_row_trains_once_its_paper_row_is_cleared():
     config.paper.row = ''
   variant_mnist.make_experiment(config)
   assert report_variant_mnist.method_name(config.to_dict()) == 'simple CNN, cluttered, Adam 3e-4'
+  config.dataset.train_on_the_fly = True  # training canvases drawn fresh: another method
+  assert report_variant_mnist.method_name(config.to_dict()) == (
+      'simple CNN, cluttered, fresh canvases, Adam 3e-4')
 
 
 def test_unknown_variant_lists_the_allowed_ones():

@@ -47,10 +47,12 @@ def _rate(value: float) -> str:
 
 
 def dataset_name(dataset: Mapping[str, Any]) -> str:
-  """'cluttered' (Wu et al.'s 40x40 canvases), 'fashion' (plain Fashion-MNIST), else the fields."""
+  """'cluttered' (Wu et al.'s 40x40 canvases; 'cluttered, fresh canvases' when training canvases
+  are drawn on the fly), 'fashion' (plain Fashion-MNIST), else the fields."""
   name, source = dataset.get('name', 'mnist'), dataset.get('source', 'mnist')
   if name == 'cluttered_slope' and source == 'mnist':
-    return 'cluttered'
+    # The paper's fixed training canvases, or canvases drawn fresh for every batch.
+    return 'cluttered, fresh canvases' if dataset.get('train_on_the_fly') else 'cluttered'
   if name == 'mnist' and source == 'fashion_mnist':
     return 'fashion'
   return f'{name} {source}'
