@@ -7,10 +7,14 @@ from ml_collections import config_dict
 
 from glimpse_jax.data import canvas
 from glimpse_jax.data import cifar
+from glimpse_jax.data import digit_strings
 from glimpse_jax.data import sources
 
-NAMES = ("mnist", "translated", "translated_scaled", "cluttered", "cluttered_slope")
-DERIVED_NAMES = NAMES[1:]
+DERIVED_NAMES = ("translated", "translated_scaled", "cluttered", "cluttered_slope")
+CAPTION_NAMES = ("digit_strings",)  # canvases with a caption instead of a label
+NAMES = ("mnist",) + DERIVED_NAMES + CAPTION_NAMES
+GENERATED_NAMES = DERIVED_NAMES + CAPTION_NAMES  # drawn by a seeded generator
+DIGIT_STRING_FIELDS = ("min_digits", "max_digits", "max_overlap")
 SOURCES = sources.SOURCES + (cifar.SOURCE,)  # the digit sources first: canvases take only those
 
 
@@ -76,6 +80,26 @@ def default_config():
   return cfg
 
 
+def digit_strings_config():
+  """The dataset config of the multi-digit MNIST strings, name 'digit_strings'.
+
+  `default_config()`'s fields (`scale_range` the digits' scale range, `train_examples` and
+  `eval_examples` canvases of the fixed splits) plus:
+    min_digits, max_digits: how many digits a canvas holds (uniform in between); captions have
+      max_digits + 1 tokens.
+    max_overlap: largest fraction of the smaller box two digits' boxes may share.
+  See `digit_strings` for the canvases and `digit_string_splits` for the splits.
+  """
+  cfg = default_config()
+  spec = digit_strings.DigitStringSpec()
+  cfg.name = "digit_strings"
+  cfg.canvas_size = spec.canvas_size
+  cfg.scale_range = spec.scale_range
+  for field in DIGIT_STRING_FIELDS:
+    cfg[field] = getattr(spec, field)
+  return cfg
+
+
 def validate_config(cfg):
   """Raises ValueError naming the first field that holds a value the datasets cannot use."""
   if cfg.name not in NAMES:
@@ -111,6 +135,8 @@ def validate_config(cfg):
         f"dataset.canvas_size {cfg.canvas_size} cannot hold a digit scaled by "
         f"{cfg.scale_range[1]} ({max_digit_size(cfg)} pixels); raise canvas_size or lower "
         "scale_range")
+  if cfg.name in CAPTION_NAMES:
+    _check_digit_strings(cfg)
   _check_int("seed", cfg.seed, low=0)
   for field, split in (("eval_examples", "test"), ("train_examples", "train")):
     value = cfg[field]
@@ -128,6 +154,22 @@ def validate_config(cfg):
         f"dataset.train_examples must be <= {sources.SPLIT_SIZES['train']} base digits when "
         f"train_on_the_fly, got {cfg.train_examples}")
   _check_validation(cfg)
+
+
+def _check_digit_strings(cfg):
+  missing = [field for field in DIGIT_STRING_FIELDS if field not in cfg]
+  if missing:
+    raise ValueError(
+        f"dataset.name={cfg.name!r} needs the fields {missing}: start from "
+        "data.digit_strings_config()")
+  try:
+    digit_string_spec(cfg)
+  except ValueError as e:
+    raise ValueError(f"dataset.{e}") from e
+  if cfg.validation_examples and cfg.validation_examples >= sources.SPLIT_SIZES["train"]:
+    raise ValueError(
+        f"dataset.validation_examples must be < {sources.SPLIT_SIZES['train']} (the validation "
+        f"canvases' digit pool leaves the rest to training), got {cfg.validation_examples}")
 
 
 def _check_int(field, value, *, low):
@@ -207,6 +249,15 @@ def canvas_spec(cfg):
   placement = "slope" if cfg.name == "cluttered_slope" else "uniform"
   return canvas.CanvasSpec(
       cfg.canvas_size, scale_range, num_clutter(cfg), cfg.clutter_size, placement)
+
+
+def digit_string_spec(cfg):
+  """The `digit_strings.DigitStringSpec` of a 'digit_strings' config."""
+  if cfg.name not in CAPTION_NAMES:
+    raise ValueError(f"dataset.name must be one of {CAPTION_NAMES}, got {cfg.name!r}")
+  return digit_strings.DigitStringSpec(
+      canvas_size=cfg.canvas_size, min_digits=cfg.min_digits, max_digits=cfg.max_digits,
+      scale_range=tuple(cfg.scale_range), max_overlap=cfg.max_overlap)
 
 
 def max_digit_size(cfg):

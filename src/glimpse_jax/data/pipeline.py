@@ -24,11 +24,13 @@ from glimpse_jax.data import builders
 from glimpse_jax.data import canvas
 from glimpse_jax.data import cifar
 from glimpse_jax.data import config as config_lib
+from glimpse_jax.data import digit_string_splits
 from glimpse_jax.data import sources
 from glimpse_jax.data import store as store_lib
 
 SPLITS = ("train", "validation", "test")
-BATCH_KEYS = ("image", "label", "center", "box_size", "index", "mask", "stored")
+BATCH_KEYS = ("image", "label", "center", "box_size", "index", "mask", "stored", "caption",
+              "caption_length", "digit_center", "digit_size", "digit_index")
 _PERMUTATION_TAG = 0xE90C  # keeps epoch permutations apart from other seeded generators
 
 
@@ -42,10 +44,15 @@ def load_split(cfg, split):
 
   Returns:
     Read-only arrays in a fixed order: image uint8 [N, H, W, C], label int32 [N],
-    center float32 [N, 2], box_size float32 [N].
+    center float32 [N, 2], box_size float32 [N]; for 'digit_strings' image and the caption
+    fields instead (see `digit_strings.make_examples`).
   """
   config_lib.validate_config(cfg)
   _check_split(cfg, split)
+  if cfg.name in config_lib.CAPTION_NAMES:
+    rows = (config_lib.index_range(cfg, split) if split == "validation"
+            else (0, config_lib.split_size(cfg, split)))
+    return digit_string_splits.fixed_rows(cfg, "test" if split == "test" else "train", *rows)
   if split == "validation":
     start, stop = config_lib.index_range(cfg, split)
     if cfg.name in config_lib.DERIVED_NAMES:
@@ -124,14 +131,16 @@ def train_stream(cfg, batch_size, *, seed, start_step=0, process_index=0, proces
   rows = _process_rows(batch_size, process_index, process_count)
   _check_non_negative("seed", seed)
   _check_non_negative("start_step", start_step)
-  on_the_fly = cfg.name in config_lib.DERIVED_NAMES and cfg.train_on_the_fly
+  on_the_fly = cfg.name in config_lib.GENERATED_NAMES and cfg.train_on_the_fly
   if join is not None and on_the_fly:
     raise ValueError(
         "join needs training batches with an index naming a fixed image: set "
         "dataset.train_on_the_fly=False (canvases drawn on the fly are new images every step)")
   _check_join(join)
   n = config_lib.index_range(cfg, "train")[1]
-  if on_the_fly:
+  if on_the_fly and cfg.name in config_lib.CAPTION_NAMES:
+    batch_at = functools.partial(_fresh_digit_strings, cfg, batch_size, seed, rows)
+  elif on_the_fly:
     images, labels = sources.load_digits(cfg.source, "train", cfg.data_dir, download=cfg.download)
     batch_at = functools.partial(
         _fresh_batch, config_lib.canvas_spec(cfg), images[:n], labels[:n], batch_size, seed, rows)
@@ -154,6 +163,11 @@ def _fresh_batch(spec, images, labels, batch_size, seed, rows, step):
   digit = rng.integers(0, images.shape[0], size=batch_size)
   layout = canvas.sample_layout(rng, spec, digit, images.shape[0]).rows(*rows)
   return _to_float(canvas.make_examples(layout, spec, images, labels))
+
+
+def _fresh_digit_strings(cfg, batch_size, seed, rows, step):
+  """Rows of a global batch of new digit strings drawn from `(seed, step)`."""
+  return _to_float(digit_string_splits.fresh_examples(cfg, batch_size, seed, step, rows))
 
 
 def _permuted_batch(arrays, n, batch_size, seed, rows, step):
@@ -202,7 +216,7 @@ def eval_batches(cfg, batch_size, *, split="test", process_index=0, process_coun
   rows = _process_rows(batch_size, process_index, process_count)
   _check_join(join)
   arrays = load_split(cfg, split)
-  n = arrays["label"].shape[0]
+  n = arrays["image"].shape[0]
   if cfg.eval_examples is not None:
     n = min(n, cfg.eval_examples)
   first = config_lib.index_range(cfg, split)[0] if split == "validation" else 0
