@@ -12,10 +12,9 @@ so a digit may appear on several canvases of one split.
 
 Canvas i of a fixed split comes from a generator seeded with `(seed, split, i // 1000)` that draws
 the whole chunk of 1000 canvases, so any range of rows can be generated alone. There is no disk
-cache: the splits
-are generated in memory (about 10,000 canvases a second on one core) and the last few row ranges
-read are kept. Batches drawn on the fly come from `np.random.default_rng([seed, step])`, as the
-other canvases'.
+cache: the splits are generated in memory (about 10,000 canvases a second on one core) and the
+last few row ranges read are kept. Training batches drawn on the fly (`pipeline.train_stream`)
+come from `np.random.default_rng([seed, step])`, as the other canvases'.
 """
 
 import functools
@@ -94,14 +93,9 @@ def _fixed_rows(source, data_dir, download, spec, seed, split, n, held, start, s
   return arrays
 
 
-def fresh_examples(cfg, batch_size, seed, step, rows):
-  """Rows `[start, stop)` of a global batch of new training canvases drawn from `(seed, step)`.
-
-  Their digits come from the training pool (see the module docstring); they carry no index.
-  """
-  spec = config_lib.digit_string_spec(cfg)
+def training_digits(cfg):
+  """`(images [m, 28, 28], labels [m])`: the source digits training canvases draw from, the
+  first m of the train split (see the module docstring)."""
   images, labels = sources.load_digits(cfg.source, "train", cfg.data_dir, download=cfg.download)
-  start, stop = pools(cfg, "train", [0])
-  rng = np.random.default_rng([seed, step])
-  layout = digit_strings.sample_layout(rng, spec, batch_size, start[0], stop[0]).rows(*rows)
-  return digit_strings.make_examples(layout, spec, images, labels)
+  stop = int(pools(cfg, "train", [0])[1][0])
+  return images[:stop], labels[:stop]

@@ -25,6 +25,7 @@ from glimpse_jax.data import canvas
 from glimpse_jax.data import cifar
 from glimpse_jax.data import config as config_lib
 from glimpse_jax.data import digit_string_splits
+from glimpse_jax.data import digit_strings
 from glimpse_jax.data import sources
 from glimpse_jax.data import store as store_lib
 
@@ -124,8 +125,9 @@ def train_stream(cfg, batch_size, *, seed, start_step=0, process_index=0, proces
 
   Returns:
     An iterator of dicts: image float32 [b, H, W, C] in [0, 1], label int32 [b],
-    center float32 [b, 2], box_size float32 [b], with b = batch_size / process_count; from a
-    fixed train split (not on the fly) also index int32 [b].
+    center float32 [b, 2], box_size float32 [b] ('digit_strings': the caption fields instead),
+    with b = batch_size / process_count; from a fixed train split (not on the fly) also
+    index int32 [b].
   """
   config_lib.validate_config(cfg)
   rows = _process_rows(batch_size, process_index, process_count)
@@ -139,7 +141,9 @@ def train_stream(cfg, batch_size, *, seed, start_step=0, process_index=0, proces
   _check_join(join)
   n = config_lib.index_range(cfg, "train")[1]
   if on_the_fly and cfg.name in config_lib.CAPTION_NAMES:
-    batch_at = functools.partial(_fresh_digit_strings, cfg, batch_size, seed, rows)
+    batch_at = functools.partial(
+        _fresh_digit_strings, config_lib.digit_string_spec(cfg),
+        *digit_string_splits.training_digits(cfg), batch_size, seed, rows)
   elif on_the_fly:
     images, labels = sources.load_digits(cfg.source, "train", cfg.data_dir, download=cfg.download)
     batch_at = functools.partial(
@@ -165,9 +169,11 @@ def _fresh_batch(spec, images, labels, batch_size, seed, rows, step):
   return _to_float(canvas.make_examples(layout, spec, images, labels))
 
 
-def _fresh_digit_strings(cfg, batch_size, seed, rows, step):
+def _fresh_digit_strings(spec, images, labels, batch_size, seed, rows, step):
   """Rows of a global batch of new digit strings drawn from `(seed, step)`."""
-  return _to_float(digit_string_splits.fresh_examples(cfg, batch_size, seed, step, rows))
+  rng = np.random.default_rng([seed, step])
+  layout = digit_strings.sample_layout(rng, spec, batch_size, 0, images.shape[0]).rows(*rows)
+  return _to_float(digit_strings.make_examples(layout, spec, images, labels))
 
 
 def _permuted_batch(arrays, n, batch_size, seed, rows, step):
