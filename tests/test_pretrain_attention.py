@@ -228,3 +228,23 @@ def test_heuristic_smoke_pipeline_learns(data_dir, tmp_path):
   results = train.run_pipeline(config, str(tmp_path / 'run'), pa.make_experiment)
   assert results['pretrain']['test_distance'] < 0.05  # reads centred on the digit
   assert results['classify']['test_error'] < 0.5  # chance: 0.9; measured 0.29
+
+
+def test_tester_trains_on_the_stored_reads_of_a_frozen_model(data_dir, tmp_path):
+  config = pa.get_config('tester_classification_regular_smoke')
+  assert config.pipeline == ('classify', 'sequences', 'tester')
+  with config.unlocked():
+    for name in config.pipeline:
+      phase = config.phases[name]
+      phase.model.update(hidden=8, latent=3, glimpses=2, classifier_hidden=6, tester_hidden=8)
+      phase.dataset.update(data_dir=data_dir, download=False, train_examples=500,
+                           eval_examples=200)
+      phase.num_steps = 3
+      phase.update(log_every=3, checkpoint_every=0)
+    config.phases.sequences.generate.chunk_size = 200
+  results = train.run_pipeline(config, str(tmp_path / 'run'), pa.make_experiment)
+  assert results['tester']['steps'] == 3 and 0 <= results['tester']['test_error'] <= 1
+  stored = train.open_store(str(tmp_path / 'run' / 'sequences'))
+  assert len(stored) == 500
+  tester = train.load_params(str(tmp_path / 'run' / 'tester'))
+  assert set(tester['params']) == {'lstm', 'classifier'}  # no attention, no frozen model

@@ -4,7 +4,8 @@ from glimpse_jax.nets.actions import ActionDist, ActionHead
 from glimpse_jax.nets.cnn import SelfAttentionCNN, SimpleCNN, attention_weights, flops_per_image
 from glimpse_jax.nets.context import ContextNetwork, area_downsample
 from glimpse_jax.nets.cores import LSTMCore, ReLURNNCell, core_output, make_core
-from glimpse_jax.nets.draw import DrawClassifier, DrawCore, DrawModel, DrawTrace
+from glimpse_jax.nets.draw import (DrawClassifier, DrawCore, DrawModel, DrawTrace,
+                                  SequenceClassifier)
 from glimpse_jax.distributions import (
     categorical_entropy,
     categorical_log_prob,

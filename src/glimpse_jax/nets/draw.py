@@ -134,3 +134,18 @@ class DrawClassifier(nn.Module):
   def __call__(self, h: jax.Array) -> jax.Array:
     h = nn.relu(nn.Dense(self.features, kernel_init=xavier, name='hidden')(h))
     return nn.Dense(self.num_classes, kernel_init=xavier, name='logits')(h)
+
+
+class SequenceClassifier(nn.Module):
+  """An LSTM without attention over per-step features `[B, T, F]`, then `DrawClassifier` on its
+  last output: Lindsey's tester of how much a sequence of reads tells about the class."""
+  hidden: int = 256
+  classifier_hidden: int = 256
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, features: jax.Array) -> jax.Array:
+    cell = nn.OptimizedLSTMCell(self.hidden, kernel_init=xavier, recurrent_kernel_init=xavier)
+    outputs = nn.RNN(cell, name='lstm')(features)  # [B, T, hidden]
+    return DrawClassifier(self.classifier_hidden, self.num_classes, name='classifier')(
+        outputs[:, -1])
