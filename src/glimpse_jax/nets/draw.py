@@ -145,7 +145,9 @@ class SequenceClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, features: jax.Array) -> jax.Array:
-    cell = nn.OptimizedLSTMCell(self.hidden, kernel_init=xavier, recurrent_kernel_init=xavier)
-    outputs = nn.RNN(cell, name='lstm')(features)  # [B, T, hidden]
+    # The cell is made here, so its parameters sit under this module, named 'lstm'.
+    cell = nn.OptimizedLSTMCell(self.hidden, kernel_init=xavier, recurrent_kernel_init=xavier,
+                                name='lstm')
+    outputs = nn.RNN(cell)(features)  # [B, T, hidden]
     return DrawClassifier(self.classifier_hidden, self.num_classes, name='classifier')(
         outputs[:, -1])
