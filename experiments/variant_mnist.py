@@ -12,6 +12,7 @@ Usage (the default variant is `ram_cluttered_g4`):
   make experiment NAME=variant_mnist CONFIG=<row> WORKDIR=runs/variant_mnist/<row>-seed0
   make experiment NAME=variant_mnist CONFIG=<RAM row>_paper  # the paper's budget, for GPU/TPU
 Smoke numbers: seed 0, whole commands on 2 CPU cores shared with another training run; tested.
+Every row over 3 seeds, beside the paper's, with the reading of the numbers: results/variant_mnist.md.
 
 Rows (`config.paper`: table, row, accuracy, test_error), with the paper's test accuracy, the
 parameters and the MFLOPs of one pass on one image (see Cost):
