@@ -1,13 +1,21 @@
 """The Makefile's experiment target: one run, or one run per seed."""
 
+import os
 import subprocess
 
 import pytest
 
+# A make of its own, not a sub-make of `make test` (which would print its directories).
+_ENV = {k: v for k, v in os.environ.items() if k not in ('MAKEFLAGS', 'MFLAGS', 'MAKELEVEL')}
+
+
+def _make(*args):
+  return subprocess.run(['make', '--no-print-directory', *args], capture_output=True, text=True,
+                        check=False, env=_ENV)
+
 
 def _dry_run(*variables):
-  result = subprocess.run(['make', '-n', 'experiment', 'NAME=ram', 'CONFIG=smoke', *variables],
-                          capture_output=True, text=True, check=False)
+  result = _make('-n', 'experiment', 'NAME=ram', 'CONFIG=smoke', *variables)
   return result.returncode, result.stdout + result.stderr
 
 
@@ -38,8 +46,7 @@ def test_seeds_give_one_workdir_per_seed():
 @pytest.mark.parametrize('seeds', ['x', '0', '-1'])
 def test_bad_seeds_are_refused(seeds):
   # -o: never (re)install here, the refusal comes before any run.
-  result = subprocess.run(['make', '-o', '.venv/.installed', 'experiment', 'NAME=ram',
-                           'CONFIG=smoke', f'SEEDS={seeds}'],
-                          capture_output=True, text=True, check=False)
+  result = _make('-o', '.venv/.installed', 'experiment', 'NAME=ram', 'CONFIG=smoke',
+                 f'SEEDS={seeds}')
   assert result.returncode != 0
   assert f"SEEDS must be a whole number >= 1, got '{seeds}'" in result.stderr
