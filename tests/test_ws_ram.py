@@ -272,3 +272,14 @@ def test_estimator_variance_at_a_runs_snapshots(data_dir, tmp_path):
   paths = [jax.tree_util.keystr(p) for p, _ in jax.tree.leaves_with_path(params)]
   auxiliary = [p for p in paths if "'baseline'" in p or "'inference'" in p]
   assert auxiliary and len(kept) == len(paths) - len(auxiliary)
+
+
+def test_variance_smoke_keeps_its_snapshots_within_the_smoke_run():
+  from experiments import ws_ram_variance
+  from glimpse_jax import train
+  config = ws_ram_variance.smoke_config()
+  train.validate(config)
+  ws_ram.validate(config)
+  assert tuple(config.checkpoint_at) == ws_ram_variance.SMOKE_SNAPSHOTS
+  assert max(config.checkpoint_at) <= config.num_steps
+  assert config.loss.method == 'ws_q' and config.loss.control_variates
