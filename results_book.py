@@ -40,15 +40,6 @@ class Chapter:
   command: str
 
 
-def _append_notes(markdown: str, out: str, notes: str | None) -> str:
-  if notes is not None:
-    with open(notes) as f:
-      markdown += '\n' + f.read()
-    with open(out, 'w') as f:
-      f.write(markdown)
-  return markdown
-
-
 def _ram_paper(runs: Sequence[report.Run]) -> dict[str, tuple[str, float]]:
   """Run name -> the paper's (row, test error), from each run's config (`ram.paper_row`)."""
   rows = {run.name: ram.paper_row(run.results['config']) for run in runs}
@@ -73,15 +64,14 @@ def _generic(title: str, paper_of: Callable[[Sequence[report.Run]], dict] | None
         report.results_table(runs, paper_of(runs) if paper_of else None),
         f'\n![training error against updates]({figure})\n' if curves else '',
     ])
+    if notes is not None:
+      with open(notes) as f:
+        markdown += '\n' + f.read()
     with open(out, 'w') as f:
       f.write(markdown)
-    return _append_notes(markdown, out, notes)
+    return markdown
 
   return write
-
-
-def _variant_mnist(workdirs: Sequence[str], out: str, notes: str | None) -> str:
-  return _append_notes(report_variant_mnist.write_report(workdirs, out), out, notes)
 
 
 CHAPTERS = (
@@ -97,7 +87,7 @@ CHAPTERS = (
             'make experiment NAME=ram_reward CONFIG=<method> SEEDS=3'),
     Chapter('variant_mnist',
             'Attention mechanisms for variant MNIST datasets (Wu, Xu & Lee)',
-            'variant_mnist/*', _variant_mnist,
+            'variant_mnist/*', report_variant_mnist.write_report,
             'make experiment NAME=variant_mnist CONFIG=<row> SEEDS=3'),
 )
 

@@ -249,8 +249,12 @@ def _slug(method: str) -> str:
   return re.sub(r'[^a-z0-9]+', '_', method.lower()).strip('_')
 
 
-def write_report(workdirs: Sequence[str], out: str) -> str:
-  """Writes the markdown file `out` and its figures beside it; returns the markdown."""
+def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) -> str:
+  """Writes the markdown file `out` and its figures beside it; returns the markdown.
+
+  `notes`, a markdown file, is appended: the reading of the numbers, kept apart so that
+  regenerating the tables never loses it.
+  """
   runs = [load_run(workdir) for workdir in workdirs]
   by_name = {}
   for run, workdir in zip(runs, workdirs):
@@ -292,6 +296,9 @@ def write_report(workdirs: Sequence[str], out: str) -> str:
         name = f'{stem}_{_slug(key[0])}_{kind}.png'
         shutil.copyfile(source, os.path.join(folder, name))
         text.append(f'\n{key[0]}: {caption}\n\n![{key[0]}, {kind}]({name})\n')
+  if notes is not None:
+    with open(notes) as f:
+      text += ['\n', f.read()]
   markdown = ''.join(text)
   with open(out, 'w') as f:
     f.write(markdown)
