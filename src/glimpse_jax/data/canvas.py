@@ -140,13 +140,25 @@ def render(layout, spec, images):
     pieces = images[layout.clutter_digit[..., None, None], rows, cols]  # [B, K, P, P]
     for k in range(spec.num_clutter):
       _paste_max(canvas, np.arange(batch), layout.clutter_top_left[:, k], pieces[:, k])
-  for size in np.unique(layout.size):
-    chosen = np.flatnonzero(layout.size == size)
-    digits = images[layout.digit[chosen]]  # [n, 28, 28]
-    if size != _DIGIT:
-      digits = resize_digits(digits, int(size))
-    _paste_max(canvas, chosen, layout.top_left[chosen], digits)
+  paste_digits(canvas, np.arange(batch), images[layout.digit], layout.size, layout.top_left)
   return canvas
+
+
+def paste_digits(canvas, batch_rows, digits, sizes, top_left):
+  """`canvas[batch_rows[i]]` = max(itself, `digits[i]` resized to `sizes[i]` at `top_left[i]`),
+  in place; one resize per distinct size.
+
+  Args:
+    canvas: `[B, H, W]` uint8.
+    batch_rows: `[n]` canvas row of each digit (each row at most once).
+    digits: `[n, 28, 28]` uint8.
+    sizes: `[n]` sides in pixels.
+    top_left: `[n, 2]` (row, col) of each digit's square.
+  """
+  for size in np.unique(sizes):
+    chosen = np.flatnonzero(sizes == size)
+    resized = digits[chosen] if size == _DIGIT else resize_digits(digits[chosen], int(size))
+    _paste_max(canvas, batch_rows[chosen], top_left[chosen], resized)
 
 
 def _paste_max(canvas, batch_rows, top_left, patches):

@@ -190,12 +190,8 @@ def render(layout, spec, images):
   # One slot at a time: a canvas appears at most once per paste, so overlapping digits take a max.
   for k in range(spec.max_digits):
     filled = np.flatnonzero(layout.count > k)
-    for size in np.unique(layout.size[filled, k]):
-      chosen = filled[layout.size[filled, k] == size]
-      digits = images[layout.digit[chosen, k]]  # [n, 28, 28]
-      if size != _DIGIT:
-        digits = canvas.resize_digits(digits, int(size))
-      canvas._paste_max(image, chosen, layout.top_left[chosen, k], digits)  # pylint: disable=protected-access
+    canvas.paste_digits(image, filled, images[layout.digit[filled, k]], layout.size[filled, k],
+                        layout.top_left[filled, k])
   return image
 
 
