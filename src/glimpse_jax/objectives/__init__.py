@@ -29,4 +29,9 @@ from glimpse_jax.objectives.reward_shaping import (
     output_spread,
     reward_bonuses,
 )
-from glimpse_jax.objectives.wake_sleep import importance_diagnostics, var_loss, wake_sleep_loss
+from glimpse_jax.objectives.wake_sleep import (
+    importance_diagnostics,
+    method_surrogate,
+    var_loss,
+    wake_sleep_loss,
+)

@@ -128,3 +128,34 @@ def wake_sleep_loss(log_likelihood: jax.Array, log_prior: jax.Array,
     proposal_term = weights - self_normalised(log_q) if control_variates else weights  # [K]
     loss = loss - jnp.sum(proposal_term * log_q)
   return loss, metrics
+
+
+METHODS = ('var', 'ws', 'ws_q')
+
+
+def method_surrogate(method: str, log_likelihood: jax.Array, log_prior: jax.Array,
+                     log_proposal: jax.Array | None = None, log_q: jax.Array | None = None,
+                     baseline: jax.Array | None = None, *, control_variates: bool = True
+                     ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Per-example surrogates [B] of a batch for one of `METHODS`, and per-example diagnostics.
+
+  Every array is [B, K] (`baseline` [B]): K samples per example, summed over their glimpses.
+    'var':  `var_loss` (samples from the prior; needs `baseline`);
+    'ws':   `wake_sleep_loss` without q, samples from the prior or, with `log_proposal`, from
+            the tempered prior that density describes;
+    'ws_q': `wake_sleep_loss` with q (`log_q`) trained by eq. 14, samples from the (tempered) q
+            whose density is `log_proposal`.
+  """
+  if method not in METHODS:
+    raise ValueError(f'method must be one of {METHODS}, got {method!r}')
+  if method == 'var':
+    if baseline is None:
+      raise ValueError("method 'var' needs a baseline")
+    fn = lambda ll, lp, b: var_loss(ll, lp, b, control_variate=control_variates)
+    return jax.vmap(fn)(log_likelihood, log_prior, baseline)
+  if method == 'ws_q' and (log_q is None or log_proposal is None):
+    raise ValueError("method 'ws_q' needs log_q and the log_proposal of the q that drew samples")
+  if method == 'ws':
+    log_q = None
+  fn = lambda ll, lp, r, q: wake_sleep_loss(ll, lp, r, log_q=q, control_variates=control_variates)
+  return jax.vmap(fn)(log_likelihood, log_prior, log_proposal, log_q)
