@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from experiments import ram
-from glimpse_jax import report, report_ram_reward, report_variant_mnist
+from glimpse_jax import report, report_ram_reward, report_variant_mnist, report_ws_ram_captioning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +89,10 @@ CHAPTERS = (
             'Attention mechanisms for variant MNIST datasets (Wu, Xu & Lee)',
             'variant_mnist/*', report_variant_mnist.write_report,
             'make experiment NAME=variant_mnist CONFIG=<row> SEEDS=3'),
+    Chapter('ws_ram_captioning',
+            'Caption generation with multi-scale attention, WS-RAM against VAR (Ba et al. 2015)',
+            'ws_ram_captioning/*', report_ws_ram_captioning.write_report,
+            'make experiment NAME=ws_ram_captioning CONFIG=<method> SEEDS=3'),
 )
 
 

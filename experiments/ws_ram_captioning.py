@@ -75,7 +75,7 @@ def _cnn_phase(smoke: bool) -> ml_collections.ConfigDict:
   config.checkpoint_every = 1_000
   config.eval.batch_size = 500
   config.model = ml_collections.ConfigDict(dict(
-      kind='classifier', cnn_features=(8, 16, 16) if smoke else (16, 32, 32)))
+      kind='classifier', cnn_features=(8, 16, 16) if smoke else (8, 16, 32)))
   config.loss = ml_collections.ConfigDict()
   return config
 
@@ -98,7 +98,7 @@ def _caption_phase(method: str, smoke: bool) -> ml_collections.ConfigDict:
   config.init_subtrees = ('params/cnn',)
   config.optimizer.freeze = ('params/cnn',)
   config.model = ml_collections.ConfigDict(dict(
-      kind='captioner', cnn_features=(8, 16, 16) if smoke else (16, 32, 32), low_res_size=10,
+      kind='captioner', cnn_features=(8, 16, 16) if smoke else (8, 16, 32), low_res_size=10,
       window=3, embed_features=16 if smoke else 32, read_features=32 if smoke else 128,
       lstm_features=64 if smoke else 128, inference_features=32 if smoke else 64,
       location_std=0.1, learn_std=False))

@@ -1,0 +1,196 @@
+"""WS-RAM's captioning experiment (experiments/ws_ram_captioning.py) over methods and seeds:
+`python -m glimpse_jax.report_ws_ram_captioning RUNS... --out results/ws_ram_captioning.md`.
+
+Each run is the `caption` phase's workdir (results.json, metrics.jsonl, and `captions.json`, the
+sacrebleu BLEU-1..4 of greedy test captions and the layer chosen per word position). Runs are
+grouped by `loss.method`; values are the mean ± sample std over seeds. Writes, beside the
+markdown file, `<stem>_training_nll.png` (the paper's Figure 6: the training bound's NLL per word
+against updates, mean over seeds with a band from the lowest to the highest seed) and the first
+seed's window pictures per method.
+"""
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from glimpse_jax.report import Run, load_run
+
+CAPTIONS_FILE = 'captions.json'
+NAMES = {'var': 'VAR', 'ws': 'WS-RAM', 'ws_q': 'WS-RAM + q'}
+# The paper's Flickr8k test BLEU-1..4 (Ba et al. 2015, Table 2), both with control variates.
+PAPER_BLEU = {'var': (62.3, 41.6, 26.9, 17.2), 'ws_q': (61.1, 40.4, 26.9, 17.8)}
+CURVE_METRIC = 'nll_word'
+CHECKPOINTS = (1_000, 2_000, 5_000, 10_000)  # updates at which the training curves are read
+
+
+def read_scores(workdir: str) -> dict:
+  """The run's captions.json; raises ValueError naming the workdir when it is missing."""
+  path = os.path.join(workdir, CAPTIONS_FILE)
+  if not os.path.isfile(path):
+    raise ValueError(f'{workdir!r} holds no {CAPTIONS_FILE}: not a finished caption phase')
+  with open(path) as f:
+    return json.load(f)
+
+
+def method_of(run: Run) -> str:
+  return run.results['config']['loss']['method']
+
+
+def training_curve(run: Run, metric: str = CURVE_METRIC) -> dict[int, float]:
+  """step -> the logged training `metric` (each record averages the updates since the last)."""
+  return {r['step']: r[metric] for r in run.records
+          if r.get('kind') == 'train' and isinstance(r.get(metric), (int, float))}
+
+
+def value_at(curve: Mapping[int, float], step: int, window: int = 5) -> float | None:
+  """The mean of the last `window` logged values at or before `step`; None past the curve."""
+  steps = sorted(s for s in curve if s <= step)
+  if not steps or max(curve) < step:
+    return None
+  return float(np.mean([curve[s] for s in steps[-window:]]))
+
+
+def _mean_std(values: Sequence[float | None], digits: int = 2) -> str:
+  values = [v for v in values if v is not None]
+  if not values:
+    return '-'
+  if len(values) < 2:
+    return f'{statistics.mean(values):.{digits}f}'
+  return f'{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}'
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  return '\n'.join(lines + ['| ' + ' | '.join(r) + ' |' for r in rows]) + '\n'
+
+
+def plot_training_nll(groups: Mapping[str, Sequence[Run]], path: str,
+                      max_step: int = CHECKPOINTS[-1]) -> None:
+  """Figure 6: training NLL per word against updates, one line per method."""
+  fig = Figure(figsize=(7, 4.5))
+  FigureCanvasAgg(fig)
+  ax = fig.subplots()
+  for method, runs in groups.items():
+    curves = [c for c in (training_curve(run) for run in runs) if c]
+    if not curves:
+      continue
+    steps = sorted(set.intersection(*(set(c) for c in curves)))
+    steps = [s for s in steps if s <= max_step]
+    values = np.asarray([[c[s] for s in steps] for c in curves])  # [seeds, steps]
+    line, = ax.plot(steps, values.mean(0), label=f'{NAMES.get(method, method)} ({len(curves)})')
+    ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.15)
+  ax.set(xlabel='update', ylabel='training NLL per word (nats)', yscale='log',
+         title='-log (1/K) sum_k w_k per word, each method\'s own proposal')
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+
+
+def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) -> str:
+  """Writes the markdown file `out` and its figures beside it; returns the markdown."""
+  runs = [load_run(w) for w in workdirs]
+  scores = {run.name: read_scores(w) for run, w in zip(runs, workdirs)}
+  folders = {run.name: w for run, w in zip(runs, workdirs)}
+  groups = collections.defaultdict(list)
+  for run in sorted(runs, key=lambda r: (method_of(r), r.results['config']['seed'])):
+    groups[method_of(run)].append(run)
+  order = [m for m in NAMES if m in groups] + sorted(set(groups) - set(NAMES))
+  groups = {m: groups[m] for m in order}
+  folder, stem = os.path.dirname(out) or '.', os.path.splitext(os.path.basename(out))[0]
+  os.makedirs(folder, exist_ok=True)
+  figure = f'{stem}_training_nll.png'
+  plot_training_nll(groups, os.path.join(folder, figure))
+
+  bleu_rows, curve_rows, layer_rows = [], [], []
+  for method, members in groups.items():
+    name = NAMES.get(method, method)
+    s = [scores[run.name] for run in members]
+    paper = PAPER_BLEU.get(method)
+    bleu_rows.append([
+        name, ', '.join(str(run.results['config']['seed']) for run in members),
+        *(_mean_std([x[f'bleu{n}'] for x in s], 1) for n in (1, 2, 3, 4)),
+        '-' if paper is None else ' / '.join(f'{b:.1f}' for b in paper),
+        _mean_std([100 * x['sequence_accuracy'] for x in s]),
+        _mean_std([100 * run.results['test_token_error'] for run in members]),
+        _mean_std([run.results['test_nll_word'] for run in members], 3),
+        f"{members[0].results['steps']:,}",
+        _mean_std([run.results['wall_seconds'] / 60 for run in members], 1)])
+    curves = [training_curve(run) for run in members]
+    curve_rows.append([name] + [_mean_std([value_at(c, step) for c in curves], 3)
+                                for step in CHECKPOINTS])
+    fractions = np.mean([x['layer_fraction_by_position'] for x in s], axis=0)  # [T, L]
+    words = np.asarray(s[0]['words_by_position'])
+    for t, row in enumerate(fractions):
+      if words[t]:
+        layer_rows.append([name, str(t + 1), f'{int(words[t]):,}',
+                           *(f'{100 * f:.1f}' for f in row)])
+  num_layers = len(next(iter(scores.values()))['layer_fraction_by_position'][0])
+  dataset = runs[0].results['config']['dataset']
+  text = [
+      '# WS-RAM captioning: multi-scale attention over a convolutional pyramid '
+      '(Ba et al. 2015, sec. 5.2)\n\n',
+      f'{len(runs)} runs of `experiments/ws_ram_captioning.py`, written by '
+      '`python -m glimpse_jax.report_ws_ram_captioning`; mean ± sample std over seeds. '
+      f"Data: {dataset['canvas_size']}x{dataset['canvas_size']} canvases of "
+      f"{dataset['min_digits']}-{dataset['max_digits']} MNIST digits captioned left to right "
+      '(a stand-in: the paper\'s numbers are on **Flickr8k, a different dataset**, shown only '
+      'for scale). BLEU-n is sacrebleu\'s corpus BLEU with n-grams up to n (digits as words, '
+      'one reference), on greedy captions of the whole test split; *exact %* counts captions '
+      'right to the end token; *test NLL / word* is -log (1/K) sum_k p(y | a_k, x) with K '
+      'prior samples, per word (end token included). *Minutes*: wall time of the caption '
+      'phase.\n\n',
+      '## Test captions\n\n',
+      _table(['method', 'seeds', 'BLEU-1', 'BLEU-2', 'BLEU-3', 'BLEU-4',
+              'paper BLEU-1/2/3/4 (Flickr8k)', 'exact %', 'word error %', 'test NLL / word',
+              'updates', 'minutes'], bleu_rows),
+      '\n## Training speed (the paper\'s Figure 6)\n\n',
+      'Training NLL per word, -log (1/K) sum_k w_k over each method\'s own K samples (the '
+      'importance-weighted bound, the same quantity for every method), averaged over the last '
+      'five logged intervals before each update count.\n\n',
+      _table(['method'] + [f'after {s:,} updates' for s in CHECKPOINTS], curve_rows),
+      f'\n![training NLL per word against updates]({figure})\n',
+      '\n## Layer chosen per word position (greedy, test split, mean over seeds)\n\n',
+      'Layer 0 is the finest map (after one 2x2 pooling); each deeper layer halves the side.\n\n',
+      _table(['method', 'word', 'words', *(f'layer {l} %' for l in range(num_layers))],
+             layer_rows),
+  ]
+  for method, members in groups.items():
+    source = os.path.join(folders[members[0].name], 'caption_windows.png')
+    if os.path.isfile(source):
+      name = f'{stem}_{method}_windows.png'
+      shutil.copyfile(source, os.path.join(folder, name))
+      text.append(f'\n{NAMES.get(method, method)}, seed '
+                  f"{members[0].results['config']['seed']}: the window read per generated word "
+                  f'(colour: layer)\n\n![{method} windows]({name})\n')
+  if notes is not None:
+    with open(notes) as f:
+      text += ['\n', f.read()]
+  markdown = ''.join(text)
+  with open(out, 'w') as f:
+    f.write(markdown)
+  return markdown
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(prog='python -m glimpse_jax.report_ws_ram_captioning',
+                                   description=__doc__.splitlines()[0])
+  parser.add_argument('runs', nargs='+', help='caption-phase workdirs')
+  parser.add_argument('--out', required=True, help='the markdown file to write')
+  parser.add_argument('--notes', help='a markdown file appended to the report')
+  args = parser.parse_args(argv)
+  write_report(args.runs, args.out, args.notes)
+  sys.stdout.write(f'wrote {args.out}\n')
+
+
+if __name__ == '__main__':
+  main()

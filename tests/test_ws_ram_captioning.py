@@ -1,0 +1,254 @@
+"""WS-RAM's captioning experiment: the pyramid read against NumPy, teacher forcing and greedy
+decoding, the caption likelihood and its mask, the frozen pyramid, config checks, and the smoke
+pipeline (it learns, and writes sacrebleu's BLEU and the window pictures)."""
+
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from glimpse_jax import train
+from glimpse_jax.caption_plots import pyramid_window_boxes
+from glimpse_jax.data import captions
+from glimpse_jax.nets import draw_noise, mode_noise
+from glimpse_jax.nets.captioning import AttentionCaptioner, read_window
+from glimpse_jax.objectives import method_surrogate, var_loss, wake_sleep_loss
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
+import ws_ram_captioning as wc  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+TINY = dict(cnn_features=(4, 6, 8), low_res_size=4, window=3, embed_features=5, read_features=7,
+            lstm_features=9, inference_features=6)
+
+
+def _numpy_window(fmap, loc, size):
+  """The size x size cells around loc: centre c = (loc + 1) / 2 * (w, h), first cell
+  floor(c - size / 2 + 0.5), zeros outside the map."""
+  h, w, c = fmap.shape
+  cx, cy = (loc[0] + 1) / 2 * w, (loc[1] + 1) / 2 * h
+  left, top = int(np.floor(cx - size / 2 + 0.5)), int(np.floor(cy - size / 2 + 0.5))
+  out = np.zeros((size, size, c), fmap.dtype)
+  for i in range(size):
+    for j in range(size):
+      r, q = top + i, left + j
+      if 0 <= r < h and 0 <= q < w:
+        out[i, j] = fmap[r, q]
+  return out
+
+
+def test_read_window_against_numpy():
+  rng = np.random.default_rng(0)
+  fmap = rng.normal(size=(2, 13, 11, 3)).astype(np.float32)  # [B, h, w, C]
+  locs = rng.uniform(-1.2, 1.2, size=(4, 2, 2)).astype(np.float32)  # [K, B, 2], some outside
+  locs[0, 0] = (-1, -1)
+  got = np.asarray(read_window(jnp.asarray(fmap), jnp.asarray(np.clip(locs, -1, 1)), 3))
+  assert got.shape == (4, 2, 27)
+  for k in range(4):
+    for b in range(2):
+      want = _numpy_window(fmap[b], np.clip(locs[k, b], -1, 1), 3).reshape(-1)
+      np.testing.assert_allclose(got[k, b], want, rtol=1e-6)
+
+
+def test_teacher_inputs_mask_and_caption_log_likelihood():
+  caption = jnp.asarray([[3, 1, 10, 11], [7, 10, 11, 11]])  # [B, T], 10 end, 11 pad
+  np.testing.assert_array_equal(wc.teacher_inputs(caption), [[11, 3, 1, 10], [11, 7, 10, 11]])
+  mask = wc.word_mask(jnp.asarray([3, 2]), 4)
+  np.testing.assert_array_equal(mask, [[1, 1, 1, 0], [1, 1, 0, 0]])
+  logp = jax.nn.log_softmax(jax.random.normal(jax.random.key(0), (2, 2, 4, 12)), -1)
+  got = np.asarray(wc.caption_log_likelihood(logp, caption, mask))  # [K, B]
+  logp, np_caption, np_mask = np.asarray(logp), np.asarray(caption), np.asarray(mask)
+  want = np.zeros((2, 2))
+  for k in range(2):
+    for b in range(2):
+      for t in range(4):
+        if np_mask[b, t]:
+          want[k, b] += logp[k, b, t, np_caption[b, t]]
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  errors = wc.greedy_errors(jnp.asarray([[3, 1, 10, 5], [7, 3, 0, 0]]), caption, mask)
+  np.testing.assert_array_equal(errors['error'], [0, 1])  # after the end nothing counts
+  np.testing.assert_allclose(errors['token_error'], [0, 0.5])
+
+
+def test_method_surrogate_is_the_per_example_estimators():
+  ll, lp, r, q = jax.random.normal(jax.random.key(1), (4, 3, 5))  # each [B, K]
+  baseline = jnp.asarray([0.1, -0.3, 0.2])
+  for method, fn in (('var', lambda i: var_loss(ll[i], lp[i], baseline[i])),
+                     ('ws', lambda i: wake_sleep_loss(ll[i], lp[i], r[i])),
+                     ('ws_q', lambda i: wake_sleep_loss(ll[i], lp[i], r[i], log_q=q[i]))):
+    loss, metrics = method_surrogate(method, ll, lp, r, q, baseline)
+    for i in range(3):
+      want, want_metrics = fn(i)
+      np.testing.assert_allclose(loss[i], want, rtol=1e-5, atol=1e-7)
+      np.testing.assert_allclose(metrics['bound'][i], want_metrics['bound'], rtol=1e-6)
+  with pytest.raises(ValueError, match="method must be one of .* got 'wake'"):
+    method_surrogate('wake', ll, lp)
+  with pytest.raises(ValueError, match="'var' needs a baseline"):
+    method_surrogate('var', ll, lp)
+
+
+def _model_and_params(batch=3, steps=4):
+  model = AttentionCaptioner(**TINY)
+  images = jax.random.uniform(jax.random.key(2), (batch, 20, 20, 1))
+  caption = jnp.asarray([[1, 2, 10, 11], [4, 10, 11, 11], [5, 6, 7, 10]])[:batch]
+  params = model.init(jax.random.key(3), images, draw_noise(jax.random.key(4), (1, batch, steps), 3),
+                      wc.teacher_inputs(caption), caption)
+  return model, params, images, caption
+
+
+def test_greedy_decoding_feeds_back_its_own_words():
+  model, params, images, _ = _model_and_params()
+  apply = jax.jit(lambda words, decode: model.apply(params, images, mode_noise((1, 3, 4), 3),
+                                                    words, decode=decode), static_argnums=1)
+  greedy = apply(jnp.zeros((3, 4), jnp.int32), True)
+  words = greedy.words[0]  # [B, T]
+  forced = apply(wc.teacher_inputs(words), False)
+  np.testing.assert_allclose(forced.word_log_probs, greedy.word_log_probs, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(forced.layers, greedy.layers)
+  assert greedy.log_q is None and greedy.word_log_probs.shape == (1, 3, 4, 12)
+
+
+def test_q_sees_the_target_word_and_the_pyramid_gets_no_gradient():
+  model, params, images, caption = _model_and_params()
+  noise = draw_noise(jax.random.key(5), (2, 3, 4), 3)
+
+  @jax.jit
+  def run(p, targets):
+    return model.apply(p, images, noise, wc.teacher_inputs(caption), targets)
+
+  out, other = run(params, caption), run(params, (caption + 1) % 10)
+  assert not np.allclose(out.log_q[:, :, 0], other.log_q[:, :, 0])  # q reads y_1
+  np.testing.assert_allclose(out.log_prior[:, :, 0], other.log_prior[:, :, 0])  # the prior not
+  grads = jax.jit(jax.grad(lambda p: run(p, caption).word_log_probs.sum()
+                           + run(p, caption).log_q.sum()))(params)
+  assert all(float(jnp.abs(g).max()) == 0 for g in jax.tree.leaves(grads['params']['cnn']))
+  assert float(jnp.abs(grads['params']['step']['lstm']['hf']['kernel']).max()) > 0
+
+
+def test_bad_inputs_are_named():
+  model, params, images, caption = _model_and_params()
+  with pytest.raises(ValueError, match=r'noise.choice must be \[K, B, T, 3\]'):
+    model.apply(params, images, draw_noise(jax.random.key(0), (1, 3, 4), 2),
+                wc.teacher_inputs(caption))
+  with pytest.raises(ValueError, match="proposal 'q' needs targets"):
+    model.apply(params, images, draw_noise(jax.random.key(0), (1, 3, 4), 3),
+                wc.teacher_inputs(caption), proposal='q')
+
+
+def test_variants_resolve_and_bad_fields_are_named():
+  for variant in wc.VARIANTS:
+    config = wc.get_config(variant)
+    assert config.pipeline == ('cnn', 'caption')
+    caption = config.phases.caption
+    assert caption.init_from == 'cnn' and caption.optimizer.freeze == ('params/cnn',)
+    assert caption.model.cnn_features == config.phases.cnn.model.cnn_features
+  assert wc.get_config('smoke').phases.caption.loss.method == 'ws_q'
+  with pytest.raises(ValueError, match="unknown variant 'wsq'"):
+    wc.get_config('wsq')
+  for field, value, message in (
+      (('loss', 'method'), 'reinforce', "loss.method must be one of .* got 'reinforce'"),
+      (('model', 'window'), 0, 'model.window must be an integer >= 1, got 0'),
+      (('loss', 'num_samples'), 0, 'loss.num_samples must be an integer >= 1'),
+      (('dataset', 'name'), 'mnist', "needs a caption dataset .* got dataset.name='mnist'")):
+    config = wc.get_config('var').phases.caption
+    with config.unlocked():
+      config[field[0]][field[1]] = value
+    config.experiment = 'ws_ram_captioning'
+    with pytest.raises(ValueError, match=message):
+      wc.make_experiment(config)
+  config = wc.get_config('var').phases.cnn
+  with config.unlocked():
+    config.dataset.name = 'digit_strings'
+  with pytest.raises(ValueError, match='the classifier phase needs labelled digits'):
+    wc.make_experiment(config)
+
+
+def test_window_boxes_in_image_pixels():
+  boxes = pyramid_window_boxes(np.zeros((3, 2)), np.arange(3), window=3, height=100, width=100)
+  # maps of 50, 25 and 13 cells: a 3-cell window covers 6, 12 and 300 / 13 pixels
+  np.testing.assert_allclose(boxes[:, 2], [6, 12, 300 / 13])
+  np.testing.assert_allclose(boxes[:, 0] + boxes[:, 2] / 2, 50)
+
+
+def _tiny_pipeline(variant, data_dir, cnn_steps, caption_steps):
+  config = wc.get_config(variant)
+  with config.unlocked():
+    for name in config.pipeline:
+      config.phases[name].dataset.update(data_dir=data_dir, download=False)
+    config.phases.cnn.num_steps = cnn_steps
+    config.phases.caption.num_steps = caption_steps
+  return config
+
+
+@pytest.mark.parametrize('variant', ['var_smoke', 'ws_smoke'])
+def test_every_method_trains_a_few_steps(variant, data_dir, tmp_path):
+  config = _tiny_pipeline(variant, data_dir, 20, 20)
+  with config.unlocked():
+    config.phases.cnn.dataset.eval_examples = 200
+    config.phases.caption.dataset.update(eval_examples=200, validation_examples=100,
+                                         train_examples=1_000)
+    config.phases.caption.update(log_every=10, eval_every=0)
+  results = train.run_pipeline(config, str(tmp_path / 'run'), wc.make_experiment)
+  assert np.isfinite(results['caption']['test_nll'])
+  assert 0 <= results['caption']['test_error'] <= 1
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_learns_and_scores_its_captions(data_dir, tmp_path):
+  config = _tiny_pipeline('smoke', data_dir, 200, 1_200)
+  with config.unlocked():
+    config.phases.caption.dataset.eval_examples = 1_000
+  results = train.run_pipeline(config, str(tmp_path / 'run'), wc.make_experiment)
+  assert results['cnn']['test_error'] < 0.2
+  # Chance is 1 - (1/2 * 1/10 + 1/2 * 1/100) = 0.945; measured 0.53 after 1,500 updates.
+  assert results['caption']['test_error'] < 0.8
+  workdir = tmp_path / 'run' / 'caption'
+  scores = json.loads((workdir / wc.CAPTIONS_FILE).read_text())
+  assert scores['examples'] == 1_000
+  assert 1 - scores['sequence_accuracy'] == pytest.approx(results['caption']['test_error'],
+                                                           abs=1e-6)
+  assert scores['bleu1'] > 30 and scores['bleu1'] >= scores['bleu2']
+  assert np.allclose(np.sum(scores['layer_fraction_by_position'], -1), 1)
+  assert (workdir / 'caption_windows.png').exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The report, on made-up runs.
+# ---------------------------------------------------------------------------------------------
+def _fake_run(folder, method, seed, bleu1, nll_scale):
+  folder.mkdir(parents=True)
+  config = {'seed': seed, 'loss': {'method': method},
+            'dataset': {'canvas_size': 100, 'min_digits': 2, 'max_digits': 5}}
+  (folder / 'results.json').write_text(json.dumps({
+      'config': config, 'steps': 10_000, 'wall_seconds': 600.0, 'test_token_error': 0.1,
+      'test_nll_word': 0.25, 'test_error': 0.3}))
+  records = [{'kind': 'train', 'step': s, 'nll_word': nll_scale / s} for s in range(100, 10_001, 100)]
+  (folder / 'metrics.jsonl').write_text('\n'.join(json.dumps(r) for r in records))
+  (folder / wc.CAPTIONS_FILE).write_text(json.dumps({
+      'bleu1': bleu1, 'bleu2': 50.0, 'bleu3': 40.0, 'bleu4': 30.0, 'sequence_accuracy': 0.7,
+      'examples': 100, 'layer_fraction_by_position': [[0.0, 0.25, 0.75], [0.0, 0.0, 1.0]],
+      'words_by_position': [100, 60], 'samples': []}))
+  return str(folder)
+
+
+def test_report_tables_and_training_speed(tmp_path):
+  from glimpse_jax import report_ws_ram_captioning as rc  # pylint: disable=g-import-not-at-top
+  runs = [_fake_run(tmp_path / f'{m}-seed{s}', m, s, b, scale)
+          for m, s, b, scale in (('var', 0, 60.0, 100.0), ('var', 1, 64.0, 100.0),
+                                 ('ws_q', 0, 70.0, 50.0))]
+  out = tmp_path / 'book' / 'captioning.md'
+  markdown = rc.write_report(runs, str(out))
+  assert ('| VAR | 0, 1 | 62.0 ± 2.8 | 50.0 ± 0.0 | 40.0 ± 0.0 | 30.0 ± 0.0 | '
+          '62.3 / 41.6 / 26.9 / 17.2 |') in markdown
+  assert '| WS-RAM + q | 0 | 70.0 |' in markdown
+  # nll_word = scale / step; after 1,000 updates the mean over steps 600..1000 of 100 / s
+  want = np.mean([100.0 / s for s in range(600, 1001, 100)])
+  assert f'| VAR | {want:.3f} ± 0.000 |' in markdown
+  assert '| VAR | 2 | 60 | 0.0 | 0.0 | 100.0 |' in markdown  # layer use at word 2
+  assert (tmp_path / 'book' / 'captioning_training_nll.png').exists()
+  assert rc.value_at({100: 1.0, 200: 3.0}, 300) is None  # past the curve
+  with pytest.raises(ValueError, match='holds no captions.json'):
+    rc.read_scores(str(tmp_path))
