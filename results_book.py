@@ -12,6 +12,7 @@ chapters: the paper, the runs, their seeds, wall time, and each chapter's headli
 import argparse
 import dataclasses
 import glob
+import json
 import os
 import statistics
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 
 from experiments import ram
 from glimpse_jax import report, report_ram_reward, report_variant_mnist, report_ws_ram_captioning
+from glimpse_jax import report_pretrain_attention
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +91,9 @@ CHAPTERS = (
             'Attention mechanisms for variant MNIST datasets (Wu, Xu & Lee)',
             'variant_mnist/*', report_variant_mnist.write_report,
             'make experiment NAME=variant_mnist CONFIG=<row> SEEDS=3'),
+    Chapter('pretrain_attention', 'Pre-training attention mechanisms (Lindsey 2017)',
+            'pretrain_attention/*', report_pretrain_attention.write_report,
+            'make experiment NAME=pretrain_attention CONFIG=<method>_<dataset> SEEDS=3'),
     Chapter('ws_ram_captioning',
             'Caption generation with multi-scale attention, WS-RAM against VAR (Ba et al. 2015)',
             'ws_ram_captioning/*', report_ws_ram_captioning.write_report,
@@ -99,6 +104,20 @@ CHAPTERS = (
 def _workdirs(results: str, pattern: str) -> list[str]:
   return sorted(d for d in glob.glob(os.path.join(results, pattern))
                 if os.path.isfile(os.path.join(d, report.RESULTS_FILE)))
+
+
+def _load_run(workdir: str) -> report.Run:
+  """A run; a pipeline's (results.json holds its `phases`) with the seed of pipeline.json's config
+  and the wall time of all its phases."""
+  run = report.load_run(workdir)
+  if 'phases' not in run.results:
+    return run
+  with open(os.path.join(workdir, 'pipeline.json')) as f:
+    phases = json.load(f)['config']['phases']
+  seed = min(phase.get('seed', 0) for phase in phases.values())
+  seconds = sum(r.get('wall_seconds') or 0.0 for r in run.results['phases'].values())
+  return report.Run(run.name, {**run.results, 'config': {'seed': seed},
+                               'wall_seconds': seconds}, run.records)
 
 
 def _seed_count(runs: Sequence[report.Run]) -> str:
@@ -123,7 +142,7 @@ def write_book(results: str = 'results', chapters: Sequence[Chapter] = CHAPTERS)
     out = os.path.join(results, f'{chapter.name}.md')
     notes = os.path.join(results, f'{chapter.name}_notes.md')
     chapter.write(workdirs, out, notes if os.path.isfile(notes) else None)
-    runs = [report.load_run(w) for w in workdirs]
+    runs = [_load_run(w) for w in workdirs]
     hours = sum(run.results.get('wall_seconds') or 0.0 for run in runs) / 3600
     index.append(f'| [{chapter.name}]({chapter.name}.md) | {chapter.title} | {len(runs)} | '
                  f'{_seed_count(runs)} | {hours:.1f} | `{chapter.command}` |\n')

@@ -1,0 +1,378 @@
+"""Pre-training attention (experiments/pretrain_attention.py) over seeds beside Lindsey 2017:
+`python -m glimpse_jax.report_pretrain_attention RUNS... --out results/pretrain_attention.md`.
+
+Reads finished pipeline workdirs (`pipeline.json`, and per phase `results.json` and
+`metrics.jsonl`), names each run's method and dataset from its phases' configs, and writes the
+paper's Tables 2 and 4 (test error) and Table 3 (the glimpse-efficiency tester's accuracy) with the
+paper's numbers beside the mean ± sample std over seeds. Test error is given twice: by the
+paper's rule (`paper_rule_error`: evaluations every 1,000 batches, the mean of the ten after
+accuracy stops improving) and the final model's. Each row states its budget (batches per phase)
+and wall time. Beside the markdown file go `<stem>_curves.png` (test error against batches,
+pre-training batches included, paper Figure 2) and the first seed's read windows of an unguided
+and each guided method (`<stem>_<method>_<dataset>_reads.png`).
+"""
+
+import argparse
+import collections
+import dataclasses
+import json
+import os
+import shutil
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+EXPERIMENT = 'pretrain_attention'
+PIPELINE_FILE, RESULTS_FILE, METRICS_FILE = 'pipeline.json', 'results.json', 'metrics.jsonl'
+READS_FILE = 'read_windows.png'
+TEN = 10  # evaluations averaged by the paper's rule
+TARGET_ACCURACY = 0.95
+# Lindsey 2017: test error (Tables 2 and 4) and the tester's accuracy (Table 3), as fractions.
+PAPER_ERROR = {
+    ('no_guidance', 'translated'): 0.019, ('heuristic', 'translated'): 0.014,
+    ('reconstruction', 'translated'): 0.014, ('mimic', 'translated'): 0.015,
+    ('bootstrap', 'translated'): 0.015, ('bootstrap_alpha05', 'translated'): 0.027,
+    ('no_guidance', 'regular'): 0.026, ('reconstruction', 'regular'): 0.022,
+    ('mimic', 'regular'): 0.019, ('bootstrap', 'regular'): 0.023,
+    ('bootstrap_alpha05', 'regular'): 0.019,
+}
+PAPER_TESTER_ACCURACY = {
+    ('tester_reconstruction', 'translated'): 0.939,
+    ('tester_classification', 'translated'): 0.954,
+    ('tester_reconstruction_classification', 'translated'): 0.986,
+    ('tester_reconstruction', 'regular'): 0.968,
+    ('tester_classification', 'regular'): 0.960,
+    ('tester_reconstruction_classification', 'regular'): 0.974,
+}
+# Paper Figure 2: batches to 95% test accuracy on translated MNIST, guided and unguided.
+PAPER_BATCHES_TO_95 = {'guided': 3_000, 'unguided': 42_000}
+TABLE_2 = ('no_guidance', 'heuristic', 'reconstruction')
+TABLE_4 = ('mimic', 'bootstrap', 'mimic_alpha05', 'bootstrap_alpha05')
+DATASETS = ('translated', 'regular')
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineRun:
+  """One finished pipeline: its workdir, configs and results per phase, and eval/train records."""
+
+  workdir: str
+  pipeline: tuple[str, ...]
+  configs: Mapping[str, Mapping[str, Any]]
+  results: Mapping[str, Mapping[str, Any]]
+  records: Mapping[str, Sequence[Mapping[str, Any]]]
+
+  @property
+  def name(self) -> str:
+    return os.path.basename(os.path.normpath(self.workdir))
+
+  @property
+  def seed(self) -> int:
+    return self.configs[self.pipeline[-1]].get('seed', 0)
+
+  @property
+  def wall_seconds(self) -> float:
+    return sum(r.get('wall_seconds') or 0.0 for r in self.results.values())
+
+
+def _read_json(path: str) -> Any:
+  with open(path) as f:
+    return json.load(f)
+
+
+def load_pipeline_run(workdir: str) -> PipelineRun:
+  """Reads a finished pipeline workdir; raises ValueError naming what is missing."""
+  path = os.path.join(workdir, PIPELINE_FILE)
+  if not os.path.isfile(path):
+    raise ValueError(f'{workdir!r} holds no {PIPELINE_FILE} (not a pipeline workdir)')
+  pipeline = _read_json(path)
+  config = pipeline['config']
+  if config.get('experiment') != EXPERIMENT:
+    raise ValueError(f'run {workdir!r} is of experiment {config.get("experiment")!r}, not '
+                     f'{EXPERIMENT!r}')
+  names = tuple(pipeline['pipeline'])
+  results, records = {}, {}
+  for name in names:
+    phase_dir = os.path.join(workdir, name)
+    if not os.path.isfile(os.path.join(phase_dir, RESULTS_FILE)):
+      raise ValueError(f'phase {name!r} of {workdir!r} holds no {RESULTS_FILE} (is the run '
+                       'finished?)')
+    results[name] = _read_json(os.path.join(phase_dir, RESULTS_FILE))
+    lines = []
+    if os.path.isfile(os.path.join(phase_dir, METRICS_FILE)):
+      with open(os.path.join(phase_dir, METRICS_FILE)) as f:
+        lines = [json.loads(line) for line in f if line.strip()]
+    records[name] = lines
+  return PipelineRun(workdir, names, config['phases'], results, records)
+
+
+def dataset_of(run: PipelineRun) -> str:
+  """'translated' or 'regular' (28x28 MNIST), from the last phase's dataset."""
+  name = run.configs[run.pipeline[-1]]['dataset']['name']
+  return {'translated': 'translated', 'mnist': 'regular'}.get(name, name)
+
+
+def method_of(run: PipelineRun) -> str:
+  """The method's name in the experiment's variants (`no_guidance`, `mimic_alpha05`, ...)."""
+  phases, configs = run.pipeline, run.configs
+  if 'tester' in phases:
+    tested = [p for p in phases if p not in ('sequences', 'tester')]
+    objectives = [configs[p]['loss']['objective'] for p in tested]
+    return 'tester_' + '_'.join(objectives)
+  if 'teacher' in phases:
+    teacher = configs['teacher']['loss']['objective']
+    method = 'mimic' if teacher == 'reconstruction' else 'bootstrap'
+    alpha = configs['classify']['loss']['mimic_alpha']
+    return method if alpha == 0.95 else (f'{method}_alpha05' if alpha == 0.5
+                                         else f'{method}_alpha{alpha:g}')
+  if 'pretrain' in phases:
+    return configs['pretrain']['loss']['objective']
+  return 'no_guidance'
+
+
+def budget_of(run: PipelineRun) -> str:
+  """Batches per trained phase, e.g. 'pretrain 6,000 + classify 8,000'."""
+  return ' + '.join(f'{name} {run.results[name]["steps"]:,}' for name in run.pipeline
+                    if 'steps' in run.results[name])
+
+
+def widths_of(run: PipelineRun) -> str:
+  model = run.configs[run.pipeline[-1]]['model']
+  return f"hidden {model['hidden']}, T = {model['glimpses']}"
+
+
+def pretraining_steps(run: PipelineRun) -> int:
+  """Batches trained before the last trained phase (pre-training or the teacher)."""
+  trained = [p for p in run.pipeline if 'steps' in run.results[p]]
+  return sum(run.results[p]['steps'] for p in trained[:-1])
+
+
+def test_curve(records: Sequence[Mapping[str, Any]], metric: str = 'error') -> list[tuple]:
+  """(step, value) of the test evaluations in metrics.jsonl records, by step (last wins)."""
+  points = {r['step']: r[metric] for r in records
+            if r.get('kind') == 'eval' and r.get('split', 'test') == 'test'
+            and isinstance(r.get(metric), (int, float))}
+  return sorted(points.items())
+
+
+def paper_rule_error(curve: Sequence[tuple[int, float]], count: int = TEN
+                     ) -> tuple[float | None, int]:
+  """Lindsey's test error: the mean of the `count` evaluations after the best one (the first
+  lowest error, where accuracy stops improving); fewer when the run ends sooner.
+
+  Returns:
+    (the mean, how many evaluations it averages); (None, 0) when the best is the last evaluation
+    (accuracy never stopped improving) or there is none.
+  """
+  if count < 1:
+    raise ValueError(f'count must be >= 1, got {count}')
+  values = [value for _, value in curve]
+  if not values:
+    return None, 0
+  best = values.index(min(values))
+  after = values[best + 1:best + 1 + count]
+  return (float(np.mean(after)), len(after)) if after else (None, 0)
+
+
+def batches_to(curve: Sequence[tuple[int, float]], accuracy: float = TARGET_ACCURACY
+               ) -> int | None:
+  """The first evaluated step with test accuracy >= `accuracy`, or None."""
+  for step, error in curve:
+    if 1.0 - error >= accuracy:
+      return step
+  return None
+
+
+def _last_trained(run: PipelineRun) -> str:
+  return [p for p in run.pipeline if 'steps' in run.results[p]][-1]
+
+
+def group_runs(runs: Sequence[PipelineRun]) -> dict[tuple[str, str, str, str], list[PipelineRun]]:
+  """(method, dataset, budget, widths) -> runs by seed; raises ValueError for a seed twice."""
+  groups = collections.defaultdict(list)
+  for run in runs:
+    groups[(method_of(run), dataset_of(run), budget_of(run), widths_of(run))].append(run)
+  for key, members in groups.items():
+    seeds = [run.seed for run in members]
+    if len(set(seeds)) < len(seeds):
+      raise ValueError(f'{key[0]} on {key[1]} ({key[2]}) has seed {max(seeds, key=seeds.count)} '
+                       f'twice among runs {[run.name for run in members]}')
+    members.sort(key=lambda run: run.seed)
+  order = {m: i for i, m in enumerate(TABLE_2 + TABLE_4)}
+  return {key: groups[key] for key in sorted(
+      groups, key=lambda k: (DATASETS.index(k[1]) if k[1] in DATASETS else 9,
+                             order.get(k[0], 99), k))}
+
+
+def _mean_std(values: Sequence[Any], scale: float = 100.0, digits: int = 2) -> str:
+  values = [v for v in values if isinstance(v, (int, float))]
+  if not values:
+    return '-'
+  mean = f'{scale * statistics.mean(values):.{digits}f}'
+  return mean if len(values) < 2 else f'{mean} ± {scale * statistics.stdev(values):.{digits}f}'
+
+
+def _steps(values: Sequence[int | None]) -> str:
+  reached = [v for v in values if v is not None]
+  if not reached:
+    return 'not reached'
+  text = f'{statistics.mean(reached):,.0f}'
+  return text if len(reached) == len(values) else f'{text} ({len(reached)}/{len(values)} seeds)'
+
+
+ERROR_HEADER = ['method', 'dataset', 'seeds', 'budget (batches)', 'model',
+                'test error % (paper rule)', 'evals averaged', 'final test error %', 'paper %',
+                'classify batches to 95%', 'with pre-training', 'minutes']
+TESTER_HEADER = ['tested model', 'dataset', 'seeds', 'budget (batches)', 'model',
+                 'tester accuracy %', 'paper %', 'minutes']
+
+
+def error_row(key: tuple[str, str, str, str], runs: Sequence[PipelineRun]) -> list[str]:
+  """One row of Table 2 or 4 under ERROR_HEADER."""
+  method, dataset, budget, widths = key
+  curves = [test_curve(run.records[_last_trained(run)]) for run in runs]
+  rule = [paper_rule_error(curve) for curve in curves]
+  counts = sorted({n for _, n in rule})
+  to_95 = [batches_to(curve) for curve in curves]
+  with_pretraining = [None if s is None else s + pretraining_steps(run)
+                      for s, run in zip(to_95, runs)]
+  paper = PAPER_ERROR.get((method, dataset))
+  return [method, dataset, ', '.join(str(run.seed) for run in runs), budget, widths,
+          _mean_std([value for value, _ in rule]), ', '.join(str(n or '-') for n in counts),
+          _mean_std([run.results[_last_trained(run)].get('test_error') for run in runs]),
+          '-' if paper is None else f'{100 * paper:.1f}', _steps(to_95),
+          _steps(with_pretraining),
+          _mean_std([run.wall_seconds for run in runs], 1 / 60, 1)]
+
+
+def tester_row(key: tuple[str, str, str, str], runs: Sequence[PipelineRun]) -> list[str]:
+  """One row of Table 3 under TESTER_HEADER."""
+  method, dataset, budget, widths = key
+  accuracy = [1.0 - run.results['tester']['test_error'] for run in runs]
+  paper = PAPER_TESTER_ACCURACY.get((method, dataset))
+  return [method.removeprefix('tester_'), dataset, ', '.join(str(run.seed) for run in runs),
+          budget, widths, _mean_std(accuracy), '-' if paper is None else f'{100 * paper:.1f}',
+          _mean_std([run.wall_seconds for run in runs], 1 / 60, 1)]
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  lines += ['| ' + ' | '.join(cells) + ' |' for cells in rows]
+  return '\n'.join(lines) + '\n'
+
+
+def plot_curves(groups: Mapping[tuple, Sequence[PipelineRun]], path: str) -> bool:
+  """Test error against batches, pre-training batches included (the classification curve starts
+  where pre-training ended), one panel per dataset, one line per group (mean over seeds).
+  Returns False (and writes nothing) when no run has test evaluations."""
+  by_dataset = collections.defaultdict(dict)
+  for key, runs in groups.items():
+    if key[0].startswith('tester_'):
+      continue
+    curves = []
+    for run in runs:
+      offset = pretraining_steps(run)
+      curves.append({offset + step: value
+                     for step, value in test_curve(run.records[_last_trained(run)])})
+    if any(curves):
+      label = f'{key[0]} ({key[2]}; {len(runs)} seed{"s" if len(runs) > 1 else ""})'
+      by_dataset[key[1]][label] = (curves, pretraining_steps(runs[0]))
+  if not by_dataset:
+    return False
+  fig = Figure(figsize=(7 * len(by_dataset), 4.8))
+  FigureCanvasAgg(fig)
+  for ax, (dataset, lines) in zip(fig.subplots(1, len(by_dataset), squeeze=False)[0],
+                                  sorted(by_dataset.items())):
+    for label, (curves, offset) in lines.items():
+      xs = sorted({x for c in curves for x in c})
+      means = [100 * np.mean([c[x] for c in curves if x in c]) for x in xs]
+      line, = ax.plot(xs, means, '.-', label=label)
+      if offset:
+        ax.axvline(offset, color=line.get_color(), ls=':', lw=1)
+    ax.axhline(100 * (1 - TARGET_ACCURACY), color='gray', ls='--', lw=0.8)
+    ax.set(xlabel='batches (pre-training included; dotted: classification starts)',
+           ylabel='test error %', title=f'{dataset} MNIST', yscale='log')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  return True
+
+
+def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) -> str:
+  """Writes the markdown file `out` and its figures beside it; returns the markdown.
+
+  `notes`, a markdown file, is appended (the reading of the numbers, kept apart).
+  """
+  runs = [load_pipeline_run(workdir) for workdir in workdirs]
+  groups = group_runs(runs)
+  folder, stem = os.path.dirname(out) or '.', os.path.splitext(os.path.basename(out))[0]
+  os.makedirs(folder, exist_ok=True)
+  errors = [error_row(k, r) for k, r in groups.items() if not k[0].startswith('tester_')]
+  testers = [tester_row(k, r) for k, r in groups.items() if k[0].startswith('tester_')]
+  text = [
+      '# Pre-training attention mechanisms (Lindsey 2017)\n\n',
+      f'{len(runs)} run{"s" if len(runs) > 1 else ""} of `experiments/pretrain_attention.py`, '
+      'written by `python -m glimpse_jax.report_pretrain_attention`. Values are the mean ± '
+      'sample std over seeds. *Test error (paper rule)*: the classifier is evaluated on the whole '
+      'test split every 1,000 batches and, as the paper does, the error is the mean of the ten '
+      'evaluations after the best one (where accuracy stops improving); *evals averaged* says '
+      'how many there were when the budget ended sooner ("-" when accuracy was still improving '
+      'at the last evaluation). *Final test error*: the model at the end of the budget. *Budget*: '
+      'batches of 100 per phase, ours, not the paper\'s unless stated. *Batches to 95%*: the '
+      'first evaluation with test accuracy >= 95%, counted from the start of classification and '
+      f'with pre-training (or the teacher) included; the paper\'s Figure 2 reports '
+      f'{PAPER_BATCHES_TO_95["guided"]:,} guided against {PAPER_BATCHES_TO_95["unguided"]:,} '
+      'unguided on translated MNIST. *Minutes*: wall time of all phases on a shared 2-core CPU '
+      'machine (one core per run).\n',
+  ]
+  tables = (('Table 2: guidance by pre-training', ERROR_HEADER,
+             [row for row in errors if row[0] in TABLE_2]),
+            ('Table 3: the glimpse-efficiency tester', TESTER_HEADER, testers),
+            ('Table 4: mimicking and bootstrapping', ERROR_HEADER,
+             [row for row in errors if row[0] not in TABLE_2]))
+  for title, header, rows in tables:
+    if rows:
+      text += [f'\n## {title}\n\n', _markdown_table(header, rows)]
+  curves = f'{stem}_curves.png'
+  if plot_curves(groups, os.path.join(folder, curves)):
+    text.append(f'\n![test error against batches, pre-training included]({curves})\n')
+  pictures = []
+  for key, members in groups.items():
+    if key[0].startswith('tester_'):
+      continue
+    source = os.path.join(members[0].workdir, _last_trained(members[0]), READS_FILE)
+    name = f'{stem}_{key[0]}_{key[1]}_reads.png'
+    if os.path.isfile(source) and name not in pictures:
+      shutil.copyfile(source, os.path.join(folder, name))
+      pictures.append(name)
+      text.append(f'\nRead windows of {key[0]} on {key[1]} MNIST test images (seed '
+                  f'{members[0].seed}; numbered, from dark (first read) to bright (last)):\n\n'
+                  f'![{key[0]}, {key[1]}, read windows]({name})\n')
+  if notes is not None:
+    with open(notes) as f:
+      text += ['\n', f.read()]
+  markdown = ''.join(text)
+  with open(out, 'w') as f:
+    f.write(markdown)
+  return markdown
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(
+      prog='python -m glimpse_jax.report_pretrain_attention',
+      description='Lindsey 2017 Tables 2-4 from pretrain_attention runs over seeds.')
+  parser.add_argument('runs', nargs='+', help='pipeline workdirs (pipeline.json, phase folders)')
+  parser.add_argument('--out', default='results/pretrain_attention.md',
+                      help='the markdown file; the figures go beside it')
+  args = parser.parse_args(argv)
+  write_report(args.runs, args.out)
+  sys.stdout.write(f'wrote {args.out}\n')
+
+
+if __name__ == '__main__':
+  main()

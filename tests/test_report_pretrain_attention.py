@@ -1,0 +1,125 @@
+"""The pretrain_attention report on tiny made-up pipeline workdirs: the paper's ten-evaluation
+rule, batches to 95%, methods named from configs, and the tables beside the paper."""
+
+import json
+import os
+
+import pytest
+
+from glimpse_jax import report_pretrain_attention as rpa
+
+
+def test_paper_rule_averages_the_ten_evaluations_after_the_best():
+  # Error falls to 0.02 at step 3,000, then wobbles: the rule averages the next ten evaluations.
+  after = [0.03, 0.025, 0.021, 0.03, 0.022, 0.024, 0.026, 0.023, 0.027, 0.028, 0.5]
+  curve = list(zip(range(1_000, 15_000, 1_000), [0.2, 0.05, 0.02, *after]))
+  value, count = rpa.paper_rule_error(curve)
+  assert count == 10
+  assert value == pytest.approx(sum(after[:10]) / 10)
+  # A run that ends sooner averages what it has, and says how many.
+  assert rpa.paper_rule_error(curve[:6]) == (pytest.approx((0.03 + 0.025 + 0.021) / 3), 3)
+  # Still improving at the end, or no evaluation: no value.
+  assert rpa.paper_rule_error([(1_000, 0.3), (2_000, 0.1)]) == (None, 0)
+  assert rpa.paper_rule_error([]) == (None, 0)
+  # Ties: the first best counts, so the equal later one is averaged.
+  assert rpa.paper_rule_error([(1, 0.1), (2, 0.1), (3, 0.2)]) == (pytest.approx(0.15), 2)
+  with pytest.raises(ValueError, match='count must be >= 1, got 0'):
+    rpa.paper_rule_error(curve, count=0)
+
+
+def test_batches_to_95_percent():
+  curve = [(1_000, 0.3), (2_000, 0.051), (3_000, 0.05), (4_000, 0.01)]
+  assert rpa.batches_to(curve) == 3_000
+  assert rpa.batches_to(curve, 0.99) == 4_000
+  assert rpa.batches_to(curve[:2]) is None
+
+
+def _phase_config(objective, dataset='mnist', seed=0, alpha=0.95, hidden=256):
+  return {'seed': seed, 'dataset': {'name': dataset},
+          'loss': {'objective': objective, 'mimic_alpha': alpha},
+          'model': {'hidden': hidden, 'glimpses': 10}}
+
+
+def _write_run(root, name, phases, curves, *, seed=0, dataset='mnist', alpha=0.95):
+  """A pipeline workdir: phases [(name, objective, steps)], test error curves of the last one."""
+  workdir = root / name
+  configs = {p: _phase_config(o, dataset, seed, alpha) for p, o, _ in phases}
+  workdir.mkdir()
+  (workdir / 'pipeline.json').write_text(json.dumps({
+      'pipeline': [p for p, _, _ in phases],
+      'config': {'experiment': 'pretrain_attention', 'phases': configs}}))
+  for (phase, objective, steps), last in zip(phases, [False] * (len(phases) - 1) + [True]):
+    folder = workdir / phase
+    folder.mkdir()
+    curve = curves if last else []
+    results = {'steps': steps, 'wall_seconds': 60.0, 'config': configs[phase]}
+    if objective in ('classification', 'mimic', 'tester'):
+      results['test_error'] = curve[-1][1] if curve else 0.5
+    (folder / 'results.json').write_text(json.dumps(results))
+    (folder / 'metrics.jsonl').write_text(''.join(
+        json.dumps({'kind': 'eval', 'step': s, 'split': 'test', 'error': e}) + '\n'
+        for s, e in curve))
+  (workdir / 'results.json').write_text(json.dumps({'pipeline': [p for p, _, _ in phases]}))
+  return str(workdir)
+
+
+def test_report_tables_beside_the_paper(tmp_path):
+  runs = tmp_path / 'runs'
+  runs.mkdir()
+  flat = [(s, 0.1 if s < 3_000 else 0.04) for s in range(1_000, 15_000, 1_000)]
+  workdirs = [
+      _write_run(runs, 'no_guidance_regular-seed0', [('classify', 'classification', 14_000)],
+                 flat, seed=0),
+      _write_run(runs, 'no_guidance_regular-seed1', [('classify', 'classification', 14_000)],
+                 [(s, e + 0.02) for s, e in flat], seed=1),
+      _write_run(runs, 'reconstruction_regular-seed0',
+                 [('pretrain', 'reconstruction', 5_000), ('classify', 'classification', 14_000)],
+                 flat),
+      _write_run(runs, 'bootstrap_alpha05_translated-seed0',
+                 [('teacher', 'classification', 2_000), ('classify', 'mimic', 3_000)],
+                 [(1_000, 0.3), (2_000, 0.2), (3_000, 0.1)], dataset='translated', alpha=0.5),
+      _write_run(runs, 'tester_reconstruction_regular-seed0',
+                 [('pretrain', 'reconstruction', 1_000), ('sequences', 'classification', 1),
+                  ('tester', 'tester', 1_000)], [(1_000, 0.25)]),
+  ]
+  # The generate phase trains nothing: its results.json has no steps.
+  sequences = runs / 'tester_reconstruction_regular-seed0' / 'sequences' / 'results.json'
+  sequences.write_text(json.dumps({'wall_seconds': 5.0}))
+  notes = tmp_path / 'notes.md'
+  notes.write_text('## Reading\n\nA note.\n')
+  out = tmp_path / 'book' / 'pretrain_attention.md'
+  markdown = rpa.write_report(workdirs, str(out), str(notes))
+
+  # no guidance over two seeds: ten evaluations after the best (step 3,000) of 0.04 and 0.06.
+  assert ('| no_guidance | regular | 0, 1 | classify 14,000 | hidden 256, T = 10 | 5.00 ± 1.41 '
+          '| 10 | 5.00 ± 1.41 | 2.6 | 3,000 (1/2 seeds) | 3,000 (1/2 seeds) | 1.0 ± 0.0 |') in markdown
+  # Reconstruction: the pre-training batches count in the batches to 95%.
+  assert ('| reconstruction | regular | 0 | pretrain 5,000 + classify 14,000 | hidden 256, T = 10 '
+          '| 4.00 | 10 | 4.00 | 2.2 | 3,000 | 8,000 | 2.0 |') in markdown
+  # Still improving: no paper-rule value; Table 4 names alpha 0.5; Table 3 the tester.
+  assert ('| bootstrap_alpha05 | translated | 0 | teacher 2,000 + classify 3,000 | '
+          'hidden 256, T = 10 | - | - | 10.00 | 2.7 | not reached | not reached | 2.0 |') in markdown
+  assert (markdown.index('## Table 2') < markdown.index('| no_guidance')
+          < markdown.index('## Table 3') < markdown.index('## Table 4')
+          < markdown.index('| bootstrap_alpha05'))
+  assert ('| reconstruction | regular | 0 | pretrain 1,000 + tester 1,000 | hidden 256, T = 10 | '
+          '75.00 | 96.8 | 2.1 |') in markdown
+  assert (tmp_path / 'book' / 'pretrain_attention_curves.png').stat().st_size > 0
+  assert markdown.endswith('## Reading\n\nA note.\n')
+  assert out.read_text() == markdown
+
+
+def test_bad_runs_are_named(tmp_path):
+  with pytest.raises(ValueError, match='holds no pipeline.json'):
+    rpa.load_pipeline_run(str(tmp_path))
+  runs = tmp_path / 'runs'
+  runs.mkdir()
+  curve = [(1_000, 0.1)]
+  a = _write_run(runs, 'a', [('classify', 'classification', 1_000)], curve)
+  b = _write_run(runs, 'b', [('classify', 'classification', 1_000)], curve)
+  with pytest.raises(ValueError, match=r"no_guidance on regular .* has seed 0 twice among runs "
+                                       r"\['a', 'b'\]"):
+    rpa.write_report([a, b], str(tmp_path / 'out.md'))
+  os.remove(os.path.join(b, 'classify', 'results.json'))
+  with pytest.raises(ValueError, match=r"phase 'classify' of '.*/b' holds no results.json"):
+    rpa.load_pipeline_run(b)
