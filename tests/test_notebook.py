@@ -82,3 +82,28 @@ def test_ws_ram_notebook_shows_training_ess_scales_and_glimpses(data_dir, tmp_pa
   assert len(pictures) == 2  # error, ESS and scales; the glimpses
   assert 'test error' in printed and 'greedy test glimpses per scale' in printed
   assert 'devices:' in printed
+
+
+@pytest.mark.slow
+def test_ws_ram_captioning_notebook_trains_both_phases_and_scores_captions(
+    data_dir, tmp_path, monkeypatch, python3_kernel):
+  pictures, printed = _execute('ws_ram_captioning.ipynb', data_dir, tmp_path, monkeypatch,
+                               python3_kernel)
+  for name in ('results.json', 'captions.json', 'caption_windows.png'):
+    assert (tmp_path / 'run' / 'caption' / name).is_file(), name
+  assert len(pictures) == 2  # training curves; the windows
+  assert 'BLEU-1..4' in printed and 'test caption error' in printed
+
+
+@pytest.mark.slow
+def test_pretrain_attention_notebook_shows_curves_reads_and_errors(data_dir, tmp_path, monkeypatch,
+                                                                   python3_kernel):
+  pictures, printed = _execute('pretrain_attention.ipynb', data_dir, tmp_path, monkeypatch,
+                               python3_kernel)
+  for variant, phases in (('no_guidance_regular_smoke', ('classify',)),
+                          ('heuristic_regular_smoke', ('pretrain', 'classify'))):
+    for phase in phases:
+      for name in ('results.json', 'read_windows.png'):
+        assert (tmp_path / 'run' / variant / phase / name).is_file(), (variant, phase, name)
+  assert len(pictures) == 3  # the learning curves; each model's reads
+  assert 'test error' in printed and 'digit centre' in printed and 'devices:' in printed
