@@ -25,8 +25,11 @@ from p^(1/T); WS-RAM corrects for it by importance weights, VAR does not: a bias
 there), `--config.loss.entropy_weight=0.01` (entropy bonus on the acting policies),
 `--config.loss.coverage_weight=0.1` (KL of the batch's scale and location use to uniform).
 Metrics `scale_frac_0..2` (training) and `test_scale_frac_*` (greedy test glimpses) show whether
-the policy collapses onto one scale (the paper's Figure 4). Other options:
-`--config.model.learn_std=True`, `--config.loss.num_samples=K`.
+the policy collapses onto one scale (the paper's Figure 4). The training `error` and
+`scale_frac_*` are the prior policy's in every row, estimated from the training rollouts (by
+importance weights when q or a tempered proposal draws them; see `prior_policy_metrics`). Other
+options: `--config.model.learn_std=True`, `--config.loss.num_samples=K`,
+`--config.model.fused=False` (the scanned rollout: same values and gradients, slower updates).
 """
 
 import jax
@@ -77,7 +80,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.checkpoint_every = 50_000 if paper else 2_000
   config.model = ml_collections.ConfigDict(dict(
       num_glimpses=4, glimpse_size=12, num_scales=3, scale_factor=2, low_res_size=10,
-      location_std=0.1, learn_std=False, **(_PAPER_WIDTHS if paper else _CPU_WIDTHS)))
+      location_std=0.1, learn_std=False, fused=True,
+      **(_PAPER_WIDTHS if paper else _CPU_WIDTHS)))
   config.loss = ml_collections.ConfigDict(dict(
       method='ws_q', control_variates=True, num_samples=5, temperature=1.0, entropy_weight=0.0,
       coverage_weight=0.0))
@@ -139,7 +143,7 @@ def make_model(config: ml_collections.ConfigDict) -> WakeSleepRAM:
       top_features=m.top_features, glimpse_features=m.glimpse_features,
       what_features=m.what_features, where_features=m.where_features,
       inference_features=m.inference_features, location_std=m.location_std,
-      learn_std=m.learn_std)
+      learn_std=m.learn_std, fused=m.fused)
 
 
 def _label_log_probs(class_log_probs: jax.Array, labels: jax.Array) -> jax.Array:
@@ -176,6 +180,34 @@ def estimator_surrogate(out: WSRAMOutput, labels: jax.Array, method: str, contro
   return jax.vmap(fn)(log_likelihood, log_prior, log_proposal, out.log_q.sum(-1).T)
 
 
+def prior_policy_metrics(out: WSRAMOutput, labels: jax.Array,
+                         prior_samples: bool) -> dict[str, jax.Array]:
+  """The prior policy's training error and scale use, estimated from the K training rollouts.
+
+  `error` estimates E_p(a|x)[error of the prediction after a] and `scale_frac_<s>` the fraction of
+  the prior's glimpses at scale s, both averaged over the batch. With `prior_samples` (the
+  untempered prior drew the rollouts) they are plain means over the rollouts; otherwise
+  self-normalised importance estimates, rollout k of an image weighted by
+  v~_k = softmax_k(log p(a_k | x) - log r(a_k)) for the proposal r that drew it, and `prior_ess`
+  [1, K] (1 / sum_k v~_k^2, averaged over the batch) says how many rollouts they rest on.
+  """
+  errors = _errors(out.class_log_probs, labels)  # [K, B]
+  num_scales = out.prior.scale_logits.shape[-1]
+  if prior_samples:
+    metrics = {'error': errors.mean()}
+    for s in range(num_scales):
+      metrics[f'scale_frac_{s}'] = jnp.mean(out.scales == s)
+    return metrics
+  log_v = jax.lax.stop_gradient(out.log_prior.sum(-1) - out.log_proposal.sum(-1))  # [K, B]
+  weights = jax.nn.softmax(log_v, axis=0)  # [K, B] v~, per image
+  metrics = {'error': jnp.sum(weights * errors, 0).mean(),
+             'prior_ess': jnp.mean(1.0 / jnp.sum(weights**2, 0))}
+  for s in range(num_scales):
+    use = jnp.mean(out.scales == s, -1)  # [K, B] fraction of each rollout's glimpses
+    metrics[f'scale_frac_{s}'] = jnp.sum(weights * use, 0).mean()
+  return metrics
+
+
 def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   """WS-RAM / VAR training as `config.loss` says, greedy and Monte-Carlo evaluation."""
   validate(config)
@@ -183,8 +215,8 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   m, spec = config.model, config.loss
   proposal = 'q' if spec.method == 'ws_q' else 'prior'
   tempered = spec.temperature != 1.0
-  # When the training actions are not plain prior samples, one extra prior rollout (no gradient)
-  # measures the prior's error and scale use, so every method logs the same quantities.
+  # Every method logs the prior policy's training error and scale use, from the training rollouts
+  # themselves: plain means when they are prior samples, importance estimates otherwise.
   prior_samples = proposal == 'prior' and not tempered
   noise = lambda rng, k, b: draw_noise(rng, (k, b, m.num_glimpses), m.num_scales)
 
@@ -207,7 +239,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     del step
     images, labels = batch['image'], batch['label']
     batch_size = images.shape[0]
-    train_rng, prior_rng = jax.random.split(rng)
+    train_rng, _ = jax.random.split(rng)  # the split keeps a seed's training noise unchanged
     out = model.apply(params, images, noise(train_rng, spec.num_samples, batch_size), labels,
                       proposal=proposal, temperature=spec.temperature)
     per_example, diagnostics = surrogate(out, labels)
@@ -234,11 +266,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     if proposal == 'q':
       metrics['log_q'] = out.log_q.sum(-1).mean()
       metrics['error_proposal'] = _errors(out.class_log_probs, labels).mean()
-    prior = out if prior_samples else model.apply(
-        jax.lax.stop_gradient(params), images, noise(prior_rng, 1, batch_size))
-    metrics['error'] = _errors(prior.class_log_probs, labels).mean()
-    for s in range(m.num_scales):
-      metrics[f'scale_frac_{s}'] = jnp.mean(prior.scales == s)
+    metrics.update(prior_policy_metrics(out, labels, prior_samples))
     return total, metrics
 
   def evaluate(params, batch, rng):

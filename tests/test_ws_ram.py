@@ -107,6 +107,37 @@ def test_log_probs_are_evaluated_at_the_proposals_sample(proposal, temperature):
   np.testing.assert_allclose(out.log_proposal[:, :, 0], expected_proposal, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize('proposal,temperature,learn_std',
+                         [('prior', 1.0, False), ('q', 2.0, True)])
+def test_fused_rollout_gives_the_scanned_values_and_gradients(proposal, temperature, learn_std):
+  images, labels, noise = _inputs(glimpses=3)
+  scanned, fused = _model(learn_std=learn_std), _model(learn_std=learn_std, fused=True)
+  params = scanned.init(jax.random.key(0), images, noise, labels)
+
+  def loss(model, p):
+    out = model.apply(p, images, noise, labels, proposal=proposal, temperature=temperature)
+    # Every differentiable output, weighted differently per glimpse.
+    weights = jnp.arange(1.0, 4.0)  # [T]
+    total = (out.class_log_probs[..., 0].sum() + (out.log_prior * weights).sum()
+             + 0.3 * (out.log_q * weights).sum() + 0.1 * out.log_proposal.sum()
+             + (out.prior.scale_logits**2).sum() + out.q.loc_mean.sum() + out.baseline.sum()
+             + 0.01 * (out.top.sum() + out.bottom.sum()))
+    return total, out
+
+  (value, out), grads = jax.jit(jax.value_and_grad(lambda p: loss(scanned, p), has_aux=True))(
+      params)
+  (fused_value, fused_out), fused_grads = jax.jit(jax.value_and_grad(
+      lambda p: loss(fused, p), has_aux=True))(params)
+  np.testing.assert_allclose(fused_value, value, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), fused_out, out)
+  for path, g in jax.tree.leaves_with_path(grads):
+    fused_g = fused_grads
+    for key in path:
+      fused_g = fused_g[key.key]
+    np.testing.assert_allclose(fused_g, g, rtol=1e-4, atol=1e-5 * np.abs(g).max() + 1e-7,
+                               err_msg=jax.tree_util.keystr(path))
+
+
 def test_mode_noise_takes_the_mean_location_and_the_most_probable_scale():
   model = _model()
   images, labels, noise = _inputs()

@@ -12,6 +12,10 @@ The rollout is a pure function of pre-drawn `ActionNoise` for K samples per imag
 scale's Gumbel noise): every array it takes and returns is indexed [K, B, T, ...] (sample, example,
 glimpse). Sampled actions carry no gradient; both log p and log q are evaluated at the sample the
 proposal drew.
+
+With `fused=True` the rollout's recurrence runs through `ws_ram_fused` (batched weight gradients,
+the policies applied once over every glimpse after it), which computes the same values and
+gradients as the scanned `WSRAMStep`; parameters are created by the scanned module either way.
 """
 
 from typing import NamedTuple
@@ -20,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from glimpse_jax.nets import ws_ram_fused
 from glimpse_jax.nets.actions import ActionDist, ActionHead
 from glimpse_jax.nets.context import ContextNetwork
 from glimpse_jax.nets.cores import ReLURNNCell
@@ -104,10 +109,12 @@ class WakeSleepRAM(_StepSettings):
     inference_features: width of q's hidden layer.
     location_std: the location policies' std (their initial std when `learn_std`).
     learn_std: the policies emit a state-dependent location std.
+    fused: run the rollout through `ws_ram_fused` (same values and gradients, faster updates).
   """
 
   num_classes: int = 10
   low_res_size: int = 10
+  fused: bool = False
 
   @nn.compact
   def __call__(self, images: jax.Array, noise: ActionNoise, labels: jax.Array | None = None, *,
@@ -140,14 +147,35 @@ class WakeSleepRAM(_StepSettings):
     carry = (jnp.zeros((num_samples, batch, self.bottom_features), images.dtype),
              jnp.broadcast_to(initial_top, (num_samples, *initial_top.shape)))
     label_code = None if labels is None else jax.nn.one_hot(labels, self.num_classes)  # [B, C]
-    step = nn.scan(WSRAMStep, variable_broadcast='params', split_rngs={'params': False},
-                   in_axes=(0, nn.broadcast, nn.broadcast), out_axes=0)(
-        proposal=proposal, temperature=temperature, name='step',
-        **settings_of(self, _StepSettings))
     time_major = jax.tree.map(lambda a: jnp.moveaxis(a, 2, 0), noise)  # [T, K, B, ...]
-    (bottom, _), outputs = step(carry, time_major, images, label_code)
+    if self.fused and not self.is_initializing():
+      outputs = self._fused_rollout(images, carry[1], time_major, label_code, proposal,
+                                    temperature)
+    else:
+      step = nn.scan(WSRAMStep, variable_broadcast='params', split_rngs={'params': False},
+                     in_axes=(0, nn.broadcast, nn.broadcast), out_axes=0)(
+          proposal=proposal, temperature=temperature, name='step',
+          **settings_of(self, _StepSettings))
+      _, outputs = step(carry, time_major, images, label_code)
     outputs = jax.tree.map(lambda a: jnp.moveaxis(a, 0, 2), outputs)  # [K, B, T, ...]
     log_prior, log_q, log_proposal, prior, q, locations, scales, bottoms, tops = outputs
-    logits = nn.Dense(self.num_classes, name='classifier')(bottom)  # [K, B, C]
+    logits = nn.Dense(self.num_classes, name='classifier')(bottoms[:, :, -1])  # [K, B, C]
     return WSRAMOutput(jax.nn.log_softmax(logits, -1), log_prior, log_q, log_proposal, prior, q,
                        locations, scales, baseline, bottoms, tops)
+
+  def _fused_rollout(self, images, top0, noise, label_code, proposal, temperature):
+    """`WSRAMStep`'s scanned outputs, time-major [T, K, B, ...], through `ws_ram_fused`."""
+    spec = ws_ram_fused.RolloutSpec(
+        self.retina.read_at_scale, self.retina.num_scales, self.location_std, self.learn_std,
+        self.inference_features, proposal, temperature)
+    step_params = self.variables['params']['step']
+    bottoms, tops, locations, scales = ws_ram_fused.rollout(spec, step_params, images, top0,
+                                                            noise, label_code)
+    tops_prev = jnp.concatenate([top0[None], tops[:-1]], 0)  # [T, K, B, D2] the policies read
+    prior = spec.policy(step_params, tops_prev)
+    q = None if label_code is None else spec.inference(step_params, tops_prev, label_code)
+    acting = (q if proposal == 'q' else prior).temper(temperature)
+    log_q = None if q is None else q.log_prob(locations, scales)
+    return (prior.log_prob(locations, scales), log_q, acting.log_prob(locations, scales), prior,
+            q, locations, scales, bottoms, tops)
+
