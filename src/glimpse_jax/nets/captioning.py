@@ -205,7 +205,7 @@ class AttentionCaptioner(_Settings):
     carry = ((jnp.zeros_like(hidden), hidden),
              jnp.full((num_samples, batch), self.start, jnp.int32))
     step = nn.scan(CaptionStep, variable_broadcast='params', split_rngs={'params': False},
-                   in_axes=(0, nn.broadcast), out_axes=0, unroll=steps)(
+                   in_axes=(0, nn.broadcast), out_axes=0)(
         proposal=proposal, temperature=temperature, decode=decode, name='step',
         **settings_of(self, _Settings))
     time_major = (jax.tree.map(lambda a: jnp.moveaxis(a, 2, 0), noise),  # [T, K, B, ...]
