@@ -150,6 +150,7 @@ def test_every_variant_resolves_and_bad_fields_are_named():
       ({'loss.objective': 'mimic', 'headline': 'error'}, r"'mimic' needs exactly frozen.teacher"),
       ({'model.read_init': 'random'}, r"model.read_init must be one of .*got 'random'"),
       ({'loss.mimic_alpha': 1.5}, r'loss.mimic_alpha must be in \(0, 1\], got 1.5'),
+      ({'loss.mimic_scale': -0.1}, r'loss.mimic_scale must be >= 0, got -0.1'),
       ({'headline': 'bce'}, r"headline must be 'error' for loss.objective='classification'"),
   ]:
     with pytest.raises(ValueError, match=message):
@@ -228,6 +229,23 @@ def test_heuristic_smoke_pipeline_learns(data_dir, tmp_path):
   results = train.run_pipeline(config, str(tmp_path / 'run'), pa.make_experiment)
   assert results['pretrain']['test_distance'] < 0.05  # reads centred on the digit
   assert results['classify']['test_error'] < 0.5  # chance: 0.9; measured 0.29
+
+
+@pytest.mark.slow
+def test_mimic_smoke_pipeline_learns(data_dir, tmp_path):
+  # The smoke teacher's reads are useless (a short reconstruction); scaled down, the mimic term
+  # leaves the student free to learn.
+  config = pa.get_config('mimic_regular_smoke')
+  assert config.phases.classify.loss.mimic_scale == pa.SMOKE_MIMIC_SCALE < 1
+  assert pa.get_config('mimic_regular').phases.classify.loss.mimic_scale == 1.0
+  assert pa.get_config('bootstrap_regular_smoke').phases.classify.loss.mimic_scale == 1.0
+  with config.unlocked():
+    for name in config.pipeline:
+      config.phases[name].dataset.update(data_dir=data_dir, download=False, eval_examples=1_000)
+    config.phases.teacher.num_steps = 100
+    config.phases.classify.num_steps = 1_000
+  results = train.run_pipeline(config, str(tmp_path / 'run'), pa.make_experiment)
+  assert results['classify']['test_error'] < 0.5  # chance: 0.9
 
 
 def test_tester_trains_on_the_stored_reads_of_a_frozen_model(data_dir, tmp_path):
