@@ -24,6 +24,7 @@ from glimpse_jax.data.config import digit_strings_config
 from glimpse_jax.data.config import image_shape
 from glimpse_jax.data.config import num_classes
 from glimpse_jax.data.config import validate_config
+from glimpse_jax.data.pipeline import composer
 from glimpse_jax.data.pipeline import eval_batches
 from glimpse_jax.data.pipeline import index_batches
 from glimpse_jax.data.pipeline import load_split

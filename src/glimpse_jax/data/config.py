@@ -46,6 +46,10 @@ def default_config():
     scale_range: `(low, high)` digit scale factors for 'translated_scaled', drawn log-uniformly.
     train_on_the_fly: derived training batches are drawn fresh from (seed, step) (as in the
       papers) instead of from a fixed, cached train split.
+    compose_on_device: when training canvases are drawn on the fly, the training loop receives
+      their recipes (digits, positions, clutter pieces) and composes the canvases inside its
+      jitted step (`device_canvas`); the same images as the host's. Other readers of
+      `train_stream` get rendered canvases either way.
     seed: the seed of the fixed (cached) splits.
     eval_examples: examples of the test split, and at most this many per evaluation pass (test or
       validation); None = the whole split.
@@ -70,6 +74,7 @@ def default_config():
   cfg.clutter_size = 8
   cfg.scale_range = (0.5, 2.0)
   cfg.train_on_the_fly = True
+  cfg.compose_on_device = True
   cfg.seed = 0
   cfg.eval_examples = config_dict.placeholder(int)
   cfg.train_examples = config_dict.placeholder(int)
@@ -130,6 +135,9 @@ def validate_config(cfg):
     raise ValueError(
         f"dataset.clutter_size must be <= {sources.DIGIT_SIZE}, got {cfg.clutter_size}")
   _check_scale_range(cfg)
+  if not isinstance(cfg.get("compose_on_device", False), bool):
+    raise ValueError(f"dataset.compose_on_device must be True or False, got "
+                     f"{cfg.compose_on_device!r}")
   if cfg.name == "translated_scaled" and max_digit_size(cfg) > cfg.canvas_size:
     raise ValueError(
         f"dataset.canvas_size {cfg.canvas_size} cannot hold a digit scaled by "

@@ -24,6 +24,7 @@ from glimpse_jax.data import builders
 from glimpse_jax.data import canvas
 from glimpse_jax.data import cifar
 from glimpse_jax.data import config as config_lib
+from glimpse_jax.data import device_canvas
 from glimpse_jax.data import digit_string_splits
 from glimpse_jax.data import digit_strings
 from glimpse_jax.data import sources
@@ -107,7 +108,7 @@ def _plain_arrays(cfg, split, start, stop):
 
 
 def train_stream(cfg, batch_size, *, seed, start_step=0, process_index=0, process_count=1,
-                 join=None):
+                 join=None, recipes=False):
   """An endless iterator over this process's slice of the global training batches.
 
   Training never shows the 'validation' examples: the fixed train split's permutations cover only
@@ -122,6 +123,8 @@ def train_stream(cfg, batch_size, *, seed, start_step=0, process_index=0, proces
     process_count: the number of processes sharing the global batch.
     join: a `StoredFields` whose fields each batch gains by its `index` (see `eval_batches`);
       needs a fixed train split (`dataset.train_on_the_fly=False` for derived names).
+    recipes: canvases drawn on the fly (derived names) come as `device_canvas` recipes, to be
+      composed by `device_canvas.compose` (see `composer`), when `cfg.compose_on_device`.
 
   Returns:
     An iterator of dicts: image float32 [b, H, W, C] in [0, 1], label int32 [b],
@@ -147,7 +150,8 @@ def train_stream(cfg, batch_size, *, seed, start_step=0, process_index=0, proces
   elif on_the_fly:
     images, labels = sources.load_digits(cfg.source, "train", cfg.data_dir, download=cfg.download)
     batch_at = functools.partial(
-        _fresh_batch, config_lib.canvas_spec(cfg), images[:n], labels[:n], batch_size, seed, rows)
+        _fresh_recipe if recipes and _composes(cfg) else _fresh_batch,
+        config_lib.canvas_spec(cfg), images[:n], labels[:n], batch_size, seed, rows)
   else:
     batch_at = functools.partial(
         _permuted_batch, load_split(cfg, "train"), n, batch_size, seed, rows)
@@ -167,6 +171,31 @@ def _fresh_batch(spec, images, labels, batch_size, seed, rows, step):
   digit = rng.integers(0, images.shape[0], size=batch_size)
   layout = canvas.sample_layout(rng, spec, digit, images.shape[0]).rows(*rows)
   return _to_float(canvas.make_examples(layout, spec, images, labels))
+
+
+def _fresh_recipe(spec, images, labels, batch_size, seed, rows, step):
+  """`_fresh_batch`'s canvases as a recipe, composed later by `device_canvas.compose`."""
+  rng = np.random.default_rng([seed, step])
+  digit = rng.integers(0, images.shape[0], size=batch_size)
+  layout = canvas.sample_layout(rng, spec, digit, images.shape[0]).rows(*rows)
+  return device_canvas.recipe_examples(layout, spec, images, labels)
+
+
+def _composes(cfg):
+  """Whether training batches of `cfg` can come as recipes (derived canvases on the fly)."""
+  return (cfg.get("compose_on_device", False) and cfg.train_on_the_fly
+          and cfg.name in config_lib.DERIVED_NAMES)
+
+
+def composer(cfg):
+  """`batch -> batch`, traceable: composes a recipe batch of `cfg`'s canvases (see
+  `train_stream(recipes=True)`); any other batch passes unchanged."""
+  if not _composes(cfg):
+    return lambda batch: batch
+  spec = config_lib.canvas_spec(cfg)
+  compose = functools.partial(device_canvas.compose, canvas_size=spec.canvas_size,
+                              max_size=device_canvas.max_digit_size(spec))
+  return lambda batch: compose(batch) if device_canvas.is_recipe(batch) else batch
 
 
 def _fresh_digit_strings(spec, images, labels, batch_size, seed, rows, step):

@@ -5,6 +5,7 @@ experiment: everything method-specific comes from the `Experiment`'s functions a
 """
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -166,9 +167,12 @@ class _Run:
         jax.random.key(config.seed), 4)
     self.train_key = mesh_lib.put_replicated(train_key, mesh)
     self.tx, self.schedule = make_optimizer(config.optimizer, config.num_steps)
+    # Canvases drawn on the fly arrive as recipes and are composed inside the jitted step.
+    self.prepare = data.composer(config.dataset)
     self.steps = step_lib.make_steps(experiment, mesh, config.grad_variance_draws,
                                      plateau_rule(config.optimizer.plateau)
-                                     if config.optimizer.plateau.patience else None)
+                                     if config.optimizer.plateau.patience else None,
+                                     self.prepare)
     self.frozen = load_frozen(config, experiment, mesh)
     self.join = (open_training_store(config.data_from, config.dataset) if config.data_from
                  else None)
@@ -193,7 +197,7 @@ class _Run:
 
   def _train_stream(self, start_step: int):
     return data.train_stream(self.config.dataset, self.config.batch_size, seed=self.config.seed,
-                             start_step=start_step, join=self.join, **self.process)
+                             start_step=start_step, join=self.join, recipes=True, **self.process)
 
   def _eval_batches(self, split: str):
     return data.eval_batches(self.config.dataset, self.config.eval.batch_size, split=split,
@@ -203,7 +207,8 @@ class _Run:
   # Initial state: the workdir's checkpoint, else config.init_from's parameters, else scratch.
   # -------------------------------------------------------------------------------------------
   def _initial_state(self, init_key) -> tuple[TrainState, str]:
-    self.example_batch = next(self._train_stream(0))
+    self.stream_example = next(self._train_stream(0))  # as the stream yields it
+    self.example_batch = jax.tree.map(np.asarray, self.prepare(self.stream_example))  # as `init`
     abstract = abstract_state(self.experiment, self.tx, init_key, self.example_batch,
                               self.replicated)
     self._check_evaluate(abstract)
@@ -268,7 +273,8 @@ class _Run:
     config = self.config
     stream = self._train_stream(self.start_step)
     metric_names = sorted(jax.eval_shape(
-        step_lib.train_step, self.state, self._abstract_batch(), self.train_key, self.frozen)[1])
+        functools.partial(step_lib.train_step, prepare=self.prepare), self.state,
+        self._abstract_batch(), self.train_key, self.frozen)[1])
     fresh = jax.tree.map(np.array, step_lib.init_accumulator(metric_names))  # host copies
     new_accumulator = lambda: mesh_lib.put_replicated(fresh, self.mesh)
     acc, pending, self.variances = new_accumulator(), None, []
@@ -335,7 +341,7 @@ class _Run:
   def _abstract_batch(self) -> dict[str, jax.ShapeDtypeStruct]:
     return {name: jax.ShapeDtypeStruct((self.config.batch_size, *value.shape[1:]), value.dtype,
                                        sharding=self.batch_sharding)
-            for name, value in self.example_batch.items()}
+            for name, value in self.stream_example.items()}
 
   def _report(self, done: int, acc: dict[str, Any]) -> None:
     """Fetches an interval's sums (blocking until its last update ran), checks and logs them."""

@@ -4,6 +4,7 @@ Randomness for the update with index `t` is `fold_in(rng, t)`, so a run is a fun
 and a resumed run repeats an uninterrupted one bit for bit.
 """
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -28,13 +29,18 @@ def _frozen_args(frozen: Frozen | None) -> tuple:
 
 
 def train_step(state: TrainState, batch: Batch, rng: jax.Array,
-               frozen: Frozen | None = None) -> tuple[TrainState, dict]:
+               frozen: Frozen | None = None,
+               prepare: Callable[[Batch], Batch] | None = None) -> tuple[TrainState, dict]:
   """One optimizer update on `batch`; returns the new state and scalar metrics.
 
   Metrics are the experiment's own, plus `loss` (the differentiated scalar) and `grad_norm`
   (global norm of the gradient before clipping). `frozen` (the frozen models' parameters) is
   passed to the loss as its last argument when given; it is an input, never differentiated.
+  `prepare` maps the batch as it arrives to the experiment's (e.g. `data.composer`: canvas
+  recipes to images) inside the step.
   """
+  if prepare is not None:
+    batch = prepare(batch)
   step_rng = jax.random.fold_in(rng, state.step)
   loss_fn = lambda params: state.apply_fn(params, batch, step_rng, state.step,
                                           *_frozen_args(frozen))
@@ -80,11 +86,12 @@ def accumulate(acc: dict[str, Any], metrics: Mapping[str, jax.Array],
 
 
 def train_step_and_accumulate(state: TrainState, acc: dict[str, Any], batch: Batch,
-                              rng: jax.Array, frozen: Frozen | None = None
+                              rng: jax.Array, frozen: Frozen | None = None,
+                              prepare: Callable[[Batch], Batch] | None = None
                               ) -> tuple[TrainState, dict[str, Any]]:
   """`train_step` followed by `accumulate`, so the loop dispatches one computation per update."""
   step = state.step
-  state, metrics = train_step(state, batch, rng, frozen)
+  state, metrics = train_step(state, batch, rng, frozen, prepare)
   return state, accumulate(acc, metrics, step)
 
 
@@ -108,12 +115,15 @@ def eval_step(evaluate: Callable, params: Any, batch: Batch, rng: jax.Array,
 
 
 def grad_variance(state: TrainState, batch: Batch, rng: jax.Array, num_draws: int,
-                  frozen: Frozen | None = None) -> dict[str, jax.Array]:
+                  frozen: Frozen | None = None,
+                  prepare: Callable[[Batch], Batch] | None = None) -> dict[str, jax.Array]:
   """Spread of the gradient estimator over `num_draws` rngs on one batch at `state.params`.
 
   Returns `grad_variance`, the trace of the covariance of the flattened gradient (the sum over
   parameters of the unbiased per-parameter variance across draws), and `grad_norm_mean`.
   """
+  if prepare is not None:
+    batch = prepare(batch)
   def grad(draw_rng):
     loss_fn = lambda params: state.apply_fn(params, batch, draw_rng, state.step,
                                             *_frozen_args(frozen))[0]
@@ -137,19 +147,22 @@ class Steps(NamedTuple):
 
 
 def make_steps(experiment: Experiment, mesh: Mesh, grad_variance_draws: int,
-               plateau: optax.GradientTransformationExtraArgs | None = None) -> Steps:
+               plateau: optax.GradientTransformationExtraArgs | None = None,
+               prepare: Callable[[Batch], Batch] | None = None) -> Steps:
   """Compiles-on-first-call versions of the steps, every output replicated.
 
   The frozen models' parameters are an argument of each step (device arrays, not constants
-  compiled into it); pass None when the experiment has none.
+  compiled into it); pass None when the experiment has none. `prepare` maps each training batch
+  inside the update and the gradient-variance step (see `train_step`).
   """
   replicated = mesh_lib.replicated(mesh)
-  update = jax.jit(train_step_and_accumulate, donate_argnums=(0, 1), out_shardings=replicated)
+  update = jax.jit(functools.partial(train_step_and_accumulate, prepare=prepare),
+                   donate_argnums=(0, 1), out_shardings=replicated)
   evaluate = jax.jit(
       lambda params, batch, rng, frozen=None: eval_step(experiment.evaluate, params, batch, rng, frozen),
       out_shardings=replicated)
   variance = jax.jit(lambda state, batch, rng, frozen=None: grad_variance(
-      state, batch, rng, grad_variance_draws, frozen), out_shardings=replicated)
+      state, batch, rng, grad_variance_draws, frozen, prepare), out_shardings=replicated)
   report = None
   if plateau is not None:
     report = jax.jit(lambda opt_state, value: report_plateau(opt_state, value, plateau),

@@ -1,0 +1,70 @@
+"""The shared loop against its own step: how much of the step's speed training keeps.
+
+For RAM on translated60 and cluttered100 and WS-RAM + q (control variates) on 100x100
+translated-scaled digits, measured in one process, one config after the other:
+  step      the jitted update alone on one device-resident batch (`step_timing.Update`);
+  loop      `train.run` for `STEPS` updates, canvases composed inside the step from host-drawn
+            recipes (`dataset.compose_on_device=True`, the default);
+  host      the same with canvases rendered in NumPy on the host (`compose_on_device=False`).
+Each loop figure is the run's own training speed (logged intervals after the first, so without
+compilation, evaluation or checkpointing). Prints images/s and the ratios loop/step, host/step.
+"""
+
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from experiments import ram, ws_ram  # pylint: disable=g-import-not-at-top,wrong-import-position
+from glimpse_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+import step_timing  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+STEPS = 400
+CASES = {  # name: (experiment module, variant)
+    'ram_translated60': (ram, 'translated60'),
+    'ram_cluttered100': (ram, 'cluttered100'),
+    'ws_ram_ws_q_cv': (ws_ram, 'ws_q_cv'),
+}
+
+
+def _config(module, variant, compose_on_device: bool):
+  config = module.get_config(variant)
+  with config.unlocked():
+    config.dataset.compose_on_device = compose_on_device
+    config.dataset.eval_examples = 256
+    config.update(num_steps=STEPS, log_every=STEPS // 4, checkpoint_every=0, eval_every=0,
+                  grad_variance_every=0)
+    config.eval.batch_size = 256
+  return config
+
+
+def _loop_images_per_second(module, variant, compose_on_device: bool) -> float:
+  config = _config(module, variant, compose_on_device)
+  with tempfile.TemporaryDirectory() as workdir:
+    results = train.run(config, workdir, module.make_experiment(config))
+  return results['images_per_second']
+
+
+def main() -> dict[str, float]:
+  figures = {}
+  for name, (module, variant) in CASES.items():
+    config = _config(module, variant, True)
+    step = step_timing.time_in_turn(
+        {name: step_timing.Update(config, module.make_experiment, config.batch_size)},
+        windows=3, steps_per_window=STEPS // 4)[name]
+    loop = _loop_images_per_second(module, variant, True)
+    host = _loop_images_per_second(module, variant, False)
+    figures.update({f'{name}_step_images_per_s': step, f'{name}_loop_images_per_s': loop,
+                    f'{name}_host_canvases_loop_images_per_s': host,
+                    f'{name}_loop_over_step': loop / step,
+                    f'{name}_host_canvases_loop_over_step': host / step})
+    print(f'{name:20s} step {step:9.0f} img/s | loop, canvases on device {loop:9.0f} img/s '
+          f'({loop / step:.2f} of the step) | loop, canvases on host {host:9.0f} img/s '
+          f'({host / step:.2f})', flush=True)
+  return figures
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,103 @@
+"""Canvases composed in the jitted step from recipes equal the host's, and training on them is
+training on the host's canvases."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from glimpse_jax import data, train
+from glimpse_jax.data import device_canvas
+
+SETTINGS = {
+    'translated': dict(canvas_size=60),
+    'cluttered': dict(canvas_size=60, num_clutter=4),
+    'translated_scaled': dict(canvas_size=100, scale_range=(0.5, 2.0)),
+    'cluttered_slope': dict(canvas_size=40, num_clutter=5, clutter_size=5),
+}
+
+
+def _config(name, data_dir, **overrides):
+  cfg = data.default_config()
+  cfg.update(name=name, data_dir=data_dir, download=False, **SETTINGS[name], **overrides)
+  return cfg
+
+
+@pytest.mark.parametrize('name', sorted(SETTINGS))
+def test_composed_recipes_equal_the_host_canvases(name, data_dir):
+  cfg = _config(name, data_dir)
+  host = next(data.train_stream(cfg, 64, seed=3, start_step=11))
+  recipe = next(data.train_stream(cfg, 64, seed=3, start_step=11, recipes=True))
+  assert 'image' not in recipe and recipe['recipe_digit'].shape == (64, 28, 28)
+  composed = jax.jit(data.composer(cfg))(recipe)
+  assert sorted(composed) == sorted(host)
+  for key in ('label', 'center', 'box_size'):
+    np.testing.assert_array_equal(composed[key], host[key])
+  levels = np.abs(np.asarray(composed['image']) - host['image']) * 255  # [B, H, W, 1]
+  assert composed['image'].shape == host['image'].shape
+  # Exact up to float32 rounding of x / 255, except where a resize product lands on a rounding
+  # boundary (rescaled digits only): then one grey level.
+  assert levels.max() <= (1.0001 if name == 'translated_scaled' else 1e-3)
+  assert np.mean(levels > 0.5) < 1e-4
+
+
+def test_recipes_only_where_canvases_are_drawn_on_the_fly(data_dir):
+  plain = data.default_config()
+  plain.update(data_dir=data_dir, download=False)
+  fixed = _config('translated', data_dir, train_on_the_fly=False, train_examples=200)
+  off = _config('translated', data_dir, compose_on_device=False)
+  for cfg in (plain, off):
+    batch = next(data.train_stream(cfg, 8, seed=0, recipes=True))
+    assert 'image' in batch and not device_canvas.is_recipe(batch)
+    assert data.composer(cfg)(batch) is batch
+  cfg = _config('translated', data_dir)
+  assert 'image' in next(data.train_stream(cfg, 8, seed=0))  # recipes only when asked
+  batch = next(data.train_stream(fixed, 8, seed=0, recipes=True))  # a fixed split's canvases
+  assert 'image' in batch and 'index' in batch
+  loaded = ml_collections.ConfigDict(cfg.to_dict())  # as from a config.json, untyped
+  del loaded['compose_on_device']
+  loaded.compose_on_device = 'yes'
+  with pytest.raises(ValueError, match="compose_on_device must be True or False, got 'yes'"):
+    data.validate_config(loaded)
+
+
+def _linear_classifier() -> train.Experiment:
+  """Logistic regression on the pixels: a loss that reads every pixel of the canvas."""
+
+  def init(rng, batch):
+    pixels = np.prod(batch['image'].shape[1:])
+    return {'w': 0.01 * jax.random.normal(rng, (pixels, 10)), 'b': jnp.zeros(10)}
+
+  def logits(params, batch):
+    return batch['image'].reshape(batch['image'].shape[0], -1) @ params['w'] + params['b']
+
+  def loss(params, batch, rng, step):
+    del rng, step
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits(params, batch), batch['label'])
+    return nll.mean(), {'nll': nll.mean()}
+
+  def evaluate(params, batch, rng):
+    del rng
+    return {'error': (jnp.argmax(logits(params, batch), -1) != batch['label']).astype(float)}
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate)
+
+
+def test_training_on_composed_canvases_is_training_on_host_canvases(data_dir, tmp_path):
+  losses = {}
+  for on_device in (True, False):
+    config = train.base_config()
+    config.experiment = 'linear'
+    config.dataset = _config('cluttered', data_dir, compose_on_device=on_device,
+                             eval_examples=200)
+    config.update(batch_size=32, num_steps=30, log_every=10, checkpoint_every=0)
+    workdir = tmp_path / str(on_device)
+    train.run(config, str(workdir), _linear_classifier())
+    records = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
+    losses[on_device] = [r['loss'] for r in records if r['kind'] == 'train']
+  assert len(losses[True]) == 3
+  np.testing.assert_allclose(losses[True], losses[False], rtol=1e-5)
