@@ -1,7 +1,7 @@
 """Caption generation with stochastic multi-scale attention over a convolutional pyramid
 (Ba, Grosse, Salakhutdinov, Frey 2015, sec. 5.2): VAR against WS-RAM and WS-RAM + q.
 
-Usage: make experiment NAME=ws_ram_captioning CONFIG=<method>[_smoke]
+Usage: make experiment NAME=ws_ram_captioning CONFIG=<method>[_smoke|_large]
   methods: var (VAR + input-dependent baseline), ws (WS-RAM + control variates, the prior
            proposes), ws_q (WS-RAM + q + control variates, the inference network proposes);
            `smoke` alone is ws_q_smoke.
@@ -11,12 +11,18 @@ Each is a pipeline of two phases (runs/ws_ram_captioning-<variant>/<phase>):
   caption  the decoder (`nets.captioning.AttentionCaptioner`) on multi-digit MNIST strings, the
            pyramid grafted from `cnn` and frozen (`optimizer.freeze`, and no gradient reaches it).
 Data (a stand-in for Flickr8k, which `glimpse_jax.data.flickr8k` loads where its archives are):
-100x100 canvases of 2-5 digits scaled 0.75-1.25 (21-35 px), captioned by their digits read left
-to right and an end token (vocabulary of 12; `data.digit_strings_config`); the decoder runs
-max_digits + 1 = 6 steps, and only the steps up to a caption's end token count.
+canvases of MNIST digits captioned by their digits read left to right and an end token
+(vocabulary of 12; `data.digit_strings_config`); the decoder runs max_digits + 1 steps, and only
+the steps up to a caption's end token count. Sizes (`CANVASES`):
+  <method>         64x64 canvases of 1-3 digits scaled 0.75-1.0 (21-28 px), sized for this CPU:
+                   10,000 updates in about 10 minutes on one core;
+  <method>_large   100x100 canvases of 2-5 digits scaled 0.75-1.25 (21-35 px), for accelerators
+                   (about 20 minutes per 10,000 updates on one shared CPU core);
+  <method>_smoke   48x48 canvases of 1-2 digits, narrow widths, 300 + 1,500 updates.
 
-Per word, a layer (categorical: the scale; maps of 50x50, 25x25 and 13x13 cells, a cell 2, 4
-and 8 px) and a location (Gaussian, std 0.1) are drawn; a 3x3-cell window of that map is read.
+Per word, a layer (categorical: the scale; on 64x64 canvases maps of 32x32, 16x16 and 8x8 cells,
+a cell 2, 4 and 8 px) and a location (Gaussian, std 0.1) are drawn; a 3x3-cell window of that
+map is read.
 The whole caption is one sample: log p(y | a, x) sums the words' log-probabilities, log p(a | x)
 the actions' (both up to the end token), and the WS-RAM / VAR estimators take K = 5 samples per
 image as in the classification experiment (`objectives.method_surrogate`).
@@ -33,7 +39,6 @@ Where the paper is silent, this module chooses:
     per word position; `nll` on the test split is -log (1/K) sum_k p(y | a_k, x), prior samples.
   - Training curves: `nll_word`, -log (1/K) sum_k w_k per word of the caption, the importance-
     weighted bound of each method's own proposal (Figure 6's quantity, comparable across them).
-`_smoke`: 48x48 canvases of 1-2 digits, narrow widths, 300 + 1,500 updates.
 """
 
 import json
@@ -60,7 +65,14 @@ ROWS = {
     'ws': ('ws', 'WS-RAM', None),
     'ws_q': ('ws_q', 'WS-RAM + q', (61.1, 40.4, 26.9, 17.8)),
 }
-VARIANTS = ('smoke', *ROWS, *(f'{row}_smoke' for row in ROWS))
+SIZES = ('', '_smoke', '_large')  # the CPU rows, their smoke versions, the 100x100 canvases
+VARIANTS = ('smoke', *(f'{row}{size}' for size in SIZES for row in ROWS))
+# size: (canvas_size, min_digits, max_digits, scale_range, train digits); None = all of them
+CANVASES = {
+    '_smoke': (48, 1, 2, (0.75, 1.0), 10_000),
+    '': (64, 1, 3, (0.75, 1.0), None),
+    '_large': (100, 2, 5, (0.75, 1.25), None),
+}
 KINDS = ('classifier', 'captioner')
 CAPTIONS_FILE = 'captions.json'
 BLEU_ORDERS = (1, 2, 3, 4)
@@ -80,13 +92,14 @@ def _cnn_phase(smoke: bool) -> ml_collections.ConfigDict:
   return config
 
 
-def _caption_phase(method: str, smoke: bool) -> ml_collections.ConfigDict:
+def _caption_phase(method: str, size: str) -> ml_collections.ConfigDict:
+  smoke = size == '_smoke'
   config = train.base_config()
   config.dataset = data.digit_strings_config()
   config.dataset.update(validation_examples=1_000, eval_examples=2_000 if smoke else 10_000)
-  if smoke:
-    config.dataset.update(canvas_size=48, min_digits=1, max_digits=2, scale_range=(0.75, 1.0),
-                          train_examples=10_000)
+  canvas_size, min_digits, max_digits, scale_range, train_examples = CANVASES[size]
+  config.dataset.update(canvas_size=canvas_size, min_digits=min_digits, max_digits=max_digits,
+                        scale_range=scale_range, train_examples=train_examples)
   config.batch_size = 32
   config.num_steps = 1_500 if smoke else 10_000
   config.log_every = 50 if smoke else 100
@@ -112,10 +125,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = train.pick_variant(arg or 'ws_q', VARIANTS)
   if variant == 'smoke':
     variant = 'ws_q_smoke'
-  smoke = variant.endswith('_smoke')
-  method = ROWS[variant.removesuffix('_smoke')][0]
+  size = next(s for s in SIZES[1:] + ('',) if variant.endswith(s))
+  method = ROWS[variant.removesuffix(size) if size else variant][0]
   config = train.pipeline_config('ws_ram_captioning', [
-      ('cnn', _cnn_phase(smoke)), ('caption', _caption_phase(method, smoke))])
+      ('cnn', _cnn_phase(size == '_smoke')), ('caption', _caption_phase(method, size))])
   config.lock()
   return config
 
