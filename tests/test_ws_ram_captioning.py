@@ -238,6 +238,8 @@ def _fake_run(folder, method, seed, bleu1, nll_scale):
       'config': config, 'steps': 10_000, 'wall_seconds': 600.0, 'test_token_error': 0.1,
       'test_nll_word': 0.25, 'test_error': 0.3}))
   records = [{'kind': 'train', 'step': s, 'nll_word': nll_scale / s} for s in range(100, 10_001, 100)]
+  records += [{'kind': 'eval', 'split': 'validation', 'step': s, 'nll_word': 0.25}
+              for s in range(1_000, 10_001, 1_000)]
   (folder / 'metrics.jsonl').write_text('\n'.join(json.dumps(r) for r in records))
   (folder / wc.CAPTIONS_FILE).write_text(json.dumps({
       'bleu1': bleu1, 'bleu2': 50.0, 'bleu3': 40.0, 'bleu4': 30.0, 'sequence_accuracy': 0.7,
@@ -259,6 +261,7 @@ def test_report_tables_and_training_speed(tmp_path):
   # nll_word = scale / step; after 1,000 updates the mean over steps 600..1000 of 100 / s
   want = np.mean([100.0 / s for s in range(600, 1001, 100)])
   assert f'| VAR | {want:.3f} ± 0.000 |' in markdown
+  assert '| 0.250 ± 0.000 ' * 4 + '|\n' in markdown  # validation NLL at each update count
   assert '| VAR | 2 | 60 | 0.0 | 0.0 | 100.0 |' in markdown  # layer use at word 2
   assert (tmp_path / 'book' / 'captioning_training_nll.png').exists()
   assert rc.value_at({100: 1.0, 200: 3.0}, 300) is None  # past the curve

@@ -51,6 +51,13 @@ def training_curve(run: Run, metric: str = CURVE_METRIC) -> dict[int, float]:
           if r.get('kind') == 'train' and isinstance(r.get(metric), (int, float))}
 
 
+def validation_curve(run: Run, metric: str = CURVE_METRIC) -> dict[int, float]:
+  """step -> `metric` on the validation split at each evaluation during training."""
+  return {r['step']: r[metric] for r in run.records
+          if r.get('kind') == 'eval' and r.get('split') == 'validation'
+          and isinstance(r.get(metric), (int, float))}
+
+
 def value_at(curve: Mapping[int, float], step: int, window: int = 5) -> float | None:
   """The mean of the last `window` logged values at or before `step`; None past the curve."""
   steps = sorted(s for s in curve if s <= step)
@@ -75,23 +82,27 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def plot_training_nll(groups: Mapping[str, Sequence[Run]], path: str,
                       max_step: int = CHECKPOINTS[-1]) -> None:
-  """Figure 6: training NLL per word against updates, one line per method."""
-  fig = Figure(figsize=(7, 4.5))
+  """Figure 6: training NLL per word against updates (left) and validation NLL per word under
+  prior samples (right), one line per method."""
+  fig = Figure(figsize=(13, 4.5))
   FigureCanvasAgg(fig)
-  ax = fig.subplots()
-  for method, runs in groups.items():
-    curves = [c for c in (training_curve(run) for run in runs) if c]
-    if not curves:
-      continue
-    steps = sorted(set.intersection(*(set(c) for c in curves)))
-    steps = [s for s in steps if s <= max_step]
-    values = np.asarray([[c[s] for s in steps] for c in curves])  # [seeds, steps]
-    line, = ax.plot(steps, values.mean(0), label=f'{NAMES.get(method, method)} ({len(curves)})')
-    ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.15)
-  ax.set(xlabel='update', ylabel='training NLL per word (nats)', yscale='log',
-         title='-log (1/K) sum_k w_k per word, each method\'s own proposal')
-  ax.grid(alpha=0.3)
-  ax.legend()
+  panels = zip(fig.subplots(1, 2), (training_curve, validation_curve), (
+      ('training NLL per word (nats)', '-log (1/K) sum_k w_k, each method\'s own proposal'),
+      ('validation NLL per word (nats)', '-log (1/K) sum_k p(y | a_k, x), K prior samples')))
+  for ax, curve_of, (ylabel, title) in panels:
+    for method, runs in groups.items():
+      curves = [c for c in (curve_of(run) for run in runs) if c]
+      if not curves:
+        continue
+      steps = sorted(set.intersection(*(set(c) for c in curves)))
+      steps = [s for s in steps if s <= max_step]
+      values = np.asarray([[c[s] for s in steps] for c in curves])  # [seeds, steps]
+      line, = ax.plot(steps, values.mean(0), '.-' if curve_of is validation_curve else '-',
+                      label=f'{NAMES.get(method, method)} ({len(curves)})')
+      ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.15)
+    ax.set(xlabel='update', ylabel=ylabel, yscale='log', title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
   fig.tight_layout()
   fig.savefig(path, dpi=100)
 
@@ -126,8 +137,10 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
         f"{members[0].results['steps']:,}",
         _mean_std([run.results['wall_seconds'] / 60 for run in members], 1)])
     curves = [training_curve(run) for run in members]
+    validation = [validation_curve(run) for run in members]
     curve_rows.append([name] + [_mean_std([value_at(c, step) for c in curves], 3)
-                                for step in CHECKPOINTS])
+                                for step in CHECKPOINTS]
+                      + [_mean_std([v.get(step) for v in validation], 3) for step in CHECKPOINTS])
     fractions = np.mean([x['layer_fraction_by_position'] for x in s], axis=0)  # [T, L]
     words = np.asarray(s[0]['words_by_position'])
     for t, row in enumerate(fractions):
@@ -154,10 +167,13 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
               'paper BLEU-1/2/3/4 (Flickr8k)', 'exact %', 'word error %', 'test NLL / word',
               'updates', 'minutes'], bleu_rows),
       '\n## Training speed (the paper\'s Figure 6)\n\n',
-      'Training NLL per word, -log (1/K) sum_k w_k over each method\'s own K samples (the '
-      'importance-weighted bound, the same quantity for every method), averaged over the last '
-      'five logged intervals before each update count.\n\n',
-      _table(['method'] + [f'after {s:,} updates' for s in CHECKPOINTS], curve_rows),
+      '*Training*: NLL per word, -log (1/K) sum_k w_k over each method\'s own K samples (the '
+      'importance-weighted bound: the same quantity for every method, though a better proposal '
+      'makes it tighter), averaged over the last five logged intervals before each update '
+      'count. *Validation*: -log (1/K) sum_k p(y | a_k, x) per word with K prior samples, the '
+      'same estimator for every method, on the first validation captions at that update.\n\n',
+      _table(['method'] + [f'training, {s // 1000}k updates' for s in CHECKPOINTS]
+             + [f'validation, {s // 1000}k' for s in CHECKPOINTS], curve_rows),
       f'\n![training NLL per word against updates]({figure})\n',
       '\n## Layer chosen per word position (greedy, test split, mean over seeds)\n\n',
       'Layer 0 is the finest map (after one 2x2 pooling); each deeper layer halves the side.\n\n',
