@@ -255,14 +255,14 @@ def test_report_tables_and_training_speed(tmp_path):
                                  ('ws_q', 0, 70.0, 50.0))]
   out = tmp_path / 'book' / 'captioning.md'
   markdown = rc.write_report(runs, str(out))
-  assert ('| VAR | 0, 1 | 62.0 ± 2.8 | 50.0 ± 0.0 | 40.0 ± 0.0 | 30.0 ± 0.0 | '
+  assert ('| VAR | 100x100, 2-5 digits | 0, 1 | 62.0 ± 2.8 | 50.0 ± 0.0 | 40.0 ± 0.0 | 30.0 ± 0.0 | '
           '62.3 / 41.6 / 26.9 / 17.2 |') in markdown
-  assert '| WS-RAM + q | 0 | 70.0 |' in markdown
+  assert '| WS-RAM + q | 100x100, 2-5 digits | 0 | 70.0 |' in markdown
   # nll_word = scale / step; after 1,000 updates the mean over steps 600..1000 of 100 / s
   want = np.mean([100.0 / s for s in range(600, 1001, 100)])
-  assert f'| VAR | {want:.3f} ± 0.000 |' in markdown
+  assert f'| VAR | 100x100, 2-5 digits | {want:.3f} ± 0.000 |' in markdown
   assert '| 0.250 ± 0.000 ' * 4 + '|\n' in markdown  # validation NLL at each update count
-  assert '| VAR | 2 | 60 | 0.0 | 0.0 | 100.0 |' in markdown  # layer use at word 2
+  assert '| VAR | 100x100, 2-5 digits | 2 | 60 | 0.0 | 0.0 | 100.0 |' in markdown  # word 2
   assert (tmp_path / 'book' / 'captioning_training_nll.png').exists()
   assert rc.value_at({100: 1.0, 200: 3.0}, 300) is None  # past the curve
   with pytest.raises(ValueError, match='holds no captions.json'):

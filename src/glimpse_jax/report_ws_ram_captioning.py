@@ -45,6 +45,29 @@ def method_of(run: Run) -> str:
   return run.results['config']['loss']['method']
 
 
+def canvases_of(run: Run) -> str:
+  """The run's data, e.g. '64x64, 1-3 digits'."""
+  d = run.results['config']['dataset']
+  return f"{d['canvas_size']}x{d['canvas_size']}, {d['min_digits']}-{d['max_digits']} digits"
+
+
+def group_runs(runs: Sequence[Run]) -> dict[tuple[str, str], list[Run]]:
+  """(canvases, method) -> its runs by seed; smaller canvases first, methods in NAMES order."""
+  groups = collections.defaultdict(list)
+  for run in sorted(runs, key=lambda r: r.results['config']['seed']):
+    groups[canvases_of(run), method_of(run)].append(run)
+  rank = {m: i for i, m in enumerate(NAMES)}
+  order = sorted(groups, key=lambda k: (
+      groups[k][0].results['config']['dataset']['canvas_size'], k[0], rank.get(k[1], len(rank)),
+      k[1]))
+  return {key: groups[key] for key in order}
+
+
+def _label(key: tuple[str, str], several_canvases: bool) -> str:
+  name = NAMES.get(key[1], key[1])
+  return f'{name}, {key[0]}' if several_canvases else name
+
+
 def training_curve(run: Run, metric: str = CURVE_METRIC) -> dict[int, float]:
   """step -> the logged training `metric` (each record averages the updates since the last)."""
   return {r['step']: r[metric] for r in run.records
@@ -80,7 +103,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
   return '\n'.join(lines + ['| ' + ' | '.join(r) + ' |' for r in rows]) + '\n'
 
 
-def plot_training_nll(groups: Mapping[str, Sequence[Run]], path: str,
+def plot_training_nll(groups: Mapping[tuple[str, str], Sequence[Run]], path: str,
                       max_step: int = CHECKPOINTS[-1]) -> None:
   """Figure 6: training NLL per word against updates (left) and validation NLL per word under
   prior samples (right), one line per method."""
@@ -90,7 +113,8 @@ def plot_training_nll(groups: Mapping[str, Sequence[Run]], path: str,
       ('training NLL per word (nats)', '-log (1/K) sum_k w_k, each method\'s own proposal'),
       ('validation NLL per word (nats)', '-log (1/K) sum_k p(y | a_k, x), K prior samples')))
   for ax, curve_of, (ylabel, title) in panels:
-    for method, runs in groups.items():
+    several = len({key[0] for key in groups}) > 1
+    for key, runs in groups.items():
       curves = [c for c in (curve_of(run) for run in runs) if c]
       if not curves:
         continue
@@ -98,7 +122,7 @@ def plot_training_nll(groups: Mapping[str, Sequence[Run]], path: str,
       steps = [s for s in steps if s <= max_step]
       values = np.asarray([[c[s] for s in steps] for c in curves])  # [seeds, steps]
       line, = ax.plot(steps, values.mean(0), '.-' if curve_of is validation_curve else '-',
-                      label=f'{NAMES.get(method, method)} ({len(curves)})')
+                      label=f'{_label(key, several)} ({len(curves)})')
       ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.15)
     ax.set(xlabel='update', ylabel=ylabel, yscale='log', title=title)
     ax.grid(alpha=0.3)
@@ -112,23 +136,20 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
   runs = [load_run(w) for w in workdirs]
   scores = {run.name: read_scores(w) for run, w in zip(runs, workdirs)}
   folders = {run.name: w for run, w in zip(runs, workdirs)}
-  groups = collections.defaultdict(list)
-  for run in sorted(runs, key=lambda r: (method_of(r), r.results['config']['seed'])):
-    groups[method_of(run)].append(run)
-  order = [m for m in NAMES if m in groups] + sorted(set(groups) - set(NAMES))
-  groups = {m: groups[m] for m in order}
+  groups = group_runs(runs)
+  several = len({key[0] for key in groups}) > 1
   folder, stem = os.path.dirname(out) or '.', os.path.splitext(os.path.basename(out))[0]
   os.makedirs(folder, exist_ok=True)
   figure = f'{stem}_training_nll.png'
   plot_training_nll(groups, os.path.join(folder, figure))
 
   bleu_rows, curve_rows, layer_rows = [], [], []
-  for method, members in groups.items():
-    name = NAMES.get(method, method)
+  for key, members in groups.items():
+    name, method = NAMES.get(key[1], key[1]), key[1]
     s = [scores[run.name] for run in members]
     paper = PAPER_BLEU.get(method)
     bleu_rows.append([
-        name, ', '.join(str(run.results['config']['seed']) for run in members),
+        name, key[0], ', '.join(str(run.results['config']['seed']) for run in members),
         *(_mean_std([x[f'bleu{n}'] for x in s], 1) for n in (1, 2, 3, 4)),
         '-' if paper is None else ' / '.join(f'{b:.1f}' for b in paper),
         _mean_std([100 * x['sequence_accuracy'] for x in s]),
@@ -138,24 +159,22 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
         _mean_std([run.results['wall_seconds'] / 60 for run in members], 1)])
     curves = [training_curve(run) for run in members]
     validation = [validation_curve(run) for run in members]
-    curve_rows.append([name] + [_mean_std([value_at(c, step) for c in curves], 3)
+    curve_rows.append([name, key[0]] + [_mean_std([value_at(c, step) for c in curves], 3)
                                 for step in CHECKPOINTS]
                       + [_mean_std([v.get(step) for v in validation], 3) for step in CHECKPOINTS])
     fractions = np.mean([x['layer_fraction_by_position'] for x in s], axis=0)  # [T, L]
     words = np.asarray(s[0]['words_by_position'])
     for t, row in enumerate(fractions):
       if words[t]:
-        layer_rows.append([name, str(t + 1), f'{int(words[t]):,}',
+        layer_rows.append([name, key[0], str(t + 1), f'{int(words[t]):,}',
                            *(f'{100 * f:.1f}' for f in row)])
   num_layers = len(next(iter(scores.values()))['layer_fraction_by_position'][0])
-  dataset = runs[0].results['config']['dataset']
   text = [
       '# WS-RAM captioning: multi-scale attention over a convolutional pyramid '
       '(Ba et al. 2015, sec. 5.2)\n\n',
       f'{len(runs)} runs of `experiments/ws_ram_captioning.py`, written by '
       '`python -m glimpse_jax.report_ws_ram_captioning`; mean ± sample std over seeds. '
-      f"Data: {dataset['canvas_size']}x{dataset['canvas_size']} canvases of "
-      f"{dataset['min_digits']}-{dataset['max_digits']} MNIST digits captioned left to right "
+      'Data: canvases of MNIST digits captioned left to right '
       '(a stand-in: the paper\'s numbers are on **Flickr8k, a different dataset**, shown only '
       'for scale). BLEU-n is sacrebleu\'s corpus BLEU with n-grams up to n (digits as words, '
       'one reference), on greedy captions of the whole test split; *exact %* counts captions '
@@ -163,7 +182,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
       'prior samples, per word (end token included). *Minutes*: wall time of the caption '
       'phase.\n\n',
       '## Test captions\n\n',
-      _table(['method', 'seeds', 'BLEU-1', 'BLEU-2', 'BLEU-3', 'BLEU-4',
+      _table(['method', 'canvases', 'seeds', 'BLEU-1', 'BLEU-2', 'BLEU-3', 'BLEU-4',
               'paper BLEU-1/2/3/4 (Flickr8k)', 'exact %', 'word error %', 'test NLL / word',
               'updates', 'minutes'], bleu_rows),
       '\n## Training speed (the paper\'s Figure 6)\n\n',
@@ -172,20 +191,22 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
       'makes it tighter), averaged over the last five logged intervals before each update '
       'count. *Validation*: -log (1/K) sum_k p(y | a_k, x) per word with K prior samples, the '
       'same estimator for every method, on the first validation captions at that update.\n\n',
-      _table(['method'] + [f'training, {s // 1000}k updates' for s in CHECKPOINTS]
+      _table(['method', 'canvases'] + [f'training, {s // 1000}k updates' for s in CHECKPOINTS]
              + [f'validation, {s // 1000}k' for s in CHECKPOINTS], curve_rows),
       f'\n![training NLL per word against updates]({figure})\n',
       '\n## Layer chosen per word position (greedy, test split, mean over seeds)\n\n',
       'Layer 0 is the finest map (after one 2x2 pooling); each deeper layer halves the side.\n\n',
-      _table(['method', 'word', 'words', *(f'layer {l} %' for l in range(num_layers))],
+      _table(['method', 'canvases', 'word', 'words', *(f'layer {l} %' for l in range(num_layers))],
              layer_rows),
   ]
-  for method, members in groups.items():
+  for key, members in groups.items():
     source = os.path.join(folders[members[0].name], 'caption_windows.png')
     if os.path.isfile(source):
-      name = f'{stem}_{method}_windows.png'
+      method = key[1]
+      size = members[0].results['config']['dataset']['canvas_size']
+      name = f'{stem}_{method}_{size}px_windows.png'
       shutil.copyfile(source, os.path.join(folder, name))
-      text.append(f'\n{NAMES.get(method, method)}, seed '
+      text.append(f'\n{NAMES.get(method, method)}, {key[0]}, seed '
                   f"{members[0].results['config']['seed']}: the window read per generated word "
                   f'(colour: layer)\n\n![{method} windows]({name})\n')
   if notes is not None:
