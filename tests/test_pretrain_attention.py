@@ -239,6 +239,10 @@ def test_mimic_smoke_pipeline_learns(data_dir, tmp_path):
   assert config.phases.classify.loss.mimic_scale == pa.SMOKE_MIMIC_SCALE < 1
   assert pa.get_config('mimic_regular').phases.classify.loss.mimic_scale == 1.0
   assert pa.get_config('bootstrap_regular_smoke').phases.classify.loss.mimic_scale == 1.0
+  teacher = config.phases.teacher.optimizer  # a reconstruction that learns within the budget
+  assert (teacher.learning_rate, teacher.grad_clip_norm) == (1e-2, 10.0)
+  assert pa.get_config('mimic_regular').phases.teacher.optimizer.grad_clip_norm == 10.0
+  assert pa.get_config('mimic_regular').phases.classify.optimizer.grad_clip_norm == 0.0
   with config.unlocked():
     for name in config.pipeline:
       config.phases[name].dataset.update(data_dir=data_dir, download=False, eval_examples=1_000)
