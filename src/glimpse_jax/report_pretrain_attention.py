@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
 EXPERIMENT = 'pretrain_attention'
 PIPELINE_FILE, RESULTS_FILE, METRICS_FILE = 'pipeline.json', 'results.json', 'metrics.jsonl'
@@ -296,6 +297,7 @@ def plot_curves(groups: Mapping[tuple, Sequence[PipelineRun]], path: str) -> boo
     ax.axhline(100 * (1 - TARGET_ACCURACY), color='gray', ls='--', lw=0.8)
     ax.set(xlabel='batches (pre-training included; dotted: classification starts)',
            ylabel='test error %', title=f'{dataset} MNIST', yscale='log')
+    ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
   fig.tight_layout()
