@@ -143,7 +143,9 @@ def make_model(config: ml_collections.ConfigDict) -> WakeSleepRAM:
       top_features=m.top_features, glimpse_features=m.glimpse_features,
       what_features=m.what_features, where_features=m.where_features,
       inference_features=m.inference_features, location_std=m.location_std,
-      learn_std=m.learn_std, fused=m.fused)
+      learn_std=m.learn_std,
+      # Configs written before `model.fused` ran the scanned rollout; both give the same values.
+      fused=m.get('fused', True))
 
 
 def _label_log_probs(class_log_probs: jax.Array, labels: jax.Array) -> jax.Array:

@@ -25,10 +25,13 @@ def area_downsample(images: jax.Array, size: int) -> jax.Array:
   """Area-averaged size x size copies of a batch: [B, H, W, C] -> [B, size, size, C]."""
   if jnp.ndim(images) != 4:
     raise ValueError(f'images must be [B, H, W, C], got shape {jnp.shape(images)}')
-  _, height, width, _ = images.shape
+  batch, height, width, channels = images.shape
   rows = jnp.asarray(area_matrix(height, size), images.dtype)  # [size, H]
   cols = jnp.asarray(area_matrix(width, size), images.dtype)  # [size, W]
-  return jnp.einsum('ih,bhwc,jw->bijc', rows, images, cols)
+  # Columns first, as one matrix product over every image row (no copy of the batch for C = 1).
+  x = jnp.moveaxis(images, 3, 1).reshape(batch * channels * height, width) @ cols.T  # [BCH, size]
+  x = jnp.einsum('ih,nhj->nij', rows, x.reshape(batch * channels, height, size))  # [BC, size, size]
+  return jnp.moveaxis(x.reshape(batch, channels, size, size), 1, 3)
 
 
 class ContextNetwork(nn.Module):

@@ -13,19 +13,20 @@ under `nn.scan` (tested). Every array is time-major, [T, K, B, ...].
 
 import dataclasses
 import functools
+import math
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
-from glimpse_jax.nets.actions import ActionDist, ActionHead
+from glimpse_jax.nets.actions import MAX_LOG_STD, MIN_LOG_STD, ActionDist
 
 Params = Any
 
 
 @dataclasses.dataclass(frozen=True)
 class RolloutSpec:
-  """Static parts of the rollout: the retina read, the policy heads, the proposal."""
+  """Static parts of the rollout: the retina read, the policy heads (`ActionHead`'s), the proposal."""
 
   read: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]  # [B,H,W,C], [K,B,2], [K,B] -> [K,B,P]
   num_scales: int
@@ -37,16 +38,31 @@ class RolloutSpec:
 
   def policy(self, step_params: Params, top: jax.Array) -> ActionDist:
     """The prior policy p(a_t | a_<t, x) on top-layer states [..., D2]."""
-    head = ActionHead(self.num_scales, self.location_std, self.learn_std, 0, parent=None)
-    return head.apply({'params': step_params['policy']}, top)
+    return self._head(step_params['policy'], top)
 
   def inference(self, step_params: Params, top: jax.Array, label_code: jax.Array) -> ActionDist:
     """q(a_t | a_<t, x, y) on top-layer states [..., D2] (their gradient stopped), labels [..., C]."""
-    head = ActionHead(self.num_scales, self.location_std, self.learn_std,
-                      self.inference_features, parent=None)
     labels = jnp.broadcast_to(label_code, (*top.shape[:-1], label_code.shape[-1]))
-    return head.apply({'params': step_params['inference']},
-                      jnp.concatenate([jax.lax.stop_gradient(top), labels], -1))
+    h = jnp.concatenate([jax.lax.stop_gradient(top), labels], -1)
+    return self._head(step_params['inference'], h)
+
+  def _head(self, p: Params, h: jax.Array) -> ActionDist:
+    """`ActionHead` on its parameters `p`, its output layers as one matrix product."""
+    if 'hidden' in p:
+      h = jax.nn.relu(_dense(p['hidden'], h))
+    names = ('mean', *(('scale',) if self.num_scales > 1 else ()),
+             *(('log_std',) if self.learn_std else ()))
+    out = _dense({k: jnp.concatenate([p[n][k] for n in names], -1) for k in ('kernel', 'bias')},
+                 h)  # [..., 2 + S + 2]
+    mean = jnp.tanh(out[..., :2])
+    log_std = jnp.full_like(mean, math.log(self.location_std))
+    if self.learn_std:
+      log_std = jnp.clip(log_std + out[..., -2:], MIN_LOG_STD, MAX_LOG_STD)
+    if self.num_scales > 1:
+      logits = out[..., 2:2 + self.num_scales]
+    else:
+      logits = jnp.zeros((*h.shape[:-1], 1), h.dtype)
+    return ActionDist(mean, log_std, logits)
 
 
 def _dense(p: Params, x: jax.Array) -> jax.Array:
@@ -129,16 +145,16 @@ def _rollout_bwd(spec, residuals, cotangents):
       reverse=True)  # dz: [T, K, B, D]
 
   rows = lambda a: a.reshape(-1, a.shape[-1])  # [T * K * B, ...]
-  tops_prev = jnp.concatenate([top0[None], tops[:-1]], 0)
-  bottoms_prev = jnp.concatenate([zeros_bottom[None], bottoms[:-1]], 0)
+  # Each layer's input is [x_t, h_{t-1}]: its kernel's gradient is two products, x and h's,
+  # the previous states' leaving out step 0 (the bottom starts at zero).
+  top_h = rows(tops[:-1]).T @ rows(dz_top[1:]) + rows(top0).T @ rows(dz_top[0])
+  bottom_h = rows(bottoms[:-1]).T @ rows(dz_bottom[1:])
   dz_bottom, dz_top, gs, h_boths = rows(dz_bottom), rows(dz_top), rows(gs), rows(h_boths)
   grads = jax.tree.map(jnp.zeros_like, p)
   grads['top']['recurrent'] = {
-      'kernel': jnp.concatenate([rows(bottoms), rows(tops_prev)], -1).T @ dz_top,
-      'bias': dz_top.sum(0)}
+      'kernel': jnp.concatenate([rows(bottoms).T @ dz_top, top_h], 0), 'bias': dz_top.sum(0)}
   grads['bottom']['recurrent'] = {
-      'kernel': jnp.concatenate([gs, rows(bottoms_prev)], -1).T @ dz_bottom,
-      'bias': dz_bottom.sum(0)}
+      'kernel': jnp.concatenate([gs.T @ dz_bottom, bottom_h], 0), 'bias': dz_bottom.sum(0)}
   d_g = (dz_bottom @ w_bottom_g_t) * (gs > 0)
   grads['glimpse']['combine'] = {'kernel': h_boths.T @ d_g, 'bias': d_g.sum(0)}
   d_both = (d_g @ p['glimpse']['combine']['kernel'].T) * (h_boths > 0)
