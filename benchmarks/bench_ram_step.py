@@ -12,17 +12,17 @@ once, not once per glimpse).
 Run: python benchmarks/bench_ram_step.py   (or `make bench`)
 """
 
+import pathlib
 import sys
-import time
 
 import jax
-import numpy as np
 
-sys.path.insert(0, str(__import__('pathlib').Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(pathlib.Path(__file__).resolve().parents[1]),
+                str(pathlib.Path(__file__).resolve().parent)]
 
+import step_timing  # noqa: E402
 from experiments import ram  # noqa: E402
-from glimpse_jax import data, train  # noqa: E402
-from glimpse_jax.train import step as step_lib  # noqa: E402
+from glimpse_jax import data  # noqa: E402
 
 CASES = (('mnist', {'model.num_glimpses': 6}), ('translated60', {'model.num_glimpses': 4}))
 ROLLOUTS = (('fused', True), ('scanned', False))
@@ -52,47 +52,16 @@ def matmul_flops_per_image(config) -> float:
   return 3 * 2 * forward
 
 
-class _Update:
-  """One config's jitted update with its own state, accumulator, batch and key."""
-
-  def __init__(self, config):
-    experiment = ram.make_experiment(config)
-    mesh = train.make_data_mesh()
-    tx, _ = train.make_optimizer(config.optimizer, config.num_steps)
-    host_batch = next(data.train_stream(config.dataset, BATCH, seed=0))
-    self.batch = jax.device_put(host_batch, train.mesh.batch_sharding(mesh))
-    replicated = train.mesh.replicated(mesh)
-    self.state = train.create_state(experiment, tx, jax.random.key(0), host_batch, replicated)
-    self.steps = train.make_steps(experiment, mesh, grad_variance_draws=2)
-    self.rng = jax.device_put(jax.random.key(1), replicated)
-    names = sorted(jax.eval_shape(step_lib.train_step, self.state, self.batch, self.rng)[1])
-    self.acc = jax.device_put(step_lib.init_accumulator(names), replicated)
-
-  def run(self, num_steps: int) -> float:
-    """Seconds for `num_steps` updates."""
-    start = time.perf_counter()
-    for _ in range(num_steps):
-      self.state, self.acc = self.steps.update(self.state, self.acc, self.batch, self.rng)
-    jax.block_until_ready(self.state)
-    return time.perf_counter() - start
-
-
 def measure(variant: str, overrides: dict) -> dict[str, float]:
   """Images/s and GFLOP/s of the fused and the scanned RAM update for one config."""
   configs = {name: _config(variant, {**overrides, 'model.fused': fused})
              for name, fused in ROLLOUTS}
-  updates = {name: _Update(config) for name, config in configs.items()}
-  for update in updates.values():
-    update.run(STEPS_PER_WINDOW)  # warm-up, including compilation
-  seconds = {name: [] for name in updates}
-  for window in range(WINDOWS):
-    names = list(updates) if window % 2 == 0 else list(reversed(updates))
-    for name in names:
-      seconds[name].append(updates[name].run(STEPS_PER_WINDOW))
+  updates = {name: step_timing.Update(config, ram.make_experiment, BATCH)
+             for name, config in configs.items()}
+  rates = step_timing.time_in_turn(updates, WINDOWS, STEPS_PER_WINDOW)
   flops = matmul_flops_per_image(configs['fused'])
   result = {'mflop_per_image': flops / 1e6}
-  for name, times in seconds.items():
-    images_per_second = BATCH * STEPS_PER_WINDOW / float(np.median(times))
+  for name, images_per_second in rates.items():
     result[f'{name}_images_per_second'] = images_per_second
     result[f'{name}_gflops_per_second'] = flops * images_per_second / 1e9
   result['fused_speedup'] = result['fused_images_per_second'] / result['scanned_images_per_second']
