@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import FuncFormatter
 
 EXPERIMENT = 'pretrain_attention'
 PIPELINE_FILE, RESULTS_FILE, METRICS_FILE = 'pipeline.json', 'results.json', 'metrics.jsonl'
@@ -297,7 +297,8 @@ def plot_curves(groups: Mapping[tuple, Sequence[PipelineRun]], path: str) -> boo
     ax.axhline(100 * (1 - TARGET_ACCURACY), color='gray', ls='--', lw=0.8)
     ax.set(xlabel='batches (pre-training included; dotted: classification starts)',
            ylabel='test error %', title=f'{dataset} MNIST', yscale='log')
-    ax.yaxis.set_major_formatter(ScalarFormatter())
+    for set_formatter in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+      set_formatter(FuncFormatter(lambda value, _: f'{value:g}'))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
   fig.tight_layout()
