@@ -63,6 +63,11 @@ def group_runs(runs: Sequence[Run]) -> dict[tuple[str, str], list[Run]]:
   return {key: groups[key] for key in order}
 
 
+def _max_words(run: Run) -> int:
+  """The most words a caption of the run's data has (BLEU-n needs captions of n words)."""
+  return run.results['config']['dataset']['max_digits']
+
+
 def _label(key: tuple[str, str], several_canvases: bool) -> str:
   name = NAMES.get(key[1], key[1])
   return f'{name}, {key[0]}' if several_canvases else name
@@ -150,7 +155,8 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
     paper = PAPER_BLEU.get(method)
     bleu_rows.append([
         name, key[0], ', '.join(str(run.results['config']['seed']) for run in members),
-        *(_mean_std([x[f'bleu{n}'] for x in s], 1) for n in (1, 2, 3, 4)),
+        *(_mean_std([x[f'bleu{n}'] for x in s], 1) if n <= _max_words(members[0]) else 'n/a'
+          for n in (1, 2, 3, 4)),
         '-' if paper is None else ' / '.join(f'{b:.1f}' for b in paper),
         _mean_std([100 * x['sequence_accuracy'] for x in s]),
         _mean_std([100 * run.results['test_token_error'] for run in members]),
@@ -177,7 +183,8 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
       'Data: canvases of MNIST digits captioned left to right '
       '(a stand-in: the paper\'s numbers are on **Flickr8k, a different dataset**, shown only '
       'for scale). BLEU-n is sacrebleu\'s corpus BLEU with n-grams up to n (digits as words, '
-      'one reference), on greedy captions of the whole test split; *exact %* counts captions '
+      'one reference), on greedy captions of the whole test split (n/a where no caption has '
+      'n words: no n-gram to match); *exact %* counts captions '
       'right to the end token; *test NLL / word* is -log (1/K) sum_k p(y | a_k, x) with K '
       'prior samples, per word (end token included). *Minutes*: wall time of the caption '
       'phase.\n\n',
