@@ -41,8 +41,8 @@ from glimpse_jax import data, train
 from glimpse_jax.glimpse_plots import plot_glimpse_paths
 from glimpse_jax.nets import (RetinaSpec, WakeSleepRAM, WSRAMOutput, draw_noise, mode_noise,
                               path_values)
-from glimpse_jax.objectives import (action_entropy, location_coverage_loss, scale_coverage_loss,
-                                    var_loss, wake_sleep_loss)
+from glimpse_jax.objectives import (action_entropy, location_coverage_loss, method_surrogate,
+                                    scale_coverage_loss)
 
 METHODS = ('var', 'ws', 'ws_q')
 # row: (loss.method, loss.control_variates, the paper's name for it, its test error)
@@ -167,19 +167,14 @@ def estimator_surrogate(out: WSRAMOutput, labels: jax.Array, method: str, contro
   'ws', q for 'ws_q'), tempered when `tempered`. VAR's surrogate includes its baseline's
   regression, which reaches only the baseline's parameters.
   """
-  log_likelihood = _label_log_probs(out.class_log_probs, labels).T  # [B, K]
-  log_prior = out.log_prior.sum(-1).T  # [B, K]
   log_proposal = out.log_proposal.sum(-1).T  # [B, K]
-  if method == 'var':
-    fn = lambda ll, lp, b: var_loss(ll, lp, b, control_variate=control_variates)
-    return jax.vmap(fn)(log_likelihood, log_prior, out.baseline)
-  fn = lambda ll, lp, r, q: wake_sleep_loss(ll, lp, r, log_q=q,
-                                            control_variates=control_variates)
-  if method == 'ws':
-    # Tempered prior samples are importance-weighted by the tempered density.
-    return jax.vmap(fn)(log_likelihood, log_prior, log_proposal if tempered else None, None)
-  # Weights use the (tempered) q that drew the samples; q's update follows log q itself.
-  return jax.vmap(fn)(log_likelihood, log_prior, log_proposal, out.log_q.sum(-1).T)
+  # Tempered prior samples are importance-weighted by the tempered density; under q the weights
+  # use the (tempered) q that drew the samples, and q's update follows log q itself.
+  return method_surrogate(
+      method, _label_log_probs(out.class_log_probs, labels).T, out.log_prior.sum(-1).T,
+      log_proposal if (method == 'ws_q' or tempered) else None,
+      out.log_q.sum(-1).T if method == 'ws_q' else None, out.baseline,
+      control_variates=control_variates)
 
 
 def prior_policy_metrics(out: WSRAMOutput, labels: jax.Array,
