@@ -166,11 +166,16 @@ def test_variants_resolve_and_bad_fields_are_named():
     wc.make_experiment(config)
 
 
-def test_window_boxes_in_image_pixels():
+def test_window_boxes_are_the_read_cells_in_image_pixels():
   boxes = pyramid_window_boxes(np.zeros((3, 2)), np.arange(3), window=3, height=100, width=100)
-  # maps of 50, 25 and 13 cells: a 3-cell window covers 6, 12 and 300 / 13 pixels
-  np.testing.assert_allclose(boxes[:, 2], [6, 12, 300 / 13])
-  np.testing.assert_allclose(boxes[:, 0] + boxes[:, 2] / 2, 50)
+  # maps of 50, 25 and 13 cells of 2, 4 and 8 px; the centre is cell 25, 12.5 and 6.5, so the
+  # windows start at cells 24, 11 and 5
+  np.testing.assert_allclose(boxes[:, 2], [6, 12, 24])
+  np.testing.assert_allclose(boxes[:, 0], [48, 44, 40])
+  fmap = np.zeros((13, 13, 1), np.float32)
+  fmap[5:8, 5:8] = 1.0  # the cells of the layer-2 box above
+  read = np.asarray(read_window(jnp.asarray(fmap[None]), jnp.zeros((1, 1, 2)), 3))
+  np.testing.assert_array_equal(read, np.ones((1, 1, 9)))
 
 
 def _tiny_pipeline(variant, data_dir, cnn_steps, caption_steps):

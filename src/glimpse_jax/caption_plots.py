@@ -12,10 +12,12 @@ from glimpse_jax.glimpse_plots import _SCALE_COLOURS, _show
 
 
 def pyramid_window_boxes(locations, layers, *, window, height, width):
-  """Image-pixel boxes `(left, top, side_x, side_y)` of windows read from a pyramid's maps.
+  """Image-pixel boxes `(left, top, side_x, side_y)` of the windows read from a pyramid's maps.
 
-  Layer l's map has ceil(H / 2^(l + 1)) x ceil(W / 2^(l + 1)) cells (2x2 pooling per layer), so
-  a `window`-cell window covers `window * H / h_l` pixels, centred where the location maps.
+  Layer l's map has ceil(H / 2^(l + 1)) x ceil(W / 2^(l + 1)) cells of 2^(l + 1) pixels (2x2
+  pooling per layer, 'SAME' padding at the far edges); the read takes the `window` cells from
+  `floor(c - window / 2 + 0.5)` on, c the location in cells (as `glimpse.retina`), so the box is
+  those cells' pixels.
 
   Args:
     locations: [..., 2] in [-1, 1] (clipped here, as the read clips them).
@@ -25,11 +27,12 @@ def pyramid_window_boxes(locations, layers, *, window, height, width):
     [..., 4] float boxes.
   """
   layers = np.asarray(layers)
-  cells_y = np.ceil(height / 2.0 ** (layers + 1))
-  cells_x = np.ceil(width / 2.0 ** (layers + 1))
-  centre = loc_to_pixel(np.clip(np.asarray(locations, np.float32), -1, 1), height, width)
-  side_x, side_y = window * width / cells_x, window * height / cells_y
-  return np.stack([centre[..., 0] - side_x / 2, centre[..., 1] - side_y / 2, side_x, side_y], -1)
+  cell = 2.0 ** (layers + 1)  # [...] pixels per cell
+  cells = np.stack([np.ceil(width / cell), np.ceil(height / cell)], -1)  # [..., 2] (x, y)
+  loc = np.clip(np.asarray(locations, np.float64), -1, 1)
+  first = np.floor((loc + 1) / 2 * cells - window / 2 + 0.5)  # [..., 2] first cell (x, y)
+  side = window * cell
+  return np.stack([first[..., 0] * cell, first[..., 1] * cell, side, side], -1)
 
 
 def plot_caption_windows(images, locations, layers, words, *, window, vocab, path):
