@@ -1,12 +1,13 @@
 """WS-RAM's training loss and gradients at fixed parameters and rng, against stored values.
 
-The stored values (`ws_ram_gradients.npz` beside this file) were computed by the rollout and
+The stored values (`ws_ram_gradients.json` beside this file, float32 values as text) were computed by the rollout and
 losses as first written, one prior rollout of their own measuring the prior's error under q or a
 tempered proposal. Any rewrite of the rollout or the step for speed must give the same loss, the
 same gradient of every parameter and the same estimator diagnostics. Regenerate only when an
 estimator is meant to change: `python tests/test_ws_ram_gradients.py --write`.
 """
 
+import json
 import pathlib
 import sys
 
@@ -18,7 +19,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from experiments import ws_ram  # noqa: E402
 
-STORED = pathlib.Path(__file__).resolve().parent / 'ws_ram_gradients.npz'
+STORED = pathlib.Path(__file__).resolve().parent / 'ws_ram_gradients.json'
 # case: (row variant, loss overrides); together they take every branch of the loss
 CASES = {
     'var_cv': ('var_cv', {}),
@@ -61,10 +62,17 @@ def compute(case):
   return values
 
 
+def load_stored() -> dict[str, np.ndarray]:
+  """{'<case>:<name>': float32 array} from STORED."""
+  with open(STORED) as f:
+    stored = json.load(f)
+  return {k: np.asarray(v['values'], np.float32).reshape(v['shape']) for k, v in stored.items()}
+
+
 @pytest.mark.parametrize('case', list(CASES))
 def test_loss_and_gradients_match_the_stored_values(case):
-  stored = np.load(STORED)
-  expected = {k.removeprefix(f'{case}:'): stored[k] for k in stored.files
+  stored = load_stored()
+  expected = {k.removeprefix(f'{case}:'): v for k, v in stored.items()
               if k.startswith(f'{case}:')}
   got = compute(case)
   grads = sorted(k for k in expected if k.startswith('grad/'))
@@ -87,6 +95,9 @@ def test_loss_and_gradients_match_the_stored_values(case):
 if __name__ == '__main__':
   if sys.argv[1:] != ['--write']:
     sys.exit(__doc__)
-  np.savez_compressed(STORED, **{f'{case}:{name}': value for case in CASES
-                                 for name, value in compute(case).items()})
+  with open(STORED, 'w') as f:
+    json.dump({f'{case}:{name}': {'shape': list(value.shape),
+                                  'values': value.astype(np.float64).ravel().tolist()}
+               for case in CASES for name, value in compute(case).items()}, f,
+              separators=(',', ':'))
   print(f'wrote {STORED}')
