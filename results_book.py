@@ -58,20 +58,14 @@ def _generic(title: str, paper_of: Callable[[Sequence[report.Run]], dict] | None
     curves = any(record.get('kind', 'train') == 'train' for run in runs for record in run.records)
     if curves:  # runs committed without metrics.jsonl have none
       report.plot_training_error(runs, os.path.join(folder, figure))
-    markdown = ''.join([
+    return report.write_page([
         f'# {title}\n\n',
         f'{len(runs)} runs, one row each; `test error` follows the greedy path (mean locations), '
         '`error_mc` averages class log-probabilities over sampled paths. Minutes are the wall '
         'time of the call that finished the run.\n\n',
         report.results_table(runs, paper_of(runs) if paper_of else None),
         f'\n![training error against updates]({figure})\n' if curves else '',
-    ])
-    if notes is not None:
-      with open(notes) as f:
-        markdown += '\n' + f.read()
-    with open(out, 'w') as f:
-      f.write(markdown)
-    return markdown
+    ], out, notes)
 
   return write
 

@@ -80,6 +80,19 @@ def _median_grad_variance(run: Run) -> float | None:
   return statistics.median(values) if values else None
 
 
+def write_page(text: Sequence[str], out: str, notes: str | None = None) -> str:
+  """Writes the markdown parts `text`, then the notes file `notes` (if any), to `out`; returns
+  the markdown."""
+  parts = list(text)
+  if notes is not None:
+    with open(notes) as f:
+      parts += ['\n', f.read()]
+  markdown = ''.join(parts)
+  with open(out, 'w') as f:
+    f.write(markdown)
+  return markdown
+
+
 def results_table(runs: Sequence[Run], paper: Mapping[str, Any] | None = None) -> str:
   """A markdown table, one line per run: errors in %, the paper's, then the other test metrics.
 

@@ -28,6 +28,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from glimpse_jax.report import write_page
+
 EXPERIMENT = 'pretrain_attention'
 PIPELINE_FILE, RESULTS_FILE, METRICS_FILE = 'pipeline.json', 'results.json', 'metrics.jsonl'
 READS_FILE = 'read_windows.png'
@@ -356,13 +358,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
       text.append(f'\nRead windows of {key[0]} on {key[1]} MNIST test images (seed '
                   f'{members[0].seed}; numbered, from dark (first read) to bright (last)):\n\n'
                   f'![{key[0]}, {key[1]}, read windows]({name})\n')
-  if notes is not None:
-    with open(notes) as f:
-      text += ['\n', f.read()]
-  markdown = ''.join(text)
-  with open(out, 'w') as f:
-    f.write(markdown)
-  return markdown
+  return write_page(text, out, notes)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -26,7 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from glimpse_jax.glimpse_curves import plot_per_glimpse
-from glimpse_jax.report import Run, load_run
+from glimpse_jax.report import Run, load_run, write_page
 
 EXPERIMENT = 'ram_reward'
 PER_GLIMPSE_FILE = 'per_glimpse.json'
@@ -264,13 +264,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
              'std over seeds):\n',
              f'\n![output change per glimpse]({figure("output_change")})\n',
              f'\n![loss per glimpse]({figure("glimpse_loss")})\n']
-  if notes is not None:
-    with open(notes) as f:
-      text += ['\n', f.read()]
-  markdown = ''.join(text)
-  with open(out, 'w') as f:
-    f.write(markdown)
-  return markdown
+  return write_page(text, out, notes)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

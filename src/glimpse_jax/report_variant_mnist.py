@@ -29,7 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from glimpse_jax.data.config import index_range
-from glimpse_jax.report import Run, load_run
+from glimpse_jax.report import Run, load_run, write_page
 
 EXPERIMENT = 'variant_mnist'
 COST_FILE = 'cost.json'
@@ -296,13 +296,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
         name = f'{stem}_{_slug(key[0])}_{kind}.png'
         shutil.copyfile(source, os.path.join(folder, name))
         text.append(f'\n{key[0]}: {caption}\n\n![{key[0]}, {kind}]({name})\n')
-  if notes is not None:
-    with open(notes) as f:
-      text += ['\n', f.read()]
-  markdown = ''.join(text)
-  with open(out, 'w') as f:
-    f.write(markdown)
-  return markdown
+  return write_page(text, out, notes)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

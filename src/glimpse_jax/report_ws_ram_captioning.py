@@ -22,7 +22,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from glimpse_jax.report import Run, load_run
+from glimpse_jax.report import Run, load_run, write_page
 
 CAPTIONS_FILE = 'captions.json'
 NAMES = {'var': 'VAR', 'ws': 'WS-RAM', 'ws_q': 'WS-RAM + q'}
@@ -216,13 +216,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
       text.append(f'\n{NAMES.get(method, method)}, {key[0]}, seed '
                   f"{members[0].results['config']['seed']}: the window read per generated word "
                   f'(colour: layer)\n\n![{method} windows]({name})\n')
-  if notes is not None:
-    with open(notes) as f:
-      text += ['\n', f.read()]
-  markdown = ''.join(text)
-  with open(out, 'w') as f:
-    f.write(markdown)
-  return markdown
+  return write_page(text, out, notes)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
