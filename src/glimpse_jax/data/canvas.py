@@ -134,14 +134,19 @@ def render(layout, spec, images):
   batch = layout.digit.shape[0]
   canvas = np.zeros((batch, spec.canvas_size, spec.canvas_size), dtype=np.uint8)
   if spec.num_clutter:
-    span = np.arange(spec.clutter_size)
-    rows = layout.clutter_origin[..., 0, None, None] + span[:, None]  # [B, K, P, 1]
-    cols = layout.clutter_origin[..., 1, None, None] + span[None, :]  # [B, K, 1, P]
-    pieces = images[layout.clutter_digit[..., None, None], rows, cols]  # [B, K, P, P]
+    pieces = clutter_pieces(layout, spec, images)  # [B, K, P, P]
     for k in range(spec.num_clutter):
       _paste_max(canvas, np.arange(batch), layout.clutter_top_left[:, k], pieces[:, k])
   paste_digits(canvas, np.arange(batch), images[layout.digit], layout.size, layout.top_left)
   return canvas
+
+
+def clutter_pieces(layout, spec, images):
+  """`[B, K, P, P]` uint8: the clutter pieces of a layout, cut from their digits."""
+  span = np.arange(spec.clutter_size)
+  rows = layout.clutter_origin[..., 0, None, None] + span[:, None]  # [B, K, P, 1]
+  cols = layout.clutter_origin[..., 1, None, None] + span[None, :]  # [B, K, 1, P]
+  return images[layout.clutter_digit[..., None, None], rows, cols]
 
 
 def paste_digits(canvas, batch_rows, digits, sizes, top_left):

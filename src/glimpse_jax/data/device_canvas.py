@@ -27,13 +27,6 @@ RECIPE_KEYS = ("recipe_digit", "recipe_size", "recipe_top_left", "recipe_clutter
                "recipe_clutter_top_left")
 
 
-def max_digit_size(spec):
-  """The largest side a placed digit can have under `spec`."""
-  if spec.scale_range is None:
-    return sources.DIGIT_SIZE
-  return int(np.clip(np.rint(sources.DIGIT_SIZE * spec.scale_range[1]), 1, spec.canvas_size))
-
-
 @functools.lru_cache(maxsize=8)
 def resize_table(max_size):
   """float32 [max_size + 1, max_size, 28]: entry s holds `canvas._resize_matrix(28, s)` in its
@@ -64,10 +57,7 @@ def recipe_examples(layout, spec, images, labels):
       "box_size": box_size,
   }
   if spec.num_clutter:
-    span = np.arange(spec.clutter_size)
-    rows = layout.clutter_origin[..., 0, None, None] + span[:, None]  # [B, K, P, 1]
-    cols = layout.clutter_origin[..., 1, None, None] + span[None, :]  # [B, K, 1, P]
-    recipe["recipe_clutter"] = images[layout.clutter_digit[..., None, None], rows, cols]
+    recipe["recipe_clutter"] = canvas.clutter_pieces(layout, spec, images)
     recipe["recipe_clutter_top_left"] = layout.clutter_top_left.astype(np.int32)
   return recipe
 
@@ -82,7 +72,7 @@ def compose(batch, *, canvas_size, max_size):
   Args:
     batch: a dict with the recipe fields (jax or NumPy arrays; traceable under jit).
     canvas_size: H = W.
-    max_size: `max_digit_size(spec)`, the side of the resize table's largest entry.
+    max_size: the largest digit side the canvases can have (`config.max_digit_size`).
   """
   digits = jnp.asarray(batch["recipe_digit"]).astype(jnp.float32)  # [B, 28, 28]
   weights = jnp.asarray(resize_table(max_size))[batch["recipe_size"]]  # [B, S, 28]

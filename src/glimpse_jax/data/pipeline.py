@@ -192,9 +192,8 @@ def composer(cfg):
   `train_stream(recipes=True)`); any other batch passes unchanged."""
   if not _composes(cfg):
     return lambda batch: batch
-  spec = config_lib.canvas_spec(cfg)
-  compose = functools.partial(device_canvas.compose, canvas_size=spec.canvas_size,
-                              max_size=device_canvas.max_digit_size(spec))
+  compose = functools.partial(device_canvas.compose, canvas_size=cfg.canvas_size,
+                              max_size=config_lib.max_digit_size(cfg))
   return lambda batch: compose(batch) if device_canvas.is_recipe(batch) else batch
 
 
