@@ -34,3 +34,11 @@ def categorical_entropy(logits: jax.Array) -> jax.Array:
   """Entropy of the categorical distribution with `logits` [..., N] -> [...]."""
   log_p = jax.nn.log_softmax(logits, axis=-1)
   return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+
+
+def gaussian_kl(mean_q: jax.Array, log_std_q: jax.Array, mean_p: jax.Array,
+                log_std_p: jax.Array) -> jax.Array:
+  """KL(q || p) of two diagonal Gaussians, summed over the last axis: [..., D] -> [...]."""
+  var_q, var_p = jnp.exp(2 * log_std_q), jnp.exp(2 * log_std_p)
+  return jnp.sum(log_std_p - log_std_q + (var_q + (mean_q - mean_p) ** 2) / (2 * var_p) - 0.5,
+                 axis=-1)
