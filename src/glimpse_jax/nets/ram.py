@@ -9,7 +9,10 @@ the glimpse is read at l_t clipped to [-1, 1], while log-probabilities use the u
 Options for RAM's relatives: the classifier after every glimpse (`classify_every_step`); teacher
 forcing (`given_locations` taken by the `forced` examples, whose log-probs are those of the given
 actions); per-example stopping (`step_mask`: after a 0 the core and locator states are held, so the
-final logits are those of the last step taken).
+final logits are those of the last step taken); a head predicting each glimpse's information gain
+from the state before it (`predict_gain`, for adaptive stopping as in Harvey et al.); a halting unit
+on the state after each glimpse (`act`, adaptive computation time as in Graves 2016). The stopping
+rules and losses that use them are in `objectives.stopping`.
 """
 
 from typing import NamedTuple
@@ -37,6 +40,8 @@ class RAMOutput(NamedTuple):
   log_probs: jax.Array  # [T, B] log pi(l_t | h_{t-1}) of the locations taken
   baselines: jax.Array  # [T, B] predicted reward before each location is chosen
   hidden: jax.Array  # [T, B, D] core outputs after each glimpse (held after a stop)
+  gains: jax.Array | None = None  # [T, B] predicted information gain of glimpse t (predict_gain)
+  halting: jax.Array | None = None  # [T, B] halting probability after glimpse t (act)
 
 
 class _GlimpseSettings(nn.Module):
@@ -84,12 +89,15 @@ class RecurrentAttentionModel(_GlimpseSettings):
 
   With `fused=True` the rollout runs through `ram_fused`, which computes the same values and
   gradients with batched weight gradients; it implements only core 'rnn' with the 'linear' locator
-  and no teacher forcing or step mask, and refuses anything else.
+  and no teacher forcing or step mask, and refuses anything else. The gain and halting heads read
+  the rollout's states after it, so both rollouts give them.
   """
 
   num_classes: int = 10
   classify_every_step: bool = False
   fused: bool = False
+  predict_gain: bool = False
+  act: bool = False
 
   def _check_fused(self, given_locations, step_mask) -> None:
     implemented = {'core': (self.core, 'rnn'), 'locator': (self.locator, 'linear')}
@@ -160,7 +168,19 @@ class RecurrentAttentionModel(_GlimpseSettings):
     step_logits = classifier(hidden) if self.classify_every_step else None  # [T, B, C]
     logits = step_logits[-1] if self.classify_every_step else classifier(hidden[-1])
     baselines = nn.Dense(1, name='baseline')(jax.lax.stop_gradient(h_prev))[..., 0]
-    out = RAMOutput(logits, step_logits, locations, means, log_probs, baselines, hidden)
+    gains, halting = None, None
+    if self.predict_gain:
+      # Reads h_{t-1}, as the baseline does, and like it sees no gradient into the core: a critic of
+      # the classifier's progress, so adding it leaves every other parameter's gradient unchanged
+      # (fixed-T and adaptive stopping are then measured on the same model) and it can be fitted
+      # afterwards on a frozen model.
+      gains = nn.Dense(1, name='gain')(jax.lax.stop_gradient(h_prev))[..., 0]  # [T, B]
+    if self.act:
+      # Graves's halting unit on the state after glimpse t; its gradient reaches the core, as the
+      # ponder cost and the halting-weighted output are meant to shape the computation.
+      halting = jax.nn.sigmoid(nn.Dense(1, name='halting')(hidden)[..., 0])  # [T, B]
+    out = RAMOutput(logits, step_logits, locations, means, log_probs, baselines, hidden, gains,
+                    halting)
     _check_output(out, num_steps, batch, self.num_classes)
     return out
 
@@ -172,4 +192,8 @@ def _check_output(out: RAMOutput, num_steps: int, batch: int, num_classes: int) 
   chex.assert_shape([out.locations, out.means], (num_steps, batch, 2))
   chex.assert_shape([out.log_probs, out.baselines], (num_steps, batch))
   chex.assert_shape(out.hidden, (num_steps, batch, None))
+  for head in (out.gains, out.halting):
+    if head is not None:
+      chex.assert_shape(head, (num_steps, batch))
+      chex.assert_type(head, float)
   chex.assert_type([out.logits, out.locations, out.log_probs, out.baselines], float)

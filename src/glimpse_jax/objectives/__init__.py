@@ -29,6 +29,18 @@ from glimpse_jax.objectives.reward_shaping import (
     output_spread,
     reward_bonuses,
 )
+from glimpse_jax.objectives.stopping import (
+    act_outputs,
+    act_weights,
+    fixed_glimpse_errors,
+    gain_loss,
+    information_gains,
+    ponder_cost,
+    posterior_entropy,
+    stop_steps,
+    stopped_outputs,
+    stopping_curve,
+)
 from glimpse_jax.objectives.wake_sleep import (
     importance_diagnostics,
     method_surrogate,
