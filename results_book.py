@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from experiments import ram
 from glimpse_jax import report, report_ram_reward, report_variant_mnist, report_ws_ram_captioning
-from glimpse_jax import report_pretrain_attention
+from glimpse_jax import report_near_optimal_glimpses, report_pretrain_attention
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +92,11 @@ CHAPTERS = (
             'Caption generation with multi-scale attention, WS-RAM against VAR (Ba et al. 2015)',
             'ws_ram_captioning/*', report_ws_ram_captioning.write_report,
             'make experiment NAME=ws_ram_captioning CONFIG=<method> SEEDS=3'),
+    Chapter('near_optimal_glimpses',
+            'Near-optimal glimpse sequences for hard attention (Harvey, Teng & Wood)',
+            'near_optimal_glimpses/*', report_near_optimal_glimpses.write_report,
+            'make experiment NAME=near_optimal_glimpses CONFIG=<sequences|supervised|...> '
+            'SEEDS=3'),
 )
 
 

@@ -1,0 +1,171 @@
+"""The near-optimal glimpses experiment: its notebook runs the smoke pipeline (every phase) once for
+this module; the tests check what that run learnt and stored, and the method's pieces."""
+
+import functools
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import nbclient
+import nbformat
+import numpy as np
+import pytest
+
+from experiments import near_optimal_glimpses as nog
+from glimpse_jax import data, report_near_optimal_glimpses as report, train
+from glimpse_jax.data import sources
+from glimpse_jax.experimental_design import expected_posterior_entropy
+from glimpse_jax.nets import draw_noise, grid_centres
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _kernel(tmp, patch) -> str:
+  """A Jupyter kernel for this interpreter (installed into `tmp` when none is called python3)."""
+  from ipykernel import kernelspec  # pylint: disable=g-import-not-at-top
+  from jupyter_client import kernelspec as specs  # pylint: disable=g-import-not-at-top
+  try:
+    specs.KernelSpecManager().get_kernel_spec('python3')
+  except specs.NoSuchKernel:
+    kernelspec.install(kernel_name='python3', prefix=str(tmp / 'jupyter'))
+    patch.setenv('JUPYTER_PATH', str(tmp / 'jupyter' / 'share' / 'jupyter'))
+  return 'python3'
+
+
+@pytest.fixture(scope='module')
+def smoke(data_dir, tmp_path_factory):
+  """The notebook's run: the smoke pipeline at half its budget. -> (workdir, pictures, printed)."""
+  tmp = tmp_path_factory.mktemp('near_optimal')
+  with pytest.MonkeyPatch.context() as patch:
+    python3_kernel = _kernel(tmp, patch)
+    patch.setenv('GLIMPSE_NOTEBOOK_STEP_FRACTION', '0.5')
+    patch.setenv('GLIMPSE_NOTEBOOK_WORKDIR', str(tmp / 'run'))
+    patch.setenv('GLIMPSE_DATA_DIR', data_dir)
+    patch.setenv('JAX_PLATFORMS', 'cpu')
+    notebook = nbformat.read(REPO / 'notebooks' / 'near_optimal_glimpses.ipynb', as_version=4)
+    client = nbclient.NotebookClient(notebook, kernel_name=python3_kernel, timeout=300,
+                                     resources={'metadata': {'path': str(REPO / 'notebooks')}})
+    client.execute()
+  outputs = [o for cell in notebook.cells if cell.cell_type == 'code' for o in cell.outputs]
+  pictures = [o for o in outputs if 'image/png' in o.get('data', {})]
+  printed = ''.join(o.get('text', '') for o in outputs)
+  return tmp / 'run', pictures, printed
+
+
+def _results(workdir, phase):
+  return json.loads((workdir / phase / 'results.json').read_text())
+
+
+def test_notebook_runs_every_phase_and_shows_its_pictures(smoke):
+  workdir, pictures, printed = smoke
+  for phase in ('posterior', 'completion', 'sequences', 'ram'):
+    assert (workdir / phase / 'results.json').is_file(), phase
+  assert len(pictures) == 3  # completions, EPE maps, attention frequency
+  assert 'after the designed sequences' in printed and 'threshold' in printed
+
+
+def test_designed_sequences_beat_random_glimpses_and_ram_learns(smoke):
+  workdir, _, _ = smoke
+  summary = report.sequence_summary(str(workdir / 'sequences'))
+  random_error = _results(workdir, 'posterior')['test_error']
+  designed_error = 1.0 - summary['posterior_accuracy']
+  # Same posterior, same number of glimpses: the design's sequences make it far more accurate.
+  assert designed_error < random_error - 0.1, (designed_error, random_error)
+  ram = _results(workdir, 'ram')
+  assert ram['test_error'] < 0.8  # chance is 0.9
+  stored = data.ExampleStore.open(str(workdir / 'sequences' / 'store'))
+  centres = grid_centres(8)
+  cells = stored.arrays['target_cell']
+  np.testing.assert_allclose(stored.arrays['target_location'], centres[cells])
+  assert all(len(set(row)) == len(row) for row in cells.tolist())  # no cell twice
+
+
+def test_the_epe_of_a_glimpse_on_the_digit_is_below_an_empty_corner(smoke, data_dir):
+  workdir, _, _ = smoke
+  config = nog.get_config('smoke').phases.sequences
+  params = train.load_params(str(workdir / 'posterior'))
+  read, embed, classify, _ = nog.design_functions(config, params, None)
+  digits, _ = sources.load_digits('mnist', 'test', data_dir, download=False)  # uint8 [N, 28, 28]
+  canvas = np.zeros((20, 40, 40, 1), np.float32)
+  canvas[:, 6:34, 6:34, 0] = digits[:20] / 255.0  # the digit in the middle, the corners empty
+  candidates = jnp.array([[0.0, 0.0], [-0.85, -0.85]])  # on the digit; the top-left corner
+  epe_of = jax.jit(jax.vmap(functools.partial(expected_posterior_entropy, read, embed, classify),
+                            (None, None, 0, None)))
+  # Oracle completions: the canvas itself; nothing seen yet.
+  epe = np.asarray(epe_of(jnp.zeros(config.model.posterior_features), jnp.float32(0.0),
+                          jnp.asarray(canvas)[:, None], candidates))
+  assert np.mean(epe[:, 0] < epe[:, 1]) >= 0.8, epe
+  assert epe[:, 0].mean() < epe[:, 1].mean() - 0.1
+
+
+def test_supervision_moves_the_policy_towards_the_targets():
+  config = nog.get_config('supervised')
+  with config.unlocked():
+    config.dataset.update(name='cluttered', canvas_size=40, num_clutter=2)
+    config.model.update(glimpse_size=12, grid_size=4, num_glimpses=3, core_features=32,
+                        glimpse_features=32, what_features=16, where_features=16)
+  experiment = nog.make_experiment(config)
+  model = nog.ram_model(config)
+  rng = np.random.default_rng(0)
+  batch = {'image': rng.uniform(size=(8, 40, 40, 1)).astype(np.float32),
+           'label': rng.integers(0, 10, 8).astype(np.int32),
+           'target_location': grid_centres(4)[rng.integers(0, 16, (8, 3))],
+           'stored': np.ones(8, np.float32)}
+  params = experiment.init(jax.random.key(0), batch)
+  targets = jnp.swapaxes(batch['target_location'], 0, 1)  # [T, B, 2]
+
+  def target_log_prob(params):
+    noise = draw_noise(jax.random.key(1), (3, 8), 16)
+    out = model.apply(params, batch['image'], noise, given_locations=targets,
+                      forced=jnp.ones(8, bool))
+    return out.log_probs.sum()
+
+  grads = jax.jit(jax.grad(lambda p: experiment.loss(p, batch, jax.random.key(2), 0)[0]))(params)
+  stepped = jax.tree.map(lambda p, g: p - 0.05 * g, params, grads)
+  target_log_prob = jax.jit(target_log_prob)
+  assert float(target_log_prob(stepped)) > float(target_log_prob(params)) + 1e-3
+  # Without the supervised term, the targets' log-probability gets no push.
+  with config.unlocked():
+    config.loss.supervision_weight = 0.0
+  plain = nog.make_experiment(config)
+  grads = jax.jit(jax.grad(lambda p: plain.loss(p, batch, jax.random.key(2), 0)[0]))(params)
+  locator = grads['params']['step']['location']
+  assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(locator))
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('model.part', 'decoder', 'model.part'),
+    ('model.grid_size', 0, 'model.grid_size'),
+    ('design.samples', 0, 'design.samples'),
+    ('loss.ponder_weight', -1.0, 'loss.ponder_weight'),
+    ('model.classify_every_step', False, 'predict_gain needs'),
+])
+def test_bad_fields_are_named(field, value, message):
+  config = nog.get_config('stopping')
+  with config.unlocked():
+    section, name = field.split('.')
+    config[section][name] = value
+  with pytest.raises(ValueError, match=message):
+    nog.make_experiment(config)
+
+
+def test_a_missing_sequence_store_is_named(tmp_path, data_dir, monkeypatch):
+  monkeypatch.setenv('GLIMPSE_DATA_DIR', data_dir)
+  config = nog.get_config('supervised')
+  with config.unlocked():
+    config.data_from = str(tmp_path / 'nowhere')
+    config.dataset.update(canvas_size=40, train_examples=500, validation_examples=100)
+    config.model.update(glimpse_size=12, grid_size=4)
+  with pytest.raises(Exception, match='nowhere'):
+    train.run_pipeline(config, str(tmp_path / 'run'), nog.make_experiment)
+
+
+def test_report_on_the_smoke_run(smoke, tmp_path):
+  workdir, _, _ = smoke
+  text = report.write_report([str(workdir)], str(tmp_path / 'page.md'))
+  assert 'Sequences by experimental design' in text and 'Adaptive stopping' in text
+  for name in ('page_run_epe_maps.png', 'page_attention.png', 'page_stopping.png'):
+    assert (tmp_path / name).is_file(), name
+  assert json.loads((workdir / 'sequences' / report.EXAMPLES_FILE).read_text())['grid_size'] == 8
