@@ -2,7 +2,7 @@
 
 Usage (the default variant is `ws_q_cv`, WS-RAM + q with control variates):
   make experiment NAME=ws_ram CONFIG=smoke     # 28x28 MNIST, 3 scales of 8x8, 3 glimpses, K = 5,
-                                               # 1,500 updates: ~25 s on 2 CPU cores, test error ~9%
+                                               # 1,500 updates: under a minute on 2 CPU cores
   make experiment NAME=ws_ram CONFIG=<row>     # one row of the paper's table on 100x100
                                                # translated-scaled MNIST, CPU-sized (below)
   make experiment NAME=ws_ram CONFIG=<row>_paper   # the paper's budget, for GPU/TPU
@@ -15,10 +15,9 @@ Model: 4 glimpses of one 12x12 patch at a chosen one of 3 scales (12, 24, 48 px)
 the whole image for the top layer, a two-layer ReLU RNN (see `glimpse_jax.nets.ws_ram`), Adam at
 1e-3, batch 64. The `_paper` variants use 256-unit layers, a constant learning rate and 10M
 updates. The CPU-sized rows use smaller widths (128-unit layers, 64 for the what and where
-pathways and q), 30k updates with a cosine schedule, ~14 min each on 2 CPU cores, and log the
-gradient variance every 500 updates. At this budget expect far higher test errors than the
-paper's, and runs that collapse onto one scale by chance; the measured rows, with the paper's
-beside them, are in `results/ws_ram.md` (`make results`).
+pathways and q), 30k updates with a cosine schedule, and log the gradient variance every 500
+updates. The measured rows (test errors, wall times, images/s), with the paper's beside them, are
+in `results/ws_ram.md` (`make results`); measured figures live there, not here.
 
 Exploration heuristics (sec. 4.5), any variant: `--config.loss.temperature=2` (the proposal samples
 from p^(1/T); WS-RAM corrects for it by importance weights, VAR does not: a biased heuristic

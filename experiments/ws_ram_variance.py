@@ -7,8 +7,8 @@ Usage:
   .venv/bin/python -m experiments.ws_ram_variance runs/ws_ram-ws_q_cv [--draws 16] [--examples 256]
   .venv/bin/python -m experiments.ws_ram_variance runs/ws_ram_variance-smoke --smoke \
       --draws 8 --examples 64
-      # trains WS-RAM's smoke variant (28x28 MNIST, 1,500 updates; 9.1% test error) keeping
-      # snapshots at 100, 500 and 1,500 updates, then measures them: 32 s on 2 CPU cores
+      # trains WS-RAM's smoke variant (28x28 MNIST, 1,500 updates) keeping snapshots at 100,
+      # 500 and 1,500 updates, then measures them (under a minute on 2 CPU cores)
 
 For each kept snapshot of the run (its checkpoints; `checkpoint_at` keeps chosen ones for good)
 and each row of the paper's table (var, var_cv, ws, ws_cv, ws_q, ws_q_cv), draws `--draws`
