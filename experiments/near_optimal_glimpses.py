@@ -31,7 +31,9 @@ Choices where the paper leaves freedom (it uses CelebA-HQ and a pre-trained comp
   glimpses' finest patches) and their mask; a completion is its mean image given a latent drawn
   from the conditional prior, the observed pixels put back;
 - RAM's glimpse network, ReLU RNN core (256) and baseline, its locator a softmax over the grid
-  cells; supervised examples take the targets at every step (`loss.supervision_weight` w = 1);
+  cells (`model.locator='grid'`; 'linear' is RAM's Gaussian, std `model.location_std`, whose
+  supervised term is -log N(target; mean, std)); supervised examples take the targets at every
+  step (`loss.supervision_weight` w = 1);
 - the information-gain head predicts, before glimpse t, the drop of the classifier's entropy that
   glimpse t brings (H_{t-1} - H_t, H_0 = log C); at test time the model stops before the first
   glimpse whose predicted gain falls below the threshold (`stopping.thresholds`).
@@ -85,9 +87,10 @@ def _base(part: str, smoke: bool, source: str) -> ml_collections.ConfigDict:
       part=part, glimpse_size=12 if smoke else 16, num_scales=1, scale_factor=2,
       num_glimpses=4 if smoke else 6, grid_size=8 if smoke else 16,
       posterior_features=128, posterior_channels=(8, 16),
-      latent=16 if smoke else 32, completion_features=(16, 32),
+      latent=16 if smoke else 32, completion_features=(8, 16) if smoke else (16, 32),
       core_features=256, glimpse_features=256, what_features=128, where_features=128,
-      classify_every_step=False, predict_gain=False, act=False))
+      locator='grid', location_std=0.2, classify_every_step=False, predict_gain=False,
+      act=False))
   config.loss = ml_collections.ConfigDict(dict(
       supervision_weight=1.0, reinforce_weight=1.0, baseline_weight=1.0, gain_weight=1.0,
       ponder_weight=0.0, act_epsilon=0.01))
@@ -186,6 +189,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not loss[name] >= 0:
       raise ValueError(f'loss.{name} must be >= 0, got {loss[name]}')
   if m.part == 'ram':
+    if m.locator not in ('grid', 'linear'):
+      raise ValueError(f"model.locator must be 'grid' (a softmax over the candidate cells) or "
+                       f"'linear' (Gaussian), got {m.locator!r}")
+    if not m.location_std > 0:
+      raise ValueError(f'model.location_std must be > 0, got {m.location_std}')
     if m.predict_gain and not m.classify_every_step:
       raise ValueError('model.predict_gain needs model.classify_every_step=True (the gains are '
                        'drops of the per-glimpse classifier entropy)')
@@ -349,20 +357,21 @@ def _sequences_experiment(config) -> train.Experiment:
 
 
 def ram_model(config) -> RecurrentAttentionModel:
-  """RAM with a softmax policy over the candidate grid's cells."""
+  """RAM with a softmax policy over the candidate grid's cells ('grid') or a Gaussian one."""
   m = config.model
   return RecurrentAttentionModel(
       num_classes=data.num_classes(config.dataset), retina=_retina(config), core='rnn',
       core_features=m.core_features, glimpse_features=m.glimpse_features,
-      what_features=m.what_features, where_features=m.where_features, locator='grid',
-      grid_size=m.grid_size, classify_every_step=m.classify_every_step,
+      what_features=m.what_features, where_features=m.where_features, locator=m.locator,
+      location_std=m.location_std, grid_size=m.grid_size,
+      classify_every_step=m.classify_every_step,
       predict_gain=m.predict_gain, act=m.act)
 
 
 def _ram_experiment(config) -> train.Experiment:
   m, spec = config.model, config.loss
   model = ram_model(config)
-  num_choices = m.grid_size**2
+  num_choices = m.grid_size**2 if m.locator == 'grid' else 0
   supervised = config.data_from is not None
   thresholds = tuple(float(t) for t in config.stopping.thresholds)
 

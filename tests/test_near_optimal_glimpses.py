@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import nbclient
 import nbformat
 import numpy as np
+import optax
 import pytest
 
 from experiments import near_optimal_glimpses as nog
@@ -100,12 +101,14 @@ def test_the_epe_of_a_glimpse_on_the_digit_is_below_an_empty_corner(smoke, data_
   assert epe[:, 0].mean() < epe[:, 1].mean() - 0.1
 
 
-def test_supervision_moves_the_policy_towards_the_targets():
+@pytest.mark.parametrize('locator', ['grid', 'linear'])
+def test_supervision_moves_the_policy_towards_the_targets(locator):
   config = nog.get_config('supervised')
   with config.unlocked():
     config.dataset.update(name='cluttered', canvas_size=40, num_clutter=2)
     config.model.update(glimpse_size=12, grid_size=4, num_glimpses=3, core_features=32,
-                        glimpse_features=32, what_features=16, where_features=16)
+                        glimpse_features=32, what_features=16, where_features=16,
+                        locator=locator)
   experiment = nog.make_experiment(config)
   model = nog.ram_model(config)
   rng = np.random.default_rng(0)
@@ -117,13 +120,14 @@ def test_supervision_moves_the_policy_towards_the_targets():
   targets = jnp.swapaxes(batch['target_location'], 0, 1)  # [T, B, 2]
 
   def target_log_prob(params):
-    noise = draw_noise(jax.random.key(1), (3, 8), 16)
+    noise = draw_noise(jax.random.key(1), (3, 8), 16 if locator == 'grid' else 0)
     out = model.apply(params, batch['image'], noise, given_locations=targets,
                       forced=jnp.ones(8, bool))
     return out.log_probs.sum()
 
   grads = jax.jit(jax.grad(lambda p: experiment.loss(p, batch, jax.random.key(2), 0)[0]))(params)
-  stepped = jax.tree.map(lambda p, g: p - 0.05 * g, params, grads)
+  norm = optax.global_norm(grads)
+  stepped = jax.tree.map(lambda p, g: p - 0.01 * g / norm, params, grads)  # a short step downhill
   target_log_prob = jax.jit(target_log_prob)
   assert float(target_log_prob(stepped)) > float(target_log_prob(params)) + 1e-3
   # Without the supervised term, the targets' log-probability gets no push.
@@ -141,6 +145,7 @@ def test_supervision_moves_the_policy_towards_the_targets():
     ('design.samples', 0, 'design.samples'),
     ('loss.ponder_weight', -1.0, 'loss.ponder_weight'),
     ('model.classify_every_step', False, 'predict_gain needs'),
+    ('model.locator', 'lstm', 'model.locator'),
 ])
 def test_bad_fields_are_named(field, value, message):
   config = nog.get_config('stopping')

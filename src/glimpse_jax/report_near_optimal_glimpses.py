@@ -144,15 +144,16 @@ def _mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> s
   return f'{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}'
 
 
-def _supervision_table(groups: Mapping[str, list[Run]]) -> tuple[str, dict[str, float]]:
-  lines = ['| method | seeds | updates | steps to within 0.5 pt of best val. error | '
+def _supervision_table(groups: Mapping[str, list[Run]],
+                       margin: float) -> tuple[str, dict[str, float]]:
+  lines = [f'| method | seeds | updates | steps to within {100 * margin:g} pt of best val. error | '
            'final test error (%) | minutes per run |\n', '|---|---|---|---|---|---|\n']
   means = {}
   for name in ('unsupervised', 'supervised'):
     runs = groups.get(name, [])
     if not runs:
       continue
-    near = [evaluations_to_near_best(run) for run in runs]
+    near = [evaluations_to_near_best(run, margin) for run in runs]
     errors = [run.results['test_error'] for run in runs]
     minutes = [run.results['wall_seconds'] / 60 for run in runs]
     means[name + '_steps'] = statistics.mean([n for n in near if n is not None] or [float('nan')])
@@ -204,8 +205,10 @@ def _plot_stopping(curves: Mapping[str, list], path: str) -> None:
   plot_stopping_curves(series, path, ylabel='test error (%)')
 
 
-def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) -> str:
-  """Writes the page (and its figures beside it) for the runs in `workdirs`; returns the text."""
+def write_report(workdirs: Sequence[str], out: str, notes: str | None = None,
+                 margin: float = MARGIN) -> str:
+  """Writes the page (and its figures beside it) for the runs in `workdirs`; returns the text.
+  `margin`: how close to its lowest validation error a run counts as near its best."""
   folder, stem = os.path.dirname(out) or '.', os.path.splitext(os.path.basename(out))[0]
   parts = ['# Near-optimal glimpse sequences (Harvey, Teng & Wood)\n\n',
            'Cluttered MNIST stands in for CelebA-HQ, which cannot be downloaded here; the paper '
@@ -254,12 +257,12 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
   for runs in groups.values():
     runs.sort(key=lambda r: r.results['config']['seed'])
   if groups.get('supervised') or groups.get('unsupervised'):
-    table, means = _supervision_table(groups)
+    table, means = _supervision_table(groups, margin)
     parts += ['## Partial supervision\n\n',
               'RAM with a softmax policy over the candidate grid; `supervised` follows the stored '
               'sequence on the canvases that have one and adds -log pi(target) there. Steps to '
               'near-best: the first evaluation (every 1,000 updates) whose validation error is '
-              f'within {100 * MARGIN:.1f} points of the run\'s lowest.\n\n', table, '\n']
+              f'within {100 * margin:g} points of the run\'s lowest.\n\n', table, '\n']
     if 'supervised_steps' in means and 'unsupervised_steps' in means:
       speedup = means['unsupervised_steps'] / max(means['supervised_steps'], 1)
       gain = means['unsupervised_error'] - means['supervised_error']
@@ -298,8 +301,10 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument('runs', nargs='+', help='finished workdirs')
   parser.add_argument('--out', required=True, help='the markdown file to write')
   parser.add_argument('--notes', help='a markdown file appended to the page')
+  parser.add_argument('--margin', type=float, default=MARGIN,
+                      help='validation error within this of its lowest counts as near-best')
   args = parser.parse_args(argv)
-  sys.stdout.write(write_report(args.runs, args.out, args.notes))
+  sys.stdout.write(write_report(args.runs, args.out, args.notes, args.margin))
 
 
 if __name__ == '__main__':
