@@ -10,7 +10,8 @@ Usage:
   make experiment NAME=near_optimal_glimpses CONFIG=supervised SEEDS=3
       RAM with a categorical policy over the grid, teacher-forced to the stored sequences and
       trained on -w log pi(target) for the examples that have one, REINFORCE for the others;
-      reads the store of runs/near_optimal_glimpses-sequences (ARGS="--config.data_from=...").
+      reads the store of runs/near_optimal_glimpses-sequences/sequences
+      (ARGS="--config.data_from=<a sequences phase's workdir>").
   make experiment NAME=near_optimal_glimpses CONFIG=unsupervised SEEDS=3   # the same, no targets
   make experiment NAME=near_optimal_glimpses CONFIG=stopping      # supervised RAM + a head that
       predicts each glimpse's information gain; evaluation sweeps the stopping threshold
@@ -136,8 +137,8 @@ def _ram(smoke, source, supervised: bool):
   config.eval.mc_samples = 4
   config.model.fused = False
   if supervised:
-    config.data_from = 'sequences' if smoke else SEQUENCES_WORKDIR + ('_fashion' if source !=
-                                                                        'mnist' else '')
+    suffix = '_fashion' if source != 'mnist' else ''
+    config.data_from = 'sequences' if smoke else f'{SEQUENCES_WORKDIR}{suffix}/sequences'
   return config
 
 
