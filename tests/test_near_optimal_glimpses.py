@@ -174,3 +174,31 @@ def test_report_on_the_smoke_run(smoke, tmp_path):
   for name in ('page_run_epe_maps.png', 'page_attention.png', 'page_stopping.png'):
     assert (tmp_path / name).is_file(), name
   assert json.loads((workdir / 'sequences' / report.EXAMPLES_FILE).read_text())['grid_size'] == 8
+
+
+def _fake_run(tmp_path, name, seed, supervised, curve):
+  """A finished RAM run's workdir with validation errors `curve` (one per 1,000 steps)."""
+  workdir = tmp_path / name
+  workdir.mkdir()
+  config = {'seed': seed, 'data_from': 'somewhere' if supervised else None,
+            'model': {'act': False, 'predict_gain': False}, 'loss': {}}
+  results = {'test_error': curve[-1], 'steps': 1000 * len(curve), 'wall_seconds': 60.0,
+             'config': config}
+  (workdir / 'results.json').write_text(json.dumps(results))
+  records = [{'kind': 'eval', 'split': 'validation', 'step': 1000 * (i + 1), 'error': e}
+             for i, e in enumerate(curve)]
+  (workdir / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in records))
+  return str(workdir)
+
+
+def test_report_counts_steps_to_near_best_and_to_the_common_target(tmp_path):
+  runs = [_fake_run(tmp_path, 'u0', 0, False, [0.8, 0.5, 0.3, 0.2]),
+          _fake_run(tmp_path, 'u1', 1, False, [0.8, 0.6, 0.35, 0.22]),
+          _fake_run(tmp_path, 's0', 0, True, [0.4, 0.2, 0.19, 0.18]),
+          _fake_run(tmp_path, 's1', 1, True, [0.5, 0.25, 0.2, 0.19])]
+  text = report.write_report(runs, str(tmp_path / 'page.md'), margin=0.01)
+  # Unsupervised: near-best at 4,000 both; the common target is mean(0.2, 0.22) + 0.01 = 0.22,
+  # reached at 4,000 by both; supervised: near-best at 3,000 and 3,000, target at 2,000 and 3,000.
+  assert '| unsupervised | 0, 1 | 4,000 | 4000 ± 0 | 4000 ± 0 | 21.00 ± 1.41 |' in text
+  assert '| supervised | 0, 1 | 4,000 | 3000 ± 0 | 2500 ± 707 | 18.50 ± 0.71 |' in text
+  assert 'Speed-up: 1.3x in steps to each run\'s near-best, 1.6x in steps to the common target' in text
