@@ -202,3 +202,6 @@ def test_report_counts_steps_to_near_best_and_to_the_common_target(tmp_path):
   assert '| unsupervised | 0, 1 | 4,000 | 4000 ± 0 | 4000 ± 0 | 21.00 ± 1.41 |' in text
   assert '| supervised | 0, 1 | 4,000 | 3000 ± 0 | 2500 ± 707 | 18.50 ± 0.71 |' in text
   assert 'Speed-up: 1.3x in steps to each run\'s near-best, 1.6x in steps to the common target' in text
+  assert '| unsupervised | 3000 ± 0 | 3500 ± 707 | 4000 ± 0 |' in text
+  assert '| supervised | 1500 ± 707 | 2000 ± 0 | 2000 ± 0 |' in text
+  assert 'Speed-up of supervision: 2.0x to 40%, 1.8x to 30%, 2.0x to 25%.' in text
