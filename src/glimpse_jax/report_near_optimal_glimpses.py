@@ -254,6 +254,40 @@ def _plot_stopping(curves: Mapping[str, list], path: str) -> None:
   plot_stopping_curves(series, path, ylabel='test error (%)')
 
 
+def _supervision_section(groups, paths, source: str, folder: str, stem: str,
+                         margin: float) -> list[str]:
+  """The partial-supervision tables and the attention figure of one dataset's RAM runs."""
+  parts = []
+  tag = '' if source == 'mnist' else f'_{source}'
+  if groups.get('supervised') or groups.get('unsupervised'):
+    table, means = _supervision_table(groups, margin)
+    parts += [f'## Partial supervision ({source.replace("_", "-")})\n\n',
+              'RAM with a softmax policy over the candidate grid; `supervised` follows the stored '
+              'sequence on the canvases that have one and adds -log pi(target) there. Steps to '
+              'near-best: the first evaluation (every 1,000 updates) whose validation error is '
+              f'within {100 * margin:g} points of the run\'s lowest; steps to the common target: '
+              'the first evaluation whose validation error is at most the unsupervised runs\' '
+              f'mean lowest validation error plus {100 * margin:g} points'
+              + (f" ({100 * means['target']:.2f}%)" if means['target'] is not None else '')
+              + '.\n\n', table, '\n']
+    if 'supervised_error' in means and 'unsupervised_error' in means:
+      near = means['unsupervised_near'] / max(means['supervised_near'], 1)
+      reach = means['unsupervised_reach'] / max(means['supervised_reach'], 1)
+      reach = 'n/a (not every run reaches it)' if reach != reach else f'{reach:.1f}x'
+      gain = means['unsupervised_error'] - means['supervised_error']
+      parts.append(f'Speed-up: {near:.1f}x in steps to each run\'s near-best, {reach} in '
+                   f'steps to the common target (paper: almost {PAPER_SPEEDUP:.0f}x); test '
+                   f'accuracy gain {100 * gain:+.2f} points (paper: '
+                   f'+{100 * PAPER_ACCURACY_GAIN:.1f}).\n\n')
+    parts += ['Steps until the validation error first reaches a level (mean ± std over '
+              'seeds):\n\n', _levels_table(groups), '\n']
+  figure = f'{stem}_attention{tag}.png'
+  if _plot_attention(groups, paths, os.path.join(folder, figure)):
+    parts += ['How often each pixel lies in glimpse t over test canvases (greedy policy, first '
+              'seed):\n\n', f'![attention frequency per glimpse]({figure})\n\n']
+  return parts
+
+
 def write_report(workdirs: Sequence[str], out: str, notes: str | None = None,
                  margin: float = MARGIN) -> str:
   """Writes the page (and its figures beside it) for the runs in `workdirs`; returns the text.
@@ -298,39 +332,19 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None,
   ram_dirs += [os.path.join(w, 'ram') for w in sequence_dirs
                if os.path.isfile(os.path.join(w, 'ram', 'results.json'))]
   rams = [(w, load_run(w)) for w in ram_dirs]
-  groups = collections.defaultdict(list)
+  by_source = collections.defaultdict(lambda: collections.defaultdict(list))
   paths = {}
   for workdir, run in rams:
-    groups[method_name(run.results['config'])].append(run)
+    config = run.results['config']
+    source = config.get('dataset', {}).get('source', 'mnist')
+    by_source[source][method_name(config)].append(run)
     paths[run.name] = workdir
-  for runs in groups.values():
-    runs.sort(key=lambda r: r.results['config']['seed'])
-  if groups.get('supervised') or groups.get('unsupervised'):
-    table, means = _supervision_table(groups, margin)
-    parts += ['## Partial supervision\n\n',
-              'RAM with a softmax policy over the candidate grid; `supervised` follows the stored '
-              'sequence on the canvases that have one and adds -log pi(target) there. Steps to '
-              'near-best: the first evaluation (every 1,000 updates) whose validation error is '
-              f'within {100 * margin:g} points of the run\'s lowest; steps to the common target: '
-              'the first evaluation whose validation error is at most the unsupervised runs\' '
-              f'mean lowest validation error plus {100 * margin:g} points'
-              + (f" ({100 * means['target']:.2f}%)" if means['target'] is not None else '')
-              + '.\n\n', table, '\n']
-    if 'supervised_error' in means and 'unsupervised_error' in means:
-      near = means['unsupervised_near'] / max(means['supervised_near'], 1)
-      reach = means['unsupervised_reach'] / max(means['supervised_reach'], 1)
-      reach = 'n/a (not every run reaches it)' if reach != reach else f'{reach:.1f}x'
-      gain = means['unsupervised_error'] - means['supervised_error']
-      parts.append(f'Speed-up: {near:.1f}x in steps to each run\'s near-best, {reach} in '
-                   f'steps to the common target (paper: almost {PAPER_SPEEDUP:.0f}x); test '
-                   f'accuracy gain {100 * gain:+.2f} points (paper: '
-                   f'+{100 * PAPER_ACCURACY_GAIN:.1f}).\n\n')
-    parts += ['Steps until the validation error first reaches a level (mean ± std over '
-              'seeds):\n\n', _levels_table(groups), '\n']
-  figure = f'{stem}_attention.png'
-  if _plot_attention(groups, paths, os.path.join(folder, figure)):
-    parts += ['How often each pixel lies in glimpse t over test canvases (greedy policy, first '
-              'seed):\n\n', f'![attention frequency per glimpse]({figure})\n\n']
+  for groups in by_source.values():
+    for runs in groups.values():
+      runs.sort(key=lambda r: r.results['config']['seed'])
+  for source in sorted(by_source, key=lambda s: s != 'mnist'):  # MNIST first
+    parts += _supervision_section(by_source[source], paths, source, folder, stem, margin)
+  groups = by_source.get('mnist', {})
 
   curves = {'adaptive': [], 'fixed': [], 'act': []}
   for run in groups.get('stopping', [])[:1]:
