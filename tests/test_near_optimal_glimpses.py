@@ -126,7 +126,7 @@ def test_supervision_moves_the_policy_towards_the_targets(locator):
     return out.log_probs.sum()
 
   grads = jax.jit(jax.grad(lambda p: experiment.loss(p, batch, jax.random.key(2), 0)[0]))(params)
-  norm = optax.global_norm(grads)
+  norm = optax.tree.norm(grads)
   stepped = jax.tree.map(lambda p, g: p - 0.01 * g / norm, params, grads)  # a short step downhill
   target_log_prob = jax.jit(target_log_prob)
   assert float(target_log_prob(stepped)) > float(target_log_prob(params)) + 1e-3
