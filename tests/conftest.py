@@ -1,11 +1,76 @@
-"""Shared fixtures: where the real MNIST / Fashion-MNIST IDX files are, a Jupyter kernel."""
+"""Shared fixtures and helpers: where the real MNIST / Fashion-MNIST IDX files are, a Jupyter
+kernel, a notebook run headless (a short run, or an experiment's smoke run that its tests check);
+for the whole session one JAX compilation cache and the tests' compile flag."""
 
+import json
 import os
 import pathlib
+import shutil
+import sys
+import tempfile
+from typing import NamedTuple
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / 'notebooks'
+CACHE_VARIABLE = 'JAX_COMPILATION_CACHE_DIR'
+MIN_TIME_VARIABLE = 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'
+
+
+# Tests compile with LLVM's optimisation level 1 instead of XLA's default 2: compiling, most of
+# the suite's time, takes about a quarter less and training runs as fast. Values may differ from
+# level 2's in the last bits: every check has a tolerance above that, or compares two runs
+# compiled alike. A level already in XLA_FLAGS is kept, so
+# `XLA_FLAGS=--xla_backend_optimization_level=2 make test` checks the default code generation.
+TEST_XLA_FLAG = '--xla_backend_optimization_level=1'
+
+
+def pytest_configure(config):
+  """Set once, in the controller (xdist workers, main.py subprocesses and notebook kernels
+  inherit the environment): the test compile flag and the session's compilation cache.
+
+  Compiled programs are shared by every process of the session through the cache, so a program
+  compiled once (a resumed run, a notebook's model, an init shared by parametrised cases, an
+  operation run eagerly on both workers) is loaded, not compiled again. A fresh folder per
+  session, removed at its end: nothing carries over between sessions. A folder already set in
+  the environment is used as it is."""
+  if hasattr(config, 'workerinput'):
+    return  # an xdist worker: the controller has set the environment
+  flags = os.environ.get('XLA_FLAGS', '')
+  if '--xla_backend_optimization_level' not in flags:
+    os.environ['XLA_FLAGS'] = f'{flags} {TEST_XLA_FLAG}'.strip()
+  if os.environ.get(CACHE_VARIABLE):
+    return  # the caller's own cache
+  folder = tempfile.mkdtemp(prefix='glimpse-jax-compiled-')
+  config.stash[_CACHE_KEY] = folder
+  os.environ[CACHE_VARIABLE] = folder
+  os.environ[MIN_TIME_VARIABLE] = '0'  # operations run eagerly are shared too
+  if 'jax' in sys.modules:  # already imported (by a plugin): its flags read the environment
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.config.update('jax_compilation_cache_dir', folder)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+
+
+def pytest_unconfigure(config):
+  folder = config.stash.get(_CACHE_KEY, None)
+  if folder:
+    os.environ.pop(CACHE_VARIABLE, None)
+    os.environ.pop(MIN_TIME_VARIABLE, None)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+_CACHE_KEY = pytest.StashKey[str]()
+
+
+def pytest_collection_modifyitems(config, items):
+  """Modules holding long end-to-end checks (marked slow) run first, each module's tests together
+  and in their order: under `-n 2` the short tests then fill the end on both workers instead of
+  one worker finishing a long check while the other waits."""
+  del config
+  module = lambda item: item.nodeid.split('::')[0]
+  slow = {module(item) for item in items if item.get_closest_marker('slow')}
+  items.sort(key=lambda item: module(item) not in slow)  # stable
 
 
 @pytest.fixture(scope='session')
@@ -17,17 +82,69 @@ def data_dir() -> str:
   return str(folder)
 
 
-@pytest.fixture
-def python3_kernel(tmp_path, monkeypatch) -> str:
+@pytest.fixture(scope='session')
+def python3_kernel(tmp_path_factory):
   """The name of a Jupyter kernel for this interpreter, installed into a temporary folder when
   none called `python3` exists."""
   # Imported here: only the notebook tests need Jupyter.
   from ipykernel import kernelspec  # pylint: disable=g-import-not-at-top
   from jupyter_client import kernelspec as specs  # pylint: disable=g-import-not-at-top
-  try:
-    specs.KernelSpecManager().get_kernel_spec('python3')
-  except specs.NoSuchKernel:
-    prefix = tmp_path / 'jupyter'
-    kernelspec.install(kernel_name='python3', prefix=str(prefix))
-    monkeypatch.setenv('JUPYTER_PATH', str(prefix / 'share' / 'jupyter'))
-  return 'python3'
+  with pytest.MonkeyPatch.context() as patch:
+    try:
+      specs.KernelSpecManager().get_kernel_spec('python3')
+    except specs.NoSuchKernel:
+      prefix = tmp_path_factory.mktemp('jupyter')
+      kernelspec.install(kernel_name='python3', prefix=str(prefix))
+      patch.setenv('JUPYTER_PATH', str(prefix / 'share' / 'jupyter'))
+    yield 'python3'
+
+
+class NotebookRun(NamedTuple):
+  """What a headless run of a notebook left: its workdir, its pictures, its printed text."""
+  workdir: pathlib.Path
+  pictures: list
+  printed: str
+
+
+def execute_notebook(name: str, folder: pathlib.Path, data_dir: str, kernel: str,
+                     steps: int | None) -> NotebookRun:
+  """Runs notebooks/`name` start to end into `folder`/run (its generated datasets in
+  `folder`/tfds): `steps` batches per phase, or with None the variants' own budgets (the smoke
+  runs the learning checks read)."""
+  # Imported here: only the notebook tests need Jupyter.
+  import nbclient  # pylint: disable=g-import-not-at-top
+  import nbformat  # pylint: disable=g-import-not-at-top
+  with pytest.MonkeyPatch.context() as patch:
+    if steps is None:
+      patch.delenv('GLIMPSE_NOTEBOOK_STEPS', raising=False)
+    else:
+      patch.setenv('GLIMPSE_NOTEBOOK_STEPS', str(steps))
+    patch.setenv('GLIMPSE_NOTEBOOK_WORKDIR', str(folder / 'run'))
+    patch.setenv('GLIMPSE_DATA_DIR', data_dir)
+    patch.setenv('JAX_PLATFORMS', 'cpu')
+    patch.setenv('GLIMPSE_CACHE_DIR', str(folder / 'tfds'))
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    # A cell's time limit only catches a hung kernel: a full smoke run trains in one cell.
+    client = nbclient.NotebookClient(notebook, kernel_name=kernel,
+                                     timeout=180 if steps else 900,
+                                     resources={'metadata': {'path': str(NOTEBOOKS)}})
+    client.execute()  # raises CellExecutionError, naming the cell, on any error
+  outputs = [output for cell in notebook.cells if cell.cell_type == 'code'
+             for output in cell.outputs]
+  pictures = [output for output in outputs if 'image/png' in output.get('data', {})]
+  printed = ''.join(output.get('text', '') for output in outputs)
+  return NotebookRun(folder / 'run', pictures, printed)
+
+
+def _without_data_paths(tree):
+  if isinstance(tree, dict):
+    return {k: _without_data_paths(v) for k, v in tree.items()
+            if k not in ('data_dir', 'cache_dir')}
+  return tree
+
+
+def assert_trained_as(saved: dict, config) -> None:
+  """`saved` (a run's or pipeline's stored config) is `config` but for where the data is read
+  and cached: a notebook's run is the experiment's smoke variant, unchanged."""
+  assert _without_data_paths(saved) == _without_data_paths(
+      json.loads(config.to_json_best_effort()))

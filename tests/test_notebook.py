@@ -1,31 +1,20 @@
-"""The notebooks run headless, start to end, on short CPU runs."""
+"""The notebooks run headless, start to end, on short CPU runs.
 
-import pathlib
+The notebooks whose default run is an experiment's smoke variant (ram_reward, variant_mnist,
+ws_ram_captioning) run at that budget in the experiment's tests, which check both what the notebook
+shows and what the run learned: one training for both.
+"""
 
-import nbclient
 import nbformat
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-NOTEBOOKS = REPO / 'notebooks'
+from conftest import NOTEBOOKS, execute_notebook
 
 
-def _execute(name, data_dir, tmp_path, monkeypatch, kernel):
+def _execute(name, data_dir, tmp_path, kernel):
   """Runs notebook `name` with a 30-step budget into `tmp_path/run`; returns its outputs."""
-  monkeypatch.setenv('GLIMPSE_NOTEBOOK_STEPS', '30')
-  monkeypatch.setenv('GLIMPSE_NOTEBOOK_WORKDIR', str(tmp_path / 'run'))
-  monkeypatch.setenv('GLIMPSE_DATA_DIR', data_dir)
-  monkeypatch.setenv('JAX_PLATFORMS', 'cpu')
-  monkeypatch.setenv('GLIMPSE_CACHE_DIR', str(tmp_path / 'tfds'))
-  notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-  client = nbclient.NotebookClient(notebook, kernel_name=kernel, timeout=180,
-                                   resources={'metadata': {'path': str(NOTEBOOKS)}})
-  client.execute()  # raises CellExecutionError, naming the cell, on any error
-  outputs = [output for cell in notebook.cells if cell.cell_type == 'code'
-             for output in cell.outputs]
-  pictures = [output for output in outputs if 'image/png' in output.get('data', {})]
-  printed = ''.join(output.get('text', '') for output in outputs)
-  return pictures, printed
+  run = execute_notebook(name, tmp_path, data_dir, kernel, steps=30)
+  return run.pictures, run.printed
 
 
 @pytest.mark.parametrize('name', sorted(p.name for p in NOTEBOOKS.glob('*.ipynb')))
@@ -37,10 +26,8 @@ def test_notebook_is_saved_without_outputs(name):
 
 
 @pytest.mark.slow
-def test_quickstart_notebook_trains_and_shows_its_results(data_dir, tmp_path, monkeypatch,
-                                                           python3_kernel):
-  pictures, printed = _execute('ram_quickstart.ipynb', data_dir, tmp_path, monkeypatch,
-                               python3_kernel)
+def test_quickstart_notebook_trains_and_shows_its_results(data_dir, tmp_path, python3_kernel):
+  pictures, printed = _execute('ram_quickstart.ipynb', data_dir, tmp_path, python3_kernel)
   for name in ('results.json', 'glimpse_paths.png'):
     assert (tmp_path / 'run' / name).is_file(), name
   assert len(pictures) == 2  # the learning curve and the glimpse paths
@@ -48,35 +35,8 @@ def test_quickstart_notebook_trains_and_shows_its_results(data_dir, tmp_path, mo
 
 
 @pytest.mark.slow
-def test_ram_reward_notebook_shows_accuracy_rewards_and_per_glimpse_figures(
-    data_dir, tmp_path, monkeypatch, python3_kernel):
-  pictures, printed = _execute('ram_reward.ipynb', data_dir, tmp_path, monkeypatch,
-                               python3_kernel)
-  for name in ('results.json', 'per_glimpse.json', 'output_change.png', 'glimpse_loss.png',
-               'glimpse_paths.png'):
-    assert (tmp_path / 'run' / name).is_file(), name
-  # accuracy and rewards, output change, loss per glimpse, glimpse paths
-  assert len(pictures) == 4
-  assert 'test accuracy' in printed and 'devices:' in printed
-
-
-@pytest.mark.slow
-def test_variant_mnist_notebook_shows_accuracy_glimpses_attention_and_cost(
-    data_dir, tmp_path, monkeypatch, python3_kernel):
-  pictures, printed = _execute('variant_mnist.ipynb', data_dir, tmp_path, monkeypatch,
-                               python3_kernel)
-  for variant, picture in (('ram_smoke', 'glimpse_sequence.png'),
-                           ('attention_cnn_smoke', 'attention_maps.png')):
-    for name in ('results.json', 'cost.json', picture):
-      assert (tmp_path / 'run' / variant / name).is_file(), (variant, name)
-  assert len(pictures) == 3  # accuracy during training, glimpses in order, attention maps
-  assert 'test accuracy' in printed and 'MFLOP per pass' in printed and 'devices:' in printed
-
-
-@pytest.mark.slow
-def test_ws_ram_notebook_shows_training_ess_scales_and_glimpses(data_dir, tmp_path, monkeypatch,
-                                                                python3_kernel):
-  pictures, printed = _execute('ws_ram.ipynb', data_dir, tmp_path, monkeypatch, python3_kernel)
+def test_ws_ram_notebook_shows_training_ess_scales_and_glimpses(data_dir, tmp_path, python3_kernel):
+  pictures, printed = _execute('ws_ram.ipynb', data_dir, tmp_path, python3_kernel)
   for name in ('results.json', 'glimpse_paths.png'):
     assert (tmp_path / 'run' / name).is_file(), name
   assert len(pictures) == 2  # error, ESS and scales; the glimpses
@@ -85,21 +45,9 @@ def test_ws_ram_notebook_shows_training_ess_scales_and_glimpses(data_dir, tmp_pa
 
 
 @pytest.mark.slow
-def test_ws_ram_captioning_notebook_trains_both_phases_and_scores_captions(
-    data_dir, tmp_path, monkeypatch, python3_kernel):
-  pictures, printed = _execute('ws_ram_captioning.ipynb', data_dir, tmp_path, monkeypatch,
-                               python3_kernel)
-  for name in ('results.json', 'captions.json', 'caption_windows.png'):
-    assert (tmp_path / 'run' / 'caption' / name).is_file(), name
-  assert len(pictures) == 2  # training curves; the windows
-  assert 'BLEU-1..4' in printed and 'test caption error' in printed
-
-
-@pytest.mark.slow
-def test_pretrain_attention_notebook_shows_curves_reads_and_errors(data_dir, tmp_path, monkeypatch,
+def test_pretrain_attention_notebook_shows_curves_reads_and_errors(data_dir, tmp_path,
                                                                    python3_kernel):
-  pictures, printed = _execute('pretrain_attention.ipynb', data_dir, tmp_path, monkeypatch,
-                               python3_kernel)
+  pictures, printed = _execute('pretrain_attention.ipynb', data_dir, tmp_path, python3_kernel)
   for variant, phases in (('no_guidance_regular_smoke', ('classify',)),
                           ('heuristic_regular_smoke', ('pretrain', 'classify'))):
     for phase in phases:

@@ -34,7 +34,7 @@ def _objective(model, params, images, noise):
 def test_fused_rollout_matches_scanned_module(options):
   images, noise = _inputs()
   fused, scanned = _model(fused=True, **options), _model(fused=False, **options)
-  params = scanned.init(jax.random.key(0), images, noise)
+  params = jax.jit(scanned.init)(jax.random.key(0, impl='rbg'), images, noise)
   out_f = jax.jit(fused.apply)(params, images, noise)
   out_s = jax.jit(scanned.apply)(params, images, noise)
   for name, a, b in zip(out_f._fields, out_f, out_s):
@@ -96,7 +96,7 @@ def test_each_structure_trains_a_step_and_every_parameter_gets_a_gradient(model,
     config.loss.update(loss)
   experiment = ram.make_experiment(config)
   batch = _batch()
-  params = experiment.init(jax.random.key(0), batch)
+  params = jax.jit(experiment.init)(jax.random.key(0, impl='rbg'), batch)
   loss_and_grad = jax.jit(jax.value_and_grad(
       lambda p: experiment.loss(p, batch, jax.random.key(3), 0), has_aux=True))
   (value, metrics), grads = loss_and_grad(params)
@@ -116,7 +116,7 @@ def test_location_gradient_comes_from_reinforce():
   experiment = ram.make_experiment(config)
   batch = {'image': np.random.default_rng(0).uniform(size=(4, 28, 28, 1)).astype(np.float32),
            'label': np.arange(4, dtype=np.int32)}
-  params = experiment.init(jax.random.key(0), batch)
+  params = jax.jit(experiment.init)(jax.random.key(0, impl='rbg'), batch)
   grads = jax.jit(jax.grad(lambda p: experiment.loss(p, batch, jax.random.key(3), 0)[0]))(params)
   # Without the policy term nothing else trains the location network: the samples are actions.
   assert np.abs(grads['params']['step']['location']['mean']['kernel']).max() == 0
@@ -128,8 +128,8 @@ def test_evaluate_reports_greedy_and_monte_carlo_errors():
     config.eval.mc_samples = 3
   experiment = ram.make_experiment(config)
   batch = {'image': np.zeros((6, 28, 28, 1), np.float32), 'label': np.arange(6, dtype=np.int32)}
-  params = experiment.init(jax.random.key(0), batch)
-  metrics = experiment.evaluate(params, batch, jax.random.key(1))
+  params = jax.jit(experiment.init)(jax.random.key(0, impl='rbg'), batch)
+  metrics = jax.jit(experiment.evaluate)(params, batch, jax.random.key(1))
   assert set(metrics) >= {'error', 'error_mc', 'nll'}
   for value in metrics.values():
     assert value.shape == (6,)

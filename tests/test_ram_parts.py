@@ -28,7 +28,8 @@ def _setup(locator='linear', **kwargs):
   model = _model(locator=locator, **kwargs)
   images = jax.random.uniform(jax.random.key(1), (B, 16, 16, 1))
   noise = _noise(locator)
-  return model, model.init(jax.random.key(0), images, noise), images, noise
+  # Jitted, from an 'rbg' key: one cheap compilation (no check depends on the draw).
+  return model, jax.jit(model.init)(jax.random.key(0, impl='rbg'), images, noise), images, noise
 
 
 def _replay_noise(out, locator):
@@ -60,7 +61,7 @@ def test_teacher_forcing_reads_the_given_locations_and_reports_their_log_probs(l
 
 def test_gaussian_log_probs_follow_the_density():
   model, params, images, noise = _setup('linear')
-  out = model.apply(params, images, noise)
+  out = jax.jit(model.apply)(params, images, noise)
   np.testing.assert_allclose(out.locations, out.means + STD * noise.location, atol=1e-6)
   z = (np.asarray(out.locations) - np.asarray(out.means)) / STD
   expected = np.sum(-0.5 * z**2 - np.log(STD) - 0.5 * np.log(2 * np.pi), -1)
@@ -102,10 +103,10 @@ def test_step_mask_holds_the_state_and_keeps_the_last_taken_steps_logits():
 
 def test_per_step_classifier_outputs_every_steps_logits():
   model, params, images, noise = _setup('linear', classify_every_step=True)
-  out = model.apply(params, images, noise)
+  out = jax.jit(model.apply)(params, images, noise)
   assert out.step_logits.shape == (T, B, 7) and out.logits.shape == (B, 7)
   np.testing.assert_array_equal(out.logits, out.step_logits[-1])
-  final_only = _model(locator='linear').apply(params, images, noise)
+  final_only = jax.jit(_model(locator='linear').apply)(params, images, noise)
   assert final_only.step_logits is None
   np.testing.assert_allclose(final_only.logits, out.logits, rtol=1e-6)
 

@@ -10,6 +10,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+from conftest import assert_trained_as, execute_notebook
 from experiments import ram_reward
 from glimpse_jax import data, report_ram_reward, train
 from glimpse_jax.objectives import output_change, output_spread, ram_loss, reward_bonuses
@@ -261,14 +262,23 @@ def test_a_short_run_writes_the_per_glimpse_figures(data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_smoke_variant_learns_well_above_chance(data_dir, tmp_path):
-  config = ram_reward.get_config('smoke')
-  with config.unlocked():
-    config.dataset.update(data_dir=data_dir, cache_dir=str(tmp_path / 'tfds'))
-  results = train.run(config, str(tmp_path / 'smoke'), ram_reward.make_experiment(config))
+def test_notebook_trains_the_smoke_variant_well_above_chance_and_shows_its_figures(
+    data_dir, tmp_path, python3_kernel):
+  # The notebook's default run is the smoke variant: one training checks both what the notebook
+  # shows and what the run learned.
+  run = execute_notebook('ram_reward.ipynb', tmp_path, data_dir, python3_kernel, steps=None)
+  for name in ('results.json', 'per_glimpse.json', 'output_change.png', 'glimpse_loss.png',
+               'glimpse_paths.png'):
+    assert (run.workdir / name).is_file(), name
+  # accuracy and rewards, output change, loss per glimpse, glimpse paths
+  assert len(run.pictures) == 4
+  assert 'test accuracy' in run.printed and 'devices:' in run.printed
+
+  results = train.read_results(str(run.workdir))
+  assert_trained_as(results['config'], ram_reward.get_config('smoke'))
   # Three epochs: 83.5% test accuracy at seed 0 (chance is 10%).
   assert results['test_error'] < 0.3, results['test_error']
-  evals = [r for r in train.read_metrics(str(tmp_path / 'smoke')) if r['kind'] == 'eval']
+  evals = [r for r in train.read_metrics(str(run.workdir)) if r['kind'] == 'eval']
   assert [r['step'] for r in evals] == [391, 782, 1173]
 
 

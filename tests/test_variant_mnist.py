@@ -8,6 +8,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+from conftest import assert_trained_as, execute_notebook
 from experiments import variant_mnist
 from glimpse_jax import report_variant_mnist, train
 from glimpse_jax.attention_plots import received_attention
@@ -158,46 +159,57 @@ def test_received_attention_averages_the_queries():
 
 
 # ---------------------------------------------------------------------------------------------
-# The smoke variants (one shared data cache: the cluttered canvases are generated once).
+# The smoke variants: the notebook's default run trains ram_smoke and attention_cnn_smoke.
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture(scope='module')
-def cache_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('tfds'))
-
-
-def _smoke(name, data_dir, cache_dir, workdir):
+def _smoke_results(name, workdir):
+  """`workdir`'s results and metrics, checking that it trained variant `name` and its cost file."""
   config = variant_mnist.get_config(name)
-  with config.unlocked():
-    config.dataset.update(data_dir=data_dir, cache_dir=cache_dir)
-  results = train.run(config, str(workdir), variant_mnist.make_experiment(config))
+  results = train.read_results(str(workdir))
+  assert_trained_as(results['config'], config)
   cost = json.loads((workdir / variant_mnist.COST_FILE).read_text())
   assert cost == variant_mnist.cost(config)
   return results, train.read_metrics(str(workdir))
 
 
+def _assert_cnn_smoke_learned(name, most_error, workdir):
+  results, records = _smoke_results(name, workdir)
+  assert results['test_error'] < most_error, results
+  assert [r['step'] for r in records if r['kind'] == 'plateau'] == [100]
+
+
 @pytest.mark.slow
-def test_ram_smoke_learns_and_draws_its_glimpses(data_dir, cache_dir, tmp_path):
-  results, records = _smoke('ram_smoke', data_dir, cache_dir, tmp_path)
-  # 30 epochs of the 10,000 cluttered canvases: 79% Monte-Carlo test accuracy (chance 10%).
+def test_notebook_smokes_learn_and_show_accuracy_glimpses_attention_and_cost(
+    data_dir, tmp_path, python3_kernel):
+  run = execute_notebook('variant_mnist.ipynb', tmp_path, data_dir, python3_kernel, steps=None)
+  for variant, picture in (('ram_smoke', 'glimpse_sequence.png'),
+                           ('attention_cnn_smoke', 'attention_maps.png')):
+    for name in ('results.json', 'cost.json', picture):
+      assert (run.workdir / variant / name).is_file(), (variant, name)
+  assert len(run.pictures) == 3  # accuracy during training, glimpses in order, attention maps
+  assert 'test accuracy' in run.printed and 'MFLOP per pass' in run.printed
+  assert 'devices:' in run.printed
+
+  # RAM: 30 epochs of the 10,000 cluttered canvases: 79% Monte-Carlo test accuracy (chance 10%).
+  workdir = run.workdir / 'ram_smoke'
+  results, records = _smoke_results('ram_smoke', workdir)
   assert results['headline'] == 'error_mc' and results['test_error_mc'] < 0.35, results
   assert sorted({(r['step'], r['split']) for r in records if r['kind'] == 'eval'}) == [
       (step, split) for step in (1170, 2340) for split in ('test', 'validation')]
   for name in ('glimpse_sequence.png', 'glimpse_paths.png'):
-    assert matplotlib.image.imread(str(tmp_path / name)).ndim == 3, name
+    assert matplotlib.image.imread(str(workdir / name)).ndim == 3, name
+  # The self-attention CNN with the plateau rule: 51.8% test accuracy at seed 0 (chance 10%).
+  _assert_cnn_smoke_learned('attention_cnn_smoke', 0.65, run.workdir / 'attention_cnn_smoke')
+  image = matplotlib.image.imread(str(run.workdir / 'attention_cnn_smoke' / 'attention_maps.png'))
+  assert image.ndim == 3
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name, most_error, picture', [
-    ('cnn_smoke', 0.5, None),  # 64.7% test accuracy at seed 0 (chance 10%)
-    ('attention_cnn_smoke', 0.65, 'attention_maps.png'),  # 51.8%
-])
-def test_cnn_smokes_learn_with_the_plateau_rule(name, most_error, picture, data_dir, cache_dir,
-                                                tmp_path):
-  results, records = _smoke(name, data_dir, cache_dir, tmp_path)
-  assert results['test_error'] < most_error, results
-  assert [r['step'] for r in records if r['kind'] == 'plateau'] == [100]
-  if picture:
-    assert matplotlib.image.imread(str(tmp_path / picture)).ndim == 3
+def test_cnn_smoke_learns_with_the_plateau_rule(data_dir, tmp_path):
+  config = variant_mnist.get_config('cnn_smoke')
+  with config.unlocked():
+    config.dataset.update(data_dir=data_dir, cache_dir=str(tmp_path / 'tfds'))
+  train.run(config, str(tmp_path / 'run'), variant_mnist.make_experiment(config))
+  _assert_cnn_smoke_learned('cnn_smoke', 0.5, tmp_path / 'run')  # 64.7% at seed 0 (chance 10%)
 
 
 # ---------------------------------------------------------------------------------------------

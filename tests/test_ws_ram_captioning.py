@@ -11,12 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import assert_trained_as, execute_notebook
 from glimpse_jax import train
 from glimpse_jax.caption_plots import pyramid_window_boxes
 from glimpse_jax.data import captions
 from glimpse_jax.nets import draw_noise, mode_noise
 from glimpse_jax.nets.captioning import AttentionCaptioner, read_window
 from glimpse_jax.objectives import method_surrogate, var_loss, wake_sleep_loss
+from glimpse_jax.train.pipeline import PIPELINE_FILE
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
 import ws_ram_captioning as wc  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -90,17 +92,21 @@ def test_method_surrogate_is_the_per_example_estimators():
     method_surrogate('var', ll, lp)
 
 
-def _model_and_params(batch=3, steps=4):
+@pytest.fixture(scope='module')
+def tiny_captioner():
+  """A tiny captioner, its parameters, 3 images and their captions. One init for the module,
+  jitted and from an 'rbg' key: a fraction of threefry's compilation (no check needs its draw)."""
   model = AttentionCaptioner(**TINY)
-  images = jax.random.uniform(jax.random.key(2), (batch, 20, 20, 1))
-  caption = jnp.asarray([[1, 2, 10, 11], [4, 10, 11, 11], [5, 6, 7, 10]])[:batch]
-  params = model.init(jax.random.key(3), images, draw_noise(jax.random.key(4), (1, batch, steps), 3),
-                      wc.teacher_inputs(caption), caption)
+  images = jax.random.uniform(jax.random.key(2), (3, 20, 20, 1))
+  caption = jnp.asarray([[1, 2, 10, 11], [4, 10, 11, 11], [5, 6, 7, 10]])
+  params = jax.jit(model.init)(jax.random.key(3, impl='rbg'), images,
+                               draw_noise(jax.random.key(4), (1, 3, 4), 3),
+                               wc.teacher_inputs(caption), caption)
   return model, params, images, caption
 
 
-def test_greedy_decoding_feeds_back_its_own_words():
-  model, params, images, _ = _model_and_params()
+def test_greedy_decoding_feeds_back_its_own_words(tiny_captioner):
+  model, params, images, _ = tiny_captioner
   apply = jax.jit(lambda words, decode: model.apply(params, images, mode_noise((1, 3, 4), 3),
                                                     words, decode=decode), static_argnums=1)
   greedy = apply(jnp.zeros((3, 4), jnp.int32), True)
@@ -111,8 +117,8 @@ def test_greedy_decoding_feeds_back_its_own_words():
   assert greedy.log_q is None and greedy.word_log_probs.shape == (1, 3, 4, 12)
 
 
-def test_q_sees_the_target_word_and_the_pyramid_gets_no_gradient():
-  model, params, images, caption = _model_and_params()
+def test_q_sees_the_target_word_and_the_pyramid_gets_no_gradient(tiny_captioner):
+  model, params, images, caption = tiny_captioner
   noise = draw_noise(jax.random.key(5), (2, 3, 4), 3)
 
   @jax.jit
@@ -128,8 +134,8 @@ def test_q_sees_the_target_word_and_the_pyramid_gets_no_gradient():
   assert float(jnp.abs(grads['params']['step']['lstm']['hf']['kernel']).max()) > 0
 
 
-def test_bad_inputs_are_named():
-  model, params, images, caption = _model_and_params()
+def test_bad_inputs_are_named(tiny_captioner):
+  model, params, images, caption = tiny_captioner
   with pytest.raises(ValueError, match=r'noise.choice must be \[K, B, T, 3\]'):
     model.apply(params, images, draw_noise(jax.random.key(0), (1, 3, 4), 2),
                 wc.teacher_inputs(caption))
@@ -178,16 +184,6 @@ def test_window_boxes_are_the_read_cells_in_image_pixels():
   np.testing.assert_array_equal(read, np.ones((1, 1, 9)))
 
 
-def _tiny_pipeline(variant, data_dir, cnn_steps, caption_steps):
-  config = wc.get_config(variant)
-  with config.unlocked():
-    for name in config.pipeline:
-      config.phases[name].dataset.update(data_dir=data_dir, download=False)
-    config.phases.cnn.num_steps = cnn_steps
-    config.phases.caption.num_steps = caption_steps
-  return config
-
-
 def test_every_method_gives_finite_gradients_and_its_metrics():
   rng = np.random.default_rng(0)
   batch = {'image': rng.uniform(size=(3, 24, 24, 1)).astype(np.float32),
@@ -201,7 +197,7 @@ def test_every_method_gives_finite_gradients_and_its_metrics():
       config.dataset.update(canvas_size=24, max_digits=2)
       config.loss.num_samples = 2
     experiment = wc.make_experiment(config)
-    params = experiment.init(jax.random.key(0), batch)
+    params = jax.jit(experiment.init)(jax.random.key(0, impl='rbg'), batch)
     loss = lambda p: experiment.loss(p, batch, jax.random.key(1), 0)
     (value, metrics), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
     assert np.isfinite(value) and {'nll_word', 'ess', 'layer_frac_2'} <= set(metrics)
@@ -212,24 +208,34 @@ def test_every_method_gives_finite_gradients_and_its_metrics():
 
 
 @pytest.mark.slow
-def test_smoke_pipeline_learns_and_scores_its_captions(data_dir, tmp_path):
-  config = _tiny_pipeline('smoke', data_dir, 300, 1_500)  # the variant's own budgets
-  with config.unlocked():
-    config.phases.caption.dataset.eval_examples = 1_000
-  results = train.run_pipeline(config, str(tmp_path / 'run'), wc.make_experiment)
+def test_notebook_trains_the_smoke_pipeline_which_learns_and_scores_its_captions(
+    data_dir, tmp_path, python3_kernel):
+  # The notebook's default run is the smoke variant at its own budgets: one training checks both
+  # what the notebook shows and what the run learned.
+  run = execute_notebook('ws_ram_captioning.ipynb', tmp_path, data_dir, python3_kernel,
+                         steps=None)
+  workdir = run.workdir / 'caption'
+  for name in ('results.json', wc.CAPTIONS_FILE, 'caption_windows.png'):
+    assert (workdir / name).is_file(), name
+  assert len(run.pictures) == 2  # training curves; the windows
+  assert 'BLEU-1..4' in run.printed and 'test caption error' in run.printed
+
+  config = wc.get_config('smoke')
+  saved = json.loads((run.workdir / PIPELINE_FILE).read_text())
+  assert saved['pipeline'] == list(config.pipeline) == ['cnn', 'caption']
+  assert_trained_as(saved['config'], config)  # 300 + 1,500 updates
+  results = {phase: train.read_results(str(run.workdir / phase)) for phase in config.pipeline}
   assert results['cnn']['test_error'] < 0.15  # measured 0.096
   # Chance: 0.945 of captions wrong (1 - (1/2 * 1/10 + 1/2 * 1/100)), 0.9 of words; measured
   # 0.53 and 0.24 after 1,500 updates (0.61 of captions wrong after 1,200).
   assert results['caption']['test_error'] < 0.8
   assert results['caption']['test_token_error'] < 0.4
-  workdir = tmp_path / 'run' / 'caption'
   scores = json.loads((workdir / wc.CAPTIONS_FILE).read_text())
-  assert scores['examples'] == 1_000
+  assert scores['examples'] == config.phases.caption.dataset.eval_examples == 2_000
   assert 1 - scores['sequence_accuracy'] == pytest.approx(results['caption']['test_error'],
                                                            abs=1e-6)
   assert scores['bleu1'] > 30 and scores['bleu1'] >= scores['bleu2']
   assert np.allclose(np.sum(scores['layer_fraction_by_position'], -1), 1)
-  assert (workdir / 'caption_windows.png').exists()
 
 
 # ---------------------------------------------------------------------------------------------
