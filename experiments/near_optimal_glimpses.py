@@ -47,15 +47,14 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from glimpse_jax import data, glimpse, train
-from glimpse_jax.design_plots import plot_attention_frequency, attention_frequency
+from glimpse_jax import data, glimpse, objectives, train
+from glimpse_jax.design_plots import (attention_frequency, plot_attention_frequency,
+                                     plot_completions)
 from glimpse_jax.experimental_design import greedy_sequences
 from glimpse_jax.nets import (RecurrentAttentionModel, RetinaSpec, draw_noise, evaluate_paths,
                               grid_centres, mode_noise)
 from glimpse_jax.nets.completion import CompletionVAE, condition, observed_mask
 from glimpse_jax.nets.glimpse_posterior import AttentionalPosterior
-from glimpse_jax.objectives import ram_loss
-from glimpse_jax import objectives
 
 PARTS = ('posterior', 'completion', 'sequences', 'ram')
 _METHODS = ('sequences', 'supervised', 'unsupervised', 'stopping', 'act', 'smoke')
@@ -315,7 +314,6 @@ def _completion_experiment(config) -> train.Experiment:
     return {'nelbo': bce + kl, 'bce': bce, 'kl': kl}
 
   def plots(params, batch, rng, workdir):
-    from glimpse_jax.design_plots import plot_completions
     images = batch['image'][:6]
     locs, taken = random_glimpse_sets(rng, images.shape[0], config, min_count=1)
     cond = condition(images, _observed(config, locs, taken))
@@ -403,7 +401,7 @@ def _ram_experiment(config) -> train.Experiment:
     step_logits = None
     if m.classify_every_step and not m.act:
       step_logits = jnp.swapaxes(out.step_logits, 0, 1)  # [B, T, C]
-    per_example, terms = ram_loss(
+    per_example, terms = objectives.ram_loss(
         logits, labels, out.log_probs.T, out.baselines.T, step_logits=step_logits,
         supervised=teacher.get('forced'), reinforce_weight=spec.reinforce_weight,
         baseline_weight=spec.baseline_weight, supervision_weight=spec.supervision_weight)

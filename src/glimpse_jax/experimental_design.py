@@ -88,7 +88,9 @@ def greedy_sequences(images: jax.Array, rng: jax.Array, candidates: jax.Array, n
     entropy = categorical_entropy(classify(pooled, count + 1.0))  # [B]
     return (pooled, locs, taken, visited), (loc, cell, epe, entropy)
 
-  width = embed(jax.vmap(read)(images[:1], candidates[:1]), candidates[:1]).shape[-1]
+  # The embedding's width, from shapes alone (nothing is computed).
+  width = jax.eval_shape(lambda: embed(jax.vmap(read)(images[:1], candidates[:1]),
+                                       candidates[:1])).shape[-1]
   if num_steps > candidates.shape[0]:
     raise ValueError(f'num_steps={num_steps} glimpses need as many distinct candidates, got '
                      f'{candidates.shape[0]}')
