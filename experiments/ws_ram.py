@@ -29,6 +29,18 @@ the policy collapses onto one scale (the paper's Figure 4). The training `error`
 importance weights when q or a tempered proposal draws them; see `prior_policy_metrics`). Other
 options: `--config.model.learn_std=True`, `--config.loss.num_samples=K`,
 `--config.model.fused=False` (the scanned rollout: same values and gradients, slower updates).
+
+Setup choices that decide the result (their measured effects are in `results/ws_ram.md`):
+  model.initial_location  'policy' (default, the paper's: at initialisation the first glimpse sits
+      near the canvas centre for every image, so few first glimpses hold the digit) or 'centroid'
+      (the first location mean starts at the image's intensity centroid and is learned from there;
+      see `WakeSleepRAM`). Metrics `first_on_digit` / `test_first_on_digit`: the fraction of first
+      glimpses whose finest patch holds the digit's centre.
+  dataset.scale_range     the digits' scale factors, (0.5, 2.0) by default: 14-56 px digits
+      against 12/24/48 px patches, where the coarsest scale sees most digits whole. With
+      (0.5, 1.0) (14-28 px) the finer scales suffice and collapsing onto the coarsest one loses
+      detail: the setting for the paper's Figure 4 claim (without heuristics VAR falls onto one
+      scale and WS-RAM does not).
 """
 
 import jax
@@ -44,6 +56,7 @@ from glimpse_jax.objectives import (action_entropy, location_coverage_loss, meth
                                     scale_coverage_loss)
 
 METHODS = ('var', 'ws', 'ws_q')
+INITIAL_LOCATIONS = ('policy', 'centroid')
 # row: (loss.method, loss.control_variates, the paper's name for it, its test error)
 ROWS = {
     'var': ('var', False, 'VAR', 0.0311),
@@ -79,7 +92,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.checkpoint_every = 50_000 if paper else 2_000
   config.model = ml_collections.ConfigDict(dict(
       num_glimpses=4, glimpse_size=12, num_scales=3, scale_factor=2, low_res_size=10,
-      location_std=0.1, learn_std=False, fused=True,
+      location_std=0.1, learn_std=False, fused=True, initial_location='policy',
       **(_PAPER_WIDTHS if paper else _CPU_WIDTHS)))
   config.loss = ml_collections.ConfigDict(dict(
       method='ws_q', control_variates=True, num_samples=5, temperature=1.0, entropy_weight=0.0,
@@ -117,6 +130,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
                        f'{height}x{width} canvas, got {m[name]}')
   if not m.location_std > 0:
     raise ValueError(f'model.location_std must be > 0, got {m.location_std}')
+  if m.get('initial_location', 'policy') not in INITIAL_LOCATIONS:
+    raise ValueError(f'model.initial_location must be one of {list(INITIAL_LOCATIONS)}, '
+                     f'got {m.initial_location!r}')
   if loss.method not in METHODS:
     raise ValueError(f'loss.method must be one of {list(METHODS)}, got {loss.method!r}')
   if loss.num_samples < 1:
@@ -144,7 +160,7 @@ def make_model(config: ml_collections.ConfigDict) -> WakeSleepRAM:
       inference_features=m.inference_features, location_std=m.location_std,
       learn_std=m.learn_std,
       # Configs written before `model.fused` ran the scanned rollout; both give the same values.
-      fused=m.get('fused', True))
+      fused=m.get('fused', True), initial_location=m.get('initial_location', 'policy'))
 
 
 def _label_log_probs(class_log_probs: jax.Array, labels: jax.Array) -> jax.Array:
@@ -204,6 +220,16 @@ def prior_policy_metrics(out: WSRAMOutput, labels: jax.Array,
   return metrics
 
 
+def first_on_target(locations: jax.Array, center: jax.Array, glimpse_size: int,
+                    image_shape: tuple[int, int]) -> jax.Array:
+  """1.0 where the finest patch of a glimpse at `locations` [..., B, 2] contains the digit's
+  centre `center` [B, 2] (both in [-1, 1]), else 0.0: [..., B]."""
+  height, width = image_shape
+  half = jnp.array([glimpse_size / width, glimpse_size / height])  # half a patch, in loc units
+  inside = jnp.abs(jnp.clip(locations, -1, 1) - center) <= half
+  return jnp.all(inside, -1).astype(jnp.float32)
+
+
 def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   """WS-RAM / VAR training as `config.loss` says, greedy and Monte-Carlo evaluation."""
   validate(config)
@@ -215,6 +241,9 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   # themselves: plain means when they are prior samples, importance estimates otherwise.
   prior_samples = proposal == 'prior' and not tempered
   noise = lambda rng, k, b: draw_noise(rng, (k, b, m.num_glimpses), m.num_scales)
+  image_shape = data.image_shape(config.dataset)[:2]
+  on_target = lambda locations, center: first_on_target(locations, center, m.glimpse_size,
+                                                        image_shape)
 
   def init(rng, batch):
     images, labels = jnp.asarray(batch['image']), jnp.asarray(batch['label'])
@@ -263,6 +292,8 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
       metrics['log_q'] = out.log_q.sum(-1).mean()
       metrics['error_proposal'] = _errors(out.class_log_probs, labels).mean()
     metrics.update(prior_policy_metrics(out, labels, prior_samples))
+    if 'center' in batch:  # the proposal's first glimpses whose finest patch holds the digit
+      metrics['first_on_digit'] = on_target(out.locations[:, :, 0], batch['center']).mean()
     return total, metrics
 
   def evaluate(params, batch, rng):
@@ -271,6 +302,8 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     greedy = model.apply(params, images, mode_noise((1, batch_size, m.num_glimpses), m.num_scales))
     samples = model.apply(params, images, noise(rng, config.eval.mc_samples, batch_size))
     values = path_values(greedy.class_log_probs[0], samples.class_log_probs, labels)
+    if 'center' in batch:
+      values['first_on_digit'] = on_target(greedy.locations[0, :, 0], batch['center'])  # [B]
     for s in range(m.num_scales):
       values[f'scale_frac_{s}'] = jnp.mean(greedy.scales[0] == s, -1)  # [B] over glimpses
     return values

@@ -11,6 +11,7 @@ from experiments import ws_ram
 from glimpse_jax import data
 from glimpse_jax.nets.context import area_downsample, area_matrix
 from glimpse_jax.nets import RetinaSpec, WakeSleepRAM, draw_noise, mode_noise
+from glimpse_jax.nets import ws_ram as ws_ram_net
 
 K, B, T, S = 3, 4, 2, 3
 
@@ -113,11 +114,14 @@ def test_log_probs_are_evaluated_at_the_proposals_sample(proposal, temperature):
   np.testing.assert_allclose(out.log_proposal[:, :, 0], expected_proposal, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize('proposal,temperature,learn_std',
-                         [('prior', 1.0, False), ('q', 2.0, True)])
-def test_fused_rollout_gives_the_scanned_values_and_gradients(proposal, temperature, learn_std):
+@pytest.mark.parametrize('proposal,temperature,learn_std,initial_location',
+                         [('prior', 1.0, False, 'policy'), ('q', 2.0, True, 'policy'),
+                          ('q', 1.0, False, 'centroid')])
+def test_fused_rollout_gives_the_scanned_values_and_gradients(proposal, temperature, learn_std,
+                                                              initial_location):
   images, labels, noise = _inputs(glimpses=3)
-  scanned, fused = _model(learn_std=learn_std), _model(learn_std=learn_std, fused=True)
+  scanned, fused = (_model(learn_std=learn_std, initial_location=initial_location, fused=f)
+                    for f in (False, True))
   params = _init(scanned, images, noise, labels)
 
   def loss(model, p):
@@ -253,6 +257,54 @@ def test_area_downsample_averages_areas():
   np.testing.assert_allclose(weights.sum(0), 0.3, rtol=1e-6)
 
 
+def test_intensity_centroid_against_numpy():
+  rng = np.random.default_rng(3)
+  images = rng.uniform(size=(3, 6, 8, 2)).astype(np.float32)
+  images[1] = 0.0
+  images[1, 4, 1] = 1.0  # one lit pixel: row 4, column 1
+  expected = []
+  for image in images:
+    mass = image.sum(-1)
+    rows, cols = np.meshgrid(np.arange(6), np.arange(8), indexing='ij')
+    x = ((cols + 0.5) / 8 * 2 - 1) * mass
+    y = ((rows + 0.5) / 6 * 2 - 1) * mass
+    expected.append([x.sum() / mass.sum(), y.sum() / mass.sum()])
+  got = np.asarray(ws_ram_net.intensity_centroid(jnp.asarray(images)))
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(got[1], [1.5 / 8 * 2 - 1, 4.5 / 6 * 2 - 1], atol=1e-6)
+  np.testing.assert_array_equal(ws_ram_net.intensity_centroid(jnp.zeros((1, 4, 4, 1))), [[0, 0]])
+
+
+def test_centroid_start_offsets_only_the_first_glimpse():
+  images, labels, noise = _inputs(glimpses=3)
+  policy, centroid = _model(), _model(initial_location='centroid')
+  params = _init(policy, images, noise, labels)
+  a = policy.apply(params, images, noise, labels, proposal='q')
+  b = centroid.apply(params, images, noise, labels, proposal='q')
+  c = 0.95 * np.asarray(ws_ram_net.intensity_centroid(images))  # [B, 2]
+  for dist_a, dist_b in ((a.prior, b.prior), (a.q, b.q)):
+    first = np.tanh(np.arctanh(np.asarray(dist_a.loc_mean[0, :, 0])) + np.arctanh(c))
+    np.testing.assert_allclose(dist_b.loc_mean[0, :, 0], first, rtol=1e-4, atol=1e-5)
+  # The same noise then draws the first location around the centroid; with a different first
+  # glimpse the later steps differ, but their means carry no offset of their own.
+  np.testing.assert_allclose(b.locations[:, :, 0],
+                             b.q.loc_mean[:, :, 0] + 0.3 * noise.location[:, :, 0],
+                             rtol=1e-5, atol=1e-6)
+  p = params['params']['step']['policy']['mean']
+  later = np.tanh(np.asarray(b.top[:, :, 0]) @ p['kernel'] + p['bias'])
+  np.testing.assert_allclose(b.prior.loc_mean[:, :, 1], later, rtol=1e-4, atol=1e-5)
+
+
+def test_first_on_target_counts_the_finest_patch():
+  # 40x40 canvas, 8 px patch: half a patch is 0.2 in location units.
+  center = jnp.array([[0.0, 0.0], [0.5, -0.5]])
+  locations = jnp.array([[[0.19, -0.19], [0.5, -0.5]],
+                         [[0.21, 0.0], [0.3, -0.7]],
+                         [[0.0, 0.0], [1.5, -0.5]]])  # [3, B, 2]
+  got = ws_ram.first_on_target(locations, center, 8, (40, 40))
+  np.testing.assert_array_equal(got, [[1, 1], [0, 1], [1, 0]])
+
+
 @pytest.mark.parametrize('field,value', [
     ('model.num_glimpses', 0),
     ('model.glimpse_size', 40),
@@ -265,6 +317,7 @@ def test_area_downsample_averages_areas():
     ('loss.temperature', 0.0),
     ('loss.entropy_weight', -0.1),
     ('loss.coverage_weight', -1.0),
+    ('model.initial_location', 'corner'),
 ])
 def test_bad_config_fails_naming_the_field(field, value):
   config = _tiny('smoke')

@@ -68,11 +68,13 @@ class ActionHead(nn.Module):
   hidden_features: int = 0
 
   @nn.compact
-  def __call__(self, h: jax.Array) -> ActionDist:
-    # h: [..., D]
+  def __call__(self, h: jax.Array, mean_offset: jax.Array | None = None) -> ActionDist:
+    """The action distribution at states h [..., D]; `mean_offset` [..., 2] (broadcast) is
+    added to the location mean before its tanh."""
     if self.hidden_features:
       h = nn.relu(nn.Dense(self.hidden_features, name='hidden')(h))
-    mean = jnp.tanh(nn.Dense(2, name='mean')(h))  # [..., 2]
+    pre_mean = nn.Dense(2, name='mean')(h)  # [..., 2]
+    mean = jnp.tanh(pre_mean if mean_offset is None else pre_mean + mean_offset)
     log_std = jnp.full_like(mean, math.log(self.location_std))
     if self.learn_std:
       offset = nn.Dense(2, kernel_init=nn.initializers.zeros, name='log_std')(h)

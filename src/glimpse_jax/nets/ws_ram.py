@@ -50,6 +50,19 @@ class WSRAMOutput(NamedTuple):
   top: jax.Array  # [K, B, T, D2] top-layer states after each glimpse
 
 
+def intensity_centroid(images: jax.Array) -> jax.Array:
+  """The intensity-weighted mean location (x, y) in [-1, 1] of images [B, H, W, C]: [B, 2];
+  the centre (0, 0) for a blank image."""
+  height, width = images.shape[1:3]
+  mass = images.astype(jnp.float32).sum(-1)  # [B, H, W]
+  total = mass.sum((1, 2))  # [B]
+  xs = (jnp.arange(width) + 0.5) / width * 2 - 1  # pixel centres in [-1, 1]
+  ys = (jnp.arange(height) + 0.5) / height * 2 - 1
+  x = jnp.einsum('bhw,w->b', mass, xs)
+  y = jnp.einsum('bhw,h->b', mass, ys)
+  return jnp.stack([x, y], -1) / jnp.maximum(total, 1e-12)[:, None]
+
+
 class _StepSettings(nn.Module):
   """Settings of one glimpse step, shared by `WSRAMStep` and `WakeSleepRAM` (see its attributes)."""
 
@@ -71,18 +84,19 @@ class WSRAMStep(_StepSettings):
   temperature: float = 1.0
 
   @nn.compact
-  def __call__(self, carry, noise_t, images, label_code):
-    # carry: ([K, B, D1], [K, B, D2]); noise_t: ActionNoise of [K, B, ...] arrays;
-    # images: [B, H, W, C]; label_code: [B, C] one-hot or None
+  def __call__(self, carry, xs, images, label_code):
+    # carry: ([K, B, D1], [K, B, D2]); xs: (ActionNoise of [K, B, ...] arrays, the location
+    # means' offset [1, B, 2] or None); images: [B, H, W, C]; label_code: [B, C] one-hot or None
+    noise_t, offset_t = xs
     bottom, top = carry
     head = lambda name, hidden: ActionHead(self.retina.num_scales, self.location_std,
                                            self.learn_std, hidden, name=name)
-    prior = head('policy', 0)(top)
+    prior = head('policy', 0)(top, offset_t)
     q = None
     if label_code is not None:
       labels = jnp.broadcast_to(label_code, (*top.shape[:-1], label_code.shape[-1]))
       q = head('inference', self.inference_features)(
-          jnp.concatenate([jax.lax.stop_gradient(top), labels], -1))
+          jnp.concatenate([jax.lax.stop_gradient(top), labels], -1), offset_t)
     acting = (q if self.proposal == 'q' else prior).temper(self.temperature)
     loc, scale = acting.sample(noise_t.location, noise_t.choice)  # [K, B, 2], [K, B]
     seen = jnp.clip(loc, -1.0, 1.0)
@@ -110,11 +124,17 @@ class WakeSleepRAM(_StepSettings):
     location_std: the location policies' std (their initial std when `learn_std`).
     learn_std: the policies emit a state-dependent location std.
     fused: run the rollout through `ws_ram_fused` (same values and gradients, faster updates).
+    initial_location: where the policies' first glimpse starts: 'policy' (the paper's: the mean
+      is tanh(Linear(h_0)), near the centre for every image at initialisation) or 'centroid'
+      (the image's intensity centroid c(x) enters the first mean as an offset,
+      tanh(Linear(h_0) + artanh(c(x))), so from initialisation the first glimpse lands on the
+      ink; the policy still learns to move it).
   """
 
   num_classes: int = 10
   low_res_size: int = 10
   fused: bool = False
+  initial_location: str = 'policy'
 
   @nn.compact
   def __call__(self, images: jax.Array, noise: ActionNoise, labels: jax.Array | None = None, *,
@@ -148,32 +168,45 @@ class WakeSleepRAM(_StepSettings):
              jnp.broadcast_to(initial_top, (num_samples, *initial_top.shape)))
     label_code = None if labels is None else jax.nn.one_hot(labels, self.num_classes)  # [B, C]
     time_major = jax.tree.map(lambda a: jnp.moveaxis(a, 2, 0), noise)  # [T, K, B, ...]
+    offsets = self._mean_offsets(images, noise.location.shape[2])  # [T, 1, B, 2] or None
     if self.fused and not self.is_initializing():
-      outputs = self._fused_rollout(images, carry[1], time_major, label_code, proposal,
+      outputs = self._fused_rollout(images, carry[1], time_major, offsets, label_code, proposal,
                                     temperature)
     else:
       step = nn.scan(WSRAMStep, variable_broadcast='params', split_rngs={'params': False},
                      in_axes=(0, nn.broadcast, nn.broadcast), out_axes=0)(
           proposal=proposal, temperature=temperature, name='step',
           **settings_of(self, _StepSettings))
-      _, outputs = step(carry, time_major, images, label_code)
+      _, outputs = step(carry, (time_major, offsets), images, label_code)
     outputs = jax.tree.map(lambda a: jnp.moveaxis(a, 0, 2), outputs)  # [K, B, T, ...]
     log_prior, log_q, log_proposal, prior, q, locations, scales, bottoms, tops = outputs
     logits = nn.Dense(self.num_classes, name='classifier')(bottoms[:, :, -1])  # [K, B, C]
     return WSRAMOutput(jax.nn.log_softmax(logits, -1), log_prior, log_q, log_proposal, prior, q,
                        locations, scales, baseline, bottoms, tops)
 
-  def _fused_rollout(self, images, top0, noise, label_code, proposal, temperature):
+  def _mean_offsets(self, images, num_glimpses):
+    """The location means' pre-tanh offsets per glimpse [T, 1, B, 2] (`initial_location`)."""
+    if self.initial_location == 'policy':
+      return None
+    if self.initial_location != 'centroid':
+      raise ValueError(f"initial_location must be 'policy' or 'centroid', "
+                       f'got {self.initial_location!r}')
+    first = jnp.arctanh(0.95 * intensity_centroid(images))  # [B, 2]
+    offsets = jnp.zeros((num_glimpses, 1, *first.shape), first.dtype)
+    return offsets.at[0, 0].set(first)
+
+  def _fused_rollout(self, images, top0, noise, offsets, label_code, proposal, temperature):
     """`WSRAMStep`'s scanned outputs, time-major [T, K, B, ...], through `ws_ram_fused`."""
     spec = ws_ram_fused.RolloutSpec(
         self.retina.read_at_scale, self.retina.num_scales, self.location_std, self.learn_std,
         self.inference_features, proposal, temperature)
     step_params = self.variables['params']['step']
     bottoms, tops, locations, scales = ws_ram_fused.rollout(spec, step_params, images, top0,
-                                                            noise, label_code)
+                                                            noise, label_code, offsets)
     tops_prev = jnp.concatenate([top0[None], tops[:-1]], 0)  # [T, K, B, D2] the policies read
-    prior = spec.policy(step_params, tops_prev)
-    q = None if label_code is None else spec.inference(step_params, tops_prev, label_code)
+    prior = spec.policy(step_params, tops_prev, offsets)
+    q = (None if label_code is None
+         else spec.inference(step_params, tops_prev, label_code, offsets))
     acting = (q if proposal == 'q' else prior).temper(temperature)
     log_q = None if q is None else q.log_prob(locations, scales)
     return (prior.log_prob(locations, scales), log_q, acting.log_prob(locations, scales), prior,

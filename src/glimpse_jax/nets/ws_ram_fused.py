@@ -36,25 +36,28 @@ class RolloutSpec:
   proposal: str  # 'prior' or 'q'
   temperature: float
 
-  def policy(self, step_params: Params, top: jax.Array) -> ActionDist:
+  def policy(self, step_params: Params, top: jax.Array,
+             mean_offset: jax.Array | None = None) -> ActionDist:
     """The prior policy p(a_t | a_<t, x) on top-layer states [..., D2]."""
-    return self._head(step_params['policy'], top)
+    return self._head(step_params['policy'], top, mean_offset)
 
-  def inference(self, step_params: Params, top: jax.Array, label_code: jax.Array) -> ActionDist:
+  def inference(self, step_params: Params, top: jax.Array, label_code: jax.Array,
+                mean_offset: jax.Array | None = None) -> ActionDist:
     """q(a_t | a_<t, x, y) on top-layer states [..., D2] (their gradient stopped), labels [..., C]."""
     labels = jnp.broadcast_to(label_code, (*top.shape[:-1], label_code.shape[-1]))
     h = jnp.concatenate([jax.lax.stop_gradient(top), labels], -1)
-    return self._head(step_params['inference'], h)
+    return self._head(step_params['inference'], h, mean_offset)
 
-  def _head(self, p: Params, h: jax.Array) -> ActionDist:
-    """`ActionHead` on its parameters `p`, its output layers as one matrix product."""
+  def _head(self, p: Params, h: jax.Array, mean_offset: jax.Array | None) -> ActionDist:
+    """`ActionHead` on its parameters `p` (`mean_offset` as there), its output layers as one
+    matrix product."""
     if 'hidden' in p:
       h = jax.nn.relu(_dense(p['hidden'], h))
     names = ('mean', *(('scale',) if self.num_scales > 1 else ()),
              *(('log_std',) if self.learn_std else ()))
     out = _dense({k: jnp.concatenate([p[n][k] for n in names], -1) for k in ('kernel', 'bias')},
                  h)  # [..., 2 + S + 2]
-    mean = jnp.tanh(out[..., :2])
+    mean = jnp.tanh(out[..., :2] if mean_offset is None else out[..., :2] + mean_offset)
     log_std = jnp.full_like(mean, math.log(self.location_std))
     if self.learn_std:
       log_std = jnp.clip(log_std + out[..., -2:], MIN_LOG_STD, MAX_LOG_STD)
@@ -70,15 +73,16 @@ def _dense(p: Params, x: jax.Array) -> jax.Array:
 
 
 def _forward(spec: RolloutSpec, p: Params, images: jax.Array, top0: jax.Array, noise,
-             label_code: jax.Array | None):
+             label_code: jax.Array | None, mean_offsets: jax.Array | None):
   num_scales = spec.num_scales
 
-  def step(carry, noise_t):
+  def step(carry, xs):
+    noise_t, offset_t = xs
     bottom, top = carry  # [K, B, D1], [K, B, D2]
     if spec.proposal == 'q':
-      acting = spec.inference(p, top, label_code)
+      acting = spec.inference(p, top, label_code, offset_t)
     else:
-      acting = spec.policy(p, top)
+      acting = spec.policy(p, top, offset_t)
     loc, scale = acting.temper(spec.temperature).sample(noise_t.location, noise_t.choice)
     seen = jnp.clip(loc, -1.0, 1.0)
     where = jnp.concatenate([seen, jax.nn.one_hot(scale, num_scales, dtype=seen.dtype)], -1)
@@ -92,31 +96,33 @@ def _forward(spec: RolloutSpec, p: Params, images: jax.Array, top0: jax.Array, n
 
   features = p['bottom']['recurrent']['bias'].shape[0]
   bottom0 = jnp.zeros((*top0.shape[:-1], features), top0.dtype)
-  _, outs = jax.lax.scan(step, (bottom0, top0), noise)
+  _, outs = jax.lax.scan(step, (bottom0, top0), (noise, mean_offsets))
   return outs  # bottoms, tops, locations, scales, patches, wheres, h_boths, gs: [T, K, B, ...]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def rollout(spec: RolloutSpec, step_params: Params, images: jax.Array, top0: jax.Array, noise,
-            label_code: jax.Array | None):
+            label_code: jax.Array | None, mean_offsets: jax.Array | None = None):
   """Runs T glimpses of K rollouts from the top layer's initial state top0 [K, B, D2].
 
   Args:
     noise: `ActionNoise` of time-major [T, K, B, ...] arrays.
     label_code: [B, C] one-hot labels (q proposes) or None.
+    mean_offsets: [T, 1, B, 2] added to the acting policy's location means before their tanh,
+      or None.
 
   Returns:
     (bottom states [T, K, B, D1], top states [T, K, B, D2], locations [T, K, B, 2] unclipped,
     scales [T, K, B] int32); the actions carry no gradient.
   """
   bottoms, tops, locations, scales, *_ = _forward(spec, step_params, images, top0, noise,
-                                                  label_code)
+                                                  label_code, mean_offsets)
   return bottoms, tops, locations, scales
 
 
-def _rollout_fwd(spec, step_params, images, top0, noise, label_code):
+def _rollout_fwd(spec, step_params, images, top0, noise, label_code, mean_offsets=None):
   bottoms, tops, locations, scales, patches, wheres, h_boths, gs = _forward(
-      spec, step_params, images, top0, noise, label_code)
+      spec, step_params, images, top0, noise, label_code, mean_offsets)
   residuals = (step_params, top0, bottoms, tops, patches, wheres, h_boths, gs)
   return (bottoms, tops, locations, scales), residuals
 
@@ -162,7 +168,7 @@ def _rollout_bwd(spec, residuals, cotangents):
   d_what, d_where = d_both[:, :what_features], d_both[:, what_features:]
   grads['glimpse']['what'] = {'kernel': rows(patches).T @ d_what, 'bias': d_what.sum(0)}
   grads['glimpse']['where'] = {'kernel': rows(wheres).T @ d_where, 'bias': d_where.sum(0)}
-  return grads, None, d_top0, None, None
+  return grads, None, d_top0, None, None, None
 
 
 rollout.defvjp(_rollout_fwd, _rollout_bwd)
