@@ -48,8 +48,36 @@ def _ram_paper(runs: Sequence[report.Run]) -> dict[str, tuple[str, float]]:
   return {name: row for name, row in rows.items() if row is not None}
 
 
-def _generic(title: str, paper_of: Callable[[Sequence[report.Run]], dict] | None):
-  """A chapter of one row per run (`report.results_table`) and its training-error curves."""
+def _estimator_variance(folder: str) -> list[str]:
+  """The WS-RAM estimators' gradient variance at one run's snapshots (`ws_ram_variance`), a
+  table per committed measurement `<folder>/ws_ram_variance-*/estimator_variance.json`."""
+  parts = []
+  for path in sorted(glob.glob(os.path.join(folder, 'ws_ram_variance-*', 'estimator_variance.json'))):
+    with open(path) as f:
+      measured = json.load(f)
+    run = os.path.basename(os.path.dirname(path))
+    steps = measured['steps']
+    parts += [
+        f'\n## Estimator variance at the same parameters ({run})\n\n',
+        f'Trace of the gradient covariance of each estimator (prediction network and prior '
+        f'policy; no baseline regression or exploration terms) over {measured["draws"]} draws of '
+        f'K = {measured["num_samples"]} rollouts on the same {measured["examples"]} test images, '
+        f'at the snapshots of one run (`python -m experiments.ws_ram_variance`):\n\n',
+        '| estimator | ' + ' | '.join(f'update {step:,}' for step in steps) + ' |\n',
+        '|---|' + '---|' * len(steps) + '\n',
+        *(f'| {row} | ' + ' | '.join(f'{v:.4g}' for v in values) + ' |\n'
+          for row, values in measured['rows'].items()),
+    ]
+    figure = os.path.join(os.path.dirname(path), 'estimator_variance.png')
+    if os.path.isfile(figure):
+      parts.append(f'\n![estimator variance by snapshot]({os.path.relpath(figure, folder)})\n')
+  return parts
+
+
+def _generic(title: str, paper_of: Callable[[Sequence[report.Run]], dict] | None,
+             extra: Callable[[str], list[str]] | None = None):
+  """A chapter of one row per setting over seeds and per run (`report.seed_table`,
+  `report.results_table`), its training-error curves, then `extra(folder)`'s markdown parts."""
 
   def write(workdirs: Sequence[str], out: str, notes: str | None) -> str:
     runs = [report.load_run(w) for w in workdirs]
@@ -58,13 +86,18 @@ def _generic(title: str, paper_of: Callable[[Sequence[report.Run]], dict] | None
     curves = any(record.get('kind', 'train') == 'train' for run in runs for record in run.records)
     if curves:  # runs committed without metrics.jsonl have none
       report.plot_training_error(runs, os.path.join(folder, figure))
+    paper = paper_of(runs) if paper_of else None
     return report.write_page([
         f'# {title}\n\n',
-        f'{len(runs)} runs, one row each; `test error` follows the greedy path (mean locations), '
+        f'{len(runs)} runs; `test error` follows the greedy path (mean locations), '
         '`error_mc` averages class log-probabilities over sampled paths. Minutes are the wall '
         'time of the call that finished the run.\n\n',
-        report.results_table(runs, paper_of(runs) if paper_of else None),
+        'Over seeds (runs named `<setting>-seed<N>`; mean ± sample std):\n\n',
+        report.seed_table(runs, paper),
+        '\nEvery run:\n\n',
+        report.results_table(runs, paper),
         f'\n![training error against updates]({figure})\n' if curves else '',
+        *(extra(folder) if extra else []),
     ], out, notes)
 
   return write
@@ -76,7 +109,7 @@ CHAPTERS = (
             'make experiment NAME=ram CONFIG=<task>'),
     Chapter('ws_ram', 'Learning Wake-Sleep Recurrent Attention Models (Ba et al. 2015)',
             'ws_ram-*',
-            _generic('WS-RAM against VAR (Ba et al. 2015)', None),
+            _generic('WS-RAM against VAR (Ba et al. 2015)', None, _estimator_variance),
             'make experiment NAME=ws_ram CONFIG=<method>'),
     Chapter('ram_reward', 'Reward shaping and an LSTM locator for RAM (Brooks et al.)',
             'ram_reward/*', report_ram_reward.write_report,

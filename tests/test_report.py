@@ -85,3 +85,23 @@ def test_a_recorded_paper_number_without_its_row_is_not_shown(tmp_path):
                                    paper={'row': '', 'test_error': 0.0162}))]
   row = _rows(report.results_table(runs))[2]
   assert row[1] == '-' and row[5] == '-'
+
+
+def test_seed_table_gives_mean_and_spread_per_setting(tmp_path):
+  runs = []
+  for seed, error in enumerate((0.02, 0.04, 0.03)):
+    workdir = _workdir(tmp_path, f'cluttered60-g8-seed{seed}', error,
+                       paper={'row': 'cluttered60, 8 glimpses', 'test_error': 0.0404})
+    results = json.loads((tmp_path / f'cluttered60-g8-seed{seed}' / 'results.json').read_text())
+    results['config']['seed'] = seed
+    (tmp_path / f'cluttered60-g8-seed{seed}' / 'results.json').write_text(json.dumps(results))
+    runs.append(report.load_run(workdir))
+  runs.append(report.load_run(_workdir(tmp_path, 'var', 0.1234)))
+  rows = _rows(report.seed_table(runs))
+  assert rows[0] == ['setting', 'paper row', 'seeds', 'updates', 'minutes (mean)', 'test error %',
+                     'error_mc %', 'paper %']
+  assert rows[2] == ['cluttered60-g8', 'cluttered60, 8 glimpses', '0, 1, 2', '3000', '1.5',
+                     '3.00 ± 1.00', '1.50 ± 0.50', '4.04']
+  assert rows[3] == ['var', '-', '0', '3000', '1.5', '12.34', '6.17', '-']
+  assert report.seed_group('ram-translated60-seed12') == 'ram-translated60'
+  assert report.seed_group('ram-seedless') == 'ram-seedless'

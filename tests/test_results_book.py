@@ -1,5 +1,6 @@
 """The results book regenerates every committed page from the committed runs."""
 
+import json
 import os
 import shutil
 
@@ -35,3 +36,18 @@ def test_notes_are_appended_and_runs_without_logs_get_no_curve(tmp_path):
   assert page.endswith('## Reading\n\nA note.\n')
   assert 'training_error.png' not in page
   assert '| [ram](ram.md) |' in index and '[ws_ram]' not in index
+
+
+def test_ws_ram_chapter_shows_the_estimator_variance_measurement(tmp_path):
+  shutil.copytree(os.path.join(RESULTS, 'ws_ram-var'), tmp_path / 'ws_ram-var')
+  measured = tmp_path / 'ws_ram_variance-ws_q_cv'
+  measured.mkdir()
+  (measured / 'estimator_variance.json').write_text(json.dumps(
+      {'steps': [1000, 5000], 'rows': {'var': [80.0, 9.5], 'ws_q_cv': [3.25, 0.5]},
+       'examples': 256, 'draws': 16, 'num_samples': 5}))
+  results_book.write_book(str(tmp_path))
+  page = (tmp_path / 'ws_ram.md').read_text()
+  assert '## Estimator variance at the same parameters (ws_ram_variance-ws_q_cv)' in page
+  assert '| estimator | update 1,000 | update 5,000 |' in page
+  assert '| var | 80 | 9.5 |' in page and '| ws_q_cv | 3.25 | 0.5 |' in page
+  assert 'over 16 draws of K = 5 rollouts on the same 256 test images' in page

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import statistics
 import sys
 from collections.abc import Mapping, Sequence
@@ -119,6 +120,42 @@ def results_table(runs: Sequence[Run], paper: Mapping[str, Any] | None = None) -
              _percent(paper_error), _number(_median_grad_variance(run))]
     cells += [_percent(run.results.get(key)) if 'error' in key else _number(run.results.get(key))
               for key in others]
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def mean_spread(values: Sequence[float], digits: int = 2, scale: float = 1.0) -> str:
+  """'mean ± sample std' of `values` times `scale`; the mean alone for fewer than two values."""
+  mean = f'{scale * statistics.mean(values):.{digits}f}'
+  return mean if len(values) < 2 else f'{mean} ± {scale * statistics.stdev(values):.{digits}f}'
+
+
+def seed_group(name: str) -> str:
+  """A run's name without its `-seed<N>` suffix: the runs of one setting over seeds."""
+  return re.sub(r'-seed\d+$', '', name)
+
+
+def seed_table(runs: Sequence[Run], paper: Mapping[str, Any] | None = None) -> str:
+  """A markdown table, one line per setting (`seed_group`): its seeds, updates, mean minutes,
+  and test errors (greedy and Monte-Carlo) as mean ± sample std over seeds, the paper's beside."""
+  groups: dict[str, list[Run]] = {}
+  for run in runs:
+    groups.setdefault(seed_group(run.name), []).append(run)
+  header = ['setting', 'paper row', 'seeds', 'updates', 'minutes (mean)', 'test error %',
+            'error_mc %', 'paper %']
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  for name, members in groups.items():
+    row, paper_error = _paper(members[0], paper)
+    seeds = sorted(m.results.get('config', {}).get('seed', 0) for m in members)
+    steps = sorted({m.results.get('steps') for m in members}, key=str)
+    column = lambda key: [m.results[key] for m in members
+                          if isinstance(m.results.get(key), (int, float))]
+    minutes = column('wall_seconds')
+    cells = [name, row or '-', ', '.join(map(str, seeds)), '/'.join(map(_number, steps)),
+             _minutes(statistics.mean(minutes)) if minutes else '-',
+             mean_spread(column('test_error'), scale=100) if column('test_error') else '-',
+             mean_spread(column('test_error_mc'), scale=100) if column('test_error_mc') else '-',
+             _percent(paper_error)]
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines) + '\n'
 
