@@ -50,9 +50,9 @@ def _ram_paper(runs: Sequence[report.Run]) -> dict[str, tuple[str, float]]:
 
 def _estimator_variance(folder: str) -> list[str]:
   """The WS-RAM estimators' gradient variance at one run's snapshots (`ws_ram_variance`), a
-  table per committed measurement `<folder>/ws_ram_variance-*/estimator_variance.json`."""
+  table per committed measurement `<folder>/ws_ram*/estimator_variance.json`."""
   parts = []
-  for path in sorted(glob.glob(os.path.join(folder, 'ws_ram_variance-*', 'estimator_variance.json'))):
+  for path in sorted(glob.glob(os.path.join(folder, 'ws_ram*', 'estimator_variance.json'))):
     with open(path) as f:
       measured = json.load(f)
     run = os.path.basename(os.path.dirname(path))

@@ -124,8 +124,13 @@ def results_table(runs: Sequence[Run], paper: Mapping[str, Any] | None = None) -
   return '\n'.join(lines) + '\n'
 
 
-def mean_spread(values: Sequence[float], digits: int = 2, scale: float = 1.0) -> str:
-  """'mean ± sample std' of `values` times `scale`; the mean alone for fewer than two values."""
+def mean_spread(values: Sequence[Any], digits: int = 2, scale: float = 1.0,
+                empty: str = '-') -> str:
+  """'mean ± sample std' of the numbers among `values`, times `scale`; the mean alone for one
+  number, `empty` for none."""
+  values = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+  if not values:
+    return empty
   mean = f'{scale * statistics.mean(values):.{digits}f}'
   return mean if len(values) < 2 else f'{mean} ± {scale * statistics.stdev(values):.{digits}f}'
 
@@ -153,8 +158,8 @@ def seed_table(runs: Sequence[Run], paper: Mapping[str, Any] | None = None) -> s
     minutes = column('wall_seconds')
     cells = [name, row or '-', ', '.join(map(str, seeds)), '/'.join(map(_number, steps)),
              _minutes(statistics.mean(minutes)) if minutes else '-',
-             mean_spread(column('test_error'), scale=100) if column('test_error') else '-',
-             mean_spread(column('test_error_mc'), scale=100) if column('test_error_mc') else '-',
+             mean_spread(column('test_error'), scale=100),
+             mean_spread(column('test_error_mc'), scale=100),
              _percent(paper_error)]
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines) + '\n'

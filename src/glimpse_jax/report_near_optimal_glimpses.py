@@ -29,7 +29,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from glimpse_jax import data
+from glimpse_jax import data, report
 from glimpse_jax.design_plots import plot_epe_maps
 from glimpse_jax.report import Run, load_run, write_page
 from glimpse_jax.stopping_plots import plot_stopping_curves
@@ -147,12 +147,7 @@ def stopping_points(results: Mapping[str, Any], thresholds: Sequence[float],
 
 
 def _mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
-  values = [v * scale for v in values if v is not None]
-  if not values:
-    return 'n/a'
-  if len(values) == 1:
-    return f'{values[0]:.{digits}f}'
-  return f'{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}'
+  return report.mean_spread(values, digits, scale, empty='n/a')
 
 
 def _supervision_table(groups: Mapping[str, list[Run]],

@@ -28,6 +28,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from glimpse_jax import report
 from glimpse_jax.report import write_page
 
 EXPERIMENT = 'pretrain_attention'
@@ -212,11 +213,7 @@ def group_runs(runs: Sequence[PipelineRun]) -> dict[tuple[str, str, str, str], l
 
 
 def _mean_std(values: Sequence[Any], scale: float = 100.0, digits: int = 2) -> str:
-  values = [v for v in values if isinstance(v, (int, float))]
-  if not values:
-    return '-'
-  mean = f'{scale * statistics.mean(values):.{digits}f}'
-  return mean if len(values) < 2 else f'{mean} ± {scale * statistics.stdev(values):.{digits}f}'
+  return report.mean_spread(values, digits, scale)
 
 
 def _steps(values: Sequence[int | None]) -> str:

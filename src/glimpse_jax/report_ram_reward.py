@@ -16,7 +16,6 @@ import argparse
 import collections
 import json
 import os
-import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from glimpse_jax import report
 from glimpse_jax.glimpse_curves import plot_per_glimpse
 from glimpse_jax.report import Run, load_run, write_page
 
@@ -113,12 +113,7 @@ def _over_seeds(series: Sequence[Mapping[float, float]]):
 
 
 def _mean_std(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> str:
-  if not values:
-    return '-'
-  mean = f'{scale * statistics.mean(values):.{digits}f}'
-  if len(values) < 2:
-    return mean
-  return f'{mean} ± {scale * statistics.stdev(values):.{digits}f}'
+  return report.mean_spread(values, digits, scale)
 
 
 def results_table(groups: Mapping[str, Sequence[Run]]) -> str:

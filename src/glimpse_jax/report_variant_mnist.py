@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from glimpse_jax import report
 from glimpse_jax.data.config import index_range
 from glimpse_jax.report import Run, load_run, write_page
 
@@ -163,13 +163,7 @@ def validation_by_epoch(run: Run) -> dict[float, float]:
 
 
 def _mean_std(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> str:
-  values = [v for v in values if isinstance(v, (int, float))]
-  if not values:
-    return '-'
-  mean = f'{scale * statistics.mean(values):.{digits}f}'
-  if len(values) < 2:
-    return mean
-  return f'{mean} ± {scale * statistics.stdev(values):.{digits}f}'
+  return report.mean_spread(values, digits, scale)
 
 
 def _single(values: Sequence[Any], what: str, method: str) -> Any:

@@ -14,7 +14,6 @@ import collections
 import json
 import os
 import shutil
-import statistics
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -22,6 +21,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from glimpse_jax import report
 from glimpse_jax.report import Run, load_run, write_page
 
 CAPTIONS_FILE = 'captions.json'
@@ -95,12 +95,7 @@ def value_at(curve: Mapping[int, float], step: int, window: int = 5) -> float | 
 
 
 def _mean_std(values: Sequence[float | None], digits: int = 2) -> str:
-  values = [v for v in values if v is not None]
-  if not values:
-    return '-'
-  if len(values) < 2:
-    return f'{statistics.mean(values):.{digits}f}'
-  return f'{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}'
+  return report.mean_spread(values, digits)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
