@@ -65,7 +65,7 @@ def _estimator_variance(folder: str) -> list[str]:
         f'at the snapshots of one run (`python -m experiments.ws_ram_variance`):\n\n',
         '| estimator | ' + ' | '.join(f'update {step:,}' for step in steps) + ' |\n',
         '|---|' + '---|' * len(steps) + '\n',
-        *(f'| {row} | ' + ' | '.join(f'{v:.4g}' for v in values) + ' |\n'
+        *(f'| {row} | ' + ' | '.join(report.number(v) for v in values) + ' |\n'
           for row, values in measured['rows'].items()),
     ]
     figure = os.path.join(os.path.dirname(path), 'estimator_variance.png')

@@ -34,8 +34,9 @@ Setup choices that decide the result (their measured effects are in `results/ws_
   model.initial_location  'policy' (default, the paper's: at initialisation the first glimpse sits
       near the canvas centre for every image, so few first glimpses hold the digit) or 'centroid'
       (the first location mean starts at the image's intensity centroid and is learned from there;
-      see `WakeSleepRAM`). Metrics `first_on_digit` / `test_first_on_digit`: the fraction of first
-      glimpses whose finest patch holds the digit's centre.
+      see `WakeSleepRAM`). Metrics `first_on_digit` (training: the proposal's first glimpses, q's
+      for ws_q) and `test_first_on_digit` (the greedy prior's): the fraction of first glimpses
+      whose finest patch holds the digit's centre.
   dataset.scale_range     the digits' scale factors, (0.5, 2.0) by default: 14-56 px digits
       against 12/24/48 px patches, where the coarsest scale sees most digits whole. With
       (0.5, 1.0) (14-28 px) the finer scales suffice and collapsing onto the coarsest one loses
@@ -220,7 +221,7 @@ def prior_policy_metrics(out: WSRAMOutput, labels: jax.Array,
   return metrics
 
 
-def first_on_target(locations: jax.Array, center: jax.Array, glimpse_size: int,
+def patch_holds_center(locations: jax.Array, center: jax.Array, glimpse_size: int,
                     image_shape: tuple[int, int]) -> jax.Array:
   """1.0 where the finest patch of a glimpse at `locations` [..., B, 2] contains the digit's
   centre `center` [B, 2] (both in [-1, 1]), else 0.0: [..., B]."""
@@ -242,8 +243,8 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   prior_samples = proposal == 'prior' and not tempered
   noise = lambda rng, k, b: draw_noise(rng, (k, b, m.num_glimpses), m.num_scales)
   image_shape = data.image_shape(config.dataset)[:2]
-  on_target = lambda locations, center: first_on_target(locations, center, m.glimpse_size,
-                                                        image_shape)
+  holds_center = lambda locations, center: patch_holds_center(locations, center,
+                                                             m.glimpse_size, image_shape)
 
   def init(rng, batch):
     images, labels = jnp.asarray(batch['image']), jnp.asarray(batch['label'])
@@ -293,7 +294,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
       metrics['error_proposal'] = _errors(out.class_log_probs, labels).mean()
     metrics.update(prior_policy_metrics(out, labels, prior_samples))
     if 'center' in batch:  # the proposal's first glimpses whose finest patch holds the digit
-      metrics['first_on_digit'] = on_target(out.locations[:, :, 0], batch['center']).mean()
+      metrics['first_on_digit'] = holds_center(out.locations[:, :, 0], batch['center']).mean()
     return total, metrics
 
   def evaluate(params, batch, rng):
@@ -303,7 +304,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     samples = model.apply(params, images, noise(rng, config.eval.mc_samples, batch_size))
     values = path_values(greedy.class_log_probs[0], samples.class_log_probs, labels)
     if 'center' in batch:
-      values['first_on_digit'] = on_target(greedy.locations[0, :, 0], batch['center'])  # [B]
+      values['first_on_digit'] = holds_center(greedy.locations[0, :, 0], batch['center'])  # [B]
     for s in range(m.num_scales):
       values[f'scale_frac_{s}'] = jnp.mean(greedy.scales[0] == s, -1)  # [B] over glimpses
     return values

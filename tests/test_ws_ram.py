@@ -239,12 +239,17 @@ def test_evaluate_gives_per_example_values():
   config = _tiny('ws_q_cv')
   experiment = ws_ram.make_experiment(config)
   batch = _batch(n=6)
+  batch['center'] = np.zeros((6, 2), np.float32)
   params = jax.jit(experiment.init)(jax.random.key(0, impl='rbg'), batch)
   values = jax.jit(experiment.evaluate)(params, batch, jax.random.key(1))
-  assert {'error', 'error_mc', 'nll', 'bound', 'scale_frac_0', 'scale_frac_2'} <= set(values)
+  assert {'error', 'error_mc', 'nll', 'bound', 'scale_frac_0', 'scale_frac_2',
+          'first_on_digit'} <= set(values)
   for name, value in values.items():
     assert value.shape == (6,), name
   assert set(np.unique(values['error'])) <= {0.0, 1.0}
+  assert set(np.unique(values['first_on_digit'])) <= {0.0, 1.0}
+  _, metrics = jax.jit(lambda p, b: experiment.loss(p, b, jax.random.key(2), 0))(params, batch)
+  assert 0.0 <= metrics['first_on_digit'] <= 1.0
   np.testing.assert_allclose(sum(values[f'scale_frac_{s}'] for s in range(3)), 1.0, rtol=1e-6)
 
 
@@ -276,32 +281,43 @@ def test_intensity_centroid_against_numpy():
 
 
 def test_centroid_start_offsets_only_the_first_glimpse():
-  images, labels, noise = _inputs(glimpses=3)
+  _, labels, noise = _inputs(glimpses=3)
+  # Ink in one corner of each image: centroids far from the centre, so the offset is large.
+  images = np.zeros((B, 20, 20, 1), np.float32)
+  for b in range(B):
+    images[b, 1 + 3 * b:4 + 3 * b, 14:18] = 1.0
+  images = jnp.asarray(images)
   policy, centroid = _model(), _model(initial_location='centroid')
   params = _init(policy, images, noise, labels)
   a = policy.apply(params, images, noise, labels, proposal='q')
   b = centroid.apply(params, images, noise, labels, proposal='q')
-  c = 0.95 * np.asarray(ws_ram_net.intensity_centroid(images))  # [B, 2]
+  c = ws_ram_net.CENTROID_SHRINK * np.asarray(ws_ram_net.intensity_centroid(images))  # [B, 2]
+  assert np.all(np.abs(c[:, 0]) > 0.5)
   for dist_a, dist_b in ((a.prior, b.prior), (a.q, b.q)):
     first = np.tanh(np.arctanh(np.asarray(dist_a.loc_mean[0, :, 0])) + np.arctanh(c))
     np.testing.assert_allclose(dist_b.loc_mean[0, :, 0], first, rtol=1e-4, atol=1e-5)
-  # The same noise then draws the first location around the centroid; with a different first
-  # glimpse the later steps differ, but their means carry no offset of their own.
+  # The first location is drawn around q's shifted mean; later means carry no offset of their own.
   np.testing.assert_allclose(b.locations[:, :, 0],
                              b.q.loc_mean[:, :, 0] + 0.3 * noise.location[:, :, 0],
                              rtol=1e-5, atol=1e-6)
-  p = params['params']['step']['policy']['mean']
-  later = np.tanh(np.asarray(b.top[:, :, 0]) @ p['kernel'] + p['bias'])
-  np.testing.assert_allclose(b.prior.loc_mean[:, :, 1], later, rtol=1e-4, atol=1e-5)
+  p = params['params']['step']
+  top = np.asarray(b.top[:, :, 0])  # [K, B, D2] the state both policies read at t = 1
+  later_prior = np.tanh(top @ p['policy']['mean']['kernel'] + p['policy']['mean']['bias'])
+  np.testing.assert_allclose(b.prior.loc_mean[:, :, 1], later_prior, rtol=1e-4, atol=1e-5)
+  q = p['inference']
+  hidden = np.maximum(np.concatenate([top, np.broadcast_to(np.eye(10)[labels], (K, B, 10))], -1)
+                      @ q['hidden']['kernel'] + q['hidden']['bias'], 0)
+  later_q = np.tanh(hidden @ q['mean']['kernel'] + q['mean']['bias'])
+  np.testing.assert_allclose(b.q.loc_mean[:, :, 1], later_q, rtol=1e-4, atol=1e-5)
 
 
-def test_first_on_target_counts_the_finest_patch():
+def test_patch_holds_center_counts_the_finest_patch():
   # 40x40 canvas, 8 px patch: half a patch is 0.2 in location units.
   center = jnp.array([[0.0, 0.0], [0.5, -0.5]])
   locations = jnp.array([[[0.19, -0.19], [0.5, -0.5]],
                          [[0.21, 0.0], [0.3, -0.7]],
                          [[0.0, 0.0], [1.5, -0.5]]])  # [3, B, 2]
-  got = ws_ram.first_on_target(locations, center, 8, (40, 40))
+  got = ws_ram.patch_holds_center(locations, center, 8, (40, 40))
   np.testing.assert_array_equal(got, [[1, 1], [0, 1], [1, 0]])
 
 

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import math
+import numbers
 import os
 import re
 import statistics
@@ -63,7 +64,8 @@ def _percent(value: Any) -> str:
   return f'{100 * value:.2f}' if isinstance(value, (int, float)) else '-'
 
 
-def _number(value: Any) -> str:
+def number(value: Any) -> str:
+  """An int as is, a float to 4 significant digits, '-' for anything else."""
   if isinstance(value, bool) or not isinstance(value, (int, float)):
     return '-'
   if isinstance(value, int):
@@ -115,20 +117,26 @@ def results_table(runs: Sequence[Run], paper: Mapping[str, Any] | None = None) -
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for run in runs:
     row, paper_error = _paper(run, paper)
-    cells = [run.name, row or '-', _number(run.results.get('steps')),
+    cells = [run.name, row or '-', number(run.results.get('steps')),
              _minutes(run.results.get('wall_seconds')), _percent(run.results.get('test_error')),
-             _percent(paper_error), _number(_median_grad_variance(run))]
-    cells += [_percent(run.results.get(key)) if 'error' in key else _number(run.results.get(key))
+             _percent(paper_error), number(_median_grad_variance(run))]
+    cells += [_percent(run.results.get(key)) if 'error' in key else number(run.results.get(key))
               for key in others]
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines) + '\n'
+
+
+def _is_number(value: Any) -> bool:
+  """True for real numbers (Python or NumPy scalars), False for bools, None and the rest."""
+  return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and type(value).__name__ != 'bool_')
 
 
 def mean_spread(values: Sequence[Any], digits: int = 2, scale: float = 1.0,
                 empty: str = '-') -> str:
   """'mean ± sample std' of the numbers among `values`, times `scale`; the mean alone for one
   number, `empty` for none."""
-  values = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+  values = [float(v) for v in values if _is_number(v)]
   if not values:
     return empty
   mean = f'{scale * statistics.mean(values):.{digits}f}'
@@ -152,11 +160,12 @@ def seed_table(runs: Sequence[Run], paper: Mapping[str, Any] | None = None) -> s
   for name, members in groups.items():
     row, paper_error = _paper(members[0], paper)
     seeds = sorted(m.results.get('config', {}).get('seed', 0) for m in members)
-    steps = sorted({m.results.get('steps') for m in members}, key=str)
+    steps = sorted({m.results.get('steps') for m in members},
+                   key=lambda n: (not _is_number(n), n if _is_number(n) else 0))
     column = lambda key: [m.results[key] for m in members
                           if isinstance(m.results.get(key), (int, float))]
     minutes = column('wall_seconds')
-    cells = [name, row or '-', ', '.join(map(str, seeds)), '/'.join(map(_number, steps)),
+    cells = [name, row or '-', ', '.join(map(str, seeds)), '/'.join(map(number, steps)),
              _minutes(statistics.mean(minutes)) if minutes else '-',
              mean_spread(column('test_error'), scale=100),
              mean_spread(column('test_error_mc'), scale=100),

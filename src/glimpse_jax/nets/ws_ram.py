@@ -34,6 +34,8 @@ from glimpse_jax.nets.retina import RetinaSpec
 from glimpse_jax.nets.settings import settings_of
 
 PROPOSALS = ('prior', 'q')
+# The centroid offset is artanh(CENTROID_SHRINK * c): finite for ink at the canvas's edge (c = 1).
+CENTROID_SHRINK = 0.95
 
 
 class WSRAMOutput(NamedTuple):
@@ -126,9 +128,10 @@ class WakeSleepRAM(_StepSettings):
     fused: run the rollout through `ws_ram_fused` (same values and gradients, faster updates).
     initial_location: where the policies' first glimpse starts: 'policy' (the paper's: the mean
       is tanh(Linear(h_0)), near the centre for every image at initialisation) or 'centroid'
-      (the image's intensity centroid c(x) enters the first mean as an offset,
-      tanh(Linear(h_0) + artanh(c(x))), so from initialisation the first glimpse lands on the
-      ink; the policy still learns to move it).
+      (the image's intensity centroid c(x) enters the first mean of the prior and of q as an
+      offset, tanh(Linear(h_0) + artanh(CENTROID_SHRINK * c(x))): at initialisation, where
+      Linear(h_0) is small, the first glimpse starts near the ink; the policies still learn to
+      move it).
   """
 
   num_classes: int = 10
@@ -191,7 +194,7 @@ class WakeSleepRAM(_StepSettings):
     if self.initial_location != 'centroid':
       raise ValueError(f"initial_location must be 'policy' or 'centroid', "
                        f'got {self.initial_location!r}')
-    first = jnp.arctanh(0.95 * intensity_centroid(images))  # [B, 2]
+    first = jnp.arctanh(CENTROID_SHRINK * intensity_centroid(images))  # [B, 2]
     offsets = jnp.zeros((num_glimpses, 1, *first.shape), first.dtype)
     return offsets.at[0, 0].set(first)
 
