@@ -48,6 +48,19 @@ def _ram_paper(runs: Sequence[report.Run]) -> dict[str, tuple[str, float]]:
   return {name: row for name, row in rows.items() if row is not None}
 
 
+def _ws_ram_extras(runs: Sequence[report.Run], folder: str) -> list[str]:
+  """WS-RAM's scale use and first-glimpse curves, then its estimator-variance tables."""
+  parts = []
+  for metric, what in (('scale_frac_2', 'fraction of training glimpses at the coarsest scale'),
+                       ('first_on_digit', "fraction of first glimpses on the digit's centre")):
+    measured = [run for run in runs if any(metric in r for r in run.records)]
+    if measured:
+      figure = f'ws_ram_{metric}.png'
+      report.plot_training_error(measured, os.path.join(folder, figure), metric=metric)
+      parts.append(f'\n![{what}, against updates]({figure})\n')
+  return parts + _estimator_variance(folder)
+
+
 def _estimator_variance(folder: str) -> list[str]:
   """The WS-RAM estimators' gradient variance at one run's snapshots (`ws_ram_variance`), a
   table per committed measurement `<folder>/ws_ram*/estimator_variance.json`."""
@@ -75,9 +88,9 @@ def _estimator_variance(folder: str) -> list[str]:
 
 
 def _generic(title: str, paper_of: Callable[[Sequence[report.Run]], dict] | None,
-             extra: Callable[[str], list[str]] | None = None):
+             extra: Callable[[Sequence[report.Run], str], list[str]] | None = None):
   """A chapter of one row per setting over seeds and per run (`report.seed_table`,
-  `report.results_table`), its training-error curves, then `extra(folder)`'s markdown parts."""
+  `report.results_table`), its training-error curves, then `extra(runs, folder)`'s markdown."""
 
   def write(workdirs: Sequence[str], out: str, notes: str | None) -> str:
     runs = [report.load_run(w) for w in workdirs]
@@ -97,7 +110,7 @@ def _generic(title: str, paper_of: Callable[[Sequence[report.Run]], dict] | None
         '\nEvery run:\n\n',
         report.results_table(runs, paper),
         f'\n![training error against updates]({figure})\n' if curves else '',
-        *(extra(folder) if extra else []),
+        *(extra(runs, folder) if extra else []),
     ], out, notes)
 
   return write
@@ -109,7 +122,7 @@ CHAPTERS = (
             'make experiment NAME=ram CONFIG=<task>'),
     Chapter('ws_ram', 'Learning Wake-Sleep Recurrent Attention Models (Ba et al. 2015)',
             'ws_ram-*',
-            _generic('WS-RAM against VAR (Ba et al. 2015)', None, _estimator_variance),
+            _generic('WS-RAM against VAR (Ba et al. 2015)', None, _ws_ram_extras),
             'make experiment NAME=ws_ram CONFIG=<method>'),
     Chapter('ram_reward', 'Reward shaping and an LSTM locator for RAM (Brooks et al.)',
             'ram_reward/*', report_ram_reward.write_report,
