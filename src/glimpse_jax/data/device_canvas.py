@@ -77,23 +77,30 @@ def compose(batch, *, canvas_size, max_size):
   digits = jnp.asarray(batch["recipe_digit"]).astype(jnp.float32)  # [B, 28, 28]
   weights = jnp.asarray(resize_table(max_size))[batch["recipe_size"]]  # [B, S, 28]
   resized = jnp.clip(jnp.rint(weights @ digits @ weights.swapaxes(1, 2)), 0, 255)  # [B, S, S]
-  pixels = jnp.zeros((digits.shape[0], canvas_size, canvas_size), jnp.float32)
+  pieces = None
   if "recipe_clutter" in batch:
     pieces = jnp.asarray(batch["recipe_clutter"]).astype(jnp.float32)  # [B, K, P, P]
+  # Every square starts inside the canvas but may run past its far edges (a digit's S x S window
+  # holds zeros beyond its side): a margin there keeps each paste a plain window.
+  margin = max(resized.shape[-1], 0 if pieces is None else pieces.shape[-1])
+  pixels = jnp.zeros((digits.shape[0], canvas_size + margin, canvas_size + margin), jnp.float32)
+  if pieces is not None:
     for k in range(pieces.shape[1]):
       pixels = _paste_max(pixels, pieces[:, k], batch["recipe_clutter_top_left"][:, k])
   pixels = _paste_max(pixels, resized, batch["recipe_top_left"])
   rendered = {key: value for key, value in batch.items() if key not in RECIPE_KEYS}
-  rendered["image"] = (pixels / np.float32(255))[..., None]
+  rendered["image"] = (pixels[:, :canvas_size, :canvas_size] / np.float32(255))[..., None]
   return rendered
 
 
 def _paste_max(pixels, patches, top_left):
-  """pixels[b] = max(pixels[b], patches[b]) over each patch's square at top_left[b]; parts past
-  the canvas are dropped. [B, H, W], [B, S, S], [B, 2] -> [B, H, W]."""
-  batch, side = patches.shape[0], patches.shape[-1]
-  span = jnp.arange(side)
-  b = jnp.arange(batch)[:, None, None]
-  rows = top_left[:, 0, None, None] + span[:, None]  # [B, S, 1]
-  cols = top_left[:, 1, None, None] + span[None, :]  # [B, 1, S]
-  return pixels.at[b, rows, cols].max(patches, mode="drop")
+  """pixels[b] = max(pixels[b], patches[b]) over the S x S square at top_left[b] (row, col),
+  which must lie within pixels: [B, H, W], [B, S, S], [B, 2] -> [B, H, W]. One window read and
+  written per image (a windowed gather and scatter), not one index per pixel."""
+
+  def paste(canvas, patch, corner):
+    start = (corner[0], corner[1])
+    region = jax.lax.dynamic_slice(canvas, start, patch.shape)
+    return jax.lax.dynamic_update_slice(canvas, jnp.maximum(region, patch), start)
+
+  return jax.vmap(paste)(pixels, patches, top_left)
