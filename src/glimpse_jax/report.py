@@ -162,8 +162,7 @@ def seed_table(runs: Sequence[Run], paper: Mapping[str, Any] | None = None) -> s
     seeds = sorted(m.results.get('config', {}).get('seed', 0) for m in members)
     steps = sorted({m.results.get('steps') for m in members},
                    key=lambda n: (not _is_number(n), n if _is_number(n) else 0))
-    column = lambda key: [m.results[key] for m in members
-                          if isinstance(m.results.get(key), (int, float))]
+    column = lambda key: [m.results[key] for m in members if _is_number(m.results.get(key))]
     minutes = column('wall_seconds')
     cells = [name, row or '-', ', '.join(map(str, seeds)), '/'.join(map(number, steps)),
              _minutes(statistics.mean(minutes)) if minutes else '-',

@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from glimpse_jax import glimpse
 from glimpse_jax.nets import ws_ram_fused
 from glimpse_jax.nets.actions import ActionDist, ActionHead
 from glimpse_jax.nets.context import ContextNetwork
@@ -57,12 +58,12 @@ def intensity_centroid(images: jax.Array) -> jax.Array:
   the centre (0, 0) for a blank image."""
   height, width = images.shape[1:3]
   mass = images.astype(jnp.float32).sum(-1)  # [B, H, W]
-  total = mass.sum((1, 2))  # [B]
-  xs = (jnp.arange(width) + 0.5) / width * 2 - 1  # pixel centres in [-1, 1]
-  ys = (jnp.arange(height) + 0.5) / height * 2 - 1
-  x = jnp.einsum('bhw,w->b', mass, xs)
-  y = jnp.einsum('bhw,h->b', mass, ys)
-  return jnp.stack([x, y], -1) / jnp.maximum(total, 1e-12)[:, None]
+  total = mass.sum((1, 2))[:, None]  # [B, 1]
+  column = jnp.einsum('bhw,w->b', mass, jnp.arange(width) + 0.5)  # pixel centres
+  row = jnp.einsum('bhw,h->b', mass, jnp.arange(height) + 0.5)
+  pixel = jnp.stack([column, row], -1) / jnp.maximum(total, 1e-12)  # [B, 2] (column, row)
+  pixel = jnp.where(total > 0, pixel, jnp.array([width / 2, height / 2]))
+  return glimpse.pixel_to_loc(pixel, height, width)
 
 
 class _StepSettings(nn.Module):
