@@ -66,41 +66,53 @@ def is_recipe(batch):
   return "recipe_digit" in batch
 
 
-def compose(batch, *, canvas_size, max_size):
+def compose(batch, *, canvas_size, max_size, resize=True):
   """A recipe batch as a rendered one: the recipe fields become image float32 [B, H, W, 1].
 
   Args:
     batch: a dict with the recipe fields (jax or NumPy arrays; traceable under jit).
     canvas_size: H = W.
     max_size: the largest digit side the canvases can have (`config.max_digit_size`).
+    resize: False when every digit keeps its 28x28 side (the resize would be the identity).
   """
   digits = jnp.asarray(batch["recipe_digit"]).astype(jnp.float32)  # [B, 28, 28]
-  weights = jnp.asarray(resize_table(max_size))[batch["recipe_size"]]  # [B, S, 28]
-  resized = jnp.clip(jnp.rint(weights @ digits @ weights.swapaxes(1, 2)), 0, 255)  # [B, S, S]
-  pieces = None
-  if "recipe_clutter" in batch:
+  if resize:
+    weights = jnp.asarray(resize_table(max_size))[batch["recipe_size"]]  # [B, S, 28]
+    digits = jnp.clip(jnp.rint(weights @ digits @ weights.swapaxes(1, 2)), 0, 255)  # [B, S, S]
+  pixels = _place(digits, batch["recipe_top_left"], canvas_size)  # [B, H, W]
+  if "recipe_clutter" in batch:  # pixelwise max pastes, so the digit's order does not matter
     pieces = jnp.asarray(batch["recipe_clutter"]).astype(jnp.float32)  # [B, K, P, P]
-  # Every square starts inside the canvas but may run past its far edges (a digit's S x S window
-  # holds zeros beyond its side): a margin there keeps each paste a plain window.
-  margin = max(resized.shape[-1], 0 if pieces is None else pieces.shape[-1])
-  pixels = jnp.zeros((digits.shape[0], canvas_size + margin, canvas_size + margin), jnp.float32)
-  if pieces is not None:
-    for k in range(pieces.shape[1]):
-      pixels = _paste_max(pixels, pieces[:, k], batch["recipe_clutter_top_left"][:, k])
-  pixels = _paste_max(pixels, resized, batch["recipe_top_left"])
+    pixels = jnp.maximum(pixels, _paste_pieces(pieces, batch["recipe_clutter_top_left"],
+                                               canvas_size))
   rendered = {key: value for key, value in batch.items() if key not in RECIPE_KEYS}
-  rendered["image"] = (pixels[:, :canvas_size, :canvas_size] / np.float32(255))[..., None]
+  rendered["image"] = (pixels / np.float32(255))[..., None]
   return rendered
 
 
-def _paste_max(pixels, patches, top_left):
-  """pixels[b] = max(pixels[b], patches[b]) over the S x S square at top_left[b] (row, col),
-  which must lie within pixels: [B, H, W], [B, S, S], [B, 2] -> [B, H, W]. One window read and
-  written per image (a windowed gather and scatter), not one index per pixel."""
+def _place(squares, top_left, canvas_size):
+  """Each square on its own zero canvas, its top-left pixel at top_left[b] (row, col), cut at the
+  canvas's far edges: [B, S, S], [B, 2] -> [B, H, W]. A canvas-sized window read from the square
+  padded with zeros (one gather per image), which XLA fuses with the padding."""
+  side = squares.shape[-1]
+  pad = (canvas_size, max(canvas_size - side, 0))  # window start C - corner stays in [0, C]
+  padded = jnp.pad(squares, ((0, 0), pad, pad))  # [B, C + S + max(C - S, 0), ...]
 
-  def paste(canvas, patch, corner):
-    start = (corner[0], corner[1])
-    region = jax.lax.dynamic_slice(canvas, start, patch.shape)
-    return jax.lax.dynamic_update_slice(canvas, jnp.maximum(region, patch), start)
+  def window(square, corner):
+    return jax.lax.dynamic_slice(square, (canvas_size - corner[0], canvas_size - corner[1]),
+                                 (canvas_size, canvas_size))
 
-  return jax.vmap(paste)(pixels, patches, top_left)
+  return jax.vmap(window)(padded, top_left)
+
+
+def _paste_pieces(pieces, top_left, canvas_size):
+  """The pixelwise max of every image's pieces on one zero canvas, each piece's top-left pixel at
+  top_left[b, k] (row, col): [B, K, P, P], [B, K, 2] -> [B, H, W]. One scatter-max of all pieces'
+  pixels (pixels past the canvas are dropped)."""
+  batch, count, side, _ = pieces.shape
+  offsets = jnp.arange(side)
+  shape = (batch, count, side, side)
+  rows = jnp.broadcast_to(top_left[:, :, 0, None, None] + offsets[:, None], shape)
+  cols = jnp.broadcast_to(top_left[:, :, 1, None, None] + offsets[None, :], shape)
+  images = jnp.broadcast_to(jnp.arange(batch)[:, None, None, None], shape)
+  canvases = jnp.zeros((batch, canvas_size, canvas_size), pieces.dtype)
+  return canvases.at[images, rows, cols].max(pieces, mode="drop")

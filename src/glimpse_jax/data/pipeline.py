@@ -193,7 +193,8 @@ def composer(cfg):
   if not _composes(cfg):
     return lambda batch: batch
   compose = functools.partial(device_canvas.compose, canvas_size=cfg.canvas_size,
-                              max_size=config_lib.max_digit_size(cfg))
+                              max_size=config_lib.max_digit_size(cfg),
+                              resize=config_lib.canvas_spec(cfg).scale_range is not None)
   return lambda batch: compose(batch) if device_canvas.is_recipe(batch) else batch
 
 
