@@ -135,6 +135,8 @@ def test_every_variant_resolves_and_bad_fields_are_named():
   assert config.phases.classify.loss.mimic_alpha == 0.5
   assert config.phases.classify.model.read_size == 5
   assert config.phases.classify.dataset.canvas_size == 100
+  smoke = pa.get_config('heuristic_translated_smoke')
+  assert {smoke.phases[name].dataset.canvas_size for name in smoke.pipeline} == {60}
   regular = pa.get_config('reconstruction_regular')
   assert regular.phases.pretrain.num_steps == 15_000 and regular.phases.pretrain.model.read_size == 2
   assert regular.phases.classify.init_subtrees == ('params/draw',)
@@ -220,16 +222,16 @@ def test_a_missing_or_incompatible_teacher_is_named(data_dir, pretrained, tmp_pa
 # A smoke pipeline learns.
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_heuristic_smoke_pipeline_learns(data_dir, tmp_path):
-  config = pa.get_config('heuristic_regular_smoke')
+def test_heuristic_smoke_pipeline_learns_translated_digits(data_dir, tmp_path):
+  # Unguided, this smoke stays near 67% error after 2,000 batches; guided, it leaves chance fast.
+  config = pa.get_config('heuristic_translated_smoke')
   with config.unlocked():
     for name in config.pipeline:
       config.phases[name].dataset.update(data_dir=data_dir, download=False, eval_examples=1_000)
-    config.phases.pretrain.num_steps = 50
-    config.phases.classify.num_steps = 1_000
+    config.phases.classify.num_steps = 800
   results = train.run_pipeline(config, str(tmp_path / 'run'), pa.make_experiment)
-  assert results['pretrain']['test_distance'] < 0.05  # reads centred on the digit
-  assert results['classify']['test_error'] < 0.5  # chance: 0.9; measured 0.29
+  assert results['pretrain']['test_distance'] < 0.15  # reads near the digit; measured 0.075
+  assert results['classify']['test_error'] < 0.5  # chance: 0.9; measured 0.080
 
 
 @pytest.mark.slow
@@ -250,7 +252,7 @@ def test_mimic_smoke_pipeline_learns(data_dir, tmp_path):
     config.phases.teacher.num_steps = 100
     config.phases.classify.num_steps = 1_000
   results = train.run_pipeline(config, str(tmp_path / 'run'), pa.make_experiment)
-  assert results['classify']['test_error'] < 0.5  # chance: 0.9
+  assert results['classify']['test_error'] < 0.5  # chance: 0.9; measured 0.080
 
 
 def test_tester_trains_on_the_stored_reads_of_a_frozen_model(data_dir, tmp_path):

@@ -34,6 +34,12 @@ def test_batches_to_95_percent():
   assert rpa.batches_to(curve[:2]) is None
 
 
+# A phase's headline (as in experiments/pretrain_attention.py) and, but for errors, its test value.
+HEADLINE_OF = {'classification': 'error', 'mimic': 'error', 'tester': 'error',
+               'reconstruction': 'bce', 'heuristic': 'distance'}
+TEST_VALUE = {'reconstruction': 169.04, 'heuristic': 0.0754}
+
+
 def _phase_config(objective, dataset='mnist', seed=0, alpha=0.95, hidden=256):
   return {'seed': seed, 'dataset': {'name': dataset},
           'loss': {'objective': objective, 'mimic_alpha': alpha},
@@ -53,8 +59,10 @@ def _write_run(root, name, phases, curves, *, seed=0, dataset='mnist', alpha=0.9
     folder.mkdir()
     curve = curves if last else []
     results = {'steps': steps, 'wall_seconds': 60.0, 'config': configs[phase]}
-    if objective in ('classification', 'mimic', 'tester'):
-      results['test_error'] = curve[-1][1] if curve else 0.5
+    headline = HEADLINE_OF[objective]
+    value = (curve[-1][1] if curve else 0.5) if headline == 'error' else TEST_VALUE[objective]
+    results.update({'headline': headline, 'headline_split': 'test', 'headline_value': value,
+                    f'test_{headline}': value})
     (folder / 'results.json').write_text(json.dumps(results))
     (folder / 'metrics.jsonl').write_text(''.join(
         json.dumps({'kind': 'eval', 'step': s, 'split': 'test', 'error': e}) + '\n'
@@ -123,3 +131,75 @@ def test_bad_runs_are_named(tmp_path):
   os.remove(os.path.join(b, 'classify', 'results.json'))
   with pytest.raises(ValueError, match=r"phase 'classify' of '.*/b' holds no results.json"):
     rpa.load_pipeline_run(b)
+
+
+def test_smoke_runs_get_their_own_section(tmp_path):
+  runs = tmp_path / 'runs'
+  runs.mkdir()
+  flat = [(s, 0.1 if s < 3_000 else 0.04) for s in range(1_000, 15_000, 1_000)]
+  workdirs = [
+      _write_run(runs, 'no_guidance_translated-seed0', [('classify', 'classification', 14_000)],
+                 flat, dataset='translated'),
+      _write_run(runs, 'heuristic_translated_smoke-seed0',
+                 [('pretrain', 'heuristic', 300), ('classify', 'classification', 2_000)],
+                 [(2_000, 0.293)], dataset='translated'),
+      _write_run(runs, 'smoke-seed0',
+                 [('pretrain', 'reconstruction', 1_000), ('classify', 'classification', 2_000)],
+                 [(2_000, 0.62)]),
+      _write_run(runs, 'no_guidance_regular_smoke-seed1', [('classify', 'classification', 2_000)],
+                 [(2_000, 0.5)], seed=1),
+      _write_run(runs, 'tester_reconstruction_regular_smoke-seed0',
+                 [('pretrain', 'reconstruction', 1_000), ('sequences', 'classification', 1),
+                  ('tester', 'tester', 1_000)], [(1_000, 0.25)]),
+  ]
+  sequences = runs / 'tester_reconstruction_regular_smoke-seed0' / 'sequences' / 'results.json'
+  sequences.write_text(json.dumps({'wall_seconds': 6.0}))
+  (runs / 'heuristic_translated_smoke-seed0' / 'classify' / 'read_windows.png').write_bytes(b'png')
+  notes = tmp_path / 'notes.md'
+  notes.write_text('## Reading\n\nA note.\n')
+  out = tmp_path / 'book' / 'pretrain_attention.md'
+  markdown = rpa.write_report(workdirs, str(out), str(notes))
+
+  # Smoke runs stay out of the tables, the curves and the read windows.
+  tables = markdown[:markdown.index('## Smoke variants')]
+  assert '| no_guidance | translated | 0 | classify 14,000 |' in tables
+  assert tables.count('| no_guidance |') == 1
+  assert 'heuristic' not in tables.split('## Table 2')[1]
+  assert '## Table 3' not in tables
+  assert not list((tmp_path / 'book').glob('*_reads.png'))
+  # One row per smoke run, by name, between the tables and the notes.
+  smoke = markdown[markdown.index('## Smoke variants'):]
+  assert ('| variant | phases | pre-training / teacher | test error % | learned | minutes |'
+          in smoke)
+  rows = [line for line in smoke.splitlines() if line.startswith('| `')]
+  assert rows == [
+      '| `heuristic_translated_smoke` | pretrain 300, classify 2,000 | heuristic distance 0.075 '
+      '| 29.3 | yes | 2.0 |',
+      '| `no_guidance_regular_smoke` | classify 2,000 | - | 50.0 | yes | 1.0 |',
+      '| `smoke` | pretrain 1,000, classify 2,000 | reconstruction bce 169.0 | 62.0 | no | 2.0 |',
+      '| `tester_reconstruction_regular_smoke` | pretrain 1,000, sequences, tester 1,000 '
+      '| reconstruction bce 169.0 | 25.0 | yes | 2.1 |',
+  ]
+  assert 'learns in under 2 minutes' in smoke
+  assert smoke.endswith('## Reading\n\nA note.\n')
+  # Without smoke runs, no smoke section.
+  plain = rpa.write_report(workdirs[:1], str(tmp_path / 'plain.md'))
+  assert 'Smoke' not in plain
+
+
+def test_smoke_names_and_teacher_headline(tmp_path):
+  runs = tmp_path / 'runs'
+  runs.mkdir()
+  curve = [(2_000, 0.4)]
+  bootstrap = rpa.load_pipeline_run(_write_run(
+      runs, 'bootstrap_regular_smoke-seed2',
+      [('teacher', 'classification', 1_000), ('classify', 'mimic', 2_000)], curve))
+  assert rpa.variant_of(bootstrap) == 'bootstrap_regular_smoke' and rpa.is_smoke(bootstrap)
+  assert rpa.headline_of(bootstrap, 'teacher') == 'classification error 50.0%'
+  assert rpa.smoke_row(bootstrap)[2:] == ['classification error 50.0%', '40.0', 'yes', '2.0']
+  made = rpa.load_pipeline_run(_write_run(runs, 'pretrain_attention-smoke-seed0',
+                                          [('classify', 'classification', 2_000)], curve))
+  assert rpa.variant_of(made) == 'smoke' and rpa.is_smoke(made)
+  for name in ('smoke_test-seed0', 'reconstruction_regular-seed0', 'smokey_smoker'):
+    run = rpa.load_pipeline_run(_write_run(runs, name, [('classify', 'classification', 1)], curve))
+    assert not rpa.is_smoke(run), name

@@ -9,7 +9,8 @@ paper's rule (`paper_rule_error`: evaluations every 1,000 batches, the mean of t
 accuracy stops improving) and the final model's. Each row states its budget (batches per phase)
 and wall time. Beside the markdown file go `<stem>_curves.png` (test error against batches,
 pre-training batches included, paper Figure 2) and the first seed's read windows of an unguided
-and each guided method (`<stem>_<method>_<dataset>_reads.png`).
+and each guided method (`<stem>_<method>_<dataset>_reads.png`). `_smoke` variants stay out of
+these and get a section of their own (phases, pre-training headline, test error, minutes).
 """
 
 import argparse
@@ -58,6 +59,10 @@ PAPER_BATCHES_TO_95 = {'guided': 3_000, 'unguided': 42_000}
 TABLE_2 = ('no_guidance', 'heuristic', 'reconstruction')
 TABLE_4 = ('mimic', 'bootstrap', 'mimic_alpha05', 'bootstrap_alpha05')
 DATASETS = ('translated', 'regular')
+SMOKE_SUFFIX = '_smoke'
+LEARNED_ERROR = 0.5  # a smoke run "learns" at this test error or below (chance: 0.9)
+# How a phase's headline value is written (test error goes in %, one decimal).
+HEADLINE_FORMAT = {'bce': '.1f', 'distance': '.3f'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +141,17 @@ def method_of(run: PipelineRun) -> str:
   if 'pretrain' in phases:
     return configs['pretrain']['loss']['objective']
   return 'no_guidance'
+
+
+def variant_of(run: PipelineRun) -> str:
+  """The run's name without its `-seed<N>` suffix (and `pretrain_attention-` prefix)."""
+  return report.seed_group(run.name).removeprefix(f'{EXPERIMENT}-')
+
+
+def is_smoke(run: PipelineRun) -> bool:
+  """Whether the run is a `_smoke` variant (`smoke` alone is reconstruction_regular_smoke)."""
+  variant = variant_of(run)
+  return variant == 'smoke' or variant.endswith(SMOKE_SUFFIX)
 
 
 def budget_of(run: PipelineRun) -> str:
@@ -229,6 +245,8 @@ ERROR_HEADER = ['method', 'dataset', 'seeds', 'budget (batches)', 'model',
                 'classify batches to 95%', 'with pre-training', 'minutes']
 TESTER_HEADER = ['tested model', 'dataset', 'seeds', 'budget (batches)', 'model',
                  'tester accuracy %', 'paper %', 'minutes']
+SMOKE_HEADER = ['variant', 'phases', 'pre-training / teacher', 'test error %', 'learned',
+                'minutes']
 
 
 def error_row(key: tuple[str, str, str, str], runs: Sequence[PipelineRun]) -> list[str]:
@@ -257,6 +275,39 @@ def tester_row(key: tuple[str, str, str, str], runs: Sequence[PipelineRun]) -> l
   return [method.removeprefix('tester_'), dataset, ', '.join(str(run.seed) for run in runs),
           budget, widths, _mean_std(accuracy), '-' if paper is None else f'{100 * paper:.1f}',
           _mean_std([run.wall_seconds for run in runs], 1 / 60, 1)]
+
+
+def phases_of(run: PipelineRun) -> str:
+  """Every phase with its batches, e.g. 'pretrain 300, classify 2,000'; generate phases (no
+  batches) by name alone."""
+  return ', '.join(f'{name} {run.results[name]["steps"]:,}' if 'steps' in run.results[name]
+                   else name for name in run.pipeline)
+
+
+def headline_of(run: PipelineRun, phase: str) -> str:
+  """A phase's objective and test headline, e.g. 'heuristic distance 0.075'."""
+  results = run.results[phase]
+  headline = results.get('headline', 'error')
+  value = results.get('headline_value', results.get(f'test_{headline}'))
+  if not isinstance(value, (int, float)):
+    text = '-'
+  elif headline == 'error':
+    text = f'{100 * value:.1f}%'
+  else:
+    text = format(value, HEADLINE_FORMAT.get(headline, '.4g'))
+  return f"{run.configs[phase]['loss']['objective']} {headline} {text}"
+
+
+def smoke_row(run: PipelineRun) -> list[str]:
+  """One row of the smoke table under SMOKE_HEADER."""
+  trained = [p for p in run.pipeline if 'steps' in run.results[p]]
+  error = run.results[trained[-1]].get('test_error')
+  known = isinstance(error, (int, float))
+  return [f'`{variant_of(run)}`', phases_of(run),
+          headline_of(run, trained[0]) if len(trained) > 1 else '-',
+          f'{100 * error:.1f}' if known else '-',
+          ('yes' if error <= LEARNED_ERROR else 'no') if known else '-',
+          f'{run.wall_seconds / 60:.1f}']
 
 
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -311,7 +362,8 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
   `notes`, a markdown file, is appended (the reading of the numbers, kept apart).
   """
   runs = [load_pipeline_run(workdir) for workdir in workdirs]
-  groups = group_runs(runs)
+  smokes = sorted((run for run in runs if is_smoke(run)), key=lambda run: run.name)
+  groups = group_runs([run for run in runs if not is_smoke(run)])
   folder, stem = os.path.dirname(out) or '.', os.path.splitext(os.path.basename(out))[0]
   os.makedirs(folder, exist_ok=True)
   errors = [error_row(k, r) for k, r in groups.items() if not k[0].startswith('tester_')]
@@ -355,6 +407,13 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
       text.append(f'\nRead windows of {key[0]} on {key[1]} MNIST test images (seed '
                   f'{members[0].seed}; numbered, from dark (first read) to bright (last)):\n\n'
                   f'![{key[0]}, {key[1]}, read windows]({name})\n')
+  if smokes:
+    text += ['\n## Smoke variants\n\n',
+             'The `_smoke` variants (64 units, T = 8, 2,000 test images, translated MNIST on a '
+             '60x60 canvas), each run on one core of a 2-core CPU machine; their budget is '
+             '"learns in under 2 minutes" (*learned*: the last trained phase\'s test error <= '
+             f'{100 * LEARNED_ERROR:.0f}%, chance 90%).\n\n',
+             _markdown_table(SMOKE_HEADER, [smoke_row(run) for run in smokes])]
   return write_page(text, out, notes)
 
 
