@@ -6,13 +6,17 @@ translated-scaled digits, measured in one process, one config after the other:
   loop      `train.run` for `STEPS` updates, canvases composed inside the step from host-drawn
             recipes (`dataset.compose_on_device=True`, the default);
   host      the same with canvases rendered in NumPy on the host (`compose_on_device=False`).
-Each loop figure is the run's own training speed (logged intervals after the first, so without
-compilation, evaluation or checkpointing). Prints images/s and the ratios loop/step, host/step.
+Each loop figure is the median of the run's logged training speeds over intervals of
+`LOG_EVERY` updates after the first (compilation), like the step's median over timed windows:
+on a shared 2-core machine single intervals now and then run 20-40% slow. Prints images/s and the
+ratios loop/step, host/step.
 """
 
 import os
 import sys
 import tempfile
+
+import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -21,7 +25,8 @@ from experiments import ram, ws_ram  # pylint: disable=g-import-not-at-top,wrong
 from glimpse_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 import step_timing  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-STEPS = 400
+STEPS = 1_000
+LOG_EVERY = 100
 CASES = {  # name: (experiment module, variant)
     'ram_translated60': (ram, 'translated60'),
     'ram_cluttered100': (ram, 'cluttered100'),
@@ -34,7 +39,7 @@ def _config(module, variant, compose_on_device: bool):
   with config.unlocked():
     config.dataset.compose_on_device = compose_on_device
     config.dataset.eval_examples = 256
-    config.update(num_steps=STEPS, log_every=STEPS // 4, checkpoint_every=0, eval_every=0,
+    config.update(num_steps=STEPS, log_every=LOG_EVERY, checkpoint_every=0, eval_every=0,
                   grad_variance_every=0)
     config.eval.batch_size = 256
   return config
@@ -43,8 +48,9 @@ def _config(module, variant, compose_on_device: bool):
 def _loop_images_per_second(module, variant, compose_on_device: bool) -> float:
   config = _config(module, variant, compose_on_device)
   with tempfile.TemporaryDirectory() as workdir:
-    results = train.run(config, workdir, module.make_experiment(config))
-  return results['images_per_second']
+    train.run(config, workdir, module.make_experiment(config))
+    speeds = [record['images_per_second'] for record in train.read_metrics(workdir, 'train')]
+  return float(np.median(speeds[1:]))
 
 
 def main() -> dict[str, float]:
@@ -53,7 +59,7 @@ def main() -> dict[str, float]:
     config = _config(module, variant, True)
     step = step_timing.time_in_turn(
         {name: step_timing.Update(config, module.make_experiment, config.batch_size)},
-        windows=3, steps_per_window=STEPS // 4)[name]
+        windows=5, steps_per_window=LOG_EVERY)[name]
     loop = _loop_images_per_second(module, variant, True)
     host = _loop_images_per_second(module, variant, False)
     figures.update({f'{name}_step_images_per_s': step, f'{name}_loop_images_per_s': loop,

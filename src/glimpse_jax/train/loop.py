@@ -167,6 +167,7 @@ class _Run:
         jax.random.key(config.seed), 4)
     self.train_key = mesh_lib.put_replicated(train_key, mesh)
     self.tx, self.schedule = make_optimizer(config.optimizer, config.num_steps)
+    float(self.schedule(0))  # its first call compiles (~0.2 s on CPU): not in a timed interval
     # Canvases drawn on the fly arrive as recipes and are composed inside the jitted step.
     self.prepare = data.composer(config.dataset)
     self.steps = step_lib.make_steps(experiment, mesh, config.grad_variance_draws,
