@@ -62,7 +62,7 @@ DATASETS = ('translated', 'regular')
 SMOKE_SUFFIX = '_smoke'
 LEARNED_ERROR = 0.5  # a smoke run "learns" at this test error or below (chance: 0.9)
 # How a phase's headline value is written (test error goes in %, one decimal).
-HEADLINE_FORMAT = {'bce': '.1f', 'distance': '.3f'}
+HEADLINE_FORMAT = {'bce': '.1f', 'distance': '.2g'}
 
 
 @dataclasses.dataclass(frozen=True)
