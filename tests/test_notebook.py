@@ -48,8 +48,8 @@ def test_ws_ram_notebook_shows_training_ess_scales_and_glimpses(data_dir, tmp_pa
 def test_pretrain_attention_notebook_shows_curves_reads_and_errors(data_dir, tmp_path,
                                                                    python3_kernel):
   pictures, printed = _execute('pretrain_attention.ipynb', data_dir, tmp_path, python3_kernel)
-  for variant, phases in (('no_guidance_regular_smoke', ('classify',)),
-                          ('heuristic_regular_smoke', ('pretrain', 'classify'))):
+  for variant, phases in (('no_guidance_translated_smoke', ('classify',)),
+                          ('heuristic_translated_smoke', ('pretrain', 'classify'))):
     for phase in phases:
       for name in ('results.json', 'read_windows.png'):
         assert (tmp_path / 'run' / variant / phase / name).is_file(), (variant, phase, name)
