@@ -34,11 +34,10 @@ Usage: make experiment NAME=pretrain_attention CONFIG=<method>_<dataset>[_smoke]
   2,000, 2,000 test images; under 2 minutes per pipeline on 2 CPU cores. Translated smokes place
   the digit on a 60x60 canvas (5x5 read): at 100x100 neither the unguided nor the heuristic
   model leaves ~80% error within 2,000 batches, while at 60x60 the heuristic's guidance shows
-  (measured in results/pretrain_attention.md). The mimic
-  variants scale their mimic term by 0.01 (`loss.mimic_scale`, 1 elsewhere): even this teacher's
-  late reads lie off the image, and a student held to them at full weight keeps them and learns
-  slowly; scaled, it learns as without guidance, so that smoke checks the pipeline, not the
-  method.
+  (measured in results/pretrain_attention.md). The mimic variants scale their mimic term by 0.01
+  (`loss.mimic_scale`, 1 elsewhere): even this teacher's late reads lie off the image, and a
+  student held to them at full weight keeps them and learns slowly; scaled, it learns as without
+  guidance, so that smoke checks the pipeline, not the method.
   `smoke` alone is reconstruction_regular_smoke. Measured times and errors of every smoke variant,
   and the runs at larger budgets, are in results/pretrain_attention.md.
 Override a phase's field with ARGS="--config.phases.classify.num_steps=5000"; run one phase alone

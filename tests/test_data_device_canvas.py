@@ -11,6 +11,7 @@ import optax
 import pytest
 
 from glimpse_jax import data, train
+from glimpse_jax.data import canvas as canvas_lib
 from glimpse_jax.data import device_canvas
 
 SETTINGS = {
@@ -43,6 +44,32 @@ def test_composed_recipes_equal_the_host_canvases(name, data_dir):
   # boundary (rescaled digits only): then one grey level.
   assert levels.max() <= (1.0001 if name == 'translated_scaled' else 1e-3)
   assert np.mean(levels > 0.5) < 1e-4
+
+
+
+def test_composed_squares_at_the_canvas_edges_equal_the_host_canvases():
+  # Digits from 14 px to the canvas side, in the far corner and past no edge; pieces in the
+  # corners and overlapping the digit.
+  spec = canvas_lib.CanvasSpec(40, scale_range=(0.5, 40 / 28), num_clutter=2, clutter_size=8)
+  images = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+  layout = canvas_lib.Layout(
+      digit=np.array([0, 1, 2, 3]), size=np.array([40, 28, 14, 28]),
+      top_left=np.array([[0, 0], [12, 12], [26, 0], [5, 7]]),
+      clutter_digit=np.array([[1, 2], [3, 4], [0, 1], [2, 3]]),
+      clutter_origin=np.array([[[0, 0], [20, 20]], [[3, 5], [0, 20]], [[10, 10], [1, 2]],
+                               [[0, 0], [0, 0]]]),
+      clutter_top_left=np.array([[[32, 32], [0, 32]], [[32, 0], [0, 0]], [[16, 16], [31, 31]],
+                                 [[5, 7], [10, 12]]]))
+  recipe = device_canvas.recipe_examples(layout, spec, images, np.arange(5))
+  composed = jax.jit(lambda batch: device_canvas.compose(batch, canvas_size=40, max_size=40))(
+      recipe)['image'][..., 0]  # [B, 40, 40]
+  host = canvas_lib.render(layout, spec, images)  # [B, 40, 40] uint8
+  levels = np.abs(np.asarray(composed) * 255 - host)
+  assert levels.max() <= 1.0001 and np.mean(levels > 0.5) < 1e-3
+  # 28x28 digits need no resize: the same canvases without it.
+  same = {key: value[1::2] for key, value in recipe.items()}  # the 28x28 digits
+  kept = device_canvas.compose(same, canvas_size=40, max_size=28, resize=False)['image'][..., 0]
+  np.testing.assert_allclose(np.asarray(kept) * 255, host[1::2], atol=1e-3)
 
 
 def test_recipes_only_where_canvases_are_drawn_on_the_fly(data_dir):

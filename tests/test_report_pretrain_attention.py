@@ -180,7 +180,7 @@ def test_smoke_runs_get_their_own_section(tmp_path):
       '| `tester_reconstruction_regular_smoke` | pretrain 1,000, sequences, tester 1,000 '
       '| reconstruction bce 169.0 | 25.0 | yes | 2.1 |',
   ]
-  assert 'learns in under 2 minutes' in smoke
+  assert 'under 2 minutes per pipeline' in smoke
   assert smoke.endswith('## Reading\n\nA note.\n')
   # Without smoke runs, no smoke section.
   plain = rpa.write_report(workdirs[:1], str(tmp_path / 'plain.md'))

@@ -409,9 +409,9 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
                   f'![{key[0]}, {key[1]}, read windows]({name})\n')
   if smokes:
     text += ['\n## Smoke variants\n\n',
-             'The `_smoke` variants (64 units, T = 8, 2,000 test images, translated MNIST on a '
-             '60x60 canvas), each run on one core of a 2-core CPU machine; their budget is '
-             '"learns in under 2 minutes" (*learned*: the last trained phase\'s test error <= '
+             'The `_smoke` variants (64 units, T = 8, 2,000 test images; translated ones on a '
+             '60x60 canvas), each run on one core of a 2-core CPU machine; their budget is under '
+             '2 minutes per pipeline (*learned*: the last trained phase\'s test error <= '
              f'{100 * LEARNED_ERROR:.0f}%, chance 90%).\n\n',
              _markdown_table(SMOKE_HEADER, [smoke_row(run) for run in smokes])]
   return write_page(text, out, notes)

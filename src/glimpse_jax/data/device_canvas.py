@@ -92,10 +92,10 @@ def compose(batch, *, canvas_size, max_size, resize=True):
 def _place(squares, top_left, canvas_size):
   """Each square on its own zero canvas, its top-left pixel at top_left[b] (row, col), cut at the
   canvas's far edges: [B, S, S], [B, 2] -> [B, H, W]. A canvas-sized window read from the square
-  padded with zeros (one gather per image), which XLA fuses with the padding."""
+  padded with zeros (one gather per image)."""
   side = squares.shape[-1]
   pad = (canvas_size, max(canvas_size - side, 0))  # window start C - corner stays in [0, C]
-  padded = jnp.pad(squares, ((0, 0), pad, pad))  # [B, C + S + max(C - S, 0), ...]
+  padded = jnp.pad(squares, ((0, 0), pad, pad))  # [B, L, L], L = C + S + max(C - S, 0)
 
   def window(square, corner):
     return jax.lax.dynamic_slice(square, (canvas_size - corner[0], canvas_size - corner[1]),
