@@ -51,6 +51,17 @@ def test_draw_shapes_and_first_read_from_zeros(head, output):
     np.testing.assert_allclose(g_t[:, 0], np.broadcast_to(bias, (4, 5)), rtol=1e-6)
   assert np.ptp(np.asarray(trace.read_params[:, 1]), axis=0).max() > 0  # depends on the image
   np.testing.assert_array_equal(read_bias('zeros', 2, 28, 28), np.zeros(5))
+  np.testing.assert_array_equal(read_bias('digit', 2, 28, 28), read_bias('blur', 2, 28, 28))
+
+
+def test_digit_read_spans_a_digit_at_the_image_centre():
+  fx, fy, _ = glimpse.draw_filterbank(read_bias('digit', 5, 100, 100), n=5, height=100, width=100)
+  pixels = np.arange(1, 101)  # 1-based pixel centres, as the filterbank counts them
+  for bank in (np.asarray(fx), np.asarray(fy)):
+    means = (bank * pixels).sum(-1)  # [5]
+    np.testing.assert_allclose(means, 50.5 + np.linspace(-13.5, 13.5, 5), atol=1e-3)
+    spread = np.sqrt((bank * (pixels - means[:, None]) ** 2).sum(-1))  # [5]
+    np.testing.assert_allclose(spread, 27 / 4 / 2, rtol=1e-3)  # sigma = stride / 2
 
 
 def test_draw_center_against_the_filterbank():

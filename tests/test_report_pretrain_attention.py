@@ -203,3 +203,15 @@ def test_smoke_names_and_teacher_headline(tmp_path):
   for name in ('smoke_test-seed0', 'reconstruction_regular-seed0', 'smokey_smoker'):
     run = rpa.load_pipeline_run(_write_run(runs, name, [('classify', 'classification', 1)], curve))
     assert not rpa.is_smoke(run), name
+
+
+def test_model_column_names_the_first_read_where_it_matters():
+  def run(dataset, read_init):
+    config = {'model': {'hidden': 256, 'glimpses': 10, 'read_init': read_init},
+              'dataset': {'name': dataset}}
+    return rpa.PipelineRun('w', ('classify',), {'classify': config}, {}, {})
+
+  assert rpa.widths_of(run('translated', 'blur')) == 'hidden 256, T = 10, first read blur'
+  assert rpa.widths_of(run('translated', 'digit')) == 'hidden 256, T = 10, first read digit'
+  assert rpa.widths_of(run('mnist', 'digit')) == 'hidden 256, T = 10'  # the same read as 'blur'
+  assert rpa.widths_of(run('mnist', 'zeros')) == 'hidden 256, T = 10, first read zeros'

@@ -161,8 +161,15 @@ def budget_of(run: PipelineRun) -> str:
 
 
 def widths_of(run: PipelineRun) -> str:
+  """The model column: widths, steps, and the first read's span where the dataset tells them
+  apart (`read_init`; on regular MNIST 'blur' and 'digit' are the same read)."""
   model = run.configs[run.pipeline[-1]]['model']
-  return f"hidden {model['hidden']}, T = {model['glimpses']}"
+  text = f"hidden {model['hidden']}, T = {model['glimpses']}"
+  read_init = model.get('read_init')  # absent from older configs
+  if read_init is None or (dataset_of(run) == 'regular' and read_init in ('blur', 'digit')):
+    return text
+  return f'{text}, first read {read_init}'
+
 
 
 def pretraining_steps(run: PipelineRun) -> int:

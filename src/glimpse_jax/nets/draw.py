@@ -20,7 +20,8 @@ import jax.numpy as jnp
 from glimpse_jax import glimpse
 
 HEADS = ('classifier', 'reconstruction', 'none')
-READ_INITS = ('blur', 'zeros')
+READ_INITS = ('blur', 'digit', 'zeros')
+DIGIT_SIDE = 28  # pixels spanned by the first read under read_init='digit'
 READ_PARAMS = 5  # (gx~, gy~, log sigma^2, log delta~, log gamma)
 xavier = nn.initializers.xavier_uniform()
 
@@ -60,18 +61,22 @@ class _DrawStep(nn.Module):
 
 
 def read_bias(read_init: str, n: int, height: int, width: int) -> jax.Array:
-  """The read layer's initial bias, hence `g_1`: 'zeros', or 'blur' (zeros but sigma = delta / 2).
+  """The read layer's initial bias, hence `g_1`, a grid at the image centre.
 
-  With 'zeros' the first grid spans the image with sigma = 1 pixel, so each filter samples one
-  pixel near the border, blank in MNIST, and the read's gradients all but vanish; 'blur' starts
-  from a blurred view of the whole image instead.
+  'zeros': the grid spans the image with sigma = 1 pixel, so each filter samples one pixel near
+  the border, blank in MNIST, and the read's gradients all but vanish. 'blur': the same grid seen
+  through Gaussians of sigma = stride / 2. 'digit': a grid spanning DIGIT_SIDE pixels (the
+  image, if smaller), sigma = stride / 2: a view of one digit wherever the read is moved.
   """
   if read_init not in READ_INITS:
     raise ValueError(f'read_init must be one of {list(READ_INITS)}, got {read_init!r}')
   if read_init == 'zeros':
     return jnp.zeros(READ_PARAMS)
   delta = (max(height, width) - 1) / (n - 1)  # the stride at log delta~ = 0
-  return jnp.array([0.0, 0.0, 2 * jnp.log(delta / 2), 0.0, 0.0])
+  if read_init == 'blur':
+    return jnp.array([0.0, 0.0, 2 * jnp.log(delta / 2), 0.0, 0.0])
+  stride = min(DIGIT_SIDE - 1, max(height, width) - 1) / (n - 1)  # 'digit'
+  return jnp.array([0.0, 0.0, 2 * jnp.log(stride / 2), jnp.log(stride / delta), 0.0])
 
 
 class DrawCore(nn.Module):
