@@ -59,10 +59,10 @@ Where the paper is silent, this module chooses:
     2x2 grid on 28x28 samples four border pixels, blank in MNIST: reconstruction pre-training then
     never moves the read (measured: reads still all zero after 3,000 batches), and
     classification needs ~1,000 batches to escape; on 100x100 translated digits the smokes sat at
-    chance (89% training error after 250-750 batches, heuristic-guided too, then stopped). With 'blur' (the first grid
-    spans the whole image, sigma = stride / 2) translated classification stays near 78% error for
-    10,000 batches, guided or not, where 'digit' lets the heuristic-guided smoke reach 8% in 1,500
-    (results/pretrain_attention.md).
+    chance (89% training error after 250-750 batches, heuristic-guided too, then stopped). With
+    'blur' (the first grid spans the whole image, sigma = stride / 2) 100x100 translated
+    classification stays near 78% error for 10,000 batches, guided or not, where 'digit' takes
+    the heuristic-guided smoke to 7.3% test error in 2,000 (results/pretrain_attention.md).
   - Reconstruction sums the binary cross-entropy over pixels (DRAW's L^x), headline `bce`.
   - The mimic distance is over the raw five read parameters (gx~, gy~, log sigma^2, log delta~,
     log gamma); only the teacher's `params/draw` is used, so its head may be either.
