@@ -205,13 +205,15 @@ def test_smoke_names_and_teacher_headline(tmp_path):
     assert not rpa.is_smoke(run), name
 
 
-def test_model_column_names_the_first_read_where_it_matters():
-  def run(dataset, read_init):
+def test_model_column_names_the_first_read_and_a_changed_learning_rate():
+  def run(dataset, read_init, learning_rate=1e-3):
     config = {'model': {'hidden': 256, 'glimpses': 10, 'read_init': read_init},
-              'dataset': {'name': dataset}}
+              'dataset': {'name': dataset}, 'optimizer': {'learning_rate': learning_rate}}
     return rpa.PipelineRun('w', ('classify',), {'classify': config}, {}, {})
 
   assert rpa.widths_of(run('translated', 'blur')) == 'hidden 256, T = 10, first read blur'
   assert rpa.widths_of(run('translated', 'digit')) == 'hidden 256, T = 10, first read digit'
   assert rpa.widths_of(run('mnist', 'digit')) == 'hidden 256, T = 10'  # the same read as 'blur'
   assert rpa.widths_of(run('mnist', 'zeros')) == 'hidden 256, T = 10, first read zeros'
+  assert (rpa.widths_of(run('translated', 'digit', 3e-3))
+          == 'hidden 256, T = 10, first read digit, learning rate 0.003')

@@ -60,6 +60,7 @@ TABLE_2 = ('no_guidance', 'heuristic', 'reconstruction')
 TABLE_4 = ('mimic', 'bootstrap', 'mimic_alpha05', 'bootstrap_alpha05')
 DATASETS = ('translated', 'regular')
 SMOKE_SUFFIX = '_smoke'
+DEFAULT_LEARNING_RATE = 1e-3  # experiments/pretrain_attention.py's Adam rate
 LEARNED_ERROR = 0.5  # a smoke run "learns" at this test error or below (chance: 0.9)
 # How a phase's headline value is written (test error goes in %, one decimal).
 HEADLINE_FORMAT = {'bce': '.1f', 'distance': '.2g'}
@@ -161,14 +162,20 @@ def budget_of(run: PipelineRun) -> str:
 
 
 def widths_of(run: PipelineRun) -> str:
-  """The model column: widths, steps, and the first read's span where the dataset tells them
-  apart (`read_init`; on regular MNIST 'blur' and 'digit' are the same read)."""
-  model = run.configs[run.pipeline[-1]]['model']
+  """The model column: widths, steps, the first read's span where the dataset tells them apart
+  (`read_init`; on regular MNIST 'blur' and 'digit' are the same read) and the last phase's
+  learning rate where it is not the module's 1e-3."""
+  config = run.configs[run.pipeline[-1]]
+  model = config['model']
   text = f"hidden {model['hidden']}, T = {model['glimpses']}"
   read_init = model.get('read_init')  # absent from older configs
-  if read_init is None or (dataset_of(run) == 'regular' and read_init in ('blur', 'digit')):
-    return text
-  return f'{text}, first read {read_init}'
+  if read_init is not None and not (dataset_of(run) == 'regular' and
+                                    read_init in ('blur', 'digit')):
+    text += f', first read {read_init}'
+  rate = config.get('optimizer', {}).get('learning_rate', DEFAULT_LEARNING_RATE)
+  if rate != DEFAULT_LEARNING_RATE:
+    text += f', learning rate {rate:g}'
+  return text
 
 
 
