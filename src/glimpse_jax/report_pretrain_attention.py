@@ -155,10 +155,20 @@ def is_smoke(run: PipelineRun) -> bool:
   return variant == 'smoke' or variant.endswith(SMOKE_SUFFIX)
 
 
+def trained_phases(run: PipelineRun) -> list[str]:
+  """The phases that trained (a generate phase has no `steps`), in pipeline order."""
+  return [name for name in run.pipeline if 'steps' in run.results[name]]
+
+
+def _phase_label(run: PipelineRun, name: str) -> str:
+  """'classify 8,000' for a trained phase, the bare name for a generate phase."""
+  steps = run.results[name].get('steps')
+  return name if steps is None else f'{name} {steps:,}'
+
+
 def budget_of(run: PipelineRun) -> str:
   """Batches per trained phase, e.g. 'pretrain 6,000 + classify 8,000'."""
-  return ' + '.join(f'{name} {run.results[name]["steps"]:,}' for name in run.pipeline
-                    if 'steps' in run.results[name])
+  return ' + '.join(_phase_label(run, name) for name in trained_phases(run))
 
 
 def widths_of(run: PipelineRun) -> str:
@@ -178,11 +188,9 @@ def widths_of(run: PipelineRun) -> str:
   return text
 
 
-
 def pretraining_steps(run: PipelineRun) -> int:
   """Batches trained before the last trained phase (pre-training or the teacher)."""
-  trained = [p for p in run.pipeline if 'steps' in run.results[p]]
-  return sum(run.results[p]['steps'] for p in trained[:-1])
+  return sum(run.results[p]['steps'] for p in trained_phases(run)[:-1])
 
 
 def test_curve(records: Sequence[Mapping[str, Any]], metric: str = 'error') -> list[tuple]:
@@ -222,7 +230,7 @@ def batches_to(curve: Sequence[tuple[int, float]], accuracy: float = TARGET_ACCU
 
 
 def _last_trained(run: PipelineRun) -> str:
-  return [p for p in run.pipeline if 'steps' in run.results[p]][-1]
+  return trained_phases(run)[-1]
 
 
 def group_runs(runs: Sequence[PipelineRun]) -> dict[tuple[str, str, str, str], list[PipelineRun]]:
@@ -294,8 +302,7 @@ def tester_row(key: tuple[str, str, str, str], runs: Sequence[PipelineRun]) -> l
 def phases_of(run: PipelineRun) -> str:
   """Every phase with its batches, e.g. 'pretrain 300, classify 2,000'; generate phases (no
   batches) by name alone."""
-  return ', '.join(f'{name} {run.results[name]["steps"]:,}' if 'steps' in run.results[name]
-                   else name for name in run.pipeline)
+  return ', '.join(_phase_label(run, name) for name in run.pipeline)
 
 
 def headline_of(run: PipelineRun, phase: str) -> str:
@@ -314,7 +321,7 @@ def headline_of(run: PipelineRun, phase: str) -> str:
 
 def smoke_row(run: PipelineRun) -> list[str]:
   """One row of the smoke table under SMOKE_HEADER."""
-  trained = [p for p in run.pipeline if 'steps' in run.results[p]]
+  trained = trained_phases(run)
   error = run.results[trained[-1]].get('test_error')
   known = isinstance(error, (int, float))
   return [f'`{variant_of(run)}`', phases_of(run),

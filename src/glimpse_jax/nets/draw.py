@@ -72,11 +72,10 @@ def read_bias(read_init: str, n: int, height: int, width: int) -> jax.Array:
     raise ValueError(f'read_init must be one of {list(READ_INITS)}, got {read_init!r}')
   if read_init == 'zeros':
     return jnp.zeros(READ_PARAMS)
-  delta = (max(height, width) - 1) / (n - 1)  # the stride at log delta~ = 0
-  if read_init == 'blur':
-    return jnp.array([0.0, 0.0, 2 * jnp.log(delta / 2), 0.0, 0.0])
-  stride = min(DIGIT_SIDE - 1, max(height, width) - 1) / (n - 1)  # 'digit'
-  return jnp.array([0.0, 0.0, 2 * jnp.log(stride / 2), jnp.log(stride / delta), 0.0])
+  span = max(height, width) - 1  # between the outer filters' means at log delta~ = 0
+  covered = span if read_init == 'blur' else min(DIGIT_SIDE - 1, span)  # the first grid's span
+  stride = covered / (n - 1)
+  return jnp.array([0.0, 0.0, 2 * jnp.log(stride / 2), jnp.log(covered / span), 0.0])
 
 
 class DrawCore(nn.Module):
