@@ -3,13 +3,16 @@
 For RAM on translated60 and cluttered100 and WS-RAM + q (control variates) on 100x100
 translated-scaled digits, measured in one process, one config after the other:
   step      the jitted update alone on one device-resident batch (`step_timing.Update`);
-  loop      `train.run` for `STEPS` updates, canvases composed inside the step from host-drawn
-            recipes (`dataset.compose_on_device=True`, the default);
+  loop      `train.run` for `STEPS` updates, canvases drawn inside the step from its own key
+            and the device's digit pool (`dataset.sample_on_device=True`, RAM's and WS-RAM's
+            setting): the loop sends nothing per update;
+  recipes   the same with canvases composed inside the step from host-drawn recipes
+            (`sample_on_device=False`);
   host      the same with canvases rendered in NumPy on the host (`compose_on_device=False`).
 Each loop figure is the median of the run's logged training speeds over intervals of
 `LOG_EVERY` updates after the first (compilation), like the step's median over timed windows:
 on a shared 2-core machine single intervals now and then run 20-40% slow. Prints images/s and the
-ratios loop/step, host/step.
+ratios loop/step, recipes/step, host/step.
 """
 
 import os
@@ -34,10 +37,14 @@ CASES = {  # name: (experiment module, variant)
 }
 
 
-def _config(module, variant, compose_on_device: bool):
+# name: (dataset.compose_on_device, dataset.sample_on_device)
+MODES = {'loop': (True, True), 'recipes': (True, False), 'host': (False, False)}
+
+
+def _config(module, variant, mode: str = 'loop'):
   config = module.get_config(variant)
   with config.unlocked():
-    config.dataset.compose_on_device = compose_on_device
+    config.dataset.compose_on_device, config.dataset.sample_on_device = MODES[mode]
     config.dataset.eval_examples = 256
     config.update(num_steps=STEPS, log_every=LOG_EVERY, checkpoint_every=0, eval_every=0,
                   grad_variance_every=0)
@@ -45,8 +52,8 @@ def _config(module, variant, compose_on_device: bool):
   return config
 
 
-def _loop_images_per_second(module, variant, compose_on_device: bool) -> float:
-  config = _config(module, variant, compose_on_device)
+def _loop_images_per_second(module, variant, mode: str) -> float:
+  config = _config(module, variant, mode)
   with tempfile.TemporaryDirectory() as workdir:
     train.run(config, workdir, module.make_experiment(config))
     speeds = [record['images_per_second'] for record in train.read_metrics(workdir, 'train')]
@@ -56,19 +63,19 @@ def _loop_images_per_second(module, variant, compose_on_device: bool) -> float:
 def main() -> dict[str, float]:
   figures = {}
   for name, (module, variant) in CASES.items():
-    config = _config(module, variant, True)
+    config = _config(module, variant)
     step = step_timing.time_in_turn(
         {name: step_timing.Update(config, module.make_experiment, config.batch_size)},
         windows=5, steps_per_window=LOG_EVERY)[name]
-    loop = _loop_images_per_second(module, variant, True)
-    host = _loop_images_per_second(module, variant, False)
-    figures.update({f'{name}_step_images_per_s': step, f'{name}_loop_images_per_s': loop,
-                    f'{name}_host_canvases_loop_images_per_s': host,
-                    f'{name}_loop_over_step': loop / step,
-                    f'{name}_host_canvases_loop_over_step': host / step})
-    print(f'{name:20s} step {step:9.0f} img/s | loop, canvases on device {loop:9.0f} img/s '
-          f'({loop / step:.2f} of the step) | loop, canvases on host {host:9.0f} img/s '
-          f'({host / step:.2f})', flush=True)
+    figures[f'{name}_step_images_per_s'] = step
+    line = f'{name:20s} step {step:9.0f} img/s'
+    for mode in MODES:
+      speed = _loop_images_per_second(module, variant, mode)
+      prefix = name if mode == 'loop' else f'{name}_{mode}'
+      figures.update({f'{prefix}_loop_images_per_s': speed,
+                      f'{prefix}_loop_over_step': speed / step})
+      line += f' | {mode} {speed:9.0f} img/s ({speed / step:.2f})'
+    print(line, flush=True)
   return figures
 
 

@@ -106,6 +106,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = train.base_config()
   config.experiment = 'ram'
   config.dataset.update(dataset)
+  config.dataset.sample_on_device = True  # canvases drawn inside the step: no host work
   config.batch_size = 128
   config.num_steps = _PAPER_STEPS if variant.endswith('_paper') else steps
   config.optimizer.name = 'adam'

@@ -83,6 +83,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = train.base_config()
   config.experiment = 'ws_ram'
   config.dataset.update(name='translated_scaled', canvas_size=100)
+  config.dataset.sample_on_device = True  # canvases drawn inside the step: no host work
   config.batch_size = 64
   config.num_steps = 10_000_000 if paper else 30_000
   config.optimizer.update(name='adam', learning_rate=1e-3,

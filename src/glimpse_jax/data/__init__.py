@@ -25,6 +25,7 @@ from glimpse_jax.data.config import image_shape
 from glimpse_jax.data.config import num_classes
 from glimpse_jax.data.config import validate_config
 from glimpse_jax.data.pipeline import composer
+from glimpse_jax.data.pipeline import device_sampler
 from glimpse_jax.data.pipeline import eval_batches
 from glimpse_jax.data.pipeline import index_batches
 from glimpse_jax.data.pipeline import load_split
@@ -39,6 +40,7 @@ __all__ = [
     "ExampleStore",
     "StoredFields",
     "default_config",
+    "device_sampler",
     "digit_strings_config",
     "eval_batches",
     "image_shape",

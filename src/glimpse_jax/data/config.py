@@ -50,6 +50,9 @@ def default_config():
       their recipes (digits, positions, clutter pieces) and composes the canvases inside its
       jitted step (`device_canvas`); the same images as the host's. Other readers of
       `train_stream` get rendered canvases either way.
+    sample_on_device: with `compose_on_device`, the training step also draws the recipes itself
+      from its own key (`device_sampling`): the loop sends nothing per update. Same distribution,
+      another generator than the host stream's, still a pure function of (seed, step).
     seed: the seed of the fixed (cached) splits.
     eval_examples: examples of the test split, and at most this many per evaluation pass (test or
       validation); None = the whole split.
@@ -75,6 +78,7 @@ def default_config():
   cfg.scale_range = (0.5, 2.0)
   cfg.train_on_the_fly = True
   cfg.compose_on_device = True
+  cfg.sample_on_device = False
   cfg.seed = 0
   cfg.eval_examples = config_dict.placeholder(int)
   cfg.train_examples = config_dict.placeholder(int)
@@ -135,9 +139,12 @@ def validate_config(cfg):
     raise ValueError(
         f"dataset.clutter_size must be <= {sources.DIGIT_SIZE}, got {cfg.clutter_size}")
   _check_scale_range(cfg)
-  if not isinstance(cfg.get("compose_on_device", False), bool):
-    raise ValueError(f"dataset.compose_on_device must be True or False, got "
-                     f"{cfg.compose_on_device!r}")
+  for field in ("compose_on_device", "sample_on_device"):
+    if not isinstance(cfg.get(field, False), bool):
+      raise ValueError(f"dataset.{field} must be True or False, got {cfg[field]!r}")
+  if cfg.get("sample_on_device", False) and not cfg.get("compose_on_device", False):
+    raise ValueError("dataset.sample_on_device=True draws canvases inside the step, which needs "
+                     "dataset.compose_on_device=True")
   if cfg.name == "translated_scaled" and max_digit_size(cfg) > cfg.canvas_size:
     raise ValueError(
         f"dataset.canvas_size {cfg.canvas_size} cannot hold a digit scaled by "

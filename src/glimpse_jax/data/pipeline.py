@@ -25,6 +25,7 @@ from glimpse_jax.data import canvas
 from glimpse_jax.data import cifar
 from glimpse_jax.data import config as config_lib
 from glimpse_jax.data import device_canvas
+from glimpse_jax.data import device_sampling
 from glimpse_jax.data import digit_string_splits
 from glimpse_jax.data import digit_strings
 from glimpse_jax.data import sources
@@ -196,6 +197,24 @@ def composer(cfg):
                               max_size=config_lib.max_digit_size(cfg),
                               resize=config_lib.canvas_spec(cfg).scale_range is not None)
   return lambda batch: compose(batch) if device_canvas.is_recipe(batch) else batch
+
+
+def device_sampler(cfg, batch_size, *, seed):
+  """A `device_sampling.Sampler` of the training canvases of `cfg` when they are drawn on the
+  device (`cfg.sample_on_device`, derived canvases on the fly), else None.
+
+  Its batches are global (`batch_size` rows) and follow `train_stream`'s distribution from
+  another generator: a pure function of (seed, step). The pool holds the same training digits
+  (never the 'validation' tail).
+  """
+  config_lib.validate_config(cfg)
+  if not (cfg.get("sample_on_device", False) and _composes(cfg)):
+    return None
+  _check_non_negative("seed", seed)
+  n = config_lib.index_range(cfg, "train")[1]
+  images, labels = sources.load_digits(cfg.source, "train", cfg.data_dir, download=cfg.download)
+  return device_sampling.sampler(config_lib.canvas_spec(cfg), images[:n], labels[:n],
+                                 batch_size, seed, max_size=config_lib.max_digit_size(cfg))
 
 
 def _fresh_digit_strings(spec, images, labels, batch_size, seed, rows, step):

@@ -6,6 +6,7 @@ experiment: everything method-specific comes from the `Experiment`'s functions a
 
 import contextlib
 import functools
+import itertools
 import json
 import os
 import signal
@@ -168,8 +169,16 @@ class _Run:
     self.train_key = mesh_lib.put_replicated(train_key, mesh)
     self.tx, self.schedule = make_optimizer(config.optimizer, config.num_steps)
     float(self.schedule(0))  # its first call compiles (~0.2 s on CPU): not in a timed interval
-    # Canvases drawn on the fly arrive as recipes and are composed inside the jitted step.
-    self.prepare = data.composer(config.dataset)
+    # Canvases drawn on the fly are drawn inside the jitted step from the device's digit pool
+    # (`dataset.sample_on_device`), else arrive as recipes and are composed there.
+    self.sampler = data.device_sampler(config.dataset, config.batch_size, seed=config.seed)
+    if self.sampler is not None:
+      self.pool = mesh_lib.put_replicated(self.sampler.pool, mesh)
+      self.prepare = lambda pool, step: jax.lax.with_sharding_constraint(
+          self.sampler.sample(pool, step), self.batch_sharding)
+    else:
+      compose = data.composer(config.dataset)
+      self.prepare = lambda batch, step: compose(batch)
     self.steps = step_lib.make_steps(experiment, mesh, config.grad_variance_draws,
                                      plateau_rule(config.optimizer.plateau)
                                      if config.optimizer.plateau.patience else None,
@@ -177,6 +186,10 @@ class _Run:
     self.frozen = load_frozen(config, experiment, mesh)
     self.join = (open_training_store(config.data_from, config.dataset) if config.data_from
                  else None)
+    if self.join is not None and self.sampler is not None:
+      raise ValueError(
+          f'data_from={config.data_from!r} joins stored fields by example index, which canvases '
+          'drawn on the device do not have: set dataset.train_on_the_fly=False')
     self.checkpointer = Checkpointer(workdir, config.keep_checkpoints,
                                      keep_steps=tuple(config.checkpoint_at))
     self.clock = _Clock()
@@ -200,6 +213,13 @@ class _Run:
     return data.train_stream(self.config.dataset, self.config.batch_size, seed=self.config.seed,
                              start_step=start_step, join=self.join, recipes=True, **self.process)
 
+  def _train_batches(self, start_step: int):
+    """A context manager over the batches the update takes: the device's digit pool every time
+    when canvases are drawn in the step, else the prefetched training stream."""
+    if self.sampler is not None:
+      return contextlib.nullcontext(itertools.repeat(self.pool))
+    return DevicePrefetcher(self._train_stream(start_step), self.batch_sharding)
+
   def _eval_batches(self, split: str):
     return data.eval_batches(self.config.dataset, self.config.eval.batch_size, split=split,
                              **self.process)
@@ -208,8 +228,13 @@ class _Run:
   # Initial state: the workdir's checkpoint, else config.init_from's parameters, else scratch.
   # -------------------------------------------------------------------------------------------
   def _initial_state(self, init_key) -> tuple[TrainState, str]:
-    self.stream_example = next(self._train_stream(0))  # as the stream yields it
-    self.example_batch = jax.tree.map(np.asarray, self.prepare(self.stream_example))  # as `init`
+    # The update's batch argument as it arrives, and the batch `init` sees.
+    if self.sampler is not None:
+      self.stream_example = self.pool
+      self.example_batch = jax.tree.map(np.asarray, jax.jit(self.prepare)(self.pool, 0))
+    else:
+      self.stream_example = next(self._train_stream(0))
+      self.example_batch = jax.tree.map(np.asarray, self.prepare(self.stream_example, 0))
     abstract = abstract_state(self.experiment, self.tx, init_key, self.example_batch,
                               self.replicated)
     self._check_evaluate(abstract)
@@ -272,7 +297,6 @@ class _Run:
 
   def _train(self, stop: StopRequests) -> None:
     config = self.config
-    stream = self._train_stream(self.start_step)
     metric_names = sorted(jax.eval_shape(
         functools.partial(step_lib.train_step, prepare=self.prepare), self.state,
         self._abstract_batch(), self.train_key, self.frozen)[1])
@@ -281,7 +305,7 @@ class _Run:
     acc, pending, self.variances = new_accumulator(), None, []
     self.last_logged, state = self.start_step, self.state
     self.state = None  # donated below; the loop's `state` is the only live reference
-    with DevicePrefetcher(stream, self.batch_sharding) as batches:
+    with self._train_batches(self.start_step) as batches:
       for step in range(self.start_step, config.num_steps):
         batch = next(batches)
         if config.grad_variance_every and step % config.grad_variance_every == 0:
@@ -340,6 +364,9 @@ class _Run:
     return state.replace(opt_state=opt_state)
 
   def _abstract_batch(self) -> dict[str, jax.ShapeDtypeStruct]:
+    if self.sampler is not None:
+      return {name: jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=self.replicated)
+              for name, value in self.pool.items()}
     return {name: jax.ShapeDtypeStruct((self.config.batch_size, *value.shape[1:]), value.dtype,
                                        sharding=self.batch_sharding)
             for name, value in self.stream_example.items()}

@@ -45,7 +45,7 @@ def load_frozen(config: ml_collections.ConfigDict, experiment: Experiment,
 
 # Dataset fields that do not change which image a training index names.
 _INDEX_NEUTRAL = ('eval_examples', 'validation_examples', 'train_on_the_fly', 'download',
-                  'data_dir', 'cache_dir')
+                  'data_dir', 'cache_dir', 'compose_on_device', 'sample_on_device')
 
 
 def open_store(path: str) -> 'data.StoredFields':

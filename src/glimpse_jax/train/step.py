@@ -30,17 +30,19 @@ def _frozen_args(frozen: Frozen | None) -> tuple:
 
 def train_step(state: TrainState, batch: Batch, rng: jax.Array,
                frozen: Frozen | None = None,
-               prepare: Callable[[Batch], Batch] | None = None) -> tuple[TrainState, dict]:
+               prepare: Callable[[Batch, jax.Array], Batch] | None = None
+               ) -> tuple[TrainState, dict]:
   """One optimizer update on `batch`; returns the new state and scalar metrics.
 
   Metrics are the experiment's own, plus `loss` (the differentiated scalar) and `grad_norm`
   (global norm of the gradient before clipping). `frozen` (the frozen models' parameters) is
   passed to the loss as its last argument when given; it is an input, never differentiated.
-  `prepare` maps the batch as it arrives to the experiment's (e.g. `data.composer`: canvas
-  recipes to images) inside the step.
+  `prepare(batch, step)` maps the batch as it arrives and the update's index to the
+  experiment's batch inside the step (canvas recipes to images, or the digit pool to the canvases
+  drawn for this update).
   """
   if prepare is not None:
-    batch = prepare(batch)
+    batch = prepare(batch, state.step)
   step_rng = jax.random.fold_in(rng, state.step)
   loss_fn = lambda params: state.apply_fn(params, batch, step_rng, state.step,
                                           *_frozen_args(frozen))
@@ -87,7 +89,7 @@ def accumulate(acc: dict[str, Any], metrics: Mapping[str, jax.Array],
 
 def train_step_and_accumulate(state: TrainState, acc: dict[str, Any], batch: Batch,
                               rng: jax.Array, frozen: Frozen | None = None,
-                              prepare: Callable[[Batch], Batch] | None = None
+                              prepare: Callable[[Batch, jax.Array], Batch] | None = None
                               ) -> tuple[TrainState, dict[str, Any]]:
   """`train_step` followed by `accumulate`, so the loop dispatches one computation per update."""
   step = state.step
@@ -116,14 +118,15 @@ def eval_step(evaluate: Callable, params: Any, batch: Batch, rng: jax.Array,
 
 def grad_variance(state: TrainState, batch: Batch, rng: jax.Array, num_draws: int,
                   frozen: Frozen | None = None,
-                  prepare: Callable[[Batch], Batch] | None = None) -> dict[str, jax.Array]:
+                  prepare: Callable[[Batch, jax.Array], Batch] | None = None
+                  ) -> dict[str, jax.Array]:
   """Spread of the gradient estimator over `num_draws` rngs on one batch at `state.params`.
 
   Returns `grad_variance`, the trace of the covariance of the flattened gradient (the sum over
   parameters of the unbiased per-parameter variance across draws), and `grad_norm_mean`.
   """
   if prepare is not None:
-    batch = prepare(batch)
+    batch = prepare(batch, state.step)
   def grad(draw_rng):
     loss_fn = lambda params: state.apply_fn(params, batch, draw_rng, state.step,
                                             *_frozen_args(frozen))[0]
@@ -148,7 +151,7 @@ class Steps(NamedTuple):
 
 def make_steps(experiment: Experiment, mesh: Mesh, grad_variance_draws: int,
                plateau: optax.GradientTransformationExtraArgs | None = None,
-               prepare: Callable[[Batch], Batch] | None = None) -> Steps:
+               prepare: Callable[[Batch, jax.Array], Batch] | None = None) -> Steps:
   """Compiles-on-first-call versions of the steps, every output replicated.
 
   The frozen models' parameters are an argument of each step (device arrays, not constants
