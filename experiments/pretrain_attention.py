@@ -46,9 +46,12 @@ with ARGS="--phase=classify".
 Where the paper is silent, this module chooses:
   - Adam with learning rate 1e-3 (Kingma & Ba's default, the rate of the public DRAW codes),
     batch 100; classification phases run 20,000 batches (the paper trains until test accuracy
-    stops improving), evaluated on the whole test split every 1,000. Reconstruction alone clips
-    its gradients to norm 10 (the public DRAW codes clip too): unclipped, the regular 256-unit
-    reconstruction ran at gradient norms of ~150 and collapsed to the mean image by batch 2,000.
+    stops improving), evaluated on the whole test split every 1,000. Gradients are clipped to
+    global norm 5, reconstruction's to 10 (the public DRAW codes clip, the paper's per variable
+    at 5): unclipped, the regular 256-unit reconstruction ran at gradient norms of ~150 and
+    collapsed to the mean image by batch 2,000, and heuristic-guided classification of 100x100
+    translated digits with T = 10 reads reached 8-15% training error, then both seeds measured
+    lost it within 500 batches (to 81% and 53% test error at batch 2,000; clipped: 8.6%).
   - The heuristic's distances are in the location convention ((x, y) in [-1, 1], the units of the
     batch's `center`); the read centre is the DRAW grid centre (gX, gY) mapped to it
     (`glimpse.draw_center`); the L1 term sums |h_dec_t| over every step t. Regular MNIST has no
@@ -105,6 +108,7 @@ SMOKE_STEPS = {'heuristic': 300, 'reconstruction': 1_000, 'classification': 1_00
 SMOKE_CLASSIFY_STEPS = 2_000
 SMOKE_TRANSLATED_CANVAS = 60  # guidance shows within the smoke's 2,000 batches (module doc)
 RECONSTRUCTION_CLIP = 10.0  # gradient norm; unclipped, the reconstruction collapses (module doc)
+CLIP = 5.0  # gradient norm of every other phase; unclipped, T = 10 classification collapses
 SMOKE_MIMIC_SCALE = 0.01  # the smoke teacher's reads are useless: no student may be held to them
 # Table 3: every tested model gets the same total batches (split evenly when it has two phases),
 # then the tester trains on the stored reads.
@@ -129,8 +133,7 @@ def phase_config(objective: str, dataset: str, num_steps: int,
   config.eval_examples_during_training = 0
   config.eval.batch_size = 500
   config.optimizer.learning_rate = 1e-3
-  if objective == 'reconstruction':
-    config.optimizer.grad_clip_norm = RECONSTRUCTION_CLIP
+  config.optimizer.grad_clip_norm = RECONSTRUCTION_CLIP if objective == 'reconstruction' else CLIP
   config.headline = HEADLINE_OF[objective]
   config.model = ml_collections.ConfigDict(dict(
       read_size=read_size, hidden=256, latent=10, glimpses=10, classifier_hidden=256,

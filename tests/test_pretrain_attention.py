@@ -256,7 +256,7 @@ def test_mimic_smoke_pipeline_learns(data_dir, tmp_path):
   teacher = config.phases.teacher.optimizer  # a reconstruction that learns within the budget
   assert (teacher.learning_rate, teacher.grad_clip_norm) == (1e-2, 10.0)
   assert pa.get_config('mimic_regular').phases.teacher.optimizer.grad_clip_norm == 10.0
-  assert pa.get_config('mimic_regular').phases.classify.optimizer.grad_clip_norm == 0.0
+  assert pa.get_config('mimic_regular').phases.classify.optimizer.grad_clip_norm == pa.CLIP == 5.0
   with config.unlocked():
     for name in config.pipeline:
       config.phases[name].dataset.update(data_dir=data_dir, download=False, eval_examples=1_000)

@@ -205,10 +205,11 @@ def test_smoke_names_and_teacher_headline(tmp_path, runs):
     assert not rpa.is_smoke(run), name
 
 
-def test_model_column_names_the_first_read_and_a_changed_learning_rate():
-  def run(dataset, read_init, learning_rate=1e-3):
+def test_model_column_names_the_first_read_and_a_changed_learning_rate_or_clipping():
+  def run(dataset, read_init, learning_rate=1e-3, clip=5.0):
     config = {'model': {'hidden': 256, 'glimpses': 10, 'read_init': read_init},
-              'dataset': {'name': dataset}, 'optimizer': {'learning_rate': learning_rate}}
+              'dataset': {'name': dataset},
+              'optimizer': {'learning_rate': learning_rate, 'grad_clip_norm': clip}}
     return rpa.PipelineRun('w', ('classify',), {'classify': config}, {}, {})
 
   assert rpa.widths_of(run('translated', 'blur')) == 'hidden 256, T = 10, first read blur'
@@ -217,3 +218,7 @@ def test_model_column_names_the_first_read_and_a_changed_learning_rate():
   assert rpa.widths_of(run('mnist', 'zeros')) == 'hidden 256, T = 10, first read zeros'
   assert (rpa.widths_of(run('translated', 'digit', 3e-3))
           == 'hidden 256, T = 10, first read digit, learning rate 0.003')
+  assert (rpa.widths_of(run('translated', 'digit', clip=0.0))
+          == 'hidden 256, T = 10, first read digit, unclipped')
+  assert rpa.widths_of(run('mnist', 'digit', clip=10.0)) == ('hidden 256, T = 10, gradients '
+                                                            'clipped at 10')

@@ -61,6 +61,7 @@ TABLE_4 = ('mimic', 'bootstrap', 'mimic_alpha05', 'bootstrap_alpha05')
 DATASETS = ('translated', 'regular')
 SMOKE_SUFFIX = '_smoke'
 DEFAULT_LEARNING_RATE = 1e-3  # experiments/pretrain_attention.py's Adam rate
+DEFAULT_CLIP = 5.0  # its gradient clipping norm for every phase but reconstruction
 LEARNED_ERROR = 0.5  # a smoke run "learns" at this test error or below (chance: 0.9)
 # How a phase's headline value is written (test error goes in %, one decimal).
 HEADLINE_FORMAT = {'bce': '.1f', 'distance': '.2g'}
@@ -174,7 +175,7 @@ def budget_of(run: PipelineRun) -> str:
 def widths_of(run: PipelineRun) -> str:
   """The model column: widths, steps, the first read's span where the dataset tells them apart
   (`read_init`; on regular MNIST 'blur' and 'digit' are the same read) and the last phase's
-  learning rate where it is not the module's 1e-3."""
+  learning rate and gradient clipping where they are not the module's (1e-3, norm 5)."""
   config = run.configs[run.pipeline[-1]]
   model = config['model']
   text = f"hidden {model['hidden']}, T = {model['glimpses']}"
@@ -182,9 +183,13 @@ def widths_of(run: PipelineRun) -> str:
   if read_init is not None and not (dataset_of(run) == 'regular' and
                                     read_init in ('blur', 'digit')):
     text += f', first read {read_init}'
-  rate = config.get('optimizer', {}).get('learning_rate', DEFAULT_LEARNING_RATE)
+  optimizer = config.get('optimizer', {})
+  rate = optimizer.get('learning_rate', DEFAULT_LEARNING_RATE)
   if rate != DEFAULT_LEARNING_RATE:
     text += f', learning rate {rate:g}'
+  clip = optimizer.get('grad_clip_norm', DEFAULT_CLIP)
+  if clip != DEFAULT_CLIP:
+    text += ', unclipped' if not clip else f', gradients clipped at {clip:g}'
   return text
 
 

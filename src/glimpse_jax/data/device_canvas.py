@@ -82,8 +82,7 @@ def compose(batch, *, canvas_size, max_size, resize=True):
   pixels = _place(digits, batch["recipe_top_left"], canvas_size)  # [B, H, W]
   if "recipe_clutter" in batch:  # pixelwise max pastes, so the digit's order does not matter
     pieces = jnp.asarray(batch["recipe_clutter"]).astype(jnp.float32)  # [B, K, P, P]
-    pixels = jnp.maximum(pixels, _paste_pieces(pieces, batch["recipe_clutter_top_left"],
-                                               canvas_size))
+    pixels = _paste_pieces(pixels, pieces, batch["recipe_clutter_top_left"])
   rendered = {key: value for key, value in batch.items() if key not in RECIPE_KEYS}
   rendered["image"] = (pixels / np.float32(255))[..., None]
   return rendered
@@ -104,15 +103,14 @@ def _place(squares, top_left, canvas_size):
   return jax.vmap(window)(padded, top_left)
 
 
-def _paste_pieces(pieces, top_left, canvas_size):
-  """The pixelwise max of every image's pieces on one zero canvas, each piece's top-left pixel at
-  top_left[b, k] (row, col): [B, K, P, P], [B, K, 2] -> [B, H, W]. One scatter-max of all pieces'
-  pixels (pixels past the canvas are dropped)."""
+def _paste_pieces(canvases, pieces, top_left):
+  """`canvases` with each image's pieces pasted by pixelwise max, each piece's top-left pixel at
+  top_left[b, k] (row, col): [B, H, W], [B, K, P, P], [B, K, 2] -> [B, H, W]. One scatter-max of
+  B * K windows; every piece lies inside its canvas (the layouts place them so)."""
   batch, count, side, _ = pieces.shape
-  offsets = jnp.arange(side)
-  shape = (batch, count, side, side)
-  rows = jnp.broadcast_to(top_left[:, :, 0, None, None] + offsets[:, None], shape)
-  cols = jnp.broadcast_to(top_left[:, :, 1, None, None] + offsets[None, :], shape)
-  images = jnp.broadcast_to(jnp.arange(batch)[:, None, None, None], shape)
-  canvases = jnp.zeros((batch, canvas_size, canvas_size), pieces.dtype)
-  return canvases.at[images, rows, cols].max(pieces, mode="drop")
+  image = jnp.repeat(jnp.arange(batch), count)[:, None]  # [B * K, 1]
+  starts = jnp.concatenate([image, jnp.reshape(top_left, (batch * count, 2))], axis=1)
+  numbers = jax.lax.ScatterDimensionNumbers(
+      update_window_dims=(1, 2), inserted_window_dims=(0,), scatter_dims_to_operand_dims=(0, 1, 2))
+  return jax.lax.scatter_max(canvases, starts, jnp.reshape(pieces, (batch * count, side, side)),
+                             numbers, mode=jax.lax.GatherScatterMode.CLIP)

@@ -101,9 +101,10 @@ def recipe(layout, spec, digits, labels):
   Args:
     layout: a `canvas.Layout` (jax or NumPy integer arrays) of B rows.
     spec: the `canvas.CanvasSpec` it was sampled for.
-    digits: [N, 28, 28] uint8 pool the layout indexes (a jax array).
+    digits: [N, 28, 28] uint8 pool the layout indexes.
     labels: [N] int32 labels of the pool.
   """
+  digits, labels = jnp.asarray(digits), jnp.asarray(labels)
   size = jnp.asarray(layout.size, jnp.int32)  # [B]
   top_left = jnp.asarray(layout.top_left, jnp.int32)  # [B, 2] (row, col)
   center_pixel = top_left[:, ::-1].astype(jnp.float32) + 0.5 * size[:, None]  # [B, 2] (col, row)
