@@ -255,6 +255,12 @@ def group_runs(runs: Sequence[PipelineRun]) -> dict[tuple[str, str, str, str], l
                              order.get(k[0], 99), k))}
 
 
+def _final_error(run: PipelineRun) -> float:
+  """The last trained phase's final test error (infinite when it has none)."""
+  value = run.results[_last_trained(run)].get('test_error')
+  return value if isinstance(value, (int, float)) else float('inf')
+
+
 def _mean_std(values: Sequence[Any], scale: float = 100.0, digits: int = 2) -> str:
   return report.mean_spread(values, digits, scale)
 
@@ -422,7 +428,8 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
   if plot_curves(groups, os.path.join(folder, curves)):
     text.append(f'\n![test error against batches, pre-training included]({curves})\n')
   pictures = []
-  for key, members in groups.items():
+  # Each (method, dataset)'s picture shows its model with the lowest final test error.
+  for key, members in sorted(groups.items(), key=lambda item: _final_error(item[1][0])):
     if key[0].startswith('tester_'):
       continue
     source = os.path.join(members[0].workdir, _last_trained(members[0]), READS_FILE)
