@@ -72,6 +72,17 @@ def test_composed_squares_at_the_canvas_edges_equal_the_host_canvases():
   np.testing.assert_allclose(np.asarray(kept) * 255, host[1::2], atol=1e-3)
 
 
+def test_pieces_past_the_far_edges_are_cut_there():
+  pieces = jnp.arange(1, 2 * 2 * 8 * 8 + 1, dtype=jnp.float32).reshape(2, 2, 8, 8)  # [B, K, P, P]
+  top_left = jnp.array([[[36, 36], [0, 37]], [[40, 0], [3, 4]]])  # [B, K, 2] (row, col)
+  pasted = np.asarray(device_canvas._paste_pieces(jnp.zeros((2, 40, 40)), pieces, top_left))  # pylint: disable=protected-access
+  expected = np.zeros((2, 40, 40), np.float32)
+  expected[0, 36:, 36:] = pieces[0, 0, :4, :4]
+  expected[0, :8, 37:] = pieces[0, 1, :, :3]
+  expected[1, 3:11, 4:12] = pieces[1, 1]  # the piece at row 40 lies wholly past the edge
+  np.testing.assert_array_equal(pasted, expected)
+
+
 def test_recipes_only_where_canvases_are_drawn_on_the_fly(data_dir):
   plain = data.default_config()
   plain.update(data_dir=data_dir, download=False)

@@ -13,8 +13,10 @@ import pytest
 
 from glimpse_jax import data, train
 from glimpse_jax.data import canvas as canvas_lib
+from glimpse_jax.data import config as data_config
 from glimpse_jax.data import device_canvas
 from glimpse_jax.data import device_sampling
+from glimpse_jax.data import sources
 
 SPECS = {
     'translated': canvas_lib.CanvasSpec(60),
@@ -39,8 +41,11 @@ def _device_layout(spec, seed):
   return canvas_lib.Layout(*map(np.asarray, jax.jit(fields)(jax.random.key(seed))))
 
 
-def _histogram(values, bins):
-  return np.bincount(np.asarray(values).ravel(), minlength=bins)[:bins] / np.size(values)
+def _distance(a, b, bins):
+  """Total variation distance between the histograms of two samples of integers in [0, bins)."""
+  def histogram(values):
+    return np.bincount(np.asarray(values).ravel(), minlength=bins)[:bins] / np.size(values)
+  return 0.5 * np.abs(histogram(a) - histogram(b)).sum()
 
 
 @pytest.mark.parametrize('name', sorted(SPECS))
@@ -48,23 +53,27 @@ def test_device_layouts_follow_the_host_distribution(name):
   spec = SPECS[name]
   host, device = _host_layout(spec, 0), _device_layout(spec, 0)
   side = spec.canvas_size + 1
-  # Total variation distance between the two samples' marginals; two host samples of this size
-  # differ by about 0.03-0.06 on these supports (checked below against a second host sample).
+
+  def place(layout):  # the position as a fraction of the free room, in ten bins
+    room = spec.canvas_size - layout.size[:, None]
+    return np.minimum(10 * layout.top_left / np.maximum(room, 1), 9).astype(int)
+
+  def offset(layout):  # the clutter source's offset from the placed digit, in ten bins
+    return (layout.clutter_digit - layout.digit[:, None]) % POOL // 100
+
+  # Marginals compared by total variation; two host samples of this size differ by 0.03-0.06 on
+  # these supports, so each distance is held to twice that of a second host sample.
   def distances(a, b):
-    room_a = spec.canvas_size - a.size[:, None]
-    room_b = spec.canvas_size - b.size[:, None]
-    return {
-        'size': 0.5 * np.abs(_histogram(a.size, side) - _histogram(b.size, side)).sum(),
-        'top_left': 0.5 * np.abs(_histogram(a.top_left, side)
-                                 - _histogram(b.top_left, side)).sum(),
-        # the position as a fraction of the free room, in ten bins
-        'place': 0.5 * np.abs(
-            _histogram(np.minimum(10 * a.top_left / np.maximum(room_a, 1), 9).astype(int), 10)
-            - _histogram(np.minimum(10 * b.top_left / np.maximum(room_b, 1), 9).astype(int),
-                         10)).sum(),
-        'digit': 0.5 * np.abs(_histogram(a.digit // 100, 10)
-                              - _histogram(b.digit // 100, 10)).sum(),
-    }
+    found = {'size': _distance(a.size, b.size, side),
+             'top_left': _distance(a.top_left, b.top_left, side),
+             'place': _distance(place(a), place(b), 10),
+             'digit': _distance(a.digit // 100, b.digit // 100, 10)}
+    if spec.num_clutter:
+      found.update(clutter_digit=_distance(offset(a), offset(b), 10),
+                   clutter_origin=_distance(a.clutter_origin, b.clutter_origin, 28),
+                   clutter_top_left=_distance(a.clutter_top_left, b.clutter_top_left, side))
+    return found
+
   between = distances(host, device)
   within = distances(host, _host_layout(spec, 1))
   for field, value in between.items():
@@ -116,7 +125,9 @@ def _cfg(data_dir, **overrides):
 def test_sampled_batches_are_a_function_of_seed_and_step(data_dir):
   cfg = _cfg(data_dir, train_examples=600, validation_examples=100)
   sampler = data.device_sampler(cfg, 16, seed=3)
-  assert sampler.pool['digits'].shape == (500, 28, 28)  # never the validation tail
+  digits, labels = sources.load_digits('mnist', 'train', data_dir, download=False)
+  np.testing.assert_array_equal(sampler.pool['digits'], digits[:500])  # not the validation tail
+  np.testing.assert_array_equal(sampler.pool['labels'], labels[:500])
   sample = jax.jit(sampler.sample)
   first = sample(sampler.pool, 5)
   assert first['image'].shape == (16, 60, 60, 1) and first['image'].dtype == jnp.float32
@@ -126,12 +137,15 @@ def test_sampled_batches_are_a_function_of_seed_and_step(data_dir):
   other_seed = data.device_sampler(cfg, 16, seed=4)
   assert not np.array_equal(jax.jit(other_seed.sample)(other_seed.pool, 5)['image'],
                             first['image'])
-  # Each canvas holds its digit where `center` says: the digit's pixels inside its box.
-  image = np.asarray(first['image'][..., 0])  # [B, 60, 60]
-  center = (np.asarray(first['center']) + 1) * 30  # [B, 2] pixels (column, row)
-  for b in range(16):
-    col, row = np.rint(center[b] - 14).astype(int)
-    assert image[b, row:row + 28, col:col + 28].sum() > 0.8 * image[b].sum() - 4 * 64
+  # The batch is the host's rendering of the layout drawn from the step's key.
+  key = jax.random.fold_in(jax.random.fold_in(jax.random.key(3), device_sampling._DATA_TAG), 5)  # pylint: disable=protected-access
+  spec = data_config.canvas_spec(cfg)
+  layout = canvas_lib.Layout(*(np.asarray(getattr(device_sampling.sample_layout(
+      key, spec, 500, 16), field.name)) for field in dataclasses.fields(canvas_lib.Layout)))
+  host = canvas_lib.make_examples(layout, spec, digits[:500], labels[:500])
+  np.testing.assert_allclose(np.asarray(first['image']) * 255, host['image'], atol=1e-3)
+  np.testing.assert_array_equal(first['label'], host['label'])
+  np.testing.assert_allclose(first['center'], host['center'], atol=1e-6)
 
 
 def test_no_sampler_unless_asked_and_drawn_on_the_fly(data_dir):

@@ -1,8 +1,9 @@
 """main.py --distributed: two processes of 4 CPU devices train RAM as one process of 8 does.
 
 The processes meet through `jax.distributed` on localhost (gloo collectives on CPU), each feeding
-its half of every global batch; the parameters, logged metrics and test numbers must match those
-of a single process with 8 fake devices.
+its half of every global batch (plain MNIST from the host) or drawing its devices' rows of it
+inside the step (translated canvases); the parameters, logged metrics and test numbers must match
+those of a single process with 8 fake devices.
 """
 
 import os
@@ -26,6 +27,10 @@ ARGS = ('--config=experiments/ram.py:smoke', '--config.num_steps=6', '--config.b
         '--config.model.num_glimpses=2', '--config.model.core_features=32',
         '--config.model.glimpse_features=32', '--config.model.what_features=16',
         '--config.model.where_features=16')
+# Where the batches come from: the host stream, or canvases drawn in the step (RAM's
+# `dataset.sample_on_device`).
+DATASETS = {'host': (),
+            'drawn_in_step': ('--config.dataset.name=translated', '--config.dataset.canvas_size=32')}
 BIND_FAILURE = 'Failed to add port'  # the coordinator's port was taken after we picked it
 
 
@@ -61,13 +66,14 @@ def _wait(processes, timeout=120) -> list[int]:
   return [p.returncode for p in processes]
 
 
-def _train_two_processes(tmp_path, data_dir, attempts=3) -> str:
+def _train_two_processes(tmp_path, data_dir, *flags, attempts=3) -> str:
   """Runs main.py as 2 processes x 4 devices; returns the shared workdir."""
   for attempt in range(attempts):
     workdir, port = str(tmp_path / f'two-{attempt}'), _free_port()
     processes = [_start(workdir, data_dir, 4, '--distributed',
                         f'--coordinator_address=localhost:{port}', '--num_processes=2',
-                        f'--process_id={i}', log_name=f'{workdir}-{i}') for i in range(2)]
+                        f'--process_id={i}', *flags, log_name=f'{workdir}-{i}')
+                 for i in range(2)]
     codes = _wait(processes)
     logs = [pathlib.Path(f'{workdir}-{i}.log').read_text() for i in range(2)]
     if codes == [0, 0]:
@@ -78,10 +84,11 @@ def _train_two_processes(tmp_path, data_dir, attempts=3) -> str:
 
 
 @pytest.mark.slow
-def test_two_processes_of_four_devices_train_like_one_of_eight(data_dir, tmp_path):
+@pytest.mark.parametrize('source', sorted(DATASETS))
+def test_two_processes_of_four_devices_train_like_one_of_eight(source, data_dir, tmp_path):
   one = str(tmp_path / 'one')
-  single = _start(one, data_dir, 8)
-  two = _train_two_processes(tmp_path, data_dir)
+  single = _start(one, data_dir, 8, *DATASETS[source])
+  two = _train_two_processes(tmp_path, data_dir, *DATASETS[source])
   (code,) = _wait([single])
   assert code == 0, pathlib.Path(f'{one}.log').read_text()
 

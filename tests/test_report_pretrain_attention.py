@@ -222,3 +222,20 @@ def test_model_column_names_the_first_read_and_a_changed_learning_rate_or_clippi
           == 'hidden 256, T = 10, first read digit, unclipped')
   assert rpa.widths_of(run('mnist', 'digit', clip=10.0)) == ('hidden 256, T = 10, gradients '
                                                             'clipped at 10')
+
+
+def test_read_windows_come_from_the_lowest_error_run_of_each_method(runs, tmp_path):
+  errors = {('no_guidance_translated-seed0', 14_000, 0): 0.30,
+            ('no_guidance_translated-seed1', 14_000, 1): 0.10,
+            ('no_guidance_translated_long-seed0', 20_000, 0): 0.20}
+  workdirs = []
+  for (name, steps, seed), error in errors.items():
+    workdirs.append(_write_run(runs, name, [('classify', 'classification', steps)],
+                               [(steps, error)], seed=seed, dataset='translated'))
+    (runs / name / 'classify' / 'read_windows.png').write_bytes(name.encode())
+  out = tmp_path / 'book' / 'pretrain_attention.md'
+  markdown = rpa.write_report(workdirs, str(out))
+  picture = tmp_path / 'book' / 'pretrain_attention_no_guidance_translated_reads.png'
+  assert picture.read_bytes() == b'no_guidance_translated-seed1'
+  assert markdown.count('Read windows of no_guidance') == 1
+  assert '(no_guidance_translated, seed 1, the lowest final test error' in markdown

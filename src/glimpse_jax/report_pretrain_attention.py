@@ -256,9 +256,14 @@ def group_runs(runs: Sequence[PipelineRun]) -> dict[tuple[str, str, str, str], l
 
 
 def _final_error(run: PipelineRun) -> float:
-  """The last trained phase's final test error (infinite when it has none)."""
+  """The last trained phase's final test error (infinite when it has none or it is NaN)."""
   value = run.results[_last_trained(run)].get('test_error')
-  return value if isinstance(value, (int, float)) else float('inf')
+  return value if isinstance(value, (int, float)) and value == value else float('inf')
+
+
+def _reads_of(run: PipelineRun) -> str:
+  """The read-window picture of the run's last trained phase."""
+  return os.path.join(run.workdir, _last_trained(run), READS_FILE)
 
 
 def _mean_std(values: Sequence[Any], scale: float = 100.0, digits: int = 2) -> str:
@@ -427,19 +432,21 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
   curves = f'{stem}_curves.png'
   if plot_curves(groups, os.path.join(folder, curves)):
     text.append(f'\n![test error against batches, pre-training included]({curves})\n')
-  pictures = []
-  # Each (method, dataset)'s picture shows its model with the lowest final test error.
-  for key, members in sorted(groups.items(), key=lambda item: _final_error(item[1][0])):
-    if key[0].startswith('tester_'):
-      continue
-    source = os.path.join(members[0].workdir, _last_trained(members[0]), READS_FILE)
-    name = f'{stem}_{key[0]}_{key[1]}_reads.png'
-    if os.path.isfile(source) and name not in pictures:
-      shutil.copyfile(source, os.path.join(folder, name))
-      pictures.append(name)
-      text.append(f'\nRead windows of {key[0]} on {key[1]} MNIST test images (seed '
-                  f'{members[0].seed}; numbered, from dark (first read) to bright (last)):\n\n'
-                  f'![{key[0]}, {key[1]}, read windows]({name})\n')
+  # One picture per (method, dataset), in table order: the run with the lowest final test error.
+  best = {}
+  for (method, dataset, *_), members in groups.items():
+    if not method.startswith('tester_'):
+      for run in members:
+        if os.path.isfile(_reads_of(run)) and (
+            (method, dataset) not in best or _final_error(run) < _final_error(best[method, dataset])):
+          best[method, dataset] = run
+  for (method, dataset), run in best.items():
+    name = f'{stem}_{method}_{dataset}_reads.png'
+    shutil.copyfile(_reads_of(run), os.path.join(folder, name))
+    text.append(f'\nRead windows of {method} on {dataset} MNIST test images ({variant_of(run)}, '
+                f'seed {run.seed}, the lowest final test error of its method; numbered, from '
+                f'dark (first read) to bright (last)):\n\n'
+                f'![{method}, {dataset}, read windows]({name})\n')
   if smokes:
     text += ['\n## Smoke variants\n\n',
              'The `_smoke` variants (64 units, T = 8, 2,000 test images; translated ones on a '

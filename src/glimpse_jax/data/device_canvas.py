@@ -105,12 +105,16 @@ def _place(squares, top_left, canvas_size):
 
 def _paste_pieces(canvases, pieces, top_left):
   """`canvases` with each image's pieces pasted by pixelwise max, each piece's top-left pixel at
-  top_left[b, k] (row, col): [B, H, W], [B, K, P, P], [B, K, 2] -> [B, H, W]. One scatter-max of
-  B * K windows; every piece lies inside its canvas (the layouts place them so)."""
+  top_left[b, k] (row, col), pixels past the canvas's far edges dropped:
+  [B, H, W], [B, K, P, P], [B, K, 2] -> [B, H, W]. One scatter-max of B * K windows into the
+  canvases grown by P on their far edges."""
   batch, count, side, _ = pieces.shape
+  height, width = canvases.shape[1:]
+  grown = jnp.pad(canvases, ((0, 0), (0, side), (0, side)))  # [B, H + P, W + P]
   image = jnp.repeat(jnp.arange(batch), count)[:, None]  # [B * K, 1]
   starts = jnp.concatenate([image, jnp.reshape(top_left, (batch * count, 2))], axis=1)
   numbers = jax.lax.ScatterDimensionNumbers(
       update_window_dims=(1, 2), inserted_window_dims=(0,), scatter_dims_to_operand_dims=(0, 1, 2))
-  return jax.lax.scatter_max(canvases, starts, jnp.reshape(pieces, (batch * count, side, side)),
-                             numbers, mode=jax.lax.GatherScatterMode.CLIP)
+  grown = jax.lax.scatter_max(grown, starts, jnp.reshape(pieces, (batch * count, side, side)),
+                              numbers, mode=jax.lax.GatherScatterMode.CLIP)
+  return grown[:, :height, :width]

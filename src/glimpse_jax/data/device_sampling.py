@@ -10,7 +10,8 @@ stream's batch for that step (another generator), only one drawn from the same d
 """
 
 import functools
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,11 +35,20 @@ class Sampler(NamedTuple):
       `train_stream` yields it (image float32 [B, H, W, 1], label, center, box_size).
   """
   pool: dict[str, np.ndarray]
-  sample: Any
+  sample: Callable[[dict[str, jax.Array], jax.Array], dict[str, jax.Array]]
 
 
 def sampler(spec, images, labels, batch_size, seed, *, max_size):
-  """The `Sampler` of canvases `spec` from the digit pool `images` [N, 28, 28], `labels` [N]."""
+  """The `Sampler` of canvases `spec` from a digit pool.
+
+  Args:
+    spec: the `canvas.CanvasSpec`.
+    images: [N, 28, 28] uint8 digits the canvases place and cut clutter from.
+    labels: [N] their labels.
+    batch_size: B, canvases per draw (the global batch).
+    seed: the run's data seed; draw `step` uses `fold_in(fold_in(key(seed), tag), step)`.
+    max_size: the largest digit side the spec can draw (`config.max_digit_size`).
+  """
   pool = {"digits": np.asarray(images, np.uint8), "labels": np.asarray(labels, np.int32)}
   compose = functools.partial(device_canvas.compose, canvas_size=spec.canvas_size,
                               max_size=max_size, resize=spec.scale_range is not None)
@@ -52,7 +62,8 @@ def sampler(spec, images, labels, batch_size, seed, *, max_size):
 
 
 def sample_layout(key, spec, pool_size, batch_size):
-  """`canvas.sample_layout` drawn with `jax.random`: a `canvas.Layout` of int32 jax arrays.
+  """`canvas.sample_layout` drawn with `jax.random`: a `canvas.Layout` of int32 jax arrays (not a
+  pytree: for use inside a trace, or read field by field).
 
   Args:
     key: a `jax.random.key`; the layout is a pure function of it.

@@ -214,8 +214,9 @@ class _Run:
                              start_step=start_step, join=self.join, recipes=True, **self.process)
 
   def _train_batches(self, start_step: int):
-    """A context manager over the batches the update takes: the device's digit pool every time
-    when canvases are drawn in the step, else the prefetched training stream."""
+    """A context manager over the batches the update takes from `start_step` on: the prefetched
+    training stream, or, when canvases are drawn in the step, the device's digit pool every time
+    (the update draws from it by its own `state.step`)."""
     if self.sampler is not None:
       return contextlib.nullcontext(itertools.repeat(self.pool))
     return DevicePrefetcher(self._train_stream(start_step), self.batch_sharding)
@@ -231,7 +232,8 @@ class _Run:
     # The update's batch argument as it arrives, and the batch `init` sees.
     if self.sampler is not None:
       self.stream_example = self.pool
-      self.example_batch = jax.tree.map(np.asarray, jax.jit(self.prepare)(self.pool, 0))
+      self.example_batch = mesh_lib.fetch(
+          jax.jit(self.sampler.sample, out_shardings=self.replicated)(self.pool, 0))
     else:
       self.stream_example = next(self._train_stream(0))
       self.example_batch = jax.tree.map(np.asarray, self.prepare(self.stream_example, 0))

@@ -142,7 +142,8 @@ def grad_variance(state: TrainState, batch: Batch, rng: jax.Array, num_draws: in
 # The jitted functions the loop calls.
 # ---------------------------------------------------------------------------------------------
 class Steps(NamedTuple):
-  """Jitted steps with the state replicated and the batch sharded over `mesh`."""
+  """Jitted steps with the state replicated and the batch sharded over `mesh` (or, when the
+  update draws its own canvases, the replicated digit pool it draws them from)."""
   update: Callable  # (state, acc, batch, rng, frozen) -> (state, acc); state and acc donated
   evaluate: Callable  # (params, batch, rng, frozen) -> sums
   grad_variance: Callable  # (state, batch, rng, frozen) -> {'grad_variance', 'grad_norm_mean'}
