@@ -239,3 +239,13 @@ def test_read_windows_come_from_the_lowest_error_run_of_each_method(runs, tmp_pa
   assert picture.read_bytes() == b'no_guidance_translated-seed1'
   assert markdown.count('Read windows of no_guidance') == 1
   assert '(no_guidance_translated, seed 1, the lowest final test error' in markdown
+
+
+def test_a_runs_seed_is_the_one_its_last_phase_trained_with(runs):
+  workdir = _write_run(runs, 'no_guidance_translated-seed1', [('classify', 'classification', 10)],
+                       [(10, 0.5)], dataset='translated')  # pipeline.json: seed 0
+  results = runs / 'no_guidance_translated-seed1' / 'classify' / 'results.json'
+  trained = json.loads(results.read_text())
+  trained['config']['seed'] = 1  # as `--config.seed=1` sets it when the phase runs
+  results.write_text(json.dumps(trained))
+  assert rpa.load_pipeline_run(str(workdir)).seed == 1

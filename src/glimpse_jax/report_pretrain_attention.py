@@ -83,7 +83,10 @@ class PipelineRun:
 
   @property
   def seed(self) -> int:
-    return self.configs[self.pipeline[-1]].get('seed', 0)
+    """The seed the last phase trained with (a pipeline's `--config.seed` sets every phase's when
+    it runs, after pipeline.json is written)."""
+    last = self.pipeline[-1]
+    return (self.results.get(last, {}).get('config') or self.configs[last]).get('seed', 0)
 
   @property
   def wall_seconds(self) -> float:
