@@ -148,3 +148,30 @@ def assert_trained_as(saved: dict, config) -> None:
   and cached: a notebook's run is the experiment's smoke variant, unchanged."""
   assert _without_data_paths(saved) == _without_data_paths(
       json.loads(config.to_json_best_effort()))
+
+
+def linear_classifier():
+  """Logistic regression on the pixels: a loss that reads every pixel of the canvas."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import optax  # pylint: disable=import-outside-toplevel
+  from glimpse_jax import train  # pylint: disable=import-outside-toplevel
+
+  def init(rng, batch):
+    pixels = np.prod(batch['image'].shape[1:])
+    return {'w': 0.01 * jax.random.normal(rng, (pixels, 10)), 'b': jnp.zeros(10)}
+
+  def logits(params, batch):
+    return batch['image'].reshape(batch['image'].shape[0], -1) @ params['w'] + params['b']
+
+  def loss(params, batch, rng, step):
+    del rng, step
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits(params, batch), batch['label'])
+    return nll.mean(), {'nll': nll.mean()}
+
+  def evaluate(params, batch, rng):
+    del rng
+    return {'error': (jnp.argmax(logits(params, batch), -1) != batch['label']).astype(float)}
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate)

@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import pytest
 
+from conftest import linear_classifier
 from glimpse_jax import data, train
 from glimpse_jax.data import canvas as canvas_lib
 from glimpse_jax.data import device_canvas
@@ -103,28 +103,6 @@ def test_recipes_only_where_canvases_are_drawn_on_the_fly(data_dir):
     data.validate_config(loaded)
 
 
-def _linear_classifier() -> train.Experiment:
-  """Logistic regression on the pixels: a loss that reads every pixel of the canvas."""
-
-  def init(rng, batch):
-    pixels = np.prod(batch['image'].shape[1:])
-    return {'w': 0.01 * jax.random.normal(rng, (pixels, 10)), 'b': jnp.zeros(10)}
-
-  def logits(params, batch):
-    return batch['image'].reshape(batch['image'].shape[0], -1) @ params['w'] + params['b']
-
-  def loss(params, batch, rng, step):
-    del rng, step
-    nll = optax.softmax_cross_entropy_with_integer_labels(logits(params, batch), batch['label'])
-    return nll.mean(), {'nll': nll.mean()}
-
-  def evaluate(params, batch, rng):
-    del rng
-    return {'error': (jnp.argmax(logits(params, batch), -1) != batch['label']).astype(float)}
-
-  return train.Experiment(init=init, loss=loss, evaluate=evaluate)
-
-
 def test_training_on_composed_canvases_is_training_on_host_canvases(data_dir, tmp_path):
   losses = {}
   for on_device in (True, False):
@@ -134,7 +112,7 @@ def test_training_on_composed_canvases_is_training_on_host_canvases(data_dir, tm
                              eval_examples=200)
     config.update(batch_size=32, num_steps=30, log_every=10, checkpoint_every=0)
     workdir = tmp_path / str(on_device)
-    train.run(config, str(workdir), _linear_classifier())
+    train.run(config, str(workdir), linear_classifier())
     records = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
     losses[on_device] = [r['loss'] for r in records if r['kind'] == 'train']
   assert len(losses[True]) == 3

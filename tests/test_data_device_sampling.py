@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import pytest
 
+from conftest import linear_classifier
 from glimpse_jax import data, train
 from glimpse_jax.data import canvas as canvas_lib
 from glimpse_jax.data import config as data_config
@@ -165,26 +165,6 @@ def test_no_sampler_unless_asked_and_drawn_on_the_fly(data_dir):
     data.validate_config(bad)
 
 
-def _linear_classifier() -> train.Experiment:
-  def init(rng, batch):
-    pixels = np.prod(batch['image'].shape[1:])
-    return {'w': 0.01 * jax.random.normal(rng, (pixels, 10)), 'b': jnp.zeros(10)}
-
-  def logits(params, batch):
-    return batch['image'].reshape(batch['image'].shape[0], -1) @ params['w'] + params['b']
-
-  def loss(params, batch, rng, step):
-    del rng, step
-    nll = optax.softmax_cross_entropy_with_integer_labels(logits(params, batch), batch['label'])
-    return nll.mean(), {'nll': nll.mean()}
-
-  def evaluate(params, batch, rng):
-    del rng
-    return {'error': (jnp.argmax(logits(params, batch), -1) != batch['label']).astype(float)}
-
-  return train.Experiment(init=init, loss=loss, evaluate=evaluate)
-
-
 def _train_losses(data_dir, workdir, num_steps):
   config = train.base_config()
   config.experiment = 'linear'
@@ -193,7 +173,7 @@ def _train_losses(data_dir, workdir, num_steps):
   config.optimizer.learning_rate = 1e-2
   config.update(batch_size=32, num_steps=num_steps, log_every=10, checkpoint_every=10,
                 grad_variance_every=10)
-  train.run(config, str(workdir), _linear_classifier())
+  train.run(config, str(workdir), linear_classifier())
   records = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
   return ([r['loss'] for r in records if r['kind'] == 'train'],
           [r['grad_variance'] for r in records if r['kind'] == 'grad_variance'])
