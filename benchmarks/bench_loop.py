@@ -11,8 +11,10 @@ translated-scaled digits, measured in one process, one config after the other:
   host      the same with canvases rendered in NumPy on the host (`compose_on_device=False`).
 Each loop figure is the median of the run's logged training speeds over intervals of
 `LOG_EVERY` updates after the first (compilation), like the step's median over timed windows:
-on a shared 2-core machine single intervals now and then run 20-40% slow. Prints images/s and the
-ratios loop/step, recipes/step, host/step.
+on a shared 2-core machine single intervals now and then run 20-40% slow, and whole minutes run
+15-35% slow. So the step is timed before the first loop and after each one, and each ratio
+divides a loop's speed by the mean of the two step timings around it. Prints images/s, the
+ratios loop/step, recipes/step, host/step, and the range of the step's timings.
 """
 
 import os
@@ -60,22 +62,30 @@ def _loop_images_per_second(module, variant, mode: str) -> float:
   return float(np.median(speeds[1:]))
 
 
+def _step_images_per_second(update) -> float:
+  return step_timing.time_in_turn({'step': update}, windows=5, steps_per_window=LOG_EVERY)['step']
+
+
 def main() -> dict[str, float]:
   figures = {}
   for name, (module, variant) in CASES.items():
     config = _config(module, variant)
-    step = step_timing.time_in_turn(
-        {name: step_timing.Update(config, module.make_experiment, config.batch_size)},
-        windows=5, steps_per_window=LOG_EVERY)[name]
-    figures[f'{name}_step_images_per_s'] = step
-    line = f'{name:20s} step {step:9.0f} img/s'
+    update = step_timing.Update(config, module.make_experiment, config.batch_size)
+    before = _step_images_per_second(update)
+    steps = [before]
+    line = f'{name:20s}'
     for mode in MODES:
       speed = _loop_images_per_second(module, variant, mode)
+      after = _step_images_per_second(update)
+      step = 0.5 * (before + after)  # the step timed just before and just after this loop
       prefix = name if mode == 'loop' else f'{name}_{mode}'
       figures.update({f'{prefix}_loop_images_per_s': speed,
                       f'{prefix}_loop_over_step': speed / step})
-      line += f' | {mode} {speed:9.0f} img/s ({speed / step:.2f})'
-    print(line, flush=True)
+      line += f' | {mode} {speed:7.0f} img/s ({speed / step:.2f})'
+      before = after
+      steps.append(after)
+    figures[f'{name}_step_images_per_s'] = float(np.median(steps))
+    print(f'{line} | step {min(steps):.0f}-{max(steps):.0f} img/s', flush=True)
   return figures
 
 

@@ -75,7 +75,7 @@ def test_composed_squares_at_the_canvas_edges_equal_the_host_canvases():
 def test_pieces_past_the_far_edges_are_cut_there():
   pieces = jnp.arange(1, 2 * 2 * 8 * 8 + 1, dtype=jnp.float32).reshape(2, 2, 8, 8)  # [B, K, P, P]
   top_left = jnp.array([[[36, 36], [0, 37]], [[40, 0], [3, 4]]])  # [B, K, 2] (row, col)
-  pasted = np.asarray(device_canvas._paste_pieces(jnp.zeros((2, 40, 40)), pieces, top_left))  # pylint: disable=protected-access
+  pasted = np.asarray(device_canvas._pieces_canvas(pieces, top_left, 40))  # pylint: disable=protected-access
   expected = np.zeros((2, 40, 40), np.float32)
   expected[0, 36:, 36:] = pieces[0, 0, :4, :4]
   expected[0, :8, 37:] = pieces[0, 1, :, :3]
