@@ -12,17 +12,16 @@ Run: python benchmarks/bench_draw_step.py   (or `make bench`)
 
 import pathlib
 import sys
-import time
 
 import jax
-import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / 'experiments'))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import pretrain_attention  # noqa: E402
-from glimpse_jax import data, train  # noqa: E402
-from glimpse_jax.train import step as step_lib  # noqa: E402
+import step_timing  # noqa: E402
+from glimpse_jax import data  # noqa: E402
 
 VARIANT, BATCH, WINDOWS, STEPS_PER_WINDOW = 'no_guidance_translated', 100, 5, 10
 
@@ -44,29 +43,9 @@ def matmul_flops_per_image(config) -> float:
 def measure() -> dict[str, float]:
   """Images/s and GFLOP/s of the DRAW classification update."""
   config = pretrain_attention.get_config(VARIANT).phases.classify
-  experiment = pretrain_attention.make_experiment(config)
-  mesh = train.make_data_mesh()
-  tx, _ = train.make_optimizer(config.optimizer, config.num_steps)
-  host_batch = next(data.train_stream(config.dataset, BATCH, seed=0))
-  batch = jax.device_put(host_batch, train.mesh.batch_sharding(mesh))
-  replicated = train.mesh.replicated(mesh)
-  state = train.create_state(experiment, tx, jax.random.key(0), host_batch, replicated)
-  steps = train.make_steps(experiment, mesh, grad_variance_draws=2)
-  rng = jax.device_put(jax.random.key(1), replicated)
-  names = sorted(jax.eval_shape(step_lib.train_step, state, batch, rng)[1])
-  acc = jax.device_put(step_lib.init_accumulator(names), replicated)
-
-  def run(num_steps):
-    nonlocal state, acc
-    start = time.perf_counter()
-    for _ in range(num_steps):
-      state, acc = steps.update(state, acc, batch, rng)
-    jax.block_until_ready(state)
-    return time.perf_counter() - start
-
-  run(STEPS_PER_WINDOW)  # warm-up, including compilation
-  seconds = [run(STEPS_PER_WINDOW) for _ in range(WINDOWS)]
-  images_per_second = BATCH * STEPS_PER_WINDOW / float(np.median(seconds))
+  update = step_timing.Update(config, pretrain_attention.make_experiment, BATCH)
+  images_per_second = step_timing.time_in_turn({VARIANT: update}, windows=WINDOWS,
+                                               steps_per_window=STEPS_PER_WINDOW)[VARIANT]
   flops = matmul_flops_per_image(config)
   return {'mflop_per_image': flops / 1e6, 'images_per_second': images_per_second,
           'gflops_per_second': flops * images_per_second / 1e9}
