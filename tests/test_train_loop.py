@@ -139,8 +139,8 @@ def test_run_writes_results_metrics_checkpoints_and_plots(data_dir, tmp_path):
     assert record['images_per_second'] == pytest.approx(32 * record['steps_per_second'])
   assert train_lines[-1]['loss'] < train_lines[0]['loss']
   evals = [r for r in records if r['kind'] == 'eval']
-  assert [(r['step'], r['examples'], r['full']) for r in evals] == [(20, 64, False),
-                                                                    (30, 200, True)]
+  assert [(r['step'], r['examples'], r['full'], r['final']) for r in evals] == [
+      (20, 64, False, False), (30, 200, True, True)]
   assert evals[-1]['error'] == pytest.approx(results['test_error'])
 
   assert _checkpoint_steps(workdir) == [20, 30]  # keep_checkpoints=2
@@ -154,6 +154,8 @@ def test_run_writes_results_metrics_checkpoints_and_plots(data_dir, tmp_path):
   again = train.run(config, workdir, make_experiment(config))
   assert again['start_step'] == 30 and again['test_error'] == results['test_error']
   assert [r['step'] for r in train.read_metrics(workdir, 'train')] == [10, 20, 30]
+  assert [(r['step'], r['final']) for r in train.read_metrics(workdir, 'eval')] == [
+      (20, False), (30, True)]  # the final evaluation replaced, not repeated
 
 
 def test_checkpoint_at_keeps_snapshots_for_good(data_dir, tmp_path):
@@ -307,14 +309,17 @@ def test_metrics_file_drops_lines_past_the_resumed_step(tmp_path):
   writer = MetricsWriter(str(tmp_path))
   for step in (10, 20, 30):
     writer.write('train', step, {'loss': float(step)})
+  writer.write('grad_variance', 10, {'loss': 1.5})
+  writer.write('grad_variance', 20, {'loss': 2.5})  # measured at step 20, before its update
   writer.write('eval', 30, {'error': 0.5})
   writer.close()
-  # A run killed after step 30 but resumed from checkpoint 20 repeats steps 21..30.
+  # A run killed after step 30 but resumed from checkpoint 20 repeats steps 21..30 and the
+  # gradient variance at 20.
   writer = MetricsWriter(str(tmp_path), resume_step=20)
   writer.write('train', 30, {'loss': 3.0, 'bad': float('nan')})
   writer.close()
   assert [(r['kind'], r['step'], r['loss']) for r in train.read_metrics(str(tmp_path))] == [
-      ('train', 10, 10.0), ('train', 20, 20.0), ('train', 30, 3.0)]
+      ('train', 10, 10.0), ('train', 20, 20.0), ('grad_variance', 10, 1.5), ('train', 30, 3.0)]
   assert train.read_metrics(str(tmp_path))[-1]['bad'] == 'nan'
 
 

@@ -196,6 +196,20 @@ def test_validation_split_and_early_stopping_survive_a_restart(data_dir, tmp_pat
       (5, 'validation'), (5, 'test'), (10, 'validation'), (10, 'test')]
   again = train.run(config, workdir, _experiment(config))
   assert again['steps'] == 15 and again['start_step'] == 15
+  assert again['stopped_early'] and again['best_step'] == 5
+
+
+def test_a_run_trained_to_the_end_has_not_stopped_early(data_dir, tmp_path):
+  # Evaluations at 5 (best) and 10, then the final one at 15: patience 2 is never reached
+  # while training, and the evaluation after it counts neither as a step without improvement
+  # nor as the best.
+  config = _config(data_dir, **{
+      'num_steps': 15, 'eval_every': 5, 'eval_examples_during_training': 0,
+      'optimizer.learning_rate': 0.0, 'dataset.validation_examples': 64,
+      'eval.splits': ('validation', 'test'), 'early_stopping.patience': 2})
+  results = train.run(config, str(tmp_path / 'run'), _experiment(config))
+  assert results['steps'] == 15 and not results['stopped_early']
+  assert results['best_step'] == 5
 
 
 def test_learning_rate_plateau_follows_evaluations(data_dir, tmp_path):

@@ -407,8 +407,10 @@ class _Run:
     with self.clock.paused():
       self.checkpointer.save(self.state, done, {'experiment': self.config.experiment})
 
-  def _evaluate(self, params: Any, done: int, max_examples: int) -> dict[str, dict[str, float]]:
-    """Means of `evaluate` on every split of `eval.splits` (each logged as an 'eval' record)."""
+  def _evaluate(self, params: Any, done: int, max_examples: int,
+                final: bool = False) -> dict[str, dict[str, float]]:
+    """Means of `evaluate` on every split of `eval.splits` (each logged as an 'eval' record;
+    `final` marks the evaluation after training, which early stopping does not count)."""
     by_split = {}
     with self.clock.paused():
       for split in self.config.eval.splits:
@@ -417,7 +419,7 @@ class _Run:
                          max_batches=batches_for(max_examples, self.config.eval.batch_size),
                          frozen=self.frozen)
         record = self.writer.write('eval', done, {'split': split, **means,
-                                                  'full': not max_examples})
+                                                  'full': not max_examples, 'final': final})
         self.console.eval(record)
         self.stopping.update(record)
         by_split[split] = means
@@ -429,7 +431,7 @@ class _Run:
   def _finish(self) -> dict[str, Any]:
     config = self.config
     steps = int(self.state.step)
-    by_split = self._evaluate(self.state.params, steps, 0)
+    by_split = self._evaluate(self.state.params, steps, 0, final=True)
     steps_per_second = self.clock.steps_per_second()
     if steps_per_second is None:  # this call trained no step: the speed its earlier calls logged
       steps_per_second = _logged_steps_per_second(read_metrics(self.workdir, 'train'))
@@ -470,14 +472,12 @@ class EarlyStopping:
     self.best: float | None = None
     self.best_step: int | None = None
     self.since_best = 0
-    self.last_step = 0
 
   def update(self, record: dict[str, Any]) -> None:
-    if record.get('split', 'test') != self.split or self.metric not in record:
-      return
-    if record['step'] <= self.last_step and self.best is not None:
-      return  # the final full evaluation of a step already seen
-    value, self.last_step = float(record[self.metric]), record['step']
+    if (record.get('split', 'test') != self.split or self.metric not in record
+        or record.get('final')):
+      return  # another split, or the evaluation after training: nothing left to stop
+    value = float(record[self.metric])
     better = (self.best is None or (value < self.best if self.mode == 'min' else value > self.best))
     if better:
       self.best, self.best_step, self.since_best = value, record['step'], 0

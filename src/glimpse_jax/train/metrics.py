@@ -78,7 +78,7 @@ class MetricsWriter:
     self._file = self._tensorboard = None
     if not enabled:
       return
-    kept = [r for r in read_metrics(workdir) if r['step'] <= resume_step]
+    kept = [r for r in read_metrics(workdir) if _kept_on_resume(r, resume_step)]
     self._file = open(os.path.join(workdir, METRICS_FILE), 'w')
     for record in kept:
       self._file.write(json.dumps(record) + '\n')
@@ -102,6 +102,15 @@ class MetricsWriter:
       self._file.close()
     if self._tensorboard is not None:
       self._tensorboard.close()
+
+
+def _kept_on_resume(record: Mapping[str, Any], resume_step: int) -> bool:
+  """Whether a run resumed at `resume_step` keeps `record`: not when the resumed run writes it
+  again (a step past the checkpoint, the gradient variance at the checkpoint's own step, the
+  final evaluation)."""
+  if record['kind'] == 'grad_variance':  # measured before the update of its step
+    return record['step'] < resume_step
+  return record['step'] <= resume_step and not record.get('final')
 
 
 def _plain(value: Any) -> Any:
