@@ -18,7 +18,7 @@ import statistics
 import sys
 from collections.abc import Callable, Sequence
 
-from experiments import ram
+from experiments import ram, ws_ram
 from glimpse_jax import report, report_ram_reward, report_variant_mnist, report_ws_ram_captioning
 from glimpse_jax import report_near_optimal_glimpses, report_pretrain_attention
 
@@ -46,6 +46,12 @@ def _ram_paper(runs: Sequence[report.Run]) -> dict[str, tuple[str, float]]:
   """Run name -> the paper's (row, test error), from each run's config (`ram.paper_row`)."""
   rows = {run.name: ram.paper_row(run.results['config']) for run in runs}
   return {name: row for name, row in rows.items() if row is not None}
+
+
+def _ws_ram_paper(runs: Sequence[report.Run]) -> dict[str, tuple[str, float] | None]:
+  """Run name -> the paper's (row, test error), or None off the paper's dataset
+  (`ws_ram.paper_row`)."""
+  return {run.name: ws_ram.paper_row(run.results['config']) for run in runs}
 
 
 def _ws_ram_extras(runs: Sequence[report.Run], folder: str) -> list[str]:
@@ -122,7 +128,7 @@ CHAPTERS = (
             'make experiment NAME=ram CONFIG=<task>'),
     Chapter('ws_ram', 'Learning Wake-Sleep Recurrent Attention Models (Ba et al. 2015)',
             'ws_ram-*',
-            _generic('WS-RAM against VAR (Ba et al. 2015)', None, _ws_ram_extras),
+            _generic('WS-RAM against VAR (Ba et al. 2015)', _ws_ram_paper, _ws_ram_extras),
             'make experiment NAME=ws_ram CONFIG=<method>'),
     Chapter('ram_reward', 'Reward shaping and an LSTM locator for RAM (Brooks et al.)',
             'ram_reward/*', report_ram_reward.write_report,

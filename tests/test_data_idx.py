@@ -1,8 +1,10 @@
 """IDX parsing, checksum verification, missing files and mirror downloads of the base digits."""
 
 import gzip
+import http.client
 import pathlib
 import shutil
+import urllib.request
 
 import numpy as np
 import pytest
@@ -106,6 +108,27 @@ def test_download_verifies_and_skips_a_corrupt_mirror(data_dir, tmp_path):
   np.testing.assert_array_equal(labels, expected[1])
   assert sorted(p.name for p in (tmp_path / "fresh" / "mnist").iterdir()) == [
       "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+
+
+def test_a_truncated_download_falls_through_to_the_next_mirror(data_dir, tmp_path, monkeypatch):
+  good_mirror = _copy_source(data_dir, tmp_path / "good")
+  truncating = "http://truncating.invalid/"
+  opened = []
+  real_urlopen = urllib.request.urlopen
+
+  def urlopen(url, timeout):
+    opened.append(url)
+    if url.startswith(truncating):  # the connection drops mid-body
+      raise http.client.IncompleteRead(b"partial", 1000)
+    return real_urlopen(url, timeout=timeout)
+
+  monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+  mirrors = (truncating, good_mirror.as_uri() + "/")
+  _, labels = sources.load_digits("mnist", "test", tmp_path / "fresh", mirrors=mirrors)
+  np.testing.assert_array_equal(labels, sources.load_digits("mnist", "test", data_dir,
+                                                            download=False)[1])
+  assert any(url.startswith(truncating) for url in opened)
+  assert not [p for p in (tmp_path / "fresh" / "mnist").iterdir() if p.name.startswith(".")]
 
 
 def test_data_dir_precedence(monkeypatch, tmp_path):

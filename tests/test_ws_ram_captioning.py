@@ -241,9 +241,9 @@ def test_notebook_trains_the_smoke_pipeline_which_learns_and_scores_its_captions
 # ---------------------------------------------------------------------------------------------
 # The report, on made-up runs.
 # ---------------------------------------------------------------------------------------------
-def _fake_run(folder, method, seed, bleu1, nll_scale):
+def _fake_run(folder, method, seed, bleu1, nll_scale, **loss):
   folder.mkdir(parents=True)
-  config = {'seed': seed, 'loss': {'method': method},
+  config = {'seed': seed, 'loss': {'method': method, **loss},
             'dataset': {'canvas_size': 100, 'min_digits': 2, 'max_digits': 5 if method == 'var' else 3}}
   (folder / 'results.json').write_text(json.dumps({
       'config': config, 'steps': 10_000, 'wall_seconds': 600.0, 'test_token_error': 0.1,
@@ -278,3 +278,17 @@ def test_report_tables_and_training_speed(tmp_path):
   assert rc.value_at({100: 1.0, 200: 3.0}, 300) is None  # past the curve
   with pytest.raises(ValueError, match='holds no captions.json'):
     rc.read_scores(str(tmp_path))
+
+
+def test_report_keeps_other_estimator_settings_apart_and_refuses_a_seed_twice(tmp_path):
+  from glimpse_jax import report_ws_ram_captioning as rc  # pylint: disable=g-import-not-at-top
+  runs = [_fake_run(tmp_path / 'var-seed0', 'var', 0, 60.0, 100.0),
+          _fake_run(tmp_path / 'var-nocv-seed0', 'var', 0, 40.0, 100.0, control_variates=False),
+          _fake_run(tmp_path / 'var-t2-seed1', 'var', 1, 50.0, 100.0, temperature=2.0)]
+  markdown = rc.write_report(runs, str(tmp_path / 'book' / 'captioning.md'))
+  assert '| VAR | 100x100, 2-5 digits | 0 | 60.0 |' in markdown  # beside the paper's c.v. row
+  assert '| VAR (nocv) | 100x100, 2-5 digits | 0 | 40.0 |' in markdown
+  assert '| VAR (T2) | 100x100, 2-5 digits | 1 | 50.0 |' in markdown
+  runs.append(_fake_run(tmp_path / 'again-seed0', 'var', 0, 61.0, 100.0))
+  with pytest.raises(ValueError, match='seed 0 twice'):
+    rc.write_report(runs, str(tmp_path / 'book' / 'captioning.md'))

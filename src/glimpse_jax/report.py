@@ -51,11 +51,13 @@ def load_run(workdir: str) -> Run:
 def _paper(run: Run, paper: Mapping[str, Any] | None) -> tuple[str, float | None]:
   """(row name, test error) of the paper's result this run reproduces; a recorded error counts
   only with its row name (a run whose method was changed clears the row). A caller's `paper`
-  entry is a test error or a (row name, test error) pair."""
+  entry is a test error, a (row name, test error) pair, or None: no row."""
   recorded = run.results.get('config', {}).get('paper') or {}
   row = recorded.get('row') or ''
   if paper is not None and run.name in paper:
     given = paper[run.name]
+    if given is None:
+      return '', None
     return given if isinstance(given, tuple) else (row, given)
   return row, recorded.get('test_error') if row else None
 
@@ -101,8 +103,8 @@ def results_table(runs: Sequence[Run], paper: Mapping[str, Any] | None = None) -
 
   Args:
     runs: the runs, in table order.
-    paper: optional run name -> the paper's test error (a fraction) or (row name, test error),
-      overriding recorded ones.
+    paper: optional run name -> the paper's test error (a fraction), (row name, test error) or
+      None (no row), overriding recorded ones.
 
   Returns:
     The table's markdown text (ending in a newline).

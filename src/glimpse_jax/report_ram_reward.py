@@ -192,6 +192,11 @@ def _per_glimpse(runs: Sequence[Run], workdirs: Mapping[str, str]) -> list[dict[
   return found
 
 
+def _sample_std(values: np.ndarray) -> np.ndarray:
+  """The sample std over seeds (axis 0) of `values` [seeds, T]; zeros for one seed."""
+  return values.std(0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1:])
+
+
 def plot_per_glimpse_curves(groups: Mapping[str, Sequence[Run]], workdirs: Mapping[str, str],
                             change_path: str, loss_path: str) -> list[int]:
   """The output change (greedy policy) and the loss (greedy policy, random glimpses) after each
@@ -205,9 +210,9 @@ def plot_per_glimpse_curves(groups: Mapping[str, Sequence[Run]], workdirs: Mappi
     images.update(f['images'] for f in found)
     for path, label in (('policy (greedy)', name), ('random glimpses', f'{name}, random')):
       values = np.asarray([f[path]['loss'] for f in found])  # [seeds, T]
-      loss[label], loss_std[label] = values.mean(0), values.std(0)
+      loss[label], loss_std[label] = values.mean(0), _sample_std(values)
     values = np.asarray([f['policy (greedy)']['output_change'] for f in found])
-    change[name], change_std[name] = values.mean(0), values.std(0)
+    change[name], change_std[name] = values.mean(0), _sample_std(values)
   if not change:
     return []
   plot_per_glimpse(change, change_path, ylabel=r'mean $\|O_t - O_{t-1}\|_2$ (greedy)',

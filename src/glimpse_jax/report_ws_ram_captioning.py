@@ -42,7 +42,23 @@ def read_scores(workdir: str) -> dict:
 
 
 def method_of(run: Run) -> str:
-  return run.results['config']['loss']['method']
+  """The run's estimator: `loss.method`, then what differs from the paper's setting (control
+  variates, T = 1, K = 5), e.g. 'ws_q' or 'ws_q-nocv-T2-K10'."""
+  loss = run.results['config']['loss']
+  parts = [loss['method']]
+  if not loss.get('control_variates', True):
+    parts.append('nocv')
+  if loss.get('temperature', 1.0) != 1.0:
+    parts.append(f"T{loss['temperature']:g}")
+  if loss.get('num_samples', 5) != 5:
+    parts.append(f"K{loss['num_samples']}")
+  return '-'.join(parts)
+
+
+def method_name(method: str) -> str:
+  """'ws_q' -> 'WS-RAM + q'; 'ws_q-nocv-T2' -> 'WS-RAM + q (nocv, T2)'."""
+  base, *rest = method.split('-')
+  return NAMES.get(base, base) + (f" ({', '.join(rest)})" if rest else '')
 
 
 def canvases_of(run: Run) -> str:
@@ -56,6 +72,14 @@ def group_runs(runs: Sequence[Run]) -> dict[tuple[str, str], list[Run]]:
   groups = collections.defaultdict(list)
   for run in sorted(runs, key=lambda r: r.results['config']['seed']):
     groups[canvases_of(run), method_of(run)].append(run)
+  for key, members in groups.items():
+    seeds = [run.results['config']['seed'] for run in members]
+    if len(set(seeds)) < len(seeds):
+      raise ValueError(f'{key} has seed {max(seeds, key=seeds.count)} twice among runs '
+                       f'{[run.name for run in members]}')
+    if len({run.results['steps'] for run in members}) > 1:
+      raise ValueError(f'{key}: runs {[run.name for run in members]} trained for different '
+                       f"numbers of steps {[run.results['steps'] for run in members]}")
   rank = {m: i for i, m in enumerate(NAMES)}
   order = sorted(groups, key=lambda k: (
       groups[k][0].results['config']['dataset']['canvas_size'], k[0], rank.get(k[1], len(rank)),
@@ -69,7 +93,7 @@ def _max_words(run: Run) -> int:
 
 
 def _label(key: tuple[str, str], several_canvases: bool) -> str:
-  name = NAMES.get(key[1], key[1])
+  name = method_name(key[1])
   return f'{name}, {key[0]}' if several_canvases else name
 
 
@@ -145,7 +169,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
 
   bleu_rows, curve_rows, layer_rows = [], [], []
   for key, members in groups.items():
-    name, method = NAMES.get(key[1], key[1]), key[1]
+    name, method = method_name(key[1]), key[1]
     s = [scores[run.name] for run in members]
     paper = PAPER_BLEU.get(method)
     bleu_rows.append([
@@ -208,7 +232,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
       size = members[0].results['config']['dataset']['canvas_size']
       name = f'{stem}_{method}_{size}px_windows.png'
       shutil.copyfile(source, os.path.join(folder, name))
-      text.append(f'\n{NAMES.get(method, method)}, {key[0]}, seed '
+      text.append(f'\n{method_name(method)}, {key[0]}, seed '
                   f"{members[0].results['config']['seed']}: the window read per generated word "
                   f'(colour: layer)\n\n![{method} windows]({name})\n')
   return write_page(text, out, notes)

@@ -9,6 +9,7 @@ each file is read and verified once per process.
 
 import functools
 import hashlib
+import http.client
 import os
 import pathlib
 import tempfile
@@ -148,6 +149,21 @@ def fetch(source, name, path, *, mirrors=None):
   download_verified([base + name for base in bases], CHECKSUMS[source][name], path)
 
 
+def write_atomic(path, payload: bytes) -> None:
+  """Writes `payload` to `path` through a temporary file, so readers see all of it or nothing
+  (and a failed write leaves nothing behind)."""
+  path = pathlib.Path(path)
+  with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+    try:
+      tmp.write(payload)
+      tmp.flush()
+      os.fsync(tmp.fileno())
+    except BaseException:
+      os.unlink(tmp.name)
+      raise
+  os.replace(tmp.name, path)
+
+
 def download_verified(urls, expected_md5, path):
   """Writes to `path` the payload of the first of `urls` whose md5 is `expected_md5`.
 
@@ -163,16 +179,14 @@ def download_verified(urls, expected_md5, path):
     try:
       with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
         payload = response.read()
-    except (OSError, ValueError) as e:
-      failures.append(f"{url}: {e}")
+    except (OSError, ValueError, http.client.HTTPException) as e:  # e.g. a truncated read
+      failures.append(f"{url}: {type(e).__name__}: {e}")
       continue
     actual = hashlib.md5(payload).hexdigest()
     if actual != expected_md5:
       failures.append(f"{url}: md5 {actual} instead of {expected_md5}")
       continue
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-      tmp.write(payload)
-    os.replace(tmp.name, path)
+    write_atomic(path, payload)
     return
   raise FileNotFoundError(
       f"{path} is missing (published md5 {expected_md5}) and no mirror served it:\n  "

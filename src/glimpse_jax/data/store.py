@@ -122,11 +122,11 @@ class ExampleStore:
         _check_same_fields(fields, f"chunk {k}", record["fields"], self._npz_path(other).name)
         break
     payload = _npz_bytes(arrays)
-    _write_atomic(self._npz_path(k), payload)
+    sources.write_atomic(self._npz_path(k), payload)
     record = {"file": self._npz_path(k).name, "sha256": hashlib.sha256(payload).hexdigest(),
               "num_examples": len(self.chunk_indices(k)), "fields": fields,
               "plan": self._planned()[2]}
-    _write_atomic(self._record_path(k), _dumps(record))
+    sources.write_atomic(self._record_path(k), _dumps(record))
 
   def read(self):
     """Every chunk, verified against its sha256, as one `StoredFields`.
@@ -370,19 +370,6 @@ def _read_json(path):
     return json.loads(path.read_bytes())
   except ValueError as e:
     raise ValueError(f"{path} is not valid JSON ({e}); delete it to write it again") from e
-
-
-def _write_atomic(path, payload):
-  """Writes `payload` to `path` through a temporary file, so readers see all of it or nothing."""
-  with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-    try:
-      tmp.write(payload)
-      tmp.flush()
-      os.fsync(tmp.fileno())
-    except BaseException:
-      os.unlink(tmp.name)
-      raise
-  os.replace(tmp.name, path)
 
 
 def _create_once(path, payload):
