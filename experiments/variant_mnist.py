@@ -66,8 +66,8 @@ Cost. The plots hook writes `cost.json` from the config the run trained with (ov
 included): `flops_per_pass` (2 FLOPs per multiply-add of the matrix products and convolutions of
 one forward pass on one image: `nets.ram_flops_per_image`, `nets.flops_per_image`),
 `passes_per_prediction` (10 for RAM's Monte-Carlo headline, 1 for a CNN), `flops_per_prediction`
-and `inputs_per_pass` (pixel values read: glimpses x scales x size^2 for RAM, the whole image
-for a CNN). RAM's 4-glimpse pass costs a fifth of the simple CNN's on cluttered canvases, but its
+and `inputs_per_pass` (values fed to the network: glimpses x scales x size^2 for RAM, its
+coarser scales area-averaged from larger patches; the whole image for a CNN). RAM's 4-glimpse pass costs a fifth of the simple CNN's on cluttered canvases, but its
 10-path prediction twice as much. `num_params` is in results.json.
 
 Pictures (plots hook, on the first test images): `glimpse_sequence.png` (RAM: one column per
@@ -112,7 +112,7 @@ from glimpse_jax.nets import (RecurrentAttentionModel, RetinaSpec, SelfAttention
 from glimpse_jax.nets.cnn import ConvTrunk
 from glimpse_jax.objectives import ram_loss
 
-COST_FILE = 'cost.json'  # written by the plots hook: FLOPs and inputs read per image
+COST_FILE = 'cost.json'  # written by the plots hook: FLOPs and input values per image
 MODELS = ('ram', 'simple_cnn', 'attention_cnn')
 
 # The paper's two datasets. Cluttered: 40x40 canvases, 5 pieces of 5x5 clutter, the digit placed
@@ -342,8 +342,8 @@ def make_model(config: ml_collections.ConfigDict):
 
 
 def cost(config: ml_collections.ConfigDict) -> dict:
-  """FLOPs (2 per multiply-add of the matrix products and convolutions) and input values read,
-  per image: one pass, and one prediction as the headline evaluates it (RAM's Monte-Carlo
+  """FLOPs (2 per multiply-add of the matrix products and convolutions) and input values fed to
+  the network, per image: one pass, and one prediction as the headline evaluates it (RAM's Monte-Carlo
   prediction takes eval.mc_samples passes)."""
   model, shape = make_model(config), data.image_shape(config.dataset)
   if config.model.name == 'ram':

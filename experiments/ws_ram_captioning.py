@@ -34,8 +34,9 @@ Where the paper is silent, this module chooses:
     does); VAR's baseline reads it.
   - Adam at 1e-3, batch 32, 10,000 updates (the paper's Figure 6 spans its first 10,000).
   - Test metrics from greedy decoding (mean location, most probable layer and word): `error`
-    (exact caption wrong), `token_error`, and after training BLEU-1..4 with sacrebleu (digits as
-    words, no tokenisation) written to `captions.json` beside results.json, with the layer chosen
+    (exact caption wrong), `token_error`, and after training corpus BLEU-1..4 with sacrebleu
+    (digits as words, no tokenisation, no smoothing; null for orders above the most digits a
+    caption has) written to `captions.json` beside results.json, with the layer chosen
     per word position; `nll` on the test split is -log (1/K) sum_k p(y | a_k, x), prior samples.
   - Training curves: `nll_word`, -log (1/K) sum_k w_k per word of the caption, the importance-
     weighted bound of each method's own proposal (Figure 6's quantity, comparable across them).
@@ -313,9 +314,12 @@ def test_scores(decode_fn, params, config: ml_collections.ConfigDict, steps: int
   text = lambda tokens: ' '.join(vocab.to_words(tokens))
   hypotheses = [text(p) for p in predictions]
   references = [[text(t) for t in targets]]
+  # Corpus BLEU-n, unsmoothed (Papineni et al.); None past the longest caption, whose n-grams no
+  # reference has (smoothing would make up a precision for them).
   bleu = {f'bleu{n}': sacrebleu.metrics.BLEU(max_ngram_order=n, tokenize='none',
-                                              effective_order=False).corpus_score(
-                                                  hypotheses, references).score
+                                              smooth_method='none', effective_order=False
+                                              ).corpus_score(hypotheses, references).score
+          if n <= config.dataset.max_digits else None
           for n in BLEU_ORDERS}
   layer_fraction = layer_counts / np.maximum(layer_counts.sum(-1, keepdims=True), 1)
   return {

@@ -143,3 +143,18 @@ def test_greedy_sequences_take_the_lowest_epe_among_candidates_not_taken():
   with pytest.raises(ValueError, match='num_steps=5'):
     greedy_sequences(images, jax.random.key(0), candidates, 5, read=read, embed=embed,
                      classify=classify, complete=complete)
+
+
+def test_steps_to_near_best_leave_out_the_final_evaluation():
+  from glimpse_jax import report  # pylint: disable=g-import-not-at-top
+  from glimpse_jax import report_near_optimal_glimpses as rn  # pylint: disable=g-import-not-at-top
+  periodic = [{'kind': 'eval', 'split': 'validation', 'step': s, 'error': e, 'full': False}
+              for s, e in ((1000, 0.30), (2000, 0.21), (3000, 0.20))]
+  final = {'kind': 'eval', 'split': 'validation', 'step': 4000, 'error': 0.10, 'full': True}
+  marked = report.Run('marked', {}, periodic + [{**final, 'final': True}])
+  unmarked = report.Run('unmarked', {}, periodic + [final])  # written before `final` existed
+  for run in (marked, unmarked):
+    # On the whole split the final error is not comparable with the periodic ones.
+    assert rn.evaluations_to_near_best(run, margin=0.02) == 2000, run.name
+  whole = [{**r, 'full': True} for r in periodic]  # every evaluation on the whole split
+  assert rn.evaluations_to_near_best(report.Run('whole', {}, whole + [final]), 0.02) == 4000

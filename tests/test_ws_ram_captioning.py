@@ -235,6 +235,7 @@ def test_notebook_trains_the_smoke_pipeline_which_learns_and_scores_its_captions
   assert 1 - scores['sequence_accuracy'] == pytest.approx(results['caption']['test_error'],
                                                            abs=1e-6)
   assert scores['bleu1'] > 30 and scores['bleu1'] >= scores['bleu2']
+  assert scores['bleu3'] is None and scores['bleu4'] is None  # captions of at most 2 digits
   assert np.allclose(np.sum(scores['layer_fraction_by_position'], -1), 1)
 
 

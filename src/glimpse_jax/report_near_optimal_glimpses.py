@@ -111,8 +111,15 @@ def method_name(config: Mapping[str, Any]) -> str:
 
 
 def _validation_errors(run: Run, split: str = 'validation') -> list[tuple[int, float]]:
-  return [(r['step'], r['error']) for r in run.records
-          if r.get('kind') == 'eval' and r.get('split') == split and 'error' in r]
+  """(step, error) of the evaluations during training: the final one, on the whole split while
+  the periodic ones may see part of it, is left out (unmarked in runs that predate `final`: the
+  last record, whole where the others are not)."""
+  evals = [r for r in run.records if r.get('kind') == 'eval' and r.get('split') == split
+           and 'error' in r and not r.get('final')]
+  if (evals and 'final' not in evals[-1] and evals[-1].get('full')
+      and not all(r.get('full') for r in evals[:-1])):
+    evals = evals[:-1]
+  return [(r['step'], r['error']) for r in evals]
 
 
 def evaluations_to_near_best(run: Run, margin: float = MARGIN,
@@ -339,28 +346,37 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None,
       runs.sort(key=lambda r: r.results['config']['seed'])
   for source in sorted(by_source, key=lambda s: s != 'mnist'):  # MNIST first
     parts += _supervision_section(by_source[source], paths, source, folder, stem, margin)
-  groups = by_source.get('mnist', {})
+  for source in sorted(by_source, key=lambda s: s != 'mnist'):
+    parts += _stopping_section(by_source[source], source, folder, stem)
+  return write_page(parts, out, notes)
 
-  curves = {'adaptive': [], 'fixed': [], 'act': []}
+
+def _stopping_section(groups, source: str, folder: str, stem: str) -> list[str]:
+  """The adaptive-stopping table and figure of one dataset's runs (each method's first seed)."""
+  curves, shown = {'adaptive': [], 'fixed': [], 'act': []}, []
   for run in groups.get('stopping', [])[:1]:
     points = stopping_points(run.results, run.results['config']['stopping']['thresholds'])
     curves['adaptive'], curves['fixed'] = points['adaptive'], points['fixed']
+    shown.append(run)
   for name, runs in sorted(groups.items()):
     if name.startswith('act'):
       for run in runs[:1]:
         curves['act'] += [(f'ACT, ponder weight {name[3:]}', p)
                           for p in stopping_points(run.results, ())['act']]
-  if curves['adaptive'] or curves['act']:
-    figure = f'{stem}_stopping.png'
-    _plot_stopping(curves, os.path.join(folder, figure))
-    rows = ['| rule | mean glimpses | test error (%) |\n|---|---|---|\n']
-    rows += [f'| stop below predicted gain {t:g} | {g:.2f} | {100 * e:.2f} |\n'
-             for t, g, e in curves['adaptive']]
-    rows += [f'| fixed {g} glimpses | {g} | {100 * e:.2f} |\n' for g, e in curves['fixed']]
-    rows += [f'| {name} | {g:.2f} | {100 * e:.2f} |\n' for name, (g, e) in curves['act']]
-    parts += ['## Adaptive stopping\n\n', ''.join(rows),
-              f'\n![test error against glimpses]({figure})\n\n']
-  return write_page(parts, out, notes)
+        shown.append(run)
+  if not (curves['adaptive'] or curves['act']):
+    return []
+  tag = '' if source == 'mnist' else f'_{source}'
+  figure = f'{stem}_stopping{tag}.png'
+  _plot_stopping(curves, os.path.join(folder, figure))
+  rows = ['| rule | mean glimpses | test error (%) |\n|---|---|---|\n']
+  rows += [f'| stop below predicted gain {t:g} | {g:.2f} | {100 * e:.2f} |\n'
+           for t, g, e in curves['adaptive']]
+  rows += [f'| fixed {g} glimpses | {g} | {100 * e:.2f} |\n' for g, e in curves['fixed']]
+  rows += [f'| {name} | {g:.2f} | {100 * e:.2f} |\n' for name, (g, e) in curves['act']]
+  runs = ', '.join(f"{run.name} (seed {run.results['config']['seed']})" for run in shown)
+  return [f'## Adaptive stopping ({source.replace("_", "-")})\n\n', f'Runs: {runs}.\n\n',
+          ''.join(rows), f'\n![test error against glimpses]({figure})\n\n']
 
 
 def main(argv: Sequence[str] | None = None) -> None:

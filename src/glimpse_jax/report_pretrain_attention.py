@@ -273,6 +273,13 @@ def _mean_std(values: Sequence[Any], scale: float = 100.0, digits: int = 2) -> s
   return report.mean_spread(values, digits, scale)
 
 
+def _mean_std_of_seeds(values: Sequence[float | None]) -> str:
+  """Mean ± std (%) of the seeds that have a value, saying how many when some do not."""
+  present = [v for v in values if v is not None]
+  text = _mean_std(present)
+  return text if len(present) in (0, len(values)) else f'{text} ({len(present)}/{len(values)} seeds)'
+
+
 def _steps(values: Sequence[int | None]) -> str:
   reached = [v for v in values if v is not None]
   if not reached:
@@ -301,7 +308,8 @@ def error_row(key: tuple[str, str, str, str], runs: Sequence[PipelineRun]) -> li
                       for s, run in zip(to_95, runs)]
   paper = PAPER_ERROR.get((method, dataset))
   return [method, dataset, ', '.join(str(run.seed) for run in runs), budget, widths,
-          _mean_std([value for value, _ in rule]), ', '.join(str(n or '-') for n in counts),
+          _mean_std_of_seeds([value for value, _ in rule]),
+          ', '.join(str(n or '-') for n in counts),
           _mean_std([run.results[_last_trained(run)].get('test_error') for run in runs]),
           '-' if paper is None else f'{100 * paper:.1f}', _steps(to_95),
           _steps(with_pretraining),

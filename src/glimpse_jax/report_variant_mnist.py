@@ -175,7 +175,7 @@ def _single(values: Sequence[Any], what: str, method: str) -> Any:
 
 HEADER = ['method', 'seeds', 'test accuracy %', 'paper %', 'greedy %', 'test at best val. %',
           'epochs', 'stopped early', 'params', 'MFLOP / pass', 'passes', 'accuracy / GFLOP',
-          'greedy / GFLOP', 'inputs read', 'minutes']
+          'greedy / GFLOP', 'input values', 'minutes']
 
 
 def table_rows(groups: Mapping[tuple[str, str], Sequence[Run]],
@@ -275,8 +275,9 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
       'budget. FLOPs are 2 per multiply-add of the matrix products and convolutions of one pass '
       'on one image (elementwise work left out); *accuracy / GFLOP* divides test accuracy by the '
       'GFLOPs of one prediction (`passes` passes), *greedy / GFLOP* greedy accuracy by one '
-      'pass. *Inputs read*: pixel values one pass reads (a glimpse: scales x size^2; a CNN: '
-      'the whole image). *Minutes*: wall time of the last call that trained the run.\n',
+      'pass. *Input values*: the values one pass feeds the network (a glimpse: scales x '
+      'size^2, the coarser scales area-averaged from patches up to (size x factor^(scales-1))^2 '
+      'pixels; a CNN: the whole image). *Minutes*: wall time of the last call that trained the run.\n',
   ]
   for table, title in _TABLES.items():
     members = [cells for key, cells in rows.items() if table_of(groups[key][0]) == table]
