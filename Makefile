@@ -34,6 +34,7 @@ ifeq ($(SEEDS),)
 	$(RUN) --workdir=$(WORKDIR) $(ARGS)
 else
 	@case '$(SEEDS)' in ''|*[!0-9]*|0) echo "SEEDS must be a whole number >= 1, got '$(SEEDS)'" >&2; exit 2;; esac
+	@case '$(ARGS)' in *--config.seed=*) echo "SEEDS=$(SEEDS) sets --config.seed per run: leave it out of ARGS ('$(ARGS)')" >&2; exit 2;; esac
 	set -e; for seed in $$(seq 0 $$(($(SEEDS) - 1))); do \
 	  $(RUN) --workdir=$(WORKDIR)-seed$$seed --config.seed=$$seed $(ARGS); done
 endif

@@ -50,3 +50,10 @@ def test_bad_seeds_are_refused(seeds):
                  f'SEEDS={seeds}')
   assert result.returncode != 0
   assert f"SEEDS must be a whole number >= 1, got '{seeds}'" in result.stderr
+
+
+def test_seeds_refuse_a_seed_in_args():
+  result = _make('-o', '.venv/.installed', 'experiment', 'NAME=ram', 'CONFIG=smoke', 'SEEDS=2',
+                 'ARGS=--config.seed=7 --config.num_steps=5')
+  assert result.returncode != 0
+  assert 'SEEDS=2 sets --config.seed per run: leave it out of ARGS' in result.stderr

@@ -119,6 +119,26 @@ def test_second_phase_alone_and_unknown_names(tmp_path, data_dir):
   again = train.read_results(os.path.join(workdir, 'classify'))
   assert (first['steps'], again['steps']) == (20, 30)
 
+  # In process, on the finished run: another spelling of its workdir finds both phases done; a
+  # changed first phase may not train under the second's old results.
+  sys.path.insert(0, str(REPO))
+  from experiments import tiny_pipelines  # pylint: disable=g-import-not-at-top
+  config = tiny_pipelines.get_config('pretrain_classify')
+  with config.unlocked():
+    for phase in config.pipeline:
+      config.phases[phase].dataset.data_dir = data_dir
+    config.phases.pretrain.num_steps, config.phases.classify.num_steps = 20, 30
+  built = []
+  make = lambda phase: built.append(phase.phase) or tiny_pipelines.make_experiment(phase)
+  results = train.run_pipeline(config, f'{os.path.dirname(workdir)}/./run/', make)
+  assert results['classify']['steps'] == 30 and not built
+  with config.unlocked():
+    config.phases.pretrain.num_steps = 40
+  with pytest.raises(ValueError, match=r"phase 'pretrain' is about to train .* phase "
+                                       r"'classify', which takes init_from from it, finished"):
+    train.run_pipeline(config, workdir, make)
+  assert not built and train.read_results(os.path.join(workdir, 'pretrain'))['steps'] == 20
+
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   for argument, expected in (('experiments/nope.py', "unknown experiment 'nope'; experiments in"),
                              ('experiments/tiny_pipelines.py:typo', "unknown variant 'typo'")):

@@ -161,6 +161,11 @@ def test_frozen_teacher_is_a_step_input_and_stays_out_of_the_checkpoint(data_dir
   with pytest.raises(ValueError, match=r"takes frozen models \['teacher'\] but the config's "
                                        r'frozen names \[\]'):
     train.run(config, str(tmp_path / 'none'), _experiment(config, frozen_models=('teacher',)))
+  config = _config(data_dir, **{'frozen': ml_collections.ConfigDict({'teacher': teacher_dir}),
+                                'model.teacher_hidden': 64})  # the teacher has 32 units
+  with pytest.raises(ValueError, match=rf"fails with the frozen models frozen.teacher="
+                                       rf"'{teacher_dir}' \(is each the model"):
+    train.run(config, str(tmp_path / 'wider'), _experiment(config, frozen_models=('teacher',)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,3 +344,17 @@ def test_pipeline_references_must_name_earlier_phases(data_dir):
                                          ('second', _config(data_dir, init_from='first'))])
   (_, first, first_dir), (_, second, _) = train.pipeline.resolved_phases(config, '/runs/x')
   assert (first_dir, second.init_from, first.phase) == ('/runs/x/first', '/runs/x/first', 'first')
+
+
+def test_resuming_another_model_or_fewer_steps_names_the_change(data_dir, tmp_path):
+  workdir = str(tmp_path / 'run')
+  config = _config(data_dir)
+  train.run(config, workdir, _experiment(config))  # 10 steps, checkpoints at 5 and 10
+  wider = _config(data_dir, **{'model.hidden': 32})
+  with pytest.raises(ValueError, match=r"cannot resume from its checkpoint at step 10 .*config "
+                                       r"changes since it was saved: model.hidden: 16 -> 32"):
+    train.run(wider, workdir, _experiment(wider))
+  fewer = _config(data_dir, num_steps=5)
+  with pytest.raises(ValueError, match='num_steps=5, but .* holds a checkpoint at step 10'):
+    train.run(fewer, workdir, _experiment(fewer))
+  assert json.loads((tmp_path / 'run' / 'config.json').read_text())['model']['hidden'] == 16

@@ -130,6 +130,11 @@ def test_eight_devices_train_like_one(data_dir, tmp_path):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   assert (train.read_results(eight)['test_nll']
           == pytest.approx(train.read_results(one)['test_nll'], rel=1e-5))
+  # Parameters taken from another run (restored on one device) go to all eight.
+  grafted = str(tmp_path / 'grafted')
+  code, log = _finish(_start(grafted, data_dir, *args, f'--config.init_from={one}', devices=8),
+                      grafted)
+  assert code == 0 and f'parameters from {one}' in log, log
 
 
 def test_main_rejects_unknown_variants_and_mistyped_fields(data_dir, tmp_path):

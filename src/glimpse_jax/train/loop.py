@@ -240,8 +240,18 @@ class _Run:
     abstract = abstract_state(self.experiment, self.tx, init_key, self.example_batch,
                               self.replicated)
     self._check_evaluate(abstract)
-    state = self.checkpointer.restore(abstract)
+    try:
+      state = self.checkpointer.restore(abstract)
+    except Exception as error:  # orbax names shapes, not the config field that changed them
+      raise ValueError(
+          f'{self.workdir}: cannot resume from its checkpoint at step '
+          f'{self.checkpointer.latest_step()} ({type(error).__name__}: {error}); '
+          f'{self._changes_since_saved()}; use another workdir for another model') from error
     if state is not None:
+      if int(state.step) > self.config.num_steps:
+        raise ValueError(f'num_steps={self.config.num_steps}, but {self.workdir} holds a '
+                         f'checkpoint at step {int(state.step)}: raise num_steps or use another '
+                         'workdir')
       return state, f'resumed from step {int(state.step)}'
     params, origin = None, 'from scratch'
     source = self.config.init_from
@@ -252,18 +262,44 @@ class _Run:
       except Exception as error:
         raise ValueError(f'init_from={source!r}: cannot restore parameters ({error})') from error
       fresh = jax.jit(self.experiment.init)(init_key, self.example_batch)
-      params = graft(fresh, restored, subtrees, source_name=f'init_from={source!r}')
+      params = mesh_lib.put_replicated(  # restored on one device: to every device of the mesh
+          graft(fresh, restored, subtrees, source_name=f'init_from={source!r}'), self.mesh)
       what = ', '.join(self.config.init_subtrees) or 'parameters'
       origin = f'{what} from {source}'
     return create_state(self.experiment, self.tx, init_key, self.example_batch,
                         self.replicated, params), origin
+
+  def _trace(self, fn, *args) -> Any:
+    """`jax.eval_shape(fn, *args)`; a failure names the frozen models when there are any (a
+    teacher of another shape fails here, before training)."""
+    try:
+      return jax.eval_shape(fn, *args)
+    except Exception as error:
+      if self.frozen is None:
+        raise
+      sources = ', '.join(f'frozen.{name}={path!r}' for name, path in self.config.frozen.items())
+      raise ValueError(f'the step fails with the frozen models {sources} (is each the model '
+                       f'this phase expects?): {type(error).__name__}: {error}') from error
+
+  def _changes_since_saved(self) -> str:
+    """The config fields that differ from the workdir's config.json, as text."""
+    try:
+      with open(os.path.join(self.workdir, 'config.json')) as f:
+        saved = _flatten(json.load(f))
+    except (OSError, ValueError):
+      return 'the workdir holds no readable config.json to compare with'
+    now = _flatten(json.loads(self.config.to_json_best_effort()))
+    changed = [f'{key}: {saved.get(key, "(absent)")!r} -> {now.get(key, "(absent)")!r}'
+               for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key)]
+    return ('config changes since it was saved: ' + ', '.join(changed) if changed
+            else 'the config is the one it was saved with')
 
   def _check_evaluate(self, abstract: TrainState) -> None:
     """Traces `evaluate` once so a missing headline or a wrong shape fails before training."""
     example = next(self._eval_batches(self.config.eval.splits[0]))
     batch = {name: jax.ShapeDtypeStruct(value.shape, value.dtype)
              for name, value in example.items()}
-    sums = jax.eval_shape(
+    sums = self._trace(
         lambda p, b, f: step_lib.eval_step(self.experiment.evaluate, p, b, jax.random.key(0), f),
         abstract.params, batch, self.frozen)
     if self.config.headline not in sums:
@@ -299,7 +335,7 @@ class _Run:
 
   def _train(self, stop: StopRequests) -> None:
     config = self.config
-    metric_names = sorted(jax.eval_shape(
+    metric_names = sorted(self._trace(
         functools.partial(step_lib.train_step, prepare=self.prepare), self.state,
         self._abstract_batch(), self.train_key, self.frozen)[1])
     fresh = jax.tree.map(np.array, step_lib.init_accumulator(metric_names))  # host copies
@@ -459,6 +495,14 @@ class _Run:
       metrics_lib.write_plots(self.workdir, self.experiment, mesh_lib.fetch(self.state.params),
                               config, jax.random.fold_in(self.eval_key, steps + 1))
     return results
+
+
+def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
+  """{'a.b': value} of a nested dict."""
+  if not isinstance(tree, dict):
+    return {prefix: tree}
+  return {key: value for name, child in tree.items()
+          for key, value in _flatten(child, f'{prefix}.{name}' if prefix else name).items()}
 
 
 class EarlyStopping:

@@ -77,6 +77,7 @@ def _references(phase: ml_collections.ConfigDict) -> list[tuple[str, str]]:
 def resolved_phases(config: ml_collections.ConfigDict,
                     workdir: str) -> list[tuple[str, ml_collections.ConfigDict, str]]:
   """(name, config, workdir) per phase in order, phase names in references replaced by workdirs."""
+  workdir = os.path.normpath(workdir)  # 'runs/x/' and './runs/x' name one run
   if not is_pipeline(config):
     return [(config.phase or config.experiment, config, workdir)]
   validate_pipeline(config)
@@ -147,17 +148,46 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str, make_experimen
     if only is not None:
       _require_finished_sources(config, phases, only)
       phases = [p for p in phases if p[0] == only]
+    finished = {name: only is None and is_finished(phase, phase_dir)
+                for name, phase, phase_dir in phases}
+    if only is None:
+      _refuse_stale_phases(config, phases, finished)
+    # Every phase to run is built (its experiment's checks run) before the first one trains.
+    experiments = {name: make_experiment(phase) for name, phase, _ in phases
+                   if not finished[name]}
     for name, phase, phase_dir in phases:
-      if only is None and is_finished(phase, phase_dir):
+      if finished[name]:
         if chief:
           print(f'{config.experiment}:{name}: finished earlier, skipped ({phase_dir})', flush=True)
         results[name] = read_results(phase_dir)
         continue
-      results[name] = run_phase(phase, phase_dir, make_experiment(phase), devices=devices)
+      results[name] = run_phase(phase, phase_dir, experiments[name], devices=devices)
     if chief and only is None:
       summary = {name: {k: v for k, v in r.items() if k != 'config'} for name, r in results.items()}
       write_json(os.path.join(workdir, RESULTS_FILE), {'pipeline': names, 'phases': summary})
   return results
+
+
+def _refuse_stale_phases(config: ml_collections.ConfigDict, phases,
+                         finished: dict[str, bool]) -> None:
+  """Raises ValueError if a finished phase takes (directly or through others) from a phase that
+  is about to train: its results were built from what that phase was before."""
+  changed = set()
+  for name, _, phase_dir in phases:
+    sources = [(field, source) for field, source in _references(config.phases[name])
+               if source in changed]
+    if not sources:
+      if not finished[name]:
+        changed.add(name)
+      continue
+    if finished[name]:
+      field, source = sources[0]
+      raise ValueError(
+          f'phase {source!r} is about to train (unfinished, or its config changed), but phase '
+          f'{name!r}, which takes {field} from it, finished earlier on what {source!r} was '
+          f'then: remove {phase_dir} (and the later phases that take from it) to train it '
+          f'again, or run --phase={source} alone')
+    changed.add(name)
 
 
 def _require_finished_sources(config: ml_collections.ConfigDict, phases, only: str) -> None:
