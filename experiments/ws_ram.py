@@ -41,8 +41,8 @@ Setup choices that decide the result (their measured effects are in `results/ws_
       against 12/24/48 px patches, where the coarsest scale sees most digits whole. With
       (0.5, 1.0) (14-28 px) the finer scales suffice and collapsing onto the coarsest one loses
       detail: the setting for the paper's Figure 4 claim (without heuristics VAR falls onto one
-      scale and WS-RAM does not). Off the paper's dataset a run has no paper row: add
-      `--config.paper.row=""`.
+      scale and WS-RAM does not). Off the paper's dataset the results book shows no paper
+      number beside a run (`paper_row`).
 """
 
 import jax
@@ -129,9 +129,12 @@ def paper_row(config) -> tuple[str, float] | None:
     found = dataset.get(name, 'mnist' if name == 'source' else None)
     if (tuple(found) if isinstance(found, (list, tuple)) else found) != value:
       return None
-  _, _, row, error = next(r for r in ROWS.values()
-                          if r[:2] == (loss['method'], bool(loss['control_variates'])))
+  _, _, row, error = _row_of(loss['method'], loss['control_variates'])
   return row, error
+
+
+def _row_of(method: str, control_variates: bool) -> tuple[str, bool, str, float]:
+  return next(r for r in ROWS.values() if r[:2] == (method, bool(control_variates)))
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -161,13 +164,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for name in ('entropy_weight', 'coverage_weight'):
     if not loss[name] >= 0:
       raise ValueError(f'loss.{name} must be >= 0, got {loss[name]}')
-  row = paper_row(config)
-  if config.paper.row and (row is None or config.paper.row != row[0]):
-    raise ValueError(
-        f'paper.row {config.paper.row!r} is not the row of loss.method={loss.method!r}, '
-        f'loss.control_variates={loss.control_variates} on dataset {dict(config.dataset)} '
-        f'({row[0] if row else f"the paper has none off its dataset {PAPER_DATASET}"!r}); '
-        'pick that variant or set --config.paper.row=""')
+  row = _row_of(loss.method, loss.control_variates)
+  if config.paper.row and config.paper.row != row[2]:
+    raise ValueError(f'paper.row {config.paper.row!r} is not the row of loss.method='
+                     f'{loss.method!r}, loss.control_variates={loss.control_variates} '
+                     f'({row[2]!r}); pick that variant or set --config.paper.row=""')
 
 
 def make_model(config: ml_collections.ConfigDict) -> WakeSleepRAM:
