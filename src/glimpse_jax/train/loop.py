@@ -9,10 +9,7 @@ import functools
 import itertools
 import json
 import os
-import signal
-import threading
 import time
-import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +31,7 @@ from glimpse_jax.train.state import TrainState, abstract_state, count_params, cr
 from glimpse_jax.train.state import make_optimizer, plateau_rule, plateau_scale
 from glimpse_jax.train.params import graft
 from glimpse_jax.train.sources import load_frozen, open_training_store
+from glimpse_jax.train.stopping import EarlyStopping, StopRequests
 from glimpse_jax.train.workdir import lock_workdir, write_text
 
 
@@ -73,50 +71,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, experiment: Experiment,
 
 
 # ---------------------------------------------------------------------------------------------
-# Signals and timing.
+# Timing.
 # ---------------------------------------------------------------------------------------------
-_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-class StopRequests:
-  """Context manager that records the first SIGTERM/SIGINT; a second one stops at once.
-
-  Handlers are installed only from the main thread (elsewhere Python forbids it and signals
-  keep their usual effect).
-  """
-
-  def __init__(self):
-    self.signum: int | None = None
-    self._previous: dict[int, object] = {}
-
-  @property
-  def requested(self) -> bool:
-    return self.signum is not None
-
-  def _handle(self, signum: int, frame: types.FrameType | None) -> None:
-    del frame
-    if self.signum is not None:
-      self.raise_for_signal()
-    self.signum = signum
-
-  def raise_for_signal(self) -> None:
-    """Raises what the signal would have: KeyboardInterrupt for SIGINT, else SystemExit."""
-    if self.signum == signal.SIGINT:
-      raise KeyboardInterrupt
-    raise SystemExit(128 + self.signum)
-
-  def __enter__(self) -> 'StopRequests':
-    if threading.current_thread() is threading.main_thread():
-      for signum in _SIGNALS:
-        self._previous[signum] = signal.signal(signum, self._handle)
-    return self
-
-  def __exit__(self, *exc_info) -> None:
-    for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
-    self._previous.clear()
-
-
 class _Clock:
   """Wall time per log interval, leaving out evaluation and checkpointing."""
 
@@ -503,43 +459,3 @@ def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
     return {prefix: tree}
   return {key: value for name, child in tree.items()
           for key, value in _flatten(child, f'{prefix}.{name}' if prefix else name).items()}
-
-
-class EarlyStopping:
-  """Tracks the best value of one evaluation metric; `stopped` after `patience` evaluations
-  without improvement (never when patience is 0). Fed with 'eval' records, so a resumed run
-  rebuilds it from metrics.jsonl."""
-
-  def __init__(self, cfg: ml_collections.ConfigDict, headline: str):
-    self.patience, self.split, self.mode = cfg.patience, cfg.split, cfg.mode
-    self.metric = cfg.metric or headline
-    self.best: float | None = None
-    self.best_step: int | None = None
-    self.since_best = 0
-
-  def update(self, record: dict[str, Any]) -> None:
-    if (record.get('split', 'test') != self.split or self.metric not in record
-        or record.get('final')):
-      return  # another split, or the evaluation after training: nothing left to stop
-    value = float(record[self.metric])
-    better = (self.best is None or (value < self.best if self.mode == 'min' else value > self.best))
-    if better:
-      self.best, self.best_step, self.since_best = value, record['step'], 0
-    else:
-      self.since_best += 1
-
-  @property
-  def stopped(self) -> bool:
-    return bool(self.patience) and self.since_best >= self.patience
-
-  @property
-  def reason(self) -> str:
-    return (f'{self.split} {self.metric} has not improved on {self.best:.4g} (step '
-            f'{self.best_step}) for {self.since_best} evaluations')
-
-  def summary(self) -> dict[str, Any]:
-    """What results.json reports: the best value seen during training and its step."""
-    if self.best is None:
-      return {}
-    return {f'best_{self.split}_{self.metric}': self.best, 'best_step': self.best_step,
-            'stopped_early': self.stopped}
