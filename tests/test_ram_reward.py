@@ -3,6 +3,7 @@ the REINFORCE gradient, every variant training, the smoke run learning, and the 
 
 import json
 import math
+import statistics
 
 import jax
 import jax.numpy as jnp
@@ -359,3 +360,10 @@ def test_method_names_come_from_the_config():
   assert report_ram_reward.method_name(
       config(output_change_weight=0.1, change_space='log_probs', spread_weight=1.0)
   ) == 'logchange0.1+spread_linear_lstm_core'
+
+
+def test_per_glimpse_bands_are_the_sample_std_over_seeds():
+  values = np.array([[0.1, 1.0], [0.2, 1.0], [0.4, 1.0]])  # [seeds, T]
+  np.testing.assert_allclose(report_ram_reward._sample_std(values),
+                             [statistics.stdev([0.1, 0.2, 0.4]), 0.0])
+  np.testing.assert_array_equal(report_ram_reward._sample_std(values[:1]), [0.0, 0.0])
