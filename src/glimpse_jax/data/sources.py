@@ -12,9 +12,9 @@ import hashlib
 import http.client
 import os
 import pathlib
-import tempfile
 import urllib.request
 
+from glimpse_jax import files
 from glimpse_jax.data import idx
 
 SOURCES = ("mnist", "fashion_mnist")
@@ -149,21 +149,6 @@ def fetch(source, name, path, *, mirrors=None):
   download_verified([base + name for base in bases], CHECKSUMS[source][name], path)
 
 
-def write_atomic(path, payload: bytes) -> None:
-  """Writes `payload` to `path` through a temporary file, so readers see all of it or nothing
-  (and a failed write leaves nothing behind)."""
-  path = pathlib.Path(path)
-  with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-    try:
-      tmp.write(payload)
-      tmp.flush()
-      os.fsync(tmp.fileno())
-    except BaseException:
-      os.unlink(tmp.name)
-      raise
-  os.replace(tmp.name, path)
-
-
 def download_verified(urls, expected_md5, path):
   """Writes to `path` the payload of the first of `urls` whose md5 is `expected_md5`.
 
@@ -186,7 +171,7 @@ def download_verified(urls, expected_md5, path):
     if actual != expected_md5:
       failures.append(f"{url}: md5 {actual} instead of {expected_md5}")
       continue
-    write_atomic(path, payload)
+    files.write_atomic(path, payload)
     return
   raise FileNotFoundError(
       f"{path} is missing (published md5 {expected_md5}) and no mirror served it:\n  "

@@ -27,6 +27,7 @@ import zipfile
 import ml_collections
 import numpy as np
 
+from glimpse_jax import files
 from glimpse_jax.data import sources
 
 MANIFEST = "manifest.json"
@@ -122,11 +123,11 @@ class ExampleStore:
         _check_same_fields(fields, f"chunk {k}", record["fields"], self._npz_path(other).name)
         break
     payload = _npz_bytes(arrays)
-    sources.write_atomic(self._npz_path(k), payload)
+    files.write_atomic(self._npz_path(k), payload)
     record = {"file": self._npz_path(k).name, "sha256": hashlib.sha256(payload).hexdigest(),
               "num_examples": len(self.chunk_indices(k)), "fields": fields,
               "plan": self._planned()[2]}
-    sources.write_atomic(self._record_path(k), _dumps(record))
+    files.write_atomic(self._record_path(k), _dumps(record))
 
   def read(self):
     """Every chunk, verified against its sha256, as one `StoredFields`.

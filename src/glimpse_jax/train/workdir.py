@@ -7,6 +7,8 @@ import os
 
 import jax
 
+from glimpse_jax import files
+
 LOCK_FILE = '.lock'
 
 
@@ -58,12 +60,7 @@ class WorkdirLock:
 
 def write_text(path: str, text: str) -> None:
   """Writes `text` to `path` atomically: a reader sees the old file or the new one, never half."""
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  files.write_atomic(path, text)
 
 
 def lock_workdir(workdir: str) -> contextlib.AbstractContextManager:
