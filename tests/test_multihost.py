@@ -8,6 +8,7 @@ those of a single process with 8 fake devices.
 
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from glimpse_jax import train
+from glimpse_jax.train import stopping
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # A few seconds of a small RAM: 6 updates of 16 examples, checkpoints at 3 and 6, 32 test examples.
@@ -66,14 +68,18 @@ def _wait(processes, timeout=120) -> list[int]:
   return [p.returncode for p in processes]
 
 
+def _start_two_processes(workdir, data_dir, port, *flags):
+  """Starts main.py as 2 processes x 4 devices on one workdir; logs go to <workdir>-<i>.log."""
+  return [_start(workdir, data_dir, 4, '--distributed', f'--coordinator_address=localhost:{port}',
+                 '--num_processes=2', f'--process_id={i}', *flags, log_name=f'{workdir}-{i}')
+          for i in range(2)]
+
+
 def _train_two_processes(tmp_path, data_dir, *flags, attempts=3) -> str:
   """Runs main.py as 2 processes x 4 devices; returns the shared workdir."""
   for attempt in range(attempts):
     workdir, port = str(tmp_path / f'two-{attempt}'), _free_port()
-    processes = [_start(workdir, data_dir, 4, '--distributed',
-                        f'--coordinator_address=localhost:{port}', '--num_processes=2',
-                        f'--process_id={i}', *flags, log_name=f'{workdir}-{i}')
-                 for i in range(2)]
+    processes = _start_two_processes(workdir, data_dir, port, *flags)
     codes = _wait(processes)
     logs = [pathlib.Path(f'{workdir}-{i}.log').read_text() for i in range(2)]
     if codes == [0, 0]:
@@ -117,3 +123,45 @@ def test_process_flags_need_distributed(tmp_path):
   log = pathlib.Path(f'{workdir}.log').read_text()
   assert code != 0 and '--num_processes, --process_id need --distributed' in log, log
   assert not os.path.exists(workdir)
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_process_stops_both_at_one_saved_step(data_dir, tmp_path):
+  """SIGTERM reaches process 1 only: both save the same step's checkpoint and exit (neither
+  waits alone in the next update's all-reduce)."""
+  workdir = str(tmp_path / 'two')
+  processes = _start_two_processes(workdir, data_dir, _free_port(), '--config.num_steps=100000',
+                                   '--config.checkpoint_every=0')
+  deadline = time.monotonic() + 90
+  while not os.path.exists(os.path.join(workdir, 'metrics.jsonl')) or not train.read_metrics(
+      workdir, 'train'):
+    assert all(p.poll() is None for p in processes) and time.monotonic() < deadline
+    time.sleep(0.01)
+  processes[1].send_signal(signal.SIGTERM)
+  try:
+    codes = [p.wait(timeout=60) for p in processes]
+  finally:
+    for p in processes:
+      p.kill()
+  logs = [pathlib.Path(f'{workdir}-{i}.log').read_text() for i in range(2)]
+  assert codes == [128 + signal.SIGTERM] * 2, logs
+  (saved,) = sorted(int(name) for name in os.listdir(os.path.join(workdir, 'checkpoints'))
+                    if name.isdigit())
+  assert saved % 2 == 0 and saved < 100000  # a log step (log_every=2)
+  assert f'stopped by signal {int(signal.SIGTERM)} after step {saved}; saved' in logs[0], logs
+
+
+def test_processes_agree_on_the_largest_signal_received(monkeypatch):
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  gathered = []
+  def allgather(value):
+    gathered.append(int(value))
+    return np.array([int(value), int(signal.SIGTERM)], np.int32)  # the other one was signalled
+  monkeypatch.setattr(stopping.multihost_utils, 'process_allgather', allgather)
+  requests = stopping.StopRequests()
+  assert not requests.requested
+  assert requests.agree() and requests.signum == signal.SIGTERM
+  assert gathered == [0]
+  with pytest.raises(SystemExit) as exit_info:
+    requests.raise_for_signal()
+  assert exit_info.value.code == 128 + signal.SIGTERM

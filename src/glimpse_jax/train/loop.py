@@ -313,7 +313,11 @@ class _Run:
           pending = None
         last = done == config.num_steps
         periodic_eval = (not last and config.eval_every and done % config.eval_every == 0)
-        save = last or stop.requested or done in config.checkpoint_at or (
+        # With several processes a signal is acted on at the next log step, once all know of it
+        # (`agree`): they save together, none waits alone in the next update's all-reduce.
+        signalled = stop.requested if jax.process_count() == 1 else (
+            (last or done % config.log_every == 0) and stop.agree())
+        save = last or signalled or done in config.checkpoint_at or (
             config.checkpoint_every and done % config.checkpoint_every == 0)
         sync = save or periodic_eval
         if done % config.log_every == 0 or last:
@@ -338,7 +342,7 @@ class _Run:
         if self.stopping.stopped:
           self.console.line(f'stopped early after step {done} ({self.stopping.reason})')
           break
-        if stop.requested:
+        if signalled:
           self.checkpointer.wait()
           self.console.line(f'stopped by signal {stop.signum} after step {done}; saved')
           stop.raise_for_signal()

@@ -6,7 +6,10 @@ import threading
 import types
 from typing import Any
 
+import jax
+from jax.experimental import multihost_utils
 import ml_collections
+import numpy as np
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -31,6 +34,15 @@ class StopRequests:
     if self.signum is not None:
       self.raise_for_signal()
     self.signum = signum
+
+  def agree(self) -> bool:
+    """Whether any process of the run was signalled; afterwards every process holds the same
+    signal (the largest number received). A collective: every process calls it at the same step,
+    so all of them save that step's checkpoint together and stop."""
+    if jax.process_count() > 1:
+      received = multihost_utils.process_allgather(np.int32(self.signum or 0))  # [processes]
+      self.signum = int(np.max(received)) or None
+    return self.requested
 
   def raise_for_signal(self) -> None:
     """Raises what the signal would have: KeyboardInterrupt for SIGINT, else SystemExit."""
