@@ -54,6 +54,21 @@ def test_draw_shapes_and_first_read_from_zeros(head, output):
   np.testing.assert_array_equal(read_bias('digit', 2, 28, 28), read_bias('blur', 2, 28, 28))
 
 
+def test_unrolled_steps_give_the_scanned_values_and_gradients():
+  images = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))  # [B, H, W, C]
+  params = DrawModel('classifier', **TINY).init(jax.random.key(1), images)
+
+  def loss_and_grads(unroll):
+    model = DrawModel('classifier', **TINY, unroll=unroll)
+    loss = lambda p: jnp.sum(model.apply(p, images)[0] ** 2)
+    return jax.jit(jax.value_and_grad(loss))(params)
+
+  scanned = loss_and_grads(1)
+  for unroll in (2, 3):  # part-unrolled (a remainder step) and fully
+    for a, b in zip(jax.tree.leaves(scanned), jax.tree.leaves(loss_and_grads(unroll))):
+      np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
 def test_digit_read_spans_a_digit_at_the_image_centre():
   fx, fy, _ = glimpse.draw_filterbank(read_bias('digit', 5, 100, 100), n=5, height=100, width=100)
   pixels = np.arange(1, 101)  # 1-based pixel centres, as the filterbank counts them
@@ -163,6 +178,7 @@ def test_every_variant_resolves_and_bad_fields_are_named():
       ({'loss.objective': 'saliency'}, r"loss.objective must be one of .*got 'saliency'"),
       ({'loss.objective': 'mimic', 'headline': 'error'}, r"'mimic' needs exactly frozen.teacher"),
       ({'model.read_init': 'random'}, r"model.read_init must be one of .*got 'random'"),
+      ({'model.unroll': 0}, r'model.unroll must be an integer >= 1, got 0'),
       ({'loss.mimic_alpha': 1.5}, r'loss.mimic_alpha must be in \(0, 1\], got 1.5'),
       ({'loss.mimic_scale': -0.1}, r'loss.mimic_scale must be >= 0, got -0.1'),
       ({'headline': 'bce'}, r"headline must be 'error' for loss.objective='classification'"),

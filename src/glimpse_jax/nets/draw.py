@@ -79,17 +79,19 @@ def read_bias(read_init: str, n: int, height: int, width: int) -> jax.Array:
 
 
 class DrawCore(nn.Module):
-  """The T scanned steps over a batch of images `[B, H, W, C]` -> `DrawTrace`."""
+  """The T scanned steps over a batch of images `[B, H, W, C]` -> `DrawTrace`; `unroll` steps
+  per iteration of the compiled loop (the same values; only speed and compile time differ)."""
   read_size: int = 5
   hidden: int = 256
   latent: int = 10
   steps: int = 10
   read_init: str = 'blur'
+  unroll: int = 1
 
   @nn.compact
   def __call__(self, images: jax.Array) -> DrawTrace:
     scan = nn.scan(_DrawStep, variable_broadcast='params', split_rngs={'params': False},
-                   in_axes=nn.broadcast, out_axes=1, length=self.steps)
+                   in_axes=nn.broadcast, out_axes=1, length=self.steps, unroll=self.unroll)
     zeros = jnp.zeros((images.shape[0], self.hidden), images.dtype)  # [B, hidden]
     carry = ((zeros, zeros), (zeros, zeros))
     _, (read_params, glimpses, decoder) = scan(
@@ -112,13 +114,14 @@ class DrawModel(nn.Module):
   read_init: str = 'blur'
   classifier_hidden: int = 256
   num_classes: int = 10
+  unroll: int = 1
 
   @nn.compact
   def __call__(self, images: jax.Array) -> tuple[jax.Array | None, DrawTrace]:
     if self.head not in HEADS:
       raise ValueError(f'head must be one of {list(HEADS)}, got {self.head!r}')
     trace = DrawCore(self.read_size, self.hidden, self.latent, self.steps, self.read_init,
-                     name='draw')(images)
+                     self.unroll, name='draw')(images)
     final = trace.decoder[:, -1]  # [B, hidden] h_dec_T
     if self.head == 'classifier':
       return DrawClassifier(self.classifier_hidden, self.num_classes, name='classifier')(final), trace
