@@ -70,6 +70,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, experiment: Experiment,
     return _Run(config, workdir, experiment, mesh).run()
 
 
+# Updates between the agreements on a stop signal in a multi-process run (each one waits for the
+# updates queued before it; the loop's own fetches are as frequent at log_every=100).
+SIGNAL_CHECK_EVERY = 100
+
+
 # ---------------------------------------------------------------------------------------------
 # Timing.
 # ---------------------------------------------------------------------------------------------
@@ -313,11 +318,8 @@ class _Run:
           pending = None
         last = done == config.num_steps
         periodic_eval = (not last and config.eval_every and done % config.eval_every == 0)
-        # With several processes a signal is acted on at the next log step, once all know of it
-        # (`agree`): they save together, none waits alone in the next update's all-reduce.
-        signalled = stop.requested if jax.process_count() == 1 else (
-            (last or done % config.log_every == 0) and stop.agree())
-        save = last or signalled or done in config.checkpoint_at or (
+        signum = self._signal_to_stop_for(stop, done, last)
+        save = last or signum is not None or done in config.checkpoint_at or (
             config.checkpoint_every and done % config.checkpoint_every == 0)
         sync = save or periodic_eval
         if done % config.log_every == 0 or last:
@@ -342,11 +344,21 @@ class _Run:
         if self.stopping.stopped:
           self.console.line(f'stopped early after step {done} ({self.stopping.reason})')
           break
-        if signalled:
+        if signum is not None:
           self.checkpointer.wait()
-          self.console.line(f'stopped by signal {stop.signum} after step {done}; saved')
-          stop.raise_for_signal()
+          self.console.line(f'stopped by signal {signum} after step {done}; saved')
+          stop.raise_for_signal(signum)
     self.state = state
+
+  def _signal_to_stop_for(self, stop: StopRequests, done: int, last: bool) -> int | None:
+    """The signal to save and stop for after update `done`, if any. One process acts on its own
+    at once; several agree every SIGNAL_CHECK_EVERY updates (a collective), so they save
+    together and none waits alone in the next update's all-reduce."""
+    if jax.process_count() == 1:
+      return stop.signum
+    if last or done % SIGNAL_CHECK_EVERY == 0:
+      return stop.agree()
+    return None
 
   def _feed_plateau(self, state: TrainState, by_split: dict[str, dict[str, float]],
                     done: int) -> TrainState:

@@ -15,14 +15,15 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class StopRequests:
-  """Context manager that records the first SIGTERM/SIGINT; a second one stops at once.
+  """Context manager that records this process's first SIGTERM/SIGINT (`signum`); a second one
+  stops at once.
 
   Handlers are installed only from the main thread (elsewhere Python forbids it and signals
   keep their usual effect).
   """
 
   def __init__(self):
-    self.signum: int | None = None
+    self.signum: int | None = None  # set only by this process's handler
     self._previous: dict[int, object] = {}
 
   @property
@@ -32,23 +33,26 @@ class StopRequests:
   def _handle(self, signum: int, frame: types.FrameType | None) -> None:
     del frame
     if self.signum is not None:
-      self.raise_for_signal()
+      self.raise_for_signal(self.signum)
     self.signum = signum
 
-  def agree(self) -> bool:
-    """Whether any process of the run was signalled; afterwards every process holds the same
-    signal (the largest number received). A collective: every process calls it at the same step,
-    so all of them save that step's checkpoint together and stop."""
-    if jax.process_count() > 1:
-      received = multihost_utils.process_allgather(np.int32(self.signum or 0))  # [processes]
-      self.signum = int(np.max(received)) or None
-    return self.requested
+  def agree(self) -> int | None:
+    """The signal every process of the run stops for: the largest number any of them had
+    received when it called (None if none). A collective: every process calls it at the same
+    step, so all of them save that step's checkpoint together and stop. A signal that arrives
+    during the call is left for the next one."""
+    received = self.signum  # read once: the value this process sends
+    if jax.process_count() == 1:
+      return received
+    everyone = multihost_utils.process_allgather(np.int32(received or 0))  # [processes]
+    return int(np.max(everyone)) or None
 
-  def raise_for_signal(self) -> None:
-    """Raises what the signal would have: KeyboardInterrupt for SIGINT, else SystemExit."""
-    if self.signum == signal.SIGINT:
+  @staticmethod
+  def raise_for_signal(signum: int) -> None:
+    """Raises what signal `signum` would have: KeyboardInterrupt for SIGINT, else SystemExit."""
+    if signum == signal.SIGINT:
       raise KeyboardInterrupt
-    raise SystemExit(128 + self.signum)
+    raise SystemExit(128 + signum)
 
   def __enter__(self) -> 'StopRequests':
     if threading.current_thread() is threading.main_thread():
