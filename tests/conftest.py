@@ -99,6 +99,20 @@ def python3_kernel(tmp_path_factory):
     yield 'python3'
 
 
+DEVICE_COUNT_FLAG = '--xla_force_host_platform_device_count'
+
+
+def subprocess_env(devices: int | None = None) -> dict[str, str]:
+  """The environment for a child process (main.py, make) on CPU: this one's, keeping the
+  session's compile flag and cache, with `devices` fake CPU devices (default: one)."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  flags = [f for f in env.get('XLA_FLAGS', '').split() if not f.startswith(DEVICE_COUNT_FLAG)]
+  if devices:
+    flags.append(f'{DEVICE_COUNT_FLAG}={devices}')
+  env['XLA_FLAGS'] = ' '.join(flags)
+  return env
+
+
 class NotebookRun(NamedTuple):
   """What a headless run of a notebook left: its workdir, its pictures, its printed text."""
   workdir: pathlib.Path

@@ -17,6 +17,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from conftest import subprocess_env
 
 from glimpse_jax import train
 from glimpse_jax.train import loop, stopping
@@ -44,8 +45,7 @@ def _free_port() -> int:
 
 def _start(workdir, data_dir, devices, *flags, log_name=None):
   """Starts main.py on `devices` fake CPU devices; output goes to a log file beside `workdir`."""
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  env.update(JAX_PLATFORMS='cpu', XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  env = subprocess_env(devices)
   log = open(f'{log_name or workdir}.log', 'w')
   command = [sys.executable, str(REPO / 'main.py'), *ARGS, f'--workdir={workdir}',
              f'--config.dataset.data_dir={data_dir}', *flags]

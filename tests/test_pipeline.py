@@ -12,6 +12,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from conftest import subprocess_env
 
 from glimpse_jax import train
 
@@ -21,8 +22,7 @@ pytestmark = pytest.mark.slow
 
 def _make(workdir, data_dir, variant, *args):
   """Starts `make experiment NAME=tiny_pipelines` in its own process group."""
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  env['JAX_PLATFORMS'] = 'cpu'
+  env = subprocess_env()
   overrides = ' '.join([f'--config.phases.{p}.dataset.data_dir={data_dir}'
                         for p in _phases(variant)] + list(args))
   command = ['make', '-s', 'experiment', 'NAME=tiny_pipelines', f'CONFIG={variant}',
@@ -139,7 +139,7 @@ def test_second_phase_alone_and_unknown_names(tmp_path, data_dir):
     train.run_pipeline(config, workdir, make)
   assert not built and train.read_results(os.path.join(workdir, 'pretrain'))['steps'] == 20
 
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env = subprocess_env()
   for argument, expected in (('experiments/nope.py', "unknown experiment 'nope'; experiments in"),
                              ('experiments/tiny_pipelines.py:typo', "unknown variant 'typo'")):
     done = subprocess.run([sys.executable, 'main.py', f'--config={argument}', '--workdir=x'],

@@ -13,6 +13,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from conftest import subprocess_env
 
 from glimpse_jax import train
 
@@ -22,10 +23,7 @@ CONFIG = f'--config={REPO / "tests" / "test_train_loop.py"}:tiny'
 
 def _start(workdir, data_dir, *overrides, devices=None, config=CONFIG):
   """Starts main.py on the toy experiment; output goes to files beside the workdir."""
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  env['JAX_PLATFORMS'] = 'cpu'
-  if devices:
-    env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  env = subprocess_env(devices)
   log = open(f'{workdir}.log', 'a')
   command = [sys.executable, str(REPO / 'main.py'), config, f'--workdir={workdir}',
              f'--config.dataset.data_dir={data_dir}', *overrides]
