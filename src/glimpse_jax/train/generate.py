@@ -18,14 +18,14 @@ import ml_collections
 from jax.experimental import multihost_utils
 import numpy as np
 
-from glimpse_jax import data
+from glimpse_jax import data, files
 from glimpse_jax.train import mesh as mesh_lib
 from glimpse_jax.train import metrics as metrics_lib
 from glimpse_jax.train.config import validate
 from glimpse_jax.train.experiment import Experiment
 from glimpse_jax.train.metrics import ConsoleReporter
 from glimpse_jax.train.sources import STORE_DIR, load_frozen, open_store
-from glimpse_jax.train.workdir import lock_workdir, write_text
+from glimpse_jax.train.workdir import lock_workdir
 
 _SUBSET_TAG = 0x5E1EC7  # keeps the choice of stored examples apart from other seeded draws
 
@@ -72,7 +72,7 @@ def _generate(config, workdir, experiment, mesh) -> dict[str, Any]:
   indices = chosen_indices(config)
   store = data.ExampleStore(os.path.join(workdir, STORE_DIR))
   if chief:
-    write_text(os.path.join(workdir, 'config.json'),
+    files.write_atomic(os.path.join(workdir, 'config.json'),
                config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
     store.plan(indices, config.generate.chunk_size,
                meta={'experiment': config.experiment, 'phase': config.phase,

@@ -17,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from glimpse_jax import data
+from glimpse_jax import data, files
 from glimpse_jax.train import mesh as mesh_lib
 from glimpse_jax.train import metrics as metrics_lib
 from glimpse_jax.train import step as step_lib
@@ -32,7 +32,7 @@ from glimpse_jax.train.state import make_optimizer, plateau_rule, plateau_scale
 from glimpse_jax.train.params import graft
 from glimpse_jax.train.sources import load_frozen, open_training_store
 from glimpse_jax.train.stopping import EarlyStopping, StopRequests
-from glimpse_jax.train.workdir import lock_workdir, write_text
+from glimpse_jax.train.workdir import lock_workdir
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, experiment: Experiment, *,
@@ -167,7 +167,7 @@ class _Run:
     for record in read_metrics(workdir, 'eval'):
       self.stopping.update(record)
     if self.chief:
-      write_text(os.path.join(workdir, 'config.json'),
+      files.write_atomic(os.path.join(workdir, 'config.json'),
                  config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
 
   def _train_stream(self, start_step: int):
@@ -354,11 +354,9 @@ class _Run:
     """The signal to save and stop for after update `done`, if any. One process acts on its own
     at once; several agree every SIGNAL_CHECK_EVERY updates (a collective), so they save
     together and none waits alone in the next update's all-reduce."""
-    if jax.process_count() == 1:
-      return stop.signum
-    if last or done % SIGNAL_CHECK_EVERY == 0:
-      return stop.agree()
-    return None
+    if self.process['process_count'] > 1 and not last and done % SIGNAL_CHECK_EVERY:
+      return None
+    return stop.agree()
 
   def _feed_plateau(self, state: TrainState, by_split: dict[str, dict[str, float]],
                     done: int) -> TrainState:

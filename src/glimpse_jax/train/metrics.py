@@ -17,9 +17,8 @@ import jax
 import ml_collections
 from absl import logging
 
-from glimpse_jax import data, plotting
+from glimpse_jax import data, files, plotting
 from glimpse_jax.train.experiment import Experiment
-from glimpse_jax.train.workdir import write_text
 
 METRICS_FILE = 'metrics.jsonl'
 RESULTS_FILE = 'results.json'
@@ -28,7 +27,7 @@ LEARNING_CURVE_FILE = 'learning_curve.png'
 
 def write_json(path: str, value: Any) -> None:
   """Writes `value` as indented JSON atomically (temporary file, then rename)."""
-  write_text(path, json.dumps(value, indent=2, sort_keys=True) + '\n')
+  files.write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + '\n')
 
 
 def read_metrics(workdir: str, kind: str | None = None) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""One run per workdir: an exclusive lock held for the life of the run, and atomic text files."""
+"""One run per workdir: an exclusive lock held for the life of the run."""
 
 import contextlib
 import errno
@@ -6,8 +6,6 @@ import fcntl
 import os
 
 import jax
-
-from glimpse_jax import files
 
 LOCK_FILE = '.lock'
 
@@ -56,11 +54,6 @@ class WorkdirLock:
 
   def __exit__(self, *exc_info) -> None:
     self.release()
-
-
-def write_text(path: str, text: str) -> None:
-  """Writes `text` to `path` atomically: a reader sees the old file or the new one, never half."""
-  files.write_atomic(path, text)
 
 
 def lock_workdir(workdir: str) -> contextlib.AbstractContextManager:
