@@ -5,6 +5,7 @@ called as the loop calls it (state and accumulator donated); `time_in_turn` time
 window by window, alternating their order, so every one meets the same machine load.
 """
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 
@@ -16,9 +17,14 @@ from glimpse_jax.train import step as step_lib
 
 
 class Update:
-  """One config's jitted update on one device-resident training batch of `batch_size`."""
+  """One config's jitted update on one device-resident training batch of `batch_size`.
 
-  def __init__(self, config, make_experiment: Callable, batch_size: int):
+  With `draw_in_step`, the update instead draws its canvases from the device's digit pool, as
+  the loop's update does with `dataset.sample_on_device` (the batch argument is then the pool).
+  """
+
+  def __init__(self, config, make_experiment: Callable, batch_size: int,
+               draw_in_step: bool = False):
     experiment = make_experiment(config)
     mesh = train.make_data_mesh()
     tx, _ = train.make_optimizer(config.optimizer, config.num_steps)
@@ -26,10 +32,21 @@ class Update:
     self.batch_size = batch_size
     self.batch = jax.device_put(host_batch, train.mesh.batch_sharding(mesh))
     replicated = train.mesh.replicated(mesh)
+    prepare = None
+    if draw_in_step:
+      sampler = data.device_sampler(config.dataset, batch_size, seed=0)
+      if sampler is None:
+        raise ValueError(f'draw_in_step needs dataset.sample_on_device=True and canvases drawn '
+                         f'on the fly; {config.dataset.name!r} has neither')
+      self.batch = jax.device_put(sampler.pool, replicated)
+      prepare = lambda pool, step: jax.lax.with_sharding_constraint(
+          sampler.sample(pool, step), train.mesh.batch_sharding(mesh))
+      host_batch = jax.tree.map(np.asarray, jax.jit(sampler.sample)(self.batch, 0))
     self.state = train.create_state(experiment, tx, jax.random.key(0), host_batch, replicated)
-    self.steps = train.make_steps(experiment, mesh, grad_variance_draws=2)
+    self.steps = train.make_steps(experiment, mesh, grad_variance_draws=2, prepare=prepare)
     self.rng = jax.device_put(jax.random.key(1), replicated)
-    names = sorted(jax.eval_shape(step_lib.train_step, self.state, self.batch, self.rng)[1])
+    names = sorted(jax.eval_shape(functools.partial(step_lib.train_step, prepare=prepare),
+                                  self.state, self.batch, self.rng)[1])
     self.acc = jax.device_put(step_lib.init_accumulator(names), replicated)
 
   def run(self, num_steps: int) -> float:
