@@ -18,7 +18,7 @@ and then run 20-40% slow, and whole minutes run 15-35% slow. So the steps are ti
 first loop and after each one, and each ratio divides a loop's speed by the mean of the two
 timings around it. Prints images/s and the ratios loop/step (what drawing and the loop cost
 together) and loop/drawing (what the loop costs beyond its own step), for each mode, and the
-range of the step's timings.
+range of each step's timings.
 """
 
 import os

@@ -36,8 +36,11 @@ class Update:
     if draw_in_step:
       sampler = data.device_sampler(config.dataset, batch_size, seed=0)
       if sampler is None:
-        raise ValueError(f'draw_in_step needs dataset.sample_on_device=True and canvases drawn '
-                         f'on the fly; {config.dataset.name!r} has neither')
+        raise ValueError(
+            'draw_in_step needs canvases drawn on the device (dataset.sample_on_device=True, '
+            f'derived canvases drawn on the fly); got dataset.name={config.dataset.name!r}, '
+            f'sample_on_device={config.dataset.get("sample_on_device")!r}, '
+            f'train_on_the_fly={config.dataset.get("train_on_the_fly")!r}')
       self.batch = jax.device_put(sampler.pool, replicated)
       prepare = lambda pool, step: jax.lax.with_sharding_constraint(
           sampler.sample(pool, step), train.mesh.batch_sharding(mesh))
