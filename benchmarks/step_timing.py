@@ -28,12 +28,14 @@ class Update:
     experiment = make_experiment(config)
     mesh = train.make_data_mesh()
     tx, _ = train.make_optimizer(config.optimizer, config.num_steps)
-    host_batch = next(data.train_stream(config.dataset, batch_size, seed=0))
     self.batch_size = batch_size
-    self.batch = jax.device_put(host_batch, train.mesh.batch_sharding(mesh))
     replicated = train.mesh.replicated(mesh)
+    batch_sharding = train.mesh.batch_sharding(mesh)
     prepare = None
-    if draw_in_step:
+    if not draw_in_step:
+      host_batch = next(data.train_stream(config.dataset, batch_size, seed=0))
+      self.batch = jax.device_put(host_batch, batch_sharding)
+    else:
       sampler = data.device_sampler(config.dataset, batch_size, seed=0)
       if sampler is None:
         raise ValueError(
@@ -43,7 +45,7 @@ class Update:
             f'train_on_the_fly={config.dataset.get("train_on_the_fly")!r}')
       self.batch = jax.device_put(sampler.pool, replicated)
       prepare = lambda pool, step: jax.lax.with_sharding_constraint(
-          sampler.sample(pool, step), train.mesh.batch_sharding(mesh))
+          sampler.sample(pool, step), batch_sharding)
       host_batch = jax.tree.map(np.asarray, jax.jit(sampler.sample)(self.batch, 0))
     self.state = train.create_state(experiment, tx, jax.random.key(0), host_batch, replicated)
     self.steps = train.make_steps(experiment, mesh, grad_variance_draws=2, prepare=prepare)

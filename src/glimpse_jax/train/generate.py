@@ -18,7 +18,7 @@ import ml_collections
 from jax.experimental import multihost_utils
 import numpy as np
 
-from glimpse_jax import data, files
+from glimpse_jax import data
 from glimpse_jax.train import mesh as mesh_lib
 from glimpse_jax.train import metrics as metrics_lib
 from glimpse_jax.train.config import validate
@@ -72,8 +72,7 @@ def _generate(config, workdir, experiment, mesh) -> dict[str, Any]:
   indices = chosen_indices(config)
   store = data.ExampleStore(os.path.join(workdir, STORE_DIR))
   if chief:
-    files.write_atomic(os.path.join(workdir, 'config.json'),
-               config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
+    metrics_lib.write_config(workdir, config)
     store.plan(indices, config.generate.chunk_size,
                meta={'experiment': config.experiment, 'phase': config.phase,
                      'split': config.generate.split, 'seed': config.seed,

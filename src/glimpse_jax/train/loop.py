@@ -17,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from glimpse_jax import data, files
+from glimpse_jax import data
 from glimpse_jax.train import mesh as mesh_lib
 from glimpse_jax.train import metrics as metrics_lib
 from glimpse_jax.train import step as step_lib
@@ -167,8 +167,7 @@ class _Run:
     for record in read_metrics(workdir, 'eval'):
       self.stopping.update(record)
     if self.chief:
-      files.write_atomic(os.path.join(workdir, 'config.json'),
-                 config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
+      metrics_lib.write_config(workdir, config)
 
   def _train_stream(self, start_step: int):
     return data.train_stream(self.config.dataset, self.config.batch_size, seed=self.config.seed,
@@ -245,7 +244,7 @@ class _Run:
   def _changes_since_saved(self) -> str:
     """The config fields that differ from the workdir's config.json, as text."""
     try:
-      with open(os.path.join(self.workdir, 'config.json')) as f:
+      with open(os.path.join(self.workdir, metrics_lib.CONFIG_FILE)) as f:
         saved = _flatten(json.load(f))
     except (OSError, ValueError):
       return 'the workdir holds no readable config.json to compare with'

@@ -20,6 +20,7 @@ from absl import logging
 from glimpse_jax import data, files, plotting
 from glimpse_jax.train.experiment import Experiment
 
+CONFIG_FILE = 'config.json'
 METRICS_FILE = 'metrics.jsonl'
 RESULTS_FILE = 'results.json'
 LEARNING_CURVE_FILE = 'learning_curve.png'
@@ -28,6 +29,12 @@ LEARNING_CURVE_FILE = 'learning_curve.png'
 def write_json(path: str, value: Any) -> None:
   """Writes `value` as indented JSON atomically (temporary file, then rename)."""
   files.write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + '\n')
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Writes the run's `config.json` (sorted, indented) atomically."""
+  files.write_atomic(os.path.join(workdir, CONFIG_FILE),
+                     config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
 
 
 def read_metrics(workdir: str, kind: str | None = None) -> list[dict[str, Any]]:
