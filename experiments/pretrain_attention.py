@@ -65,7 +65,7 @@ Where the paper is silent, this module chooses:
     chance (89% training error after 250-750 batches, heuristic-guided too, then stopped). With
     'blur' (the first grid spans the whole image, sigma = stride / 2) 100x100 translated
     classification stays near 78% error for 10,000 batches, guided or not, where 'digit' takes
-    the heuristic-guided smoke to 7.3% test error in 2,000 (results/pretrain_attention.md).
+    the heuristic-guided smoke to 7.3% test error in 2,000 (a development run, not committed).
   - `model.unroll`: DRAW steps per iteration of the compiled scan, all 10 at full size (the same
     values; on a 2-core CPU the classification update trains ~9% faster, compiling ~60% longer),
     1 in the smokes.
@@ -279,6 +279,31 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f'{objective!r}, got {config.headline!r}')
 
 
+# Model fields a frozen model's run must share with the phase that runs it, beyond those its
+# parameter shapes show (widths, read size): the number of reads it was trained to make.
+FROZEN_MODEL_FIELDS = ('glimpses',)
+
+
+def _check_frozen_run(where: str, workdir: str | None,
+                      config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming each field where the frozen run's saved config (its workdir's
+  config.json) differs from `config`: FROZEN_MODEL_FIELDS and the image shape, which parameter
+  shapes miss (one DRAW runs any number of steps on any canvas). A workdir without a saved config
+  is left to the shape check."""
+  saved = train.read_config(workdir) if workdir else None
+  if saved is None:
+    return
+  differ = [f'model.{name}: {saved.model[name]!r} there, {config.model[name]!r} here'
+            for name in FROZEN_MODEL_FIELDS if saved.model[name] != config.model[name]]
+  theirs, ours = data.image_shape(saved.dataset), data.image_shape(config.dataset)
+  if tuple(theirs) != tuple(ours):
+    differ.append(f'image shape (dataset {saved.dataset.name!r}, canvas_size '
+                  f'{saved.dataset.get("canvas_size")!r}): {tuple(theirs)} there, {tuple(ours)} here')
+  if differ:
+    raise ValueError(f'{where} was trained on other reads or images than this phase runs it on '
+                     f'(its config.json): ' + '; '.join(differ))
+
+
 def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   """The phase's DRAW model and its loss: classification, reconstruction, heuristic or mimic."""
   validate(config)
@@ -301,6 +326,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   def frozen_trace(frozen, images):
     """The frozen DRAW's reads on `images`, after checking (while tracing) that it fits."""
     where = f'frozen.{frozen_name}={frozen_source!r}'
+    _check_frozen_run(where, frozen_source, config)
     try:
       train.graft({'params': {'draw': expected_core['params']}}, frozen[frozen_name],
                   ('params/draw',), source_name=where)

@@ -182,8 +182,15 @@ def test_smoke_runs_get_their_own_section(tmp_path, runs):
       '| `tester_reconstruction_regular_smoke` | pretrain 1,000, sequences, tester 1,000 '
       '| reconstruction bce 169.0 | 25.0 | yes | 2.1 |',
   ]
-  assert 'under 2 minutes per pipeline' in smoke
+  # Counted from the rows, not claimed: the tester pipeline ran 2.1 minutes, one smoke failed.
+  assert '3 of 4 learned; 3 of 4 ran within 2 minutes (the longest 2.1).' in smoke
   assert smoke.endswith('## Reading\n\nA note.\n')
+  # The command appends the notes beside --out; a --notes that is not a file is an error.
+  (tmp_path / 'cli_notes.md').write_text('## Reading\n\nBeside.\n')
+  rpa.main([*workdirs, '--out', str(tmp_path / 'cli.md')])
+  assert (tmp_path / 'cli.md').read_text().endswith('## Reading\n\nBeside.\n')
+  with pytest.raises(SystemExit):
+    rpa.main([*workdirs, '--out', str(tmp_path / 'cli.md'), '--notes', str(tmp_path / 'none.md')])
   # Without smoke runs, no smoke section.
   plain = rpa.write_report(workdirs[:1], str(tmp_path / 'plain.md'))
   assert 'Smoke' not in plain

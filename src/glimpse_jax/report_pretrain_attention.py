@@ -1,5 +1,6 @@
 """Pre-training attention (experiments/pretrain_attention.py) over seeds beside Lindsey 2017:
-`python -m glimpse_jax.report_pretrain_attention RUNS... --out results/pretrain_attention.md`.
+`python -m glimpse_jax.report_pretrain_attention RUNS... --out results/pretrain_attention.md`
+(the reading of the numbers, `<out stem>_notes.md` beside it, appended).
 
 Reads finished pipeline workdirs (`pipeline.json`, and per phase `results.json` and
 `metrics.jsonl`), names each run's method and dataset from its phases' configs, and writes the
@@ -63,6 +64,7 @@ SMOKE_SUFFIX = '_smoke'
 DEFAULT_LEARNING_RATE = 1e-3  # experiments/pretrain_attention.py's Adam rate
 DEFAULT_CLIP = 5.0  # its gradient clipping norm for every phase but reconstruction
 LEARNED_ERROR = 0.5  # a smoke run "learns" at this test error or below (chance: 0.9)
+SMOKE_MINUTES = 2  # a smoke pipeline's budget, wall minutes on one CPU core
 # How a phase's headline value is written (test error goes in %, one decimal).
 HEADLINE_FORMAT = {'bce': '.1f', 'distance': '.2g'}
 
@@ -358,6 +360,20 @@ def smoke_row(run: PipelineRun) -> list[str]:
           f'{run.wall_seconds / 60:.1f}']
 
 
+def smoke_summary(smokes: Sequence[PipelineRun]) -> str:
+  """What the smoke table shows, counted from its runs: how many learned, how many took under
+  SMOKE_MINUTES, the longest."""
+  errors = [run.results[trained_phases(run)[-1]].get('test_error') for run in smokes]
+  learned = sum(isinstance(e, (int, float)) and e <= LEARNED_ERROR for e in errors)
+  quick = sum(run.wall_seconds <= 60 * SMOKE_MINUTES for run in smokes)
+  longest = max(run.wall_seconds for run in smokes) / 60
+  return ('The `_smoke` variants (64 units, T = 8, 2,000 test images; translated ones on a '
+          '60x60 canvas), each run on one core of a 2-core CPU machine (*learned*: the last '
+          f'trained phase\'s test error <= {100 * LEARNED_ERROR:.0f}%, chance 90%). '
+          f'{learned} of {len(smokes)} learned; {quick} of {len(smokes)} ran within '
+          f'{SMOKE_MINUTES:g} minutes (the longest {longest:.1f}).')
+
+
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   lines += ['| ' + ' | '.join(cells) + ' |' for cells in rows]
@@ -459,11 +475,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
                 f'dark (first read) to bright (last)):\n\n'
                 f'![{method}, {dataset}, read windows]({name})\n')
   if smokes:
-    text += ['\n## Smoke variants\n\n',
-             'The `_smoke` variants (64 units, T = 8, 2,000 test images; translated ones on a '
-             '60x60 canvas), each run on one core of a 2-core CPU machine; their budget is under '
-             '2 minutes per pipeline (*learned*: the last trained phase\'s test error <= '
-             f'{100 * LEARNED_ERROR:.0f}%, chance 90%).\n\n',
+    text += ['\n## Smoke variants\n\n', smoke_summary(smokes), '\n\n',
              _markdown_table(SMOKE_HEADER, [smoke_row(run) for run in smokes])]
   return write_page(text, out, notes)
 
@@ -475,8 +487,14 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument('runs', nargs='+', help='pipeline workdirs (pipeline.json, phase folders)')
   parser.add_argument('--out', default='results/pretrain_attention.md',
                       help='the markdown file; the figures go beside it')
+  parser.add_argument('--notes', default=None,
+                      help='markdown appended as the reading of the numbers (default: '
+                           '<out stem>_notes.md beside --out, when it exists)')
   args = parser.parse_args(argv)
-  write_report(args.runs, args.out)
+  notes = args.notes or os.path.splitext(args.out)[0] + '_notes.md'
+  if args.notes and not os.path.isfile(notes):
+    parser.error(f'--notes={notes!r} is not a file')
+  write_report(args.runs, args.out, notes if os.path.isfile(notes) else None)
   sys.stdout.write(f'wrote {args.out}\n')
 
 

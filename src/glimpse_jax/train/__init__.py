@@ -39,6 +39,7 @@ from glimpse_jax.train.pipeline import run_pipeline
 from glimpse_jax.train.sources import open_store
 from glimpse_jax.train.workdir import WorkdirBusyError
 from glimpse_jax.train.mesh import make_data_mesh
+from glimpse_jax.train.metrics import read_config
 from glimpse_jax.train.metrics import read_metrics
 from glimpse_jax.train.state import make_optimizer
 from glimpse_jax.train.metrics import read_results
@@ -76,6 +77,7 @@ __all__ = [
     'make_optimizer',
     'make_steps',
     'pick_variant',
+    'read_config',
     'read_metrics',
     'read_results',
     'run',

@@ -37,6 +37,15 @@ def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
                      config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
 
 
+def read_config(workdir: str) -> ml_collections.ConfigDict | None:
+  """The config a run saved in `workdir` (its `config.json`); None when it saved none."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
 def read_metrics(workdir: str, kind: str | None = None) -> list[dict[str, Any]]:
   """The records of `<workdir>/metrics.jsonl` (only those of `kind` if given).
 
