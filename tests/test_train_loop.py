@@ -153,6 +153,7 @@ def test_run_writes_results_metrics_checkpoints_and_plots(data_dir, tmp_path):
   # A second run on the finished workdir resumes at the end: evaluation only, same numbers.
   again = train.run(config, workdir, make_experiment(config))
   assert again['start_step'] == 30 and again['test_error'] == results['test_error']
+  assert again['wall_seconds'] > train_lines[-1]['wall_seconds']  # the run's time, carried over
   assert [r['step'] for r in train.read_metrics(workdir, 'train')] == [10, 20, 30]
   assert [(r['step'], r['final']) for r in train.read_metrics(workdir, 'eval')] == [
       (20, False), (30, True)]  # the final evaluation replaced, not repeated

@@ -99,6 +99,11 @@ class _Clock:
     yield
     self._paused += time.perf_counter() - start
 
+  def carry(self, seconds: float) -> None:
+    """Counts `seconds` of earlier calls (a resumed run's time before its checkpoint) as
+    elapsed."""
+    self.start -= seconds
+
   def steps_per_second(self) -> float | None:
     """Training speed over the run, leaving out the first interval (compilation) if possible."""
     timed = self.intervals[1:] or self.intervals
@@ -115,6 +120,13 @@ def _logged_steps_per_second(records: list[dict[str, Any]]) -> float | None:
   if not intervals:
     return None
   return sum(n for n, _ in intervals) / sum(n / speed for n, speed in intervals)
+
+
+def _logged_wall_seconds(records: list[dict[str, Any]], step: int) -> float:
+  """The run's wall time logged at its last training record up to `step` (0 if none): what a
+  call resuming from `step` carries."""
+  logged = [r['wall_seconds'] for r in records if r['step'] <= step and 'wall_seconds' in r]
+  return float(logged[-1]) if logged else 0.0
 
 
 class _Run:
@@ -163,6 +175,7 @@ class _Run:
       raise
     self.start_step = int(self.state.step)
     self.writer = MetricsWriter(workdir, resume_step=self.start_step, enabled=self.chief)
+    self.clock.carry(_logged_wall_seconds(read_metrics(workdir, 'train'), self.start_step))
     self.stopping = EarlyStopping(config.early_stopping, config.headline)
     for record in read_metrics(workdir, 'eval'):
       self.stopping.update(record)
