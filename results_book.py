@@ -159,13 +159,15 @@ def _workdirs(results: str, pattern: str) -> list[str]:
 
 def _load_run(workdir: str) -> report.Run:
   """A run; a pipeline's (results.json holds its `phases`) with the seed of pipeline.json's config
-  and the wall time of all its phases."""
+  (its own, else its phases' lowest) and the wall time of all its phases."""
   run = report.load_run(workdir)
   if 'phases' not in run.results:
     return run
   with open(os.path.join(workdir, 'pipeline.json')) as f:
-    phases = json.load(f)['config']['phases']
-  seed = min(phase.get('seed', 0) for phase in phases.values())
+    config = json.load(f)['config']
+  seed = config.get('seed')  # the pipeline's seed, set in every phase when run
+  if seed is None:
+    seed = min(phase.get('seed', 0) for phase in config['phases'].values())
   seconds = sum(r.get('wall_seconds') or 0.0 for r in run.results['phases'].values())
   return report.Run(run.name, {**run.results, 'config': {'seed': seed},
                                'wall_seconds': seconds}, run.records)

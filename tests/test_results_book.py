@@ -51,3 +51,13 @@ def test_ws_ram_chapter_shows_the_estimator_variance_measurement(tmp_path):
   assert '| estimator | update 1,000 | update 5,000 |' in page
   assert '| var | 80 | 9.5 |' in page and '| ws_q_cv | 3.25 | 0.5 |' in page
   assert 'over 16 draws of K = 5 rollouts on the same 256 test images' in page
+
+
+def test_a_pipeline_run_has_the_seed_it_ran_with(tmp_path):
+  for name in ('reconstruction_translated-seed1', 'reconstruction_translated-seed2'):
+    shutil.copytree(os.path.join(RESULTS, 'pretrain_attention', name),
+                    tmp_path / 'pretrain_attention' / name)
+  runs = [results_book._load_run(str(tmp_path / 'pretrain_attention' / name))
+          for name in ('reconstruction_translated-seed1', 'reconstruction_translated-seed2')]
+  assert [run.results['config']['seed'] for run in runs] == [1, 2]
+  assert '| 2 | 1, 2 |' in results_book.write_book(str(tmp_path))  # runs, seeds
