@@ -361,7 +361,7 @@ def smoke_row(run: PipelineRun) -> list[str]:
 
 
 def smoke_summary(smokes: Sequence[PipelineRun]) -> str:
-  """What the smoke table shows, counted from its runs: how many learned, how many took under
+  """What the smoke table shows, counted from its runs: how many learned, how many ran within
   SMOKE_MINUTES, the longest."""
   errors = [run.results[trained_phases(run)[-1]].get('test_error') for run in smokes]
   learned = sum(isinstance(e, (int, float)) and e <= LEARNED_ERROR for e in errors)
