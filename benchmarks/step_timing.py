@@ -32,10 +32,7 @@ class Update:
     replicated = train.mesh.replicated(mesh)
     batch_sharding = train.mesh.batch_sharding(mesh)
     prepare = None
-    if not draw_in_step:
-      host_batch = next(data.train_stream(config.dataset, batch_size, seed=0))
-      self.batch = jax.device_put(host_batch, batch_sharding)
-    else:
+    if draw_in_step:
       sampler = data.device_sampler(config.dataset, batch_size, seed=0)
       if sampler is None:
         raise ValueError(
@@ -47,6 +44,9 @@ class Update:
       prepare = lambda pool, step: jax.lax.with_sharding_constraint(
           sampler.sample(pool, step), batch_sharding)
       host_batch = jax.tree.map(np.asarray, jax.jit(sampler.sample)(self.batch, 0))
+    else:
+      host_batch = next(data.train_stream(config.dataset, batch_size, seed=0))
+      self.batch = jax.device_put(host_batch, batch_sharding)
     self.state = train.create_state(experiment, tx, jax.random.key(0), host_batch, replicated)
     self.steps = train.make_steps(experiment, mesh, grad_variance_draws=2, prepare=prepare)
     self.rng = jax.device_put(jax.random.key(1), replicated)

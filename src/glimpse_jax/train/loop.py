@@ -125,7 +125,8 @@ def _logged_steps_per_second(records: list[dict[str, Any]]) -> float | None:
 def _logged_wall_seconds(records: list[dict[str, Any]], step: int) -> float:
   """The run's wall time logged at its last training record up to `step` (0 if none): what a
   call resuming from `step` carries."""
-  logged = [r['wall_seconds'] for r in records if r['step'] <= step and 'wall_seconds' in r]
+  logged = [r['wall_seconds'] for r in records
+            if r['kind'] == 'train' and r['step'] <= step and 'wall_seconds' in r]
   return float(logged[-1]) if logged else 0.0
 
 
@@ -175,10 +176,12 @@ class _Run:
       raise
     self.start_step = int(self.state.step)
     self.writer = MetricsWriter(workdir, resume_step=self.start_step, enabled=self.chief)
-    self.clock.carry(_logged_wall_seconds(read_metrics(workdir, 'train'), self.start_step))
+    records = read_metrics(workdir)  # those kept for the resumed step
+    self.clock.carry(_logged_wall_seconds(records, self.start_step))
     self.stopping = EarlyStopping(config.early_stopping, config.headline)
-    for record in read_metrics(workdir, 'eval'):
-      self.stopping.update(record)
+    for record in records:
+      if record['kind'] == 'eval':
+        self.stopping.update(record)
     if self.chief:
       metrics_lib.write_config(workdir, config)
 
