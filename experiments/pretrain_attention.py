@@ -29,18 +29,18 @@ Usage: make experiment NAME=pretrain_attention CONFIG=<method>_<dataset>[_smoke]
   2.2% reconstruction, 1.9% mimic, 2.3% / 1.9% bootstrap.
   `_smoke`: widths 64 (latent 10), T = 8, learning rate 3e-3 (regular reconstruction: 1e-2,
   clipped as below; at 3e-3 unclipped it still predicts the mean image after 1,000 batches, its
-  late reads moved off the image with their intensity raised, and a model grafted from it or
-  held to its reads stays at chance; translated reconstruction stays at 3e-3, clipped: at 1e-2
-  its reads span or leave the canvas and a classifier grafted from it stays at 76% test error,
-  at 3e-3 it reaches 12.2%), pre-training 300 (heuristic) or 1,000 batches, classification
-  2,000, 2,000 test images; the Table 3 smokes train the tested model 2,000 batches in all and
-  the tester 2,000 (at 1,000 each, the translated reconstruction's reads held no class: tester
-  77.3% test error, 67.2% with classification after it; at 2,000, 43.5% and 40.0%); under
-  2 minutes per pipeline on 2 CPU cores. Translated smokes place
-  the digit on a 60x60 canvas (5x5 read), where every translated pipeline, reconstruction's
-  included (its head predicts every pixel), fits in 2 minutes. At the smoke budget guidance does
-  not lower the error on either canvas: 5.5% guided against 6.5% unguided at 60x60, 20.9%
-  against 17.7% at 100x100 (the notebook's run; measured in results/pretrain_attention.md). The mimic variants scale their mimic term by 0.01
+  late reads moved off the image with their intensity raised, and a model grafted from it or held
+  to its reads stays at chance; translated reconstruction stays at 3e-3, clipped: at 1e-2 its
+  reads span or leave the canvas and a classifier grafted from it stays at 76% test error, at 3e-3
+  it reaches 12.2%), pre-training 300 (heuristic) or 1,000 batches, classification 2,000, 2,000
+  test images; the Table 3 smokes train the tested model 2,000 batches in all and the tester 2,000
+  (at 1,000 each, the translated reconstruction's reads held no class: tester 77.3% test error,
+  67.2% with classification after it; at 2,000, 43.5% and 40.0%); under 2 minutes per pipeline on
+  2 CPU cores. Translated smokes place the digit on a 60x60 canvas (5x5 read), where every
+  translated pipeline, reconstruction's included (its head predicts every pixel), fits in 2
+  minutes. At the smoke budget guidance does not lower the error on either canvas: 5.5% guided
+  against 6.5% unguided at 60x60, 20.9% against 17.7% at 100x100 (the notebook's run; measured in
+  results/pretrain_attention.md). The mimic variants scale their mimic term by 0.01
   (`loss.mimic_scale`, 1 elsewhere): even this teacher's late reads lie off the image, and a
   student held to them at full weight keeps them and learns slowly; scaled, it learns as without
   guidance, so that smoke checks the pipeline, not the method.
@@ -305,8 +305,9 @@ def _check_frozen_run(where: str, workdir: str | None,
             for name in FROZEN_MODEL_FIELDS if saved.model[name] != config.model[name]]
   theirs, ours = data.image_shape(saved.dataset), data.image_shape(config.dataset)
   if tuple(theirs) != tuple(ours):
-    differ.append(f'image shape (dataset {saved.dataset.name!r}, canvas_size '
-                  f'{saved.dataset.get("canvas_size")!r}): {tuple(theirs)} there, {tuple(ours)} here')
+    canvas = saved.dataset.get('canvas_size')
+    differ.append(f'image shape (dataset {saved.dataset.name!r}, canvas_size {canvas!r}): '
+                  f'{tuple(theirs)} there, {tuple(ours)} here')
   if differ:
     raise ValueError(f'{where} was trained on other reads or images than this phase runs it on '
                      f'(its config.json): ' + '; '.join(differ))

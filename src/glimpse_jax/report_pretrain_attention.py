@@ -279,7 +279,9 @@ def _mean_std_of_seeds(values: Sequence[float | None]) -> str:
   """Mean ± std (%) of the seeds that have a value, saying how many when some do not."""
   present = [v for v in values if v is not None]
   text = _mean_std(present)
-  return text if len(present) in (0, len(values)) else f'{text} ({len(present)}/{len(values)} seeds)'
+  if len(present) in (0, len(values)):
+    return text
+  return f'{text} ({len(present)}/{len(values)} seeds)'
 
 
 def _steps(values: Sequence[int | None]) -> str:
@@ -464,8 +466,9 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
   for (method, dataset, *_), members in groups.items():
     if not method.startswith('tester_'):
       for run in members:
+        lowest = best.get((method, dataset))
         if os.path.isfile(_reads_of(run)) and (
-            (method, dataset) not in best or _final_error(run) < _final_error(best[method, dataset])):
+            lowest is None or _final_error(run) < _final_error(lowest)):
           best[method, dataset] = run
   for (method, dataset), run in best.items():
     name = f'{stem}_{method}_{dataset}_reads.png'
