@@ -25,7 +25,7 @@ from glimpse_jax.train.checkpoint import Checkpointer, load_params
 from glimpse_jax.train.config import validate
 from glimpse_jax.train.evaluate import batches_for, evaluate
 from glimpse_jax.train.experiment import Experiment
-from glimpse_jax.train.metrics import ConsoleReporter, MetricsWriter, read_metrics
+from glimpse_jax.train.metrics import ConsoleReporter, MetricsWriter
 from glimpse_jax.train.mesh import DevicePrefetcher
 from glimpse_jax.train.state import TrainState, abstract_state, count_params, create_state
 from glimpse_jax.train.state import make_optimizer, plateau_rule, plateau_scale
@@ -122,11 +122,10 @@ def _logged_steps_per_second(records: list[dict[str, Any]]) -> float | None:
   return sum(n for n, _ in intervals) / sum(n / speed for n, speed in intervals)
 
 
-def _logged_wall_seconds(records: list[dict[str, Any]], step: int) -> float:
-  """The run's wall time logged at its last training record up to `step` (0 if none): what a
-  call resuming from `step` carries."""
-  logged = [r['wall_seconds'] for r in records
-            if r['kind'] == 'train' and r['step'] <= step and 'wall_seconds' in r]
+def _logged_wall_seconds(records: list[dict[str, Any]]) -> float:
+  """The run's wall time logged at the last training record of `records` (0 if none): what a
+  call resuming after them carries."""
+  logged = [r['wall_seconds'] for r in records if r['kind'] == 'train' and 'wall_seconds' in r]
   return float(logged[-1]) if logged else 0.0
 
 
@@ -176,10 +175,9 @@ class _Run:
       raise
     self.start_step = int(self.state.step)
     self.writer = MetricsWriter(workdir, resume_step=self.start_step, enabled=self.chief)
-    records = read_metrics(workdir)  # those kept for the resumed step
-    self.clock.carry(_logged_wall_seconds(records, self.start_step))
+    self.clock.carry(_logged_wall_seconds(self.writer.kept))
     self.stopping = EarlyStopping(config.early_stopping, config.headline)
-    for record in records:
+    for record in self.writer.kept:
       if record['kind'] == 'eval':
         self.stopping.update(record)
     if self.chief:
@@ -455,7 +453,8 @@ class _Run:
     by_split = self._evaluate(self.state.params, steps, 0, final=True)
     steps_per_second = self.clock.steps_per_second()
     if steps_per_second is None:  # this call trained no step: the speed its earlier calls logged
-      steps_per_second = _logged_steps_per_second(read_metrics(self.workdir, 'train'))
+      steps_per_second = _logged_steps_per_second(
+          [r for r in self.writer.kept if r['kind'] == 'train'])
     headline_split = 'test' if 'test' in by_split else config.eval.splits[0]
     results = {
         **{f'{split}_{name}': value for split, means in by_split.items()

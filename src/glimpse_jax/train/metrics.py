@@ -91,11 +91,12 @@ class MetricsWriter:
   def __init__(self, workdir: str, *, resume_step: int = 0, enabled: bool = True):
     self._enabled = enabled
     self._file = self._tensorboard = None
+    # The records a run resumed at `resume_step` keeps, on every process (the loop reads them).
+    self.kept = [r for r in read_metrics(workdir) if _kept_on_resume(r, resume_step)]
     if not enabled:
       return
-    kept = [r for r in read_metrics(workdir) if _kept_on_resume(r, resume_step)]
     self._file = open(os.path.join(workdir, METRICS_FILE), 'w')
-    for record in kept:
+    for record in self.kept:
       self._file.write(json.dumps(record) + '\n')
     self._file.flush()
     self._tensorboard = _tensorboard_writer(workdir)
