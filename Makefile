@@ -14,19 +14,34 @@ SEEDS ?=
 GLIMPSE_DATA_DIR ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
 export GLIMPSE_DATA_DIR
 
-.PHONY: install test experiment bench results clean
+.PHONY: install test test-all experiment bench results clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+# constraints.txt pins the versions CI tests with; setup.cfg holds only lower bounds.
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
+# `make test`: the fast tier (unit tests and a few steps of each experiment's smoke config, a few
+# minutes on 2 cores). `make test-all`: every test, adding the slow tier (learning checks,
+# notebooks, multi-process runs; see tests/conftest.py). PYTEST_ARGS adds pytest options.
+PYTEST_ARGS ?=
 test: install
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 -m 'not slow' $(PYTEST_ARGS) tests
 
+test-all: install
+	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS) tests
+
+# main.py is the installed `glimpse-jax` command; an unknown NAME stops here, before any install.
+EXPERIMENTS := $(sort $(basename $(notdir $(filter-out experiments/__init__.py,$(wildcard experiments/*.py)))))
+ifneq ($(filter experiment,$(MAKECMDGOALS)),)
+ifeq ($(filter $(NAME),$(EXPERIMENTS)),)
+$(error unknown experiment NAME=$(NAME); experiments: $(EXPERIMENTS))
+endif
+endif
 RUN = $(PY) main.py --config=experiments/$(NAME).py$(if $(CONFIG),:$(CONFIG),) $(if $(PHASE),--phase=$(PHASE),)
 
 experiment: install

@@ -81,7 +81,7 @@ def _estimator_variance(folder: str) -> list[str]:
         f'Trace of the gradient covariance of each estimator (prediction network and prior '
         f'policy; no baseline regression or exploration terms) over {measured["draws"]} draws of '
         f'K = {measured["num_samples"]} rollouts on the same {measured["examples"]} test images, '
-        f'at the snapshots of one run (`python -m experiments.ws_ram_variance`):\n\n',
+        f'at the snapshots of one run (`python scripts/ws_ram_variance.py`):\n\n',
         '| estimator | ' + ' | '.join(f'update {step:,}' for step in steps) + ' |\n',
         '|---|' + '---|' * len(steps) + '\n',
         *(f'| {row} | ' + ' | '.join(report.number(v) for v in values) + ' |\n'

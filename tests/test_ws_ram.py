@@ -364,7 +364,7 @@ def test_a_paper_row_needs_the_papers_dataset():
 
 
 def test_estimator_variance_at_a_runs_snapshots(data_dir, tmp_path):
-  from experiments import ws_ram_variance
+  from scripts import ws_ram_variance
   from glimpse_jax import train
   config = _tiny('ws_q_cv')
   with config.unlocked():
@@ -390,7 +390,7 @@ def test_estimator_variance_at_a_runs_snapshots(data_dir, tmp_path):
 
 
 def test_variance_smoke_keeps_its_snapshots_within_the_smoke_run():
-  from experiments import ws_ram_variance
+  from scripts import ws_ram_variance
   from glimpse_jax import train
   config = ws_ram_variance.smoke_config()
   train.validate(config)

@@ -4,8 +4,8 @@ from runs that went different ways.
 
 Usage:
   make experiment NAME=ws_ram CONFIG=ws_q_cv ARGS="--config.checkpoint_at=(1000,5000,10000,30000)"
-  .venv/bin/python -m experiments.ws_ram_variance runs/ws_ram-ws_q_cv [--draws 16] [--examples 256]
-  .venv/bin/python -m experiments.ws_ram_variance runs/ws_ram_variance-smoke --smoke \
+  .venv/bin/python scripts/ws_ram_variance.py runs/ws_ram-ws_q_cv [--draws 16] [--examples 256]
+  .venv/bin/python scripts/ws_ram_variance.py runs/ws_ram_variance-smoke --smoke \
       --draws 8 --examples 64
       # trains WS-RAM's smoke variant (28x28 MNIST, 1,500 updates) keeping snapshots at 100,
       # 500 and 1,500 updates, then measures them (under a minute on 2 CPU cores)
@@ -35,8 +35,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from experiments import ws_ram
 from glimpse_jax import data, train
+from glimpse_jax.experiments import ws_ram
 from glimpse_jax.nets import draw_noise
 from glimpse_jax.train import checkpoint
 
@@ -138,7 +138,7 @@ def plot(result: dict, path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(prog='python -m experiments.ws_ram_variance',
+  parser = argparse.ArgumentParser(prog='python scripts/ws_ram_variance.py',
                                    description=__doc__.splitlines()[0])
   parser.add_argument('workdir', help='a ws_ram run with checkpoints')
   parser.add_argument('--draws', type=int, default=16, help='independent sets of K rollouts')
