@@ -333,10 +333,13 @@ def test_console_draws_a_bar_on_a_terminal_and_lines_elsewhere():
   record = {'kind': 'train', 'step': 50, 'loss': 0.25, 'steps_per_second': 10.0,
             'images_per_second': 320.0}
   terminal, pipe = _Terminal(), io.StringIO()
-  ConsoleReporter(100, terminal).train(record)
+  bar = ConsoleReporter(100, terminal)
+  bar.train(record)
   ConsoleReporter(100, pipe).train(record)
-  assert terminal.getvalue().startswith('\r[' + '#' * 15 + '.' * 15 + '] 50/100  50%')
-  assert 'ETA 0:00:05' in terminal.getvalue() and '\n' not in terminal.getvalue()
+  drawn = terminal.getvalue().split('\r')[-1]  # tqdm redraws its one line in place
+  assert drawn.startswith(' 50%|') and '| 50/100 [' in drawn, drawn
+  assert '10.0 steps/s 320 img/s | loss 0.25' in drawn and '\n' not in terminal.getvalue()
+  bar.close()
   assert pipe.getvalue() == ('step 50/100  50% | 10.0 steps/s 320 img/s | ETA 0:00:05 | '
                              'loss 0.25\n')
 

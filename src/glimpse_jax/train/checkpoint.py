@@ -11,10 +11,15 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from glimpse_jax import files
 from glimpse_jax.train.state import TrainState
 
+
 def checkpoint_dir(workdir: str) -> str:
-  """Where a run in `workdir` keeps its checkpoints."""
+  """Where a run in `workdir` (a local folder, made absolute, or an object-store URI) keeps its
+  checkpoints."""
+  if not files.is_local(workdir):
+    return f'{files.normpath(workdir)}/checkpoints'
   return os.path.join(os.path.abspath(workdir), 'checkpoints')
 
 
@@ -103,7 +108,7 @@ def load_params(workdir: str, abstract_params: Any | None = None, step: int | No
     abstract_params: optional pytree of `jax.ShapeDtypeStruct` (with shardings) to restore into.
     step: which checkpoint; default the newest.
   """
-  if not os.path.isdir(checkpoint_dir(workdir)):
+  if not files.as_path(checkpoint_dir(workdir)).is_dir():
     raise ValueError(f'{workdir!r} holds no checkpoints folder')
   checkpointer = Checkpointer(workdir, keep=None, create=False)
   try:

@@ -81,13 +81,14 @@ def _generate(config, workdir, experiment, mesh) -> dict[str, Any]:
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices('glimpse_jax: store planned')
   pending = store.pending_chunks()
-  console = ConsoleReporter(store.num_chunks, enabled=chief)
+  console = ConsoleReporter(store.num_chunks, enabled=chief, unit='chunk')
   console.line(f'{config.experiment}:{config.phase or "generate"}: {indices.size:,} '
                f'{config.generate.split} examples in {store.num_chunks} chunks, '
                f'{store.num_chunks - len(pending)} already stored')
   key = jax.random.key(config.seed)
   start = time.perf_counter()
   written, first_done = 0, store.num_chunks - len(pending)
+  console.start(first_done)
   for done, chunk in enumerate(pending, first_done + 1):
     chunk_indices = store.chunk_indices(chunk)
     outputs = []
@@ -115,6 +116,7 @@ def _generate(config, workdir, experiment, mesh) -> dict[str, Any]:
       'examples_per_second': written / (time.perf_counter() - start) if written else None,
       'config': json.loads(config.to_json_best_effort()),
   }
+  console.close()
   if chief:
     stored = open_store(workdir)  # verifies every chunk's checksum
     results['fields'] = {name: [np.dtype(dtype).name, list(shape)]

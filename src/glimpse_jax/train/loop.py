@@ -8,7 +8,6 @@ import contextlib
 import functools
 import itertools
 import json
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from glimpse_jax import data
+from glimpse_jax import data, files
 from glimpse_jax.train import mesh as mesh_lib
 from glimpse_jax.train import metrics as metrics_lib
 from glimpse_jax.train import step as step_lib
@@ -258,8 +257,8 @@ class _Run:
   def _changes_since_saved(self) -> str:
     """The config fields that differ from the workdir's config.json, as text."""
     try:
-      with open(os.path.join(self.workdir, metrics_lib.CONFIG_FILE)) as f:
-        saved = _flatten(json.load(f))
+      saved = _flatten(json.loads(
+          (files.as_path(self.workdir) / metrics_lib.CONFIG_FILE).read_text()))
     except (OSError, ValueError):
       return 'the workdir holds no readable config.json to compare with'
     now = _flatten(json.loads(self.config.to_json_best_effort()))
@@ -304,6 +303,7 @@ class _Run:
       self.checkpointer.wait()
       return self._finish()
     finally:
+      self.console.close()
       self.checkpointer.close()
       self.writer.close()
 
@@ -317,6 +317,7 @@ class _Run:
     acc, pending, self.variances = new_accumulator(), None, []
     self.last_logged, state = self.start_step, self.state
     self.state = None  # donated below; the loop's `state` is the only live reference
+    self.console.start(self.start_step)
     with self._train_batches(self.start_step) as batches:
       for step in range(self.start_step, config.num_steps):
         batch = next(batches)
@@ -361,6 +362,7 @@ class _Run:
           self.checkpointer.wait()
           self.console.line(f'stopped by signal {signum} after step {done}; saved')
           stop.raise_for_signal(signum)
+    self.console.close()
     self.state = state
 
   def _signal_to_stop_for(self, stop: StopRequests, done: int, last: bool) -> int | None:
@@ -424,6 +426,7 @@ class _Run:
 
   def _save(self, done: int) -> None:
     with self.clock.paused():
+      self.writer.flush()  # the records up to a checkpoint are in the workdir before it is
       self.checkpointer.save(self.state, done, {'experiment': self.config.experiment})
 
   def _evaluate(self, params: Any, done: int, max_examples: int,
@@ -473,6 +476,7 @@ class _Run:
         'config': json.loads(config.to_json_best_effort()),
     }
     if self.chief:
+      self.writer.flush()  # the learning curve reads metrics.jsonl
       metrics_lib.write_results(self.workdir, results)
       self.console.line(f'{headline_split} {config.headline} {results["headline_value"]:.4f} on '
                         f'{by_split[headline_split]["examples"]} examples; results.json written')

@@ -1,20 +1,28 @@
-"""What a run reports: metrics.jsonl, optional TensorBoard events, a progress bar or plain lines,
-and at the end results.json, learning_curve.png and the experiment's plots.
+"""What a run reports: metrics.jsonl, TensorBoard events (`<workdir>/tensorboard/`), a progress
+bar or plain lines, and at the end results.json, learning_curve.png and the experiment's plots.
 
 metrics.jsonl holds one JSON object per line with `kind` ('train', 'eval' or 'grad_variance'),
 `step` (updates done) and the values; a resumed run first drops lines past its checkpoint.
+Every file goes through `files`, so a workdir may be a local folder or an object-store URI
+(`gs://bucket/run`).
 """
 
 import datetime
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
+import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
 import jax
 import ml_collections
+import tensorboardX
+import tqdm.auto
+import tqdm.std
 from absl import logging
 
 from glimpse_jax import data, files, plotting
@@ -24,6 +32,10 @@ CONFIG_FILE = 'config.json'
 METRICS_FILE = 'metrics.jsonl'
 RESULTS_FILE = 'results.json'
 LEARNING_CURVE_FILE = 'learning_curve.png'
+TENSORBOARD_DIR = 'tensorboard'
+# In an object-store workdir, metrics.jsonl and the event files are uploaded at most this often
+# while records arrive (and at every checkpoint and at the end).
+SYNC_SECONDS = 30.0
 
 
 def write_json(path: str, value: Any) -> None:
@@ -39,11 +51,10 @@ def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 def read_config(workdir: str) -> ml_collections.ConfigDict | None:
   """The config a run saved in `workdir` (its `config.json`); None when it saved none."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.isfile(path):
+  path = files.as_path(workdir) / CONFIG_FILE
+  if not path.exists():
     return None
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
 def read_metrics(workdir: str, kind: str | None = None) -> list[dict[str, Any]]:
@@ -52,11 +63,11 @@ def read_metrics(workdir: str, kind: str | None = None) -> list[dict[str, Any]]:
   A malformed line (a process killed mid-write, two writers interleaved) is skipped with a
   warning naming its line number, wherever it is.
   """
-  path = os.path.join(workdir, METRICS_FILE)
-  if not os.path.exists(path):
+  path = files.as_path(workdir) / METRICS_FILE
+  if not path.exists():
     return []
   records, bad = [], []
-  with open(path) as f:
+  with path.open() as f:
     for number, line in enumerate(f, 1):
       if not line.strip():
         continue
@@ -75,31 +86,38 @@ def read_metrics(workdir: str, kind: str | None = None) -> list[dict[str, Any]]:
   return [r for r in records if kind is None or r['kind'] == kind]
 
 
-def _tensorboard_writer(workdir: str):
-  """A tensorboardX writer when that package is installed (TensorFlow is never needed)."""
-  try:
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return None
-  return SummaryWriter(os.path.join(workdir, 'tensorboard'))
-
-
 class MetricsWriter:
-  """Appends records to metrics.jsonl (and TensorBoard when available); `enabled=False` on
-  every process but the first of a multi-host run."""
+  """Appends records to metrics.jsonl and to TensorBoard event files in `<workdir>/tensorboard/`
+  (tensorboardX; TensorFlow is never needed); `enabled=False` on every process but the first of a
+  multi-host run.
+
+  Scalars are tagged `<kind>/<name>`, or `<kind>/<split>/<name>` for a record with a split; a
+  resumed run's events replace the earlier events from its checkpoint's step on (TensorBoard's
+  purge), as its lines do in metrics.jsonl. In an object-store workdir both are written in a local
+  folder and uploaded whole (one object per file) at most every SYNC_SECONDS while records arrive,
+  at every `flush` and at `close`.
+  """
 
   def __init__(self, workdir: str, *, resume_step: int = 0, enabled: bool = True):
-    self._enabled = enabled
-    self._file = self._tensorboard = None
+    self._enabled, self._workdir = enabled, workdir
+    self._file = self._tensorboard = self._staging = None
     # The records a run resumed at `resume_step` keeps, on every process (the loop reads them).
     self.kept = [r for r in read_metrics(workdir) if _kept_on_resume(r, resume_step)]
     if not enabled:
       return
-    self._file = open(os.path.join(workdir, METRICS_FILE), 'w')
+    local = workdir
+    if not files.is_local(workdir):
+      local = self._staging = tempfile.mkdtemp(prefix='glimpse_jax-metrics-')
+    self._synced = time.monotonic()
+    self._file = open(os.path.join(local, METRICS_FILE), 'w')
     for record in self.kept:
       self._file.write(json.dumps(record) + '\n')
     self._file.flush()
-    self._tensorboard = _tensorboard_writer(workdir)
+    self._tensorboard = tensorboardX.SummaryWriter(
+        os.path.join(local, TENSORBOARD_DIR), purge_step=resume_step, flush_secs=SYNC_SECONDS)
+    for record in self.kept:  # the purge drops the earlier events at the checkpoint's step too
+      if record['step'] >= resume_step:
+        self._add_scalars(record)
 
   def write(self, kind: str, step: int, values: Mapping[str, float]) -> dict[str, Any]:
     """Records `values` of `kind` at `step`; returns the record."""
@@ -107,17 +125,50 @@ class MetricsWriter:
     if self._file is not None:
       self._file.write(json.dumps(record) + '\n')
       self._file.flush()
-    if self._tensorboard is not None:
-      for name, value in values.items():
-        if isinstance(value, (int, float)):
-          self._tensorboard.add_scalar(f'{kind}/{name}', value, step)
+      self._add_scalars(record)
+      if self._staging is not None and time.monotonic() - self._synced >= SYNC_SECONDS:
+        self.flush()
     return record
 
+  def _add_scalars(self, record: Mapping[str, Any]) -> None:
+    group = f'{record["kind"]}/{record["split"]}' if 'split' in record else record['kind']
+    for name, value in record.items():
+      if name not in ('kind', 'step', 'split') and _is_scalar(value):
+        self._tensorboard.add_scalar(f'{group}/{name}', value, record['step'])
+
+  def flush(self) -> None:
+    """Makes every record written so far readable in the workdir (uploads them to an object
+    store)."""
+    if self._file is None:
+      return
+    self._file.flush()
+    self._tensorboard.flush()
+    if self._staging is not None:
+      _upload(self._staging, self._workdir)
+      self._synced = time.monotonic()
+
   def close(self) -> None:
-    if self._file is not None:
-      self._file.close()
-    if self._tensorboard is not None:
-      self._tensorboard.close()
+    if self._file is None:
+      return
+    self._tensorboard.close()
+    self._file.close()
+    if self._staging is not None:
+      _upload(self._staging, self._workdir)
+      shutil.rmtree(self._staging, ignore_errors=True)
+    self._file = None
+
+
+def _is_scalar(value: Any) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _upload(local: str, workdir: str) -> None:
+  """Copies every file under the folder `local` to the same relative path under `workdir`."""
+  for folder, _, names in os.walk(local):
+    for name in names:
+      relative = os.path.relpath(os.path.join(folder, name), local)
+      with open(os.path.join(folder, name), 'rb') as f:
+        files.write_atomic(files.as_path(workdir) / relative, f.read())
 
 
 def _kept_on_resume(record: Mapping[str, Any], resume_step: int) -> bool:
@@ -154,15 +205,54 @@ def _values(record: Mapping[str, Any]) -> str:
                   for k, v in record.items() if k not in _SKIP_ON_CONSOLE)
 
 
-class ConsoleReporter:
-  """A progress bar with ETA on a terminal, plain lines (one per record) otherwise."""
+# tqdm's bar without its own rate: the postfix holds the rate measured between logged records.
+_BAR_FORMAT = '{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]'
 
-  def __init__(self, num_steps: int, stream: TextIO | None = None, *, enabled: bool = True):
-    self._num_steps = num_steps
+
+def _in_notebook() -> bool:
+  """Whether this process is a Jupyter (or Colab) kernel."""
+  ipython = sys.modules.get('IPython')
+  try:
+    return ipython is not None and 'IPKernelApp' in ipython.get_ipython().config
+  except Exception:  # pylint: disable=broad-except
+    return False
+
+
+def _isatty(stream: TextIO) -> bool:
+  try:
+    return stream.isatty()
+  except (AttributeError, ValueError):
+    return False
+
+
+class ConsoleReporter:
+  """Progress through `num_steps` units (`unit`: updates, stored chunks): one tqdm bar with its
+  ETA, updated in place, in a notebook (a widget where ipywidgets is installed) or on a terminal;
+  plain lines, one per record, elsewhere (a log file)."""
+
+  def __init__(self, num_steps: int, stream: TextIO | None = None, *, enabled: bool = True,
+               unit: str = 'step'):
+    self._num_steps, self._unit = num_steps, unit
+    self._notebook = stream is None and _in_notebook()
     self._stream = stream or sys.stderr
     self._enabled = enabled
-    self._bar = enabled and self._stream.isatty()
-    self._bar_open = False
+    self._use_bar = enabled and (self._notebook or _isatty(self._stream))
+    self._bar = None
+
+  def start(self, done: int = 0) -> None:
+    """Opens the bar at `done` units (where a resumed run starts); its rate and ETA count from
+    now. The first update opens it otherwise."""
+    if self._use_bar and self._bar is None:
+      bar = tqdm.auto.tqdm if self._notebook else tqdm.std.tqdm
+      self._bar = bar(total=self._num_steps, initial=done, unit=self._unit, file=self._stream,
+                      dynamic_ncols=True, mininterval=0, miniters=1, leave=True,
+                      bar_format=_BAR_FORMAT)
+
+  def close(self) -> None:
+    """Leaves the bar as it is and prints what follows below it."""
+    if self._bar is not None:
+      self._bar.close()
+      self._bar = None
 
   def train(self, record: Mapping[str, Any]) -> None:
     step, rate = record['step'], record.get('steps_per_second', float('nan'))
@@ -177,24 +267,24 @@ class ConsoleReporter:
     """The bar (or a plain line) for `done` of `num_steps` with an ETA at `rate` units/s."""
     if not self._enabled:
       return
+    if self._use_bar:
+      self.start()
+      self._bar.set_postfix_str(f'{speed}{text}', refresh=False)
+      self._bar.update(done - self._bar.n)
+      return
     eta = (self._num_steps - done) / rate if rate and rate > 0 else float('nan')
     progress = (f'{done}/{self._num_steps} {100 * done / self._num_steps:3.0f}% | {speed}'
                 f'ETA {_duration(eta)} | {text}')
-    if self._bar:
-      filled = int(30 * done / self._num_steps)
-      self._stream.write(f'\r[{"#" * filled}{"." * (30 - filled)}] {progress}\x1b[K')
-      self._bar_open = True
-    else:
-      self._stream.write(f'{prefix}{progress}\n')
+    self._stream.write(f'{prefix}{progress}\n')
     self._stream.flush()
 
   def line(self, text: str) -> None:
-    """Prints a message on its own line (below the bar, which the next update redraws)."""
+    """Prints a message on its own line (above the bar, which stays at the bottom)."""
     if not self._enabled:
       return
-    if self._bar_open:
-      self._stream.write('\n')
-      self._bar_open = False
+    if self._bar is not None:
+      self._bar.write(text, file=self._stream)
+      return
     self._stream.write(text + '\n')
     self._stream.flush()
 
@@ -212,16 +302,30 @@ def write_results(workdir: str, results: dict[str, Any]) -> None:
 
 def read_results(workdir: str) -> dict[str, Any]:
   """The results.json of a finished run."""
-  with open(os.path.join(workdir, RESULTS_FILE)) as f:
-    return json.load(f)
+  return json.loads((files.as_path(workdir) / RESULTS_FILE).read_text())
 
 
 def write_plots(workdir: str, experiment: Experiment, params: Any,
                 config: ml_collections.ConfigDict, rng: jax.Array) -> None:
-  """Draws the learning curve, then calls `experiment.plots` with the first test batch."""
-  plotting.plot_learning_curves(read_metrics(workdir), os.path.join(workdir, LEARNING_CURVE_FILE),
+  """Draws the learning curve, then calls `experiment.plots` with the first test batch.
+
+  Both write local files: for an object-store workdir they write into a local temporary folder,
+  whose files are then uploaded to the workdir.
+  """
+  records = read_metrics(workdir)
+  if files.is_local(workdir):
+    _draw_plots(workdir, records, experiment, params, config, rng)
+    return
+  with tempfile.TemporaryDirectory(prefix='glimpse_jax-plots-') as local:
+    _draw_plots(local, records, experiment, params, config, rng)
+    _upload(local, workdir)
+
+
+def _draw_plots(folder: str, records: list[dict[str, Any]], experiment: Experiment, params: Any,
+                config: ml_collections.ConfigDict, rng: jax.Array) -> None:
+  plotting.plot_learning_curves(records, os.path.join(folder, LEARNING_CURVE_FILE),
                                 config.headline)
   if experiment.plots is None:
     return
   batch = next(data.eval_batches(config.dataset, config.eval.batch_size))
-  experiment.plots(params, batch, rng, workdir)
+  experiment.plots(params, batch, rng, folder)

@@ -18,6 +18,7 @@ import jax
 import ml_collections
 from ml_collections import config_dict
 
+from glimpse_jax import files
 from glimpse_jax.train.generate import generate
 from glimpse_jax.train.loop import run
 from glimpse_jax.train.config import validate
@@ -77,7 +78,7 @@ def _references(phase: ml_collections.ConfigDict) -> list[tuple[str, str]]:
 def resolved_phases(config: ml_collections.ConfigDict,
                     workdir: str) -> list[tuple[str, ml_collections.ConfigDict, str]]:
   """(name, config, workdir) per phase in order, phase names in references replaced by workdirs."""
-  workdir = os.path.normpath(workdir)  # 'runs/x/' and './runs/x' name one run
+  workdir = files.normpath(workdir)  # 'runs/x/' and './runs/x' name one run
   if not is_pipeline(config):
     return [(config.phase or config.experiment, config, workdir)]
   validate_pipeline(config)
@@ -101,7 +102,7 @@ def resolved_phases(config: ml_collections.ConfigDict,
 
 def is_finished(config: ml_collections.ConfigDict, workdir: str) -> bool:
   """Whether `workdir` holds the results of a run of exactly `config`."""
-  if not os.path.exists(os.path.join(workdir, RESULTS_FILE)):
+  if not (files.as_path(workdir) / RESULTS_FILE).exists():
     return False
   try:
     results = read_results(workdir)
@@ -138,7 +139,7 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str, make_experimen
     (_, phase, phase_dir), = phases
     return {names[0]: run_phase(phase, phase_dir, make_experiment(phase), devices=devices)}
 
-  os.makedirs(workdir, exist_ok=True)
+  files.as_path(workdir).mkdir(parents=True, exist_ok=True)
   chief = jax.process_index() == 0
   results = {}
   with lock_workdir(workdir):
