@@ -1,6 +1,12 @@
 """Shared fixtures and helpers: where the real MNIST / Fashion-MNIST IDX files are, a Jupyter
 kernel, a notebook run headless (a short run, or an experiment's smoke run that its tests check);
-for the whole session one JAX compilation cache and the tests' compile flag."""
+for the whole session one JAX compilation cache and the tests' compile flag; the two test tiers
+and the fast tier's time limit.
+
+The tiers: `make test` runs the fast one (`-m 'not slow'`): unit tests and a few steps of each
+experiment's smoke (or tinier) config. `make test-all` adds the slow tier: tests marked `slow`,
+`learning` (a training long enough to check what it learned), `notebook` (a notebook run headless)
+or `multihost` (several main.py processes); each of the last three puts a test in the slow tier."""
 
 import json
 import os
@@ -63,22 +69,87 @@ def pytest_unconfigure(config):
 _CACHE_KEY = pytest.StashKey[str]()
 
 
+# Markers that put a test in the slow tier, beside `slow` itself.
+SLOW_TIER_MARKERS = ('learning', 'notebook', 'multihost')
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: a `learning` test is a `slow` one
 def pytest_collection_modifyitems(config, items):
-  """Modules holding long end-to-end checks (marked slow) run first, each module's tests together
-  and in their order: under `-n 2` the short tests then fill the end on both workers instead of
-  one worker finishing a long check while the other waits."""
+  """Tests marked with one of SLOW_TIER_MARKERS are marked slow too. Modules holding slow tests
+  run first, each module's tests together and in their order: under `-n 2` the short tests then
+  fill the end on both workers instead of one worker finishing a long check while the other
+  waits."""
   del config
+  for item in items:
+    if any(item.get_closest_marker(name) for name in SLOW_TIER_MARKERS):
+      item.add_marker(pytest.mark.slow)
   module = lambda item: item.nodeid.split('::')[0]
   slow = {module(item) for item in items if item.get_closest_marker('slow')}
   items.sort(key=lambda item: module(item) not in slow)  # stable
 
 
+# The fast tier's limit on a test's call phase, in seconds: a fast-tier test that takes longer
+# fails, asking to be marked. GLIMPSE_FAST_TEST_SECONDS=0 turns the check off.
+FAST_LIMIT_VARIABLE = 'GLIMPSE_FAST_TEST_SECONDS'
+FAST_LIMIT_SECONDS = 5.0
+# Fast-tier tests allowed past the limit (node id without parameters: why it is worth the time).
+FAST_LIMIT_EXEMPT = {
+}
+
+
+def _fast_limit() -> float:
+  value = os.environ.get(FAST_LIMIT_VARIABLE, '')
+  try:
+    return float(value) if value else FAST_LIMIT_SECONDS
+  except ValueError:
+    raise pytest.UsageError(f'{FAST_LIMIT_VARIABLE} must be a number of seconds, got {value!r}')
+
+
+_TIMED_KEY = pytest.StashKey[bool]()
+
+
+def pytest_collection_finish(session):
+  """The limit holds in a fast-tier run: beside slow tests (`make test-all`) the fast ones share
+  the cores with trainings, and their times say little."""
+  session.config.stash[_TIMED_KEY] = not any(
+      item.get_closest_marker('slow') for item in session.items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+  """Fails a passing fast-tier test whose call phase took longer than the limit."""
+  report = yield
+  limit = _fast_limit()
+  if (report.when == 'call' and report.passed and limit > 0 and call.duration > limit
+      and item.config.stash.get(_TIMED_KEY, False)
+      and not item.get_closest_marker('slow')
+      and item.nodeid.split('[')[0] not in FAST_LIMIT_EXEMPT):
+    report.outcome = 'failed'
+    report.longrepr = (
+        f'{item.nodeid} took {call.duration:.1f} s, over the fast tier\'s {limit:g} s: mark it '
+        f'@pytest.mark.slow (or learning / notebook / multihost) so that `make test-all` runs it, '
+        f'make it shorter, or list it in FAST_LIMIT_EXEMPT in tests/conftest.py with a reason '
+        f'({FAST_LIMIT_VARIABLE} sets the limit, 0 turns it off).')
+  return report
+
+
+def in_ci() -> bool:
+  """Whether this is a CI run ($CI set to true, as CI services do): missing data fails there."""
+  return os.environ.get('CI', '').strip().lower() in ('1', 'true', 'yes')
+
+
 @pytest.fixture(scope='session')
 def data_dir() -> str:
-  """$GLIMPSE_DATA_DIR, else `<repo>/../shared/data`; skips when no MNIST files are there."""
+  """$GLIMPSE_DATA_DIR, else `<repo>/../shared/data`. When no MNIST files are there the test
+  fails in CI (a green run has run every test) and is skipped, saying why, elsewhere."""
   folder = pathlib.Path(os.environ.get('GLIMPSE_DATA_DIR') or REPO.parent / 'shared' / 'data')
   if not (folder / 'mnist').is_dir():
-    pytest.skip(f'no MNIST IDX files under {folder} (set GLIMPSE_DATA_DIR)')
+    message = (f'no MNIST IDX files under {folder}/mnist: set GLIMPSE_DATA_DIR to a folder '
+               'holding mnist/ (and fashion_mnist/)')
+    if in_ci():
+      pytest.fail(f'{message} (CI is set: tests that need the data fail, not skip)',
+                  pytrace=False)
+    pytest.skip(message)
   return str(folder)
 
 
