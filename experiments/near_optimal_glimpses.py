@@ -283,7 +283,12 @@ def _posterior_experiment(config) -> train.Experiment:
     return {'error': (jnp.argmax(logits, -1) != batch['label']).astype(jnp.float32),
             'nll': optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])}
 
-  return train.Experiment(init=init, loss=loss, evaluate=evaluate)
+  def predict(params, images, rng):
+    locs, _ = random_glimpse_sets(rng, images.shape[0], config, min_count=1)  # [B, T, 2]
+    logits = model.apply(params, read(images, locs), locs, jnp.ones(locs.shape[:2]))
+    return {'probabilities': jax.nn.softmax(logits, -1), 'locations': locs}
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate, predict=predict)
 
 
 def _completion_experiment(config) -> train.Experiment:
@@ -321,7 +326,15 @@ def _completion_experiment(config) -> train.Experiment:
     samples = model.apply(params, cond, noise, method='sample')
     plot_completions(images, cond, samples, f'{workdir}/completions.png')
 
-  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots)
+  def predict(params, images, rng):
+    sets_rng, noise_rng = jax.random.split(rng)
+    locs, taken = random_glimpse_sets(sets_rng, images.shape[0], config, min_count=1)
+    cond = condition(images, _observed(config, locs, taken))
+    noise = jax.random.normal(noise_rng, (images.shape[0], 1, latent))
+    samples = model.apply(params, cond, noise, method='sample')
+    return {'completions': samples, 'locations': locs}  # canvases agreeing with the glimpses
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)
 
 
 def design_functions(config, posterior_params, completion_params):
@@ -456,4 +469,14 @@ def _ram_experiment(config) -> train.Experiment:
     plot_attention_frequency(frequency, f'{workdir}/attention_frequency.png',
                              json_path=f'{workdir}/attention_frequency.json')
 
-  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots)
+  def predict(params, images, rng):
+    del rng
+    out = model.apply(params, images, mode_noise((m.num_glimpses, images.shape[0]), num_choices))
+    log_probs, act = outputs(out)
+    values = {'probabilities': jax.nn.softmax(log_probs, -1),  # [B, K]
+              'locations': jnp.swapaxes(jnp.clip(out.locations, -1, 1), 0, 1)}  # [B, T, 2]
+    if act is not None:
+      values['glimpses'] = act[0]  # [B] ACT's number of glimpses
+    return values
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)

@@ -416,8 +416,18 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
                       labels=batch['label'][:8], predictions=predictions,
                       path=f'{workdir}/read_windows.png')
 
+  def predict(params, images, rng, frozen=None):
+    del rng, frozen
+    out, trace = model.apply(params, images)
+    if HEAD_OF[objective] == 'classifier':
+      values = {'probabilities': jax.nn.softmax(out, -1)}  # [B, K]
+    else:
+      values = {'reconstruction': jax.nn.sigmoid(out)}  # [B, H, W, C]
+    return {**values, 'reads': trace.read_params,  # [B, T, 5]
+            'locations': glimpse.draw_center(trace.read_params, height=height, width=width)}
+
   return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots,
-                          frozen_models=tuple(config.frozen.keys()))
+                          frozen_models=tuple(config.frozen.keys()), predict=predict)
 
 
 def _tester(config: ml_collections.ConfigDict, frozen_trace) -> train.Experiment:
@@ -456,4 +466,13 @@ def _tester(config: ml_collections.ConfigDict, frozen_trace) -> train.Experiment
     nll, error = classify(params, sequences(trace.glimpses, trace.read_params), batch['label'])
     return {'error': error, 'nll': nll}
 
-  return train.Experiment(init=init, loss=loss, evaluate=evaluate, frozen_models=('model',))
+  def predict(params, images, rng, frozen):
+    del rng
+    trace = frozen_trace(frozen, images)  # the frozen model's reads
+    height, width, _ = images.shape[1:]
+    logits = model.apply(params, sequences(trace.glimpses, trace.read_params))  # [B, K]
+    return {'probabilities': jax.nn.softmax(logits, -1), 'reads': trace.read_params,  # [B, T, 5]
+            'locations': glimpse.draw_center(trace.read_params, height=height, width=width)}
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate, frozen_models=('model',),
+                          predict=predict)

@@ -32,6 +32,16 @@ Fields for RAM's relatives (defaults give RAM itself):
                          glimpse at the digit's centre (`center`) at every step and trained on
                          -log pi(centre) with loss.supervision_weight, instead of REINFORCE.
   loss.reinforce_weight, loss.baseline_weight  weights of the policy and baseline terms.
+  loss.reinforce_time_average  divide the REINFORCE term by the glimpses drawn (False: the sum
+                         over T, the paper's estimator, whose push grows with T).
+  model.policy_gradient_to_core  whether REINFORCE's gradient reaches the core and glimpse
+                         network through the locator's input h (True: the Torch RAM; False: the
+                         locator reads stop_gradient(h), the core learns from the classifier
+                         alone, as in the paper's hybrid loss and kevinzakka's PyTorch RAM).
+  model.mean_activation  'tanh' (the paper's) or 'hardtanh' (the Torch RAM's) location mean.
+Every run logs, per glimpse t, the share of location means parked at the edge (`saturated_g<t>`,
+|mu| > 0.95), of glimpses whose finest patch holds ink (`on_ink_g<t>`) and overlaps the digit's
+box (`on_digit_g<t>`), in training metrics and, on the greedy path, in results.json.
 e.g. ARGS="--config.model.locator=grid --config.model.fused=False".
 """
 
@@ -39,10 +49,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from glimpse_jax import data, train
+from glimpse_jax import data, diagnostics, train
 from glimpse_jax.glimpse_plots import plot_glimpse_paths
-from glimpse_jax.nets import (LOCATORS, RecurrentAttentionModel, RetinaSpec, draw_noise,
-                              evaluate_paths, mode_noise)
+from glimpse_jax.nets import (LOCATORS, MEAN_ACTIVATIONS, RecurrentAttentionModel, RetinaSpec,
+                              draw_noise, mode_noise, path_values)
 from glimpse_jax.objectives import REWARDS, ram_loss
 
 # name: (dataset fields, model fields, CPU-sized training steps)
@@ -117,11 +127,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       num_glimpses=6, glimpse_size=8, num_scales=1, scale_factor=2, core='rnn',
       core_features=256, glimpse_features=256, what_features=128, where_features=128,
       location_std=0.2, random_locations=False, locator='linear', grid_size=4,
-      locator_features=128, classify_every_step=False, fused=True))
+      locator_features=128, classify_every_step=False, fused=True,
+      policy_gradient_to_core=True, mean_activation='tanh'))
   config.model.update(model)
   config.loss = ml_collections.ConfigDict(dict(
       reinforce_weight=1.0, baseline_weight=1.0, reward='final', discount=1.0,
-      supervised_fraction=0.0, supervision_weight=1.0))
+      supervised_fraction=0.0, supervision_weight=1.0, reinforce_time_average=False))
   if variant == 'smoke':
     # Short cosine run: a larger step learns faster; at 3e-3 some seeds drive the location means
     # into the corners (tanh saturates) and stall at 10-30% error, at 2e-3 five seeds end at 5-8%.
@@ -153,6 +164,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'model.locator must be one of {list(LOCATORS)}, got {m.locator!r}')
   if not m.location_std > 0:
     raise ValueError(f'model.location_std must be > 0, got {m.location_std}')
+  if m.mean_activation not in MEAN_ACTIVATIONS:
+    raise ValueError(f'model.mean_activation must be one of {list(MEAN_ACTIVATIONS)}, got '
+                     f'{m.mean_activation!r}')
   for name in ('reinforce_weight', 'baseline_weight', 'supervision_weight'):
     if not loss[name] >= 0:
       raise ValueError(f'loss.{name} must be >= 0, got {loss[name]}')
@@ -184,7 +198,8 @@ def make_model(config: ml_collections.ConfigDict) -> RecurrentAttentionModel:
       what_features=m.what_features, where_features=m.where_features, locator=m.locator,
       location_std=m.location_std, grid_size=m.grid_size, locator_features=m.locator_features,
       random_locations=m.random_locations, classify_every_step=m.classify_every_step,
-      fused=m.fused)
+      fused=m.fused, policy_gradient_to_core=m.policy_gradient_to_core,
+      mean_activation=m.mean_activation)
 
 
 def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
@@ -232,10 +247,12 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
         supervised=teacher.get('forced'), reward=spec.reward, discount=spec.discount,
         # The random baseline's locations are not the policy's: nothing to reinforce.
         reinforce_weight=0.0 if m.random_locations else spec.reinforce_weight,
-        baseline_weight=spec.baseline_weight, supervision_weight=spec.supervision_weight)
+        baseline_weight=spec.baseline_weight, supervision_weight=spec.supervision_weight,
+        reinforce_time_average=spec.reinforce_time_average)
     metrics = {'nll': terms['nll'].mean(), 'reinforce': terms['reinforce'].mean(),
                'baseline_mse': terms['baseline_mse'].mean(),
-               'error': 1.0 - terms['correct'].mean()}
+               'error': 1.0 - terms['correct'].mean(),
+               **diagnostics.location_metrics(images, out, batch, m.glimpse_size)}
     if spec.supervised_fraction > 0:
       metrics['supervision'] = terms['supervision'].mean()
     return per_example.mean(), metrics
@@ -243,9 +260,11 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   def evaluate(params, batch, rng):
     images, labels = batch['image'], batch['label']
     batch_size = images.shape[0]
+    greedy = model.apply(params, images, greedy_noise(rng, batch_size))
     apply_logits = lambda n: model.apply(params, images, n).logits
-    return evaluate_paths(apply_logits, greedy_noise(rng, batch_size),
-                          noise(rng, batch_size, (config.eval.mc_samples,)), labels)
+    sampled = jax.vmap(apply_logits)(noise(rng, batch_size, (config.eval.mc_samples,)))
+    return {**path_values(greedy.logits, sampled, labels),
+            **diagnostics.location_values(images, greedy, batch, m.glimpse_size)}
 
   def plots(params, batch, rng, workdir):
     images = jnp.asarray(batch['image'][:8])
@@ -255,4 +274,9 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
                        num_scales=m.num_scales, scale_factor=m.scale_factor,
                        path=f'{workdir}/glimpse_paths.png')
 
-  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots)
+  def predict(params, images, rng):
+    out = model.apply(params, images, greedy_noise(rng, images.shape[0]))
+    return {'probabilities': jax.nn.softmax(out.logits, -1),  # [B, K]
+            'locations': jnp.swapaxes(jnp.clip(out.locations, -1, 1), 0, 1)}  # [B, T, 2]
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)

@@ -264,4 +264,10 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
                        num_scales=m.num_scales, scale_factor=m.scale_factor,
                        path=os.path.join(workdir, 'glimpse_paths.png'))
 
-  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots)
+  def predict(params, images, rng):
+    del rng
+    out = model.apply(params, images, mode_noise(time_major(images.shape[0])))
+    return {'probabilities': jax.nn.softmax(out.logits, -1),  # [B, K]
+            'locations': jnp.swapaxes(jnp.clip(out.locations, -1, 1), 0, 1)}  # [B, T, 2]
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)

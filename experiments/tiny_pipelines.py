@@ -202,4 +202,12 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   frozen_models = tuple(config.frozen.keys())
   if config.kind == 'generate':
     return train.Experiment(generate=generate, frozen_models=frozen_models)
-  return train.Experiment(init=init, loss=loss, evaluate=evaluate, frozen_models=frozen_models)
+  def predict(params, images, rng, frozen=None):
+    del rng, frozen  # MLPs look at every pixel: no glimpse locations
+    out = model.apply(params, images)
+    if config.model.head == 'decoder':
+      return {'reconstruction': jax.nn.sigmoid(out).reshape(images.shape)}  # [B, H, W, C]
+    return {'probabilities': jax.nn.softmax(out, -1)}  # [B, K]
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate, frozen_models=frozen_models,
+                          predict=predict)

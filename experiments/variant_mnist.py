@@ -97,6 +97,7 @@ import dataclasses
 import json
 import os
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
@@ -408,7 +409,13 @@ def _ram(config: ml_collections.ConfigDict) -> train.Experiment:
     plot_glimpse_sequence(**drawn, path=os.path.join(workdir, 'glimpse_sequence.png'))
     plot_glimpse_paths(**drawn, path=os.path.join(workdir, 'glimpse_paths.png'))
 
-  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots)
+  def predict(params, images, rng):
+    del rng
+    out = model.apply(params, images, mode_noise(time_major(images.shape[0])))
+    return {'probabilities': jax.nn.softmax(out.logits, -1),  # [B, K]
+            'locations': jnp.swapaxes(jnp.clip(out.locations, -1, 1), 0, 1)}  # [B, T, 2]
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)
 
 
 def _cnn(config: ml_collections.ConfigDict) -> train.Experiment:
@@ -441,4 +448,8 @@ def _cnn(config: ml_collections.ConfigDict) -> train.Experiment:
                         labels=labels, predictions=jnp.argmax(model.apply(params, images), -1),
                         path=os.path.join(workdir, 'attention_maps.png'))
 
-  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots)
+  def predict(params, images, rng):
+    del rng  # a CNN looks at every pixel: no glimpse locations
+    return {'probabilities': jax.nn.softmax(model.apply(params, images), -1)}  # [B, K]
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)

@@ -341,4 +341,12 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
                        predictions=jnp.argmax(greedy.class_log_probs[0], -1),
                        scales=greedy.scales[0].T, path=f'{workdir}/glimpse_paths.png')
 
-  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots)
+  def predict(params, images, rng):
+    del rng
+    greedy = model.apply(params, images, mode_noise((1, images.shape[0], m.num_glimpses),
+                                                    m.num_scales))
+    return {'probabilities': jnp.exp(greedy.class_log_probs[0]),  # [B, K]
+            'locations': jnp.clip(greedy.locations[0], -1, 1),  # [B, T, 2]
+            'scales': greedy.scales[0]}  # [B, T]
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)

@@ -292,7 +292,15 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
                          window=config.model.window, vocab=captions.DIGITS,
                          path=os.path.join(workdir, 'caption_windows.png'))
 
-  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots)
+  def predict(params, images, rng):
+    del rng
+    out = decode(params, images)  # greedy captions, K = 1
+    return {'probabilities': jnp.exp(out.word_log_probs[0]),  # [B, L, V] per word
+            'words': out.words[0],  # [B, L] token ids of captions.DIGITS
+            'locations': out.locations[0],  # [B, L, 2] one window per word
+            'scales': out.layers[0]}  # [B, L] the pyramid layer read
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)
 
 
 def test_scores(decode_fn, params, config: ml_collections.ConfigDict, steps: int) -> dict:
@@ -354,4 +362,8 @@ def _classifier(model) -> train.Experiment:
     nll, error = per_example(params, batch)
     return {'error': error, 'nll': nll}
 
-  return train.Experiment(init=init, loss=loss, evaluate=evaluate)
+  def predict(params, images, rng):
+    del rng
+    return {'probabilities': jax.nn.softmax(model.apply(params, images), -1)}  # [B, K]
+
+  return train.Experiment(init=init, loss=loss, evaluate=evaluate, predict=predict)

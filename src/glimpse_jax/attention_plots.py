@@ -1,6 +1,7 @@
 """Pictures of self-attention over image blocks: how much attention each block receives."""
 
 import math
+import os
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -26,7 +27,7 @@ def received_attention(weights: np.ndarray, grid: tuple[int, int]) -> np.ndarray
   return weights.mean(-2).reshape(*weights.shape[:-2], *grid)
 
 
-def plot_attention_maps(images, weights, *, token_side, labels=None, predictions=None, path):
+def plot_attention_maps(images, weights, *, token_side, labels=None, predictions=None, path=None):
   """Saves one row per image: the image, then the attention each block receives (mean over the
   querying blocks) for every head and averaged over heads, drawn over the image.
 
@@ -75,4 +76,7 @@ def plot_attention_maps(images, weights, *, token_side, labels=None, predictions
     axes[n, 0].text(-0.08, 0.5, ', '.join(title), transform=axes[n, 0].transAxes, rotation=90,
                     fontsize=7, ha='right', va='center')
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  if path is not None:
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, dpi=100)
+  return fig

@@ -1,6 +1,7 @@
 """Pictures of a captioning attention model: per generated word, the window it read."""
 
 import math
+import os
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -35,7 +36,7 @@ def pyramid_window_boxes(locations, layers, *, window, height, width):
   return np.stack([first[..., 0] * cell, first[..., 1] * cell, side, side], -1)
 
 
-def plot_caption_windows(images, locations, layers, words, *, window, vocab, path):
+def plot_caption_windows(images, locations, layers, words, *, window, vocab, path=None):
   """Saves a grid of images, each with its generated caption's windows, one colour per layer.
 
   Args:
@@ -69,4 +70,7 @@ def plot_caption_windows(images, locations, layers, words, *, window, vocab, pat
         break
     ax.set_title(' '.join(said), fontsize=9)
   fig.suptitle('window read per word (colour: layer; red finest)', fontsize=10)
-  fig.savefig(path, dpi=80)
+  if path is not None:
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, dpi=80)
+  return fig

@@ -2,6 +2,7 @@
 
 import functools
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -39,8 +40,8 @@ def attention_frequency(locations: jax.Array, *, height: int, width: int,
   return np.asarray(per_step.mean(0))
 
 
-def plot_attention_frequency(frequency: np.ndarray, path: str, *, json_path: str | None = None,
-                             title: str = '') -> None:
+def plot_attention_frequency(frequency: np.ndarray, path: str | None, *,
+                             json_path: str | None = None, title: str = '') -> Figure:
   """One panel per step of `frequency` [T, H, W] (the share of images whose glimpse t covers
   each pixel); with `json_path`, the maps rounded to 3 decimals as JSON too."""
   frequency = np.asarray(frequency)
@@ -52,13 +53,17 @@ def plot_attention_frequency(frequency: np.ndarray, path: str, *, json_path: str
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=90)
+  if path is not None:
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, dpi=90)
   if json_path:
+    os.makedirs(os.path.dirname(json_path) or '.', exist_ok=True)
     with open(json_path, 'w') as f:
       json.dump({'steps': steps, 'frequency': np.round(frequency, 3).tolist()}, f)
+  return fig
 
 
-def plot_completions(images, conditions, samples, path: str) -> None:
+def plot_completions(images, conditions, samples, path: str | None = None) -> Figure:
   """Rows of: the image, the observed pixels, then the completions ([n, S, H, W, C])."""
   images, conditions, samples = map(np.asarray, (images, conditions, samples))
   rows, count = images.shape[0], samples.shape[1]
@@ -71,11 +76,14 @@ def plot_completions(images, conditions, samples, path: str) -> None:
   for j, name in enumerate(['image', 'observed'] + [f'sample {s + 1}' for s in range(count)]):
     axes[0, j].set_title(name, fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=90)
+  if path is not None:
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, dpi=90)
+  return fig
 
 
-def plot_epe_maps(images, locations, epe, *, grid_size: int, glimpse_size: int, path: str,
-                  labels=None) -> None:
+def plot_epe_maps(images, locations, epe, *, grid_size: int, glimpse_size: int,
+                  path: str | None = None, labels=None) -> Figure:
   """For each image (a row): per step, the EPE map over the candidate grid (dark = low) with the
   chosen cell, then the image with every glimpse taken.
 
@@ -107,4 +115,7 @@ def plot_epe_maps(images, locations, epe, *, grid_size: int, glimpse_size: int, 
               va='center')
     ax.set_title('glimpses' if labels is None else f'label {int(labels[i])}', fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=90)
+  if path is not None:
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, dpi=90)
+  return fig

@@ -1,5 +1,7 @@
 """Pictures of where a DRAW read looked: each step's grid of filters drawn as a box."""
 
+import os
+
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
@@ -28,7 +30,7 @@ def read_windows(read_params, *, n, height, width):
   return np.stack([gx - half, gy - half, 2 * half, 2 * half], axis=-1)
 
 
-def plot_read_windows(images, read_params, *, n, path, labels=None, predictions=None):
+def plot_read_windows(images, read_params, *, n, path=None, labels=None, predictions=None):
   """Saves a row of images, each with its T read windows (colour from early to late, numbered).
 
   Args:
@@ -60,4 +62,7 @@ def plot_read_windows(images, read_params, *, n, path, labels=None, predictions=
              if values is not None]
     ax.set_title(', '.join(title), fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  if path is not None:
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, dpi=100)
+  return fig

@@ -1,5 +1,6 @@
 """Curves of a value after each glimpse (loss, output change), one line per way of glimpsing."""
 
+import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -7,8 +8,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 
-def plot_per_glimpse(curves: Mapping[str, Sequence[float]], path: str, *, ylabel: str,
-                     title: str, spreads: Mapping[str, Sequence[float]] | None = None) -> None:
+def plot_per_glimpse(curves: Mapping[str, Sequence[float]], path: str | None, *, ylabel: str,
+                     title: str, spreads: Mapping[str, Sequence[float]] | None = None) -> Figure:
   """Saves a PNG of each curve's value against the glimpse index 1..T.
 
   Args:
@@ -39,4 +40,7 @@ def plot_per_glimpse(curves: Mapping[str, Sequence[float]], path: str, *, ylabel
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  if path is not None:
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, dpi=100)
+  return fig

@@ -1,5 +1,7 @@
 """Pictures of where a glimpse model looked: each step's retina patches drawn as boxes."""
 
+import os
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -41,7 +43,7 @@ def _title(n, labels, predictions):
 
 
 def plot_glimpse_paths(images, locations, *, glimpse_size, num_scales, scale_factor=2, labels=None,
-                       predictions=None, scales=None, path):
+                       predictions=None, scales=None, path=None):
   """Saves a grid of images with each glimpse's patches as boxes (one colour per scale).
 
   Args:
@@ -70,11 +72,14 @@ def plot_glimpse_paths(images, locations, *, glimpse_size, num_scales, scale_fac
       ax.text(cx, cy, str(t + 1), color='yellow', fontsize=7, ha='center', va='center')
     ax.set_title(_title(n, labels, predictions), fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  if path is not None:
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, dpi=100)
+  return fig
 
 
 def plot_glimpse_sequence(images, locations, *, glimpse_size, num_scales, scale_factor=2,
-                          labels=None, predictions=None, path):
+                          labels=None, predictions=None, path=None):
   """Saves one row per image and one column per glimpse, in order: column t shows glimpse t's
   retina boxes (one colour per scale) over the path of the glimpses before it.
 
@@ -100,4 +105,7 @@ def plot_glimpse_sequence(images, locations, *, glimpse_size, num_scales, scale_
     axes[n, 0].text(-0.08, 0.5, _title(n, labels, predictions), transform=axes[n, 0].transAxes,
                     rotation=90, fontsize=7, ha='right', va='center')
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  if path is not None:
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, dpi=100)
+  return fig

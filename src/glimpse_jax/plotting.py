@@ -1,5 +1,6 @@
 """Learning curves of a run from its metrics.jsonl records."""
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -14,8 +15,8 @@ def _series(records: Iterable[Mapping[str, Any]], kind: str, name: str, split: s
   return [s for s, _ in points], [v for _, v in points]
 
 
-def plot_learning_curves(records: list[Mapping[str, Any]], path: str,
-                         metric: str = 'error') -> None:
+def plot_learning_curves(records: list[Mapping[str, Any]], path: str | None = None,
+                         metric: str = 'error') -> Figure:
   """Saves a PNG of the training loss, and `metric` in training and on each evaluation split,
   against step.
 
@@ -44,4 +45,7 @@ def plot_learning_curves(records: list[Mapping[str, Any]], path: str,
     if ax.get_legend_handles_labels()[0]:
       ax.legend()
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  if path is not None:
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, dpi=100)
+  return fig

@@ -1,5 +1,6 @@
 """Test error against the mean number of glimpses, one series per way of choosing when to stop."""
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 
@@ -27,9 +28,9 @@ def _kind(label: str, kinds: Mapping[str, str]) -> str:
   return first if first in STYLES else 'adaptive'
 
 
-def plot_stopping_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str,
+def plot_stopping_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | None,
                          *, kinds: Mapping[str, str] | None = None, ylabel: str = 'test error',
-                         title: str = 'error against glimpses') -> None:
+                         title: str = 'error against glimpses') -> Figure:
   """Saves a PNG of each method's error against its mean number of glimpses.
 
   Args:
@@ -61,4 +62,7 @@ def plot_stopping_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[fl
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  if path is not None:
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, dpi=100)
+  return fig

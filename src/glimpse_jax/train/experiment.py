@@ -1,6 +1,8 @@
 """The interface between the shared loop and one paper's method (see DESIGN.md)."""
 
 import dataclasses
+import functools
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -25,6 +27,10 @@ class Experiment:
     evaluate: `evaluate(params, batch, rng) -> {name: [B] per-example values}`; the config's
       `headline` names the value reported as the run's result (`error` for classifiers).
     plots: optional `plots(params, batch, rng, workdir)`, run on the host after training.
+    predict: optional `predict(params, images, rng) -> {name: [B, ...]}` for a batch of images
+      `[B, H, W, C]`: `probabilities [B, K]` (class probabilities; `[B, L, V]` per word for a
+      captioner) and where the model looked (`locations [B, T, 2]`, and `scales`, `reads` or
+      `words` per method); what `glimpse_jax.predict` returns.
     generate: `generate(batch, rng, frozen) -> {name: [B, ...] per-example arrays}`, what a
       data-producing phase stores for each example (computed by the frozen models).
     frozen_models: names of the frozen models the method takes (the config's `frozen` maps each
@@ -36,11 +42,12 @@ class Experiment:
   loss: Callable[..., tuple[jax.Array, Metrics]] | None = None
   evaluate: Callable[..., Mapping[str, jax.Array]] | None = None
   plots: Callable[[Params, Batch, jax.Array, str], None] | None = None
+  predict: Callable[[Params, jax.Array, jax.Array], Mapping[str, jax.Array]] | None = None
   generate: Callable[[Batch, jax.Array, Frozen], Mapping[str, jax.Array]] | None = None
   frozen_models: tuple[str, ...] = ()
 
   def __post_init__(self):
-    for name in ('init', 'loss', 'evaluate', 'plots', 'generate'):
+    for name in ('init', 'loss', 'evaluate', 'plots', 'predict', 'generate'):
       value = getattr(self, name)
       if value is not None and not callable(value):
         raise ValueError(f'Experiment.{name} must be callable or None, got {value!r}')
@@ -51,6 +58,8 @@ class Experiment:
         isinstance(n, str) and n for n in self.frozen_models):
       raise ValueError(f'Experiment.frozen_models must be a tuple of names, got '
                        f'{self.frozen_models!r}')
+    if self.plots is not None and not getattr(self.plots, 'makes_workdir', False):
+      object.__setattr__(self, 'plots', _making_workdir(self.plots))
 
   def require(self, *names: str) -> None:
     """Raises ValueError unless the functions `names` are all given."""
@@ -58,6 +67,16 @@ class Experiment:
     if missing:
       raise ValueError(f'this phase calls Experiment.{", ".join(missing)}, which the experiment '
                        f'does not define')
+
+
+def _making_workdir(plots: Callable[..., None]) -> Callable[..., None]:
+  """`plots` that first creates its workdir, so it runs on any folder (a notebook's too)."""
+  @functools.wraps(plots)
+  def wrapped(params, batch, rng, workdir):
+    os.makedirs(workdir, exist_ok=True)
+    return plots(params, batch, rng, workdir)
+  wrapped.makes_workdir = True
+  return wrapped
 
 
 def pick_variant(arg: str | None, variants: Iterable[str]) -> str:
