@@ -113,8 +113,11 @@ class MetricsWriter:
     for record in self.kept:
       self._file.write(json.dumps(record) + '\n')
     self._file.flush()
+    # Event files are named by the second they were opened: the suffix keeps two calls within a
+    # second apart, in order (TensorBoard reads a folder's files in name order).
     self._tensorboard = tensorboardX.SummaryWriter(
-        os.path.join(local, TENSORBOARD_DIR), purge_step=resume_step, flush_secs=SYNC_SECONDS)
+        os.path.join(local, TENSORBOARD_DIR), purge_step=resume_step, flush_secs=SYNC_SECONDS,
+        filename_suffix=f'.{time.time_ns()}')
     for record in self.kept:  # the purge drops the earlier events at the checkpoint's step too
       if record['step'] >= resume_step:
         self._add_scalars(record)
