@@ -123,6 +123,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.learning_rate = 1e-3
   config.optimizer.schedule = 'cosine'
   config.eval.mc_samples = 10
+  # A learning curve while it trains: 1,000 test examples (eval_examples_during_training).
+  config.eval_every = 0 if variant == 'smoke' else 10_000 if variant.endswith('_paper') else 2_000
   config.model = ml_collections.ConfigDict(dict(
       num_glimpses=6, glimpse_size=8, num_scales=1, scale_factor=2, core='rnn',
       core_features=256, glimpse_features=256, what_features=128, where_features=128,

@@ -93,6 +93,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.update(name='adam', learning_rate=1e-3,
                           schedule='constant' if paper else 'cosine')
   config.eval.mc_samples = 10
+  # A learning curve while it trains: 1,000 test examples (eval_examples_during_training).
+  config.eval_every = 0 if row == 'smoke' else 100_000 if paper else 2_000
   config.grad_variance_every = 10_000 if paper else 500
   config.log_every = 1_000 if paper else 200
   config.checkpoint_every = 50_000 if paper else 2_000
