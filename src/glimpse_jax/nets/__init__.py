@@ -15,7 +15,8 @@ from glimpse_jax.distributions import (
 from glimpse_jax.nets.evaluation import evaluate_paths, path_values
 from glimpse_jax.nets.glimpse_net import GlimpseNetwork
 from glimpse_jax.nets.noise import ActionNoise, draw_noise, mode_noise
-from glimpse_jax.nets.policies import LOCATORS, LocationAction, Locator, grid_cell, grid_centres
+from glimpse_jax.nets.policies import (LOCATORS, MEAN_ACTIVATIONS, LocationAction, Locator,
+                                      grid_cell, grid_centres, location_mean)
 from glimpse_jax.nets.ram import RAMOutput, RecurrentAttentionModel
 from glimpse_jax.nets.ram_flops import ram_flops_per_image, ram_multiply_adds
 from glimpse_jax.nets.retina import RetinaSpec

@@ -7,7 +7,12 @@ Three locators read the core output h_{t-1} and choose the next glimpse location
 - 'grid': a categorical over the centres of a grid_size x grid_size grid of cells tiling [-1, 1]^2
   (Harvey et al.), cell index row * grid_size + column, drawn by Gumbel-max from `noise.choice`.
 Zero noise gives the greedy action (the mean, the most probable cell). Drawn actions carry no
-gradient; their log-probabilities do. A forced example takes a given location instead (for the grid,
+gradient; their log-probabilities do. Two choices shape how the policy learns:
+- `gradient_to_core`: whether the policy's gradient (REINFORCE's) flows back through h into the
+  core and glimpse network (the Torch RAM passes it on; kevinzakka's PyTorch RAM and the paper's
+  hybrid loss, where the core learns from the classification loss alone, do not);
+- `mean_activation`: the Gaussian mean as 'tanh' of the linear map (the paper's) or 'hardtanh'
+  (the linear map clipped to [-1, 1], the Torch RAM's HardTanh). A forced example takes a given location instead (for the grid,
 the cell that contains it) and reports that action's log-probability.
 """
 
@@ -23,6 +28,7 @@ from glimpse_jax.distributions import categorical_log_prob, gaussian_log_prob
 from glimpse_jax.nets.noise import ActionNoise
 
 LOCATORS = ('linear', 'lstm', 'grid')
+MEAN_ACTIVATIONS = ('tanh', 'hardtanh')
 # log-density of the uniform distribution on [-1, 1]^2 (the random-locations baseline)
 UNIFORM_LOG_PROB = -math.log(4.0)
 
@@ -31,6 +37,15 @@ class LocationAction(NamedTuple):
   location: jax.Array  # [B, 2] the action (unclipped; the glimpse reads it clipped to [-1, 1])
   mean: jax.Array  # [B, 2] the policy mean (for the grid: the expected cell centre)
   log_prob: jax.Array  # [B] log pi(location | h) of the action taken
+
+
+def location_mean(pre_activation: jax.Array, activation: str) -> jax.Array:
+  """The Gaussian locators' mean from the linear map's output [..., 2] (`MEAN_ACTIVATIONS`)."""
+  if activation == 'tanh':
+    return jnp.tanh(pre_activation)
+  if activation == 'hardtanh':
+    return jnp.clip(pre_activation, -1.0, 1.0)
+  raise ValueError(f'mean_activation must be one of {list(MEAN_ACTIVATIONS)}, got {activation!r}')
 
 
 def grid_centres(grid_size: int) -> np.ndarray:
@@ -58,6 +73,9 @@ class Locator(nn.Module):
     features: width of the locator's LSTM ('lstm').
     random_locations: ignore the policy and take `noise.location` itself as the location (uniform
       in [-1, 1] as the caller draws it): the random-glimpse baseline.
+    gradient_to_core: let the policy's gradient reach h (False: the locator reads
+      stop_gradient(h), so only its own parameters learn from it).
+    mean_activation: 'tanh' or 'hardtanh' ('linear', 'lstm'; see `location_mean`).
   """
 
   kind: str = 'linear'
@@ -65,6 +83,8 @@ class Locator(nn.Module):
   grid_size: int = 4
   features: int = 128
   random_locations: bool = False
+  gradient_to_core: bool = True
+  mean_activation: str = 'tanh'
 
   @nn.nowrap
   def initialize_carry(self, batch: int) -> Any:
@@ -81,12 +101,14 @@ class Locator(nn.Module):
     # h: [B, D]; noise_t: [B, ...]; given: [B, 2] locations to take where forced [B] is True
     if self.kind not in LOCATORS:
       raise ValueError(f'locator must be one of {list(LOCATORS)}, got {self.kind!r}')
+    if not self.gradient_to_core:
+      h = jax.lax.stop_gradient(h)
     if self.kind == 'grid':
       action = self._grid(h, noise_t, given, forced)
     else:
       if self.kind == 'lstm':
         carry, h = nn.OptimizedLSTMCell(self.features, name='lstm')(carry, h)
-      mean = jnp.tanh(nn.Dense(2, name='mean')(h))  # [B, 2]
+      mean = location_mean(nn.Dense(2, name='mean')(h), self.mean_activation)  # [B, 2]
       drawn = jax.lax.stop_gradient(mean + self.location_std * noise_t.location)
       loc = _take(given, forced, drawn)
       action = LocationAction(loc, mean, gaussian_log_prob(loc, mean, self.location_std))

@@ -27,7 +27,7 @@ from glimpse_jax.nets import ram_fused
 from glimpse_jax.nets.cores import core_output, make_core
 from glimpse_jax.nets.glimpse_net import GlimpseNetwork
 from glimpse_jax.nets.noise import ActionNoise
-from glimpse_jax.nets.policies import LOCATORS, UNIFORM_LOG_PROB, Locator
+from glimpse_jax.nets.policies import LOCATORS, MEAN_ACTIVATIONS, UNIFORM_LOG_PROB, Locator
 from glimpse_jax.nets.retina import RetinaSpec
 from glimpse_jax.nets.settings import settings_of
 
@@ -58,6 +58,15 @@ class _GlimpseSettings(nn.Module):
   grid_size: int = 4
   locator_features: int = 128
   random_locations: bool = False
+  policy_gradient_to_core: bool = True
+  mean_activation: str = 'tanh'
+
+  @nn.nowrap
+  def locator_module(self, **kwargs) -> Locator:
+    """The locator these settings describe (`kwargs`: Flax's `name` / `parent`)."""
+    return Locator(self.locator, self.location_std, self.grid_size, self.locator_features,
+                   self.random_locations, self.policy_gradient_to_core, self.mean_activation,
+                   **kwargs)
 
 
 class RAMStep(_GlimpseSettings):
@@ -69,8 +78,7 @@ class RAMStep(_GlimpseSettings):
     # mask_t [B] or None); images: [B, H, W, C]; forced: [B] bool or None
     noise_t, given_t, mask_t = xs
     core_carry, locator_carry = carry
-    locator = Locator(self.locator, self.location_std, self.grid_size, self.locator_features,
-                      self.random_locations, name='location')
+    locator = self.locator_module(name='location')
     new_locator_carry, action = locator(locator_carry, core_output(core_carry), noise_t, given_t,
                                         forced)
     seen = jnp.clip(action.location, -1.0, 1.0)
@@ -124,6 +132,9 @@ class RecurrentAttentionModel(_GlimpseSettings):
     """
     if self.locator not in LOCATORS:
       raise ValueError(f'locator must be one of {list(LOCATORS)}, got {self.locator!r}')
+    if self.mean_activation not in MEAN_ACTIVATIONS:
+      raise ValueError(f'mean_activation must be one of {list(MEAN_ACTIVATIONS)}, got '
+                       f'{self.mean_activation!r}')
     num_steps, batch = noise.location.shape[:2]
     chex.assert_shape(noise.location, (num_steps, batch, 2))
     chex.assert_rank(images, 4)
@@ -142,17 +153,19 @@ class RecurrentAttentionModel(_GlimpseSettings):
       self._check_fused(given_locations, step_mask)
 
     core = make_core(self.core, self.core_features)
-    locator = Locator(self.locator, self.location_std, self.grid_size, self.locator_features,
-                      parent=None)
+    locator = self.locator_module(parent=None)
     carry = (core.initialize_carry(jax.random.key(0), (batch, self.glimpse_features)),
              locator.initialize_carry(batch))
     h0 = core_output(carry[0])  # [B, D]
     if self.fused and not self.is_initializing():
-      spec = ram_fused.RolloutSpec(self.retina.read, self.location_std, self.random_locations)
+      spec = ram_fused.RolloutSpec(self.retina.read, self.location_std, self.random_locations,
+                                   self.mean_activation)
       step_params = self.variables['params']['step']
       hidden, locations = ram_fused.rollout(spec, step_params, images, noise.location)
       h_prev = jnp.concatenate([h0[None], hidden[:-1]], 0)  # [T, B, D]
-      means = ram_fused.location_mean(step_params, h_prev)
+      read_by_locator = (h_prev if self.policy_gradient_to_core
+                         else jax.lax.stop_gradient(h_prev))
+      means = ram_fused.location_mean(step_params, read_by_locator, self.mean_activation)
       log_probs = (jnp.full((num_steps, batch), UNIFORM_LOG_PROB) if self.random_locations
                    else gaussian_log_prob(locations, means, self.location_std))
     else:

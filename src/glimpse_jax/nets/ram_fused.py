@@ -16,25 +16,29 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from glimpse_jax.nets import policies
+
 Params = Any
 
 
 @dataclasses.dataclass(frozen=True)
 class RolloutSpec:
-  """Static parts of the rollout: the batched retina read, the policy std, random locations."""
+  """Static parts of the rollout: the batched retina read, the policy std, random locations and
+  the mean's activation (`policies.MEAN_ACTIVATIONS`)."""
 
   read: Callable[[jax.Array, jax.Array], jax.Array]  # [B, H, W, C], [B, 2] -> [B, P]
   location_std: float
   random_locations: bool
+  mean_activation: str = 'tanh'
 
 
 def _dense(p: Params, x: jax.Array) -> jax.Array:
   return x @ p['kernel'] + p['bias']
 
 
-def location_mean(step_params: Params, h: jax.Array) -> jax.Array:
-  """The policy mean tanh(Linear(h)) for core states h [..., D] -> [..., 2]."""
-  return jnp.tanh(_dense(step_params['location']['mean'], h))
+def location_mean(step_params: Params, h: jax.Array, activation: str = 'tanh') -> jax.Array:
+  """The policy mean activation(Linear(h)) for core states h [..., D] -> [..., 2]."""
+  return policies.location_mean(_dense(step_params['location']['mean'], h), activation)
 
 
 def _forward(spec: RolloutSpec, p: Params, images: jax.Array, noise: jax.Array):
@@ -44,7 +48,7 @@ def _forward(spec: RolloutSpec, p: Params, images: jax.Array, noise: jax.Array):
     if spec.random_locations:
       loc = noise_t
     else:
-      loc = location_mean(p, h) + spec.location_std * noise_t
+      loc = location_mean(p, h, spec.mean_activation) + spec.location_std * noise_t
     seen = jnp.clip(loc, -1.0, 1.0)
     patch = spec.read(images, seen)  # [B, P]
     h_what = jax.nn.relu(_dense(p['glimpse']['what'], patch))

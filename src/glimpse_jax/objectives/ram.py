@@ -52,7 +52,8 @@ def ram_loss(logits: jax.Array, labels: jax.Array, log_probs: jax.Array, baselin
              supervised: jax.Array | None = None, reward: str = 'final',
              reward_bonus: jax.Array | None = None, discount: float = 1.0,
              reinforce_weight: float = 1.0, baseline_weight: float = 1.0,
-             supervision_weight: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+             supervision_weight: float = 0.0,
+             reinforce_time_average: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Per-example loss [B] and its terms {name: [B]}.
 
   loss = nll + reinforce_weight * reinforce + baseline_weight * baseline_mse
@@ -73,6 +74,9 @@ def ram_loss(logits: jax.Array, labels: jax.Array, log_probs: jax.Array, baselin
       `reward_shaping.reward_bonuses`); constants here.
     discount: gamma in [0, 1] of the returns-to-go.
     reinforce_weight, baseline_weight, supervision_weight: the terms' weights.
+    reinforce_time_average: divide the REINFORCE term by the number of steps the policy drew
+      (per example), so its push does not grow with T as the classification gradient does not;
+      False sums over the steps (the paper's estimator).
 
   Returns:
     (loss [B], {'nll', 'reinforce', 'baseline_mse', 'supervision', 'correct', 'task_reward',
@@ -114,9 +118,12 @@ def ram_loss(logits: jax.Array, labels: jax.Array, log_probs: jax.Array, baselin
     supervised = jnp.zeros((batch,), bool)
   chex.assert_shape(supervised, (batch,))
   acting = taken * (1.0 - supervised.astype(taken.dtype))[:, None]  # the policy drew these
+  reinforce = reinforce_loss(log_probs, returns, baselines, acting)  # [B]
+  if reinforce_time_average:
+    reinforce = reinforce / jnp.maximum(acting.sum(-1), 1.0)
   terms = {
       'nll': nll,
-      'reinforce': reinforce_loss(log_probs, returns, baselines, acting),
+      'reinforce': reinforce,
       'baseline_mse': baseline_loss(baselines, returns, acting),
       'supervision': location_supervision_loss(log_probs, supervised, taken),
       'correct': correct,
