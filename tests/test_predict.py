@@ -18,7 +18,7 @@ CASES = [
     ('variant_mnist', 'cnn_smoke', ()),
     ('ws_ram_captioning', 'smoke', ('locations', 'scales', 'words')),
     ('pretrain_attention', 'smoke', ('locations', 'reads')),
-    ('near_optimal_glimpses', 'supervised', ('locations',)),
+    ('near_optimal_glimpses', 'unsupervised', ('locations',)),
     ('tiny_pipelines', 'distill', ()),
 ]
 
