@@ -16,6 +16,7 @@ import time
 
 import pytest
 from etils.epath import backend as epath_backend
+from etils.epath import gpath
 from fsspec.implementations.memory import MemoryFileSystem
 
 from glimpse_jax import files, train
@@ -43,9 +44,7 @@ class FakeBucket(MemoryFileSystem):
 @pytest.fixture
 def bucket(monkeypatch):
   """A fresh fake `gs://` store; yields the objects it holds, {'/bucket/key': MemoryFile}."""
-  if epath_backend.tf_backend is not None:
-    from etils.epath import gpath  # pylint: disable=g-import-not-at-top
-    monkeypatch.setattr(gpath, '_is_tf_installed', lambda: False)
+  monkeypatch.setattr(gpath, '_is_tf_installed', lambda: False)  # fsspec, not tf.io.gfile
   registry = importlib.import_module('fsspec.registry')._registry  # pylint: disable=protected-access
   for name in ('gs', 'gcs'):
     monkeypatch.setitem(registry, name, FakeBucket)

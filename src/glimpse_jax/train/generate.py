@@ -88,7 +88,8 @@ def _generate(config, workdir, experiment, mesh) -> dict[str, Any]:
   key = jax.random.key(config.seed)
   start = time.perf_counter()
   written, first_done = 0, store.num_chunks - len(pending)
-  console.start(first_done)
+  if pending:
+    console.start(first_done)
   for done, chunk in enumerate(pending, first_done + 1):
     chunk_indices = store.chunk_indices(chunk)
     outputs = []

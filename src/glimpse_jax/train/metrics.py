@@ -99,7 +99,7 @@ class MetricsWriter:
   """
 
   def __init__(self, workdir: str, *, resume_step: int = 0, enabled: bool = True):
-    self._enabled, self._workdir = enabled, workdir
+    self._workdir = workdir
     self._file = self._tensorboard = self._staging = None
     # The records a run resumed at `resume_step` keeps, on every process (the loop reads them).
     self.kept = [r for r in read_metrics(workdir) if _kept_on_resume(r, resume_step)]
