@@ -1,7 +1,8 @@
 """What a run shows while it trains: TensorBoard event files in the workdir (tags, a resumed run's
-purge), and the progress display (one bar updated in place in a notebook or on a terminal, plain
-lines in a log file)."""
+purge), the progress display (one bar updated in place in a notebook or on a terminal, plain
+lines in a log file), and the long RAM / WS-RAM variants' evaluations during training."""
 
+import importlib
 import io
 import os
 import struct
@@ -121,3 +122,17 @@ def test_a_process_other_than_the_first_shows_nothing(monkeypatch, capsys):
   console.line('hello')
   console.close()
   assert capsys.readouterr().err == ''
+
+
+@pytest.mark.parametrize('module', ['ram', 'ws_ram'])
+def test_long_variants_evaluate_while_they_train(module):
+  experiment = importlib.import_module(f'experiments.{module}')
+  for variant in experiment.VARIANTS:
+    config = experiment.get_config(variant)
+    if variant == 'smoke':
+      assert config.eval_every == 0, variant  # evaluated once, at the end
+      continue
+    # A point of the learning curve every eval_every updates, on a subset of the test split.
+    assert config.eval_every and config.num_steps % config.eval_every == 0, variant
+    assert config.num_steps // config.eval_every <= 100, variant
+    assert 0 < config.eval_examples_during_training <= 1_000, variant
