@@ -162,6 +162,12 @@ def test_a_lease_renews_itself(bucket, monkeypatch):
     time.sleep(0.3)  # past the first expiry: renewed every lease_seconds / 4
     later = json.loads(files.as_path('gs://bucket/run/.lock').read_text())['expires']
     assert later > first and later > time.time()
+    # Taken over (this run stalled past its expiry): the lease is left to its new holder.
+    other = {'host': 'elsewhere', 'pid': 7, 'token': 'other', 'expires': time.time() + 100}
+    files.as_path('gs://bucket/run/.lock').write_text(json.dumps(other))
+    time.sleep(0.15)
+    assert json.loads(files.as_path('gs://bucket/run/.lock').read_text()) == other
+  assert json.loads(files.as_path('gs://bucket/run/.lock').read_text()) == other  # not removed
 
 
 def test_a_stale_lease_does_not_block_a_restart(bucket, monkeypatch):

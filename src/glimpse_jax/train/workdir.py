@@ -12,6 +12,7 @@ import time
 import uuid
 
 import jax
+from absl import logging
 
 from glimpse_jax import files
 
@@ -114,6 +115,12 @@ class LeaseLock:
   def _renew(self) -> None:
     while not self._stop.wait(self.lease_seconds / 4):
       try:
+        holder = self._holder()
+        if holder is not None and holder.get('token') != self._token:
+          logging.warning('%s: the lease was taken by pid %s on %s (this run stalled past its '
+                          'expiry?); no longer renewing it', self.path, holder.get('pid'),
+                          holder.get('host'))
+          return
         self._write()
       except Exception:  # pylint: disable=broad-except
         pass  # a transient store error: the next renewal may succeed, the lease is 4 periods
