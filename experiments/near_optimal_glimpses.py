@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from glimpse_jax import data, glimpse, objectives, train
+from glimpse_jax import data, diagnostics, glimpse, objectives, train
 from glimpse_jax.design_plots import (attention_frequency, plot_attention_frequency,
                                      plot_completions)
 from glimpse_jax.experimental_design import greedy_sequences
@@ -422,6 +422,7 @@ def _ram_experiment(config) -> train.Experiment:
                'error': 1.0 - terms['correct'].mean()}
     if supervised:
       metrics['supervision'] = terms['supervision'].mean()
+    metrics.update(diagnostics.location_metrics(images, out, batch, m.glimpse_size))
     if m.predict_gain:
       targets = objectives.information_gains(jnp.swapaxes(out.step_logits, 0, 1))
       gain = objectives.gain_loss(out.gains.T, targets)
@@ -440,9 +441,10 @@ def _ram_experiment(config) -> train.Experiment:
     greedy = mode_noise((m.num_glimpses, batch_size), num_choices)
     values = evaluate_paths(lambda n: outputs(model.apply(params, images, n))[0], greedy,
                             noise(rng, batch_size, (config.eval.mc_samples,)), labels)
+    out = model.apply(params, images, greedy)
+    values.update(diagnostics.location_values(images, out, batch, m.glimpse_size))
     if not m.classify_every_step:
       return values
-    out = model.apply(params, images, greedy)
     step_logits = jnp.swapaxes(out.step_logits, 0, 1)  # [B, T, C]
     wrong = (jnp.argmax(step_logits, -1) != labels[:, None]).astype(jnp.float32)  # [B, T]
     for t in range(m.num_glimpses):

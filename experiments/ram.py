@@ -52,7 +52,7 @@ import ml_collections
 from glimpse_jax import data, diagnostics, train
 from glimpse_jax.glimpse_plots import plot_glimpse_paths
 from glimpse_jax.nets import (LOCATORS, MEAN_ACTIVATIONS, RecurrentAttentionModel, RetinaSpec,
-                              draw_noise, mode_noise, path_values)
+                              draw_noise, evaluate_glimpse_paths, mode_noise)
 from glimpse_jax.objectives import REWARDS, ram_loss
 
 # name: (dataset fields, model fields, CPU-sized training steps)
@@ -260,13 +260,12 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     return per_example.mean(), metrics
 
   def evaluate(params, batch, rng):
-    images, labels = batch['image'], batch['label']
+    images = batch['image']
     batch_size = images.shape[0]
-    greedy = model.apply(params, images, greedy_noise(rng, batch_size))
-    apply_logits = lambda n: model.apply(params, images, n).logits
-    sampled = jax.vmap(apply_logits)(noise(rng, batch_size, (config.eval.mc_samples,)))
-    return {**path_values(greedy.logits, sampled, labels),
-            **diagnostics.location_values(images, greedy, batch, m.glimpse_size)}
+    return evaluate_glimpse_paths(lambda n: model.apply(params, images, n),
+                                  greedy_noise(rng, batch_size),
+                                  noise(rng, batch_size, (config.eval.mc_samples,)), batch,
+                                  m.glimpse_size)
 
   def plots(params, batch, rng, workdir):
     images = jnp.asarray(batch['image'][:8])

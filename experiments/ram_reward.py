@@ -72,11 +72,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from glimpse_jax import data, train
+from glimpse_jax import data, diagnostics, train
 from glimpse_jax.glimpse_curves import plot_per_glimpse
 from glimpse_jax.glimpse_plots import plot_glimpse_paths
-from glimpse_jax.nets import (RecurrentAttentionModel, RetinaSpec, draw_noise, evaluate_paths,
-                              mode_noise)
+from glimpse_jax.nets import (MEAN_ACTIVATIONS, RecurrentAttentionModel, RetinaSpec, draw_noise,
+                              evaluate_glimpse_paths, mode_noise)
 from glimpse_jax.objectives import (OUTPUT_SPACES, REWARDS, output_change, output_spread, ram_loss,
                                     reward_bonuses)
 
@@ -120,11 +120,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       num_glimpses=6, glimpse_size=8, num_scales=1, scale_factor=2, core=core,
       core_features=256, glimpse_features=256, what_features=128, where_features=128,
       location_std=0.2, locator=model_locator, locator_features=128,
-      fused=(model_locator, core) == ('linear', 'rnn')))
+      fused=(model_locator, core) == ('linear', 'rnn'),
+      # The Torch RAM the paper built on passes the locator's gradient into the core.
+      policy_gradient_to_core=True, mean_activation='tanh'))
   change_weight, spread_weight = REWARD_VARIANTS[reward]
   config.loss = ml_collections.ConfigDict(dict(
       reward='final', output_change_weight=change_weight, spread_weight=spread_weight,
-      change_space='probs', discount=1.0, reinforce_weight=1.0, baseline_weight=1.0))
+      change_space='probs', discount=1.0, reinforce_weight=1.0, baseline_weight=1.0,
+      reinforce_time_average=False))
   if variant == 'smoke':
     # A short run learns faster with a larger, decaying step (as RAM's smoke variant).
     config.optimizer.update(learning_rate=2e-3, schedule='cosine')
@@ -151,6 +154,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f'model.{name} must be one of {list(allowed)}, got {m[name]!r}')
   if not m.location_std > 0:
     raise ValueError(f'model.location_std must be > 0, got {m.location_std}')
+  if m.mean_activation not in MEAN_ACTIVATIONS:
+    raise ValueError(f'model.mean_activation must be one of {list(MEAN_ACTIVATIONS)}, got '
+                     f'{m.mean_activation!r}')
   if m.fused and (m.core, m.locator) != ('rnn', 'linear'):
     raise ValueError(f'model.fused=True implements only core rnn with the linear locator, got '
                      f'core={m.core!r}, locator={m.locator!r}; set --config.model.fused=False')
@@ -175,7 +181,8 @@ def make_model(config: ml_collections.ConfigDict, **overrides) -> RecurrentAtten
       core_features=m.core_features, glimpse_features=m.glimpse_features,
       what_features=m.what_features, where_features=m.where_features, locator=m.locator,
       location_std=m.location_std, locator_features=m.locator_features,
-      classify_every_step=True, fused=m.fused)
+      classify_every_step=True, fused=m.fused, policy_gradient_to_core=m.policy_gradient_to_core,
+      mean_activation=m.mean_activation)
   return RecurrentAttentionModel(**{**fields, **overrides})
 
 
@@ -202,7 +209,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
         out.logits, labels, out.log_probs.T, out.baselines.T, step_logits=step_logits,
         reward=spec.reward, reward_bonus=bonus['change'] + bonus['spread'],
         discount=spec.discount, reinforce_weight=spec.reinforce_weight,
-        baseline_weight=spec.baseline_weight)
+        baseline_weight=spec.baseline_weight, reinforce_time_average=spec.reinforce_time_average)
     logits = jax.lax.stop_gradient(step_logits)
     metrics = {
         'nll': terms['nll'].mean(), 'reinforce': terms['reinforce'].mean(),
@@ -213,16 +220,17 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
         'return': terms['return'].mean(),
         'output_change': output_change(logits, spec.change_space).sum(-1).mean(),
         'output_spread': output_spread(logits).mean(),
+        **diagnostics.location_metrics(images, out, batch, m.glimpse_size),
     }
     return per_example.mean(), metrics
 
   def evaluate(params, batch, rng):
-    images, labels = batch['image'], batch['label']
+    images = batch['image']
     batch_size = images.shape[0]
-    apply_logits = lambda noise: model.apply(params, images, noise).logits
-    return evaluate_paths(apply_logits, mode_noise(time_major(batch_size)),
-                          draw_noise(rng, (config.eval.mc_samples, *time_major(batch_size))),
-                          labels)
+    return evaluate_glimpse_paths(
+        lambda noise: model.apply(params, images, noise), mode_noise(time_major(batch_size)),
+        draw_noise(rng, (config.eval.mc_samples, *time_major(batch_size))), batch,
+        m.glimpse_size)
 
   def per_glimpse(params, images, labels, rng):
     """{path: {'loss', 'error', 'output_change': [T] means}} for the greedy and sampled policy

@@ -103,13 +103,13 @@ import ml_collections
 import optax
 from ml_collections import config_dict
 
-from glimpse_jax import data, train
+from glimpse_jax import data, diagnostics, train
 from glimpse_jax.attention_plots import plot_attention_maps
 from glimpse_jax.data.config import index_range
 from glimpse_jax.glimpse_plots import plot_glimpse_paths, plot_glimpse_sequence
 from glimpse_jax.nets import (RecurrentAttentionModel, RetinaSpec, SelfAttentionCNN, SimpleCNN,
-                              attention_weights, draw_noise, evaluate_paths, flops_per_image,
-                              mode_noise, ram_flops_per_image)
+                              attention_weights, draw_noise, evaluate_glimpse_paths,
+                              flops_per_image, mode_noise, ram_flops_per_image)
 from glimpse_jax.nets.cnn import ConvTrunk
 from glimpse_jax.objectives import ram_loss
 
@@ -201,7 +201,10 @@ def _model_config(row: Row) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         name='ram', num_glimpses=count, glimpse_size=size, num_scales=scales, scale_factor=2,
         what_features=128, where_features=128, glimpse_features=256, core_features=256,
-        location_std=0.17))
+        location_std=0.17,
+        # True: REINFORCE's gradient reaches the core (the rows as measured so far); the 2018
+        # PyTorch RAM the paper's settings follow detaches the locator's input (False).
+        policy_gradient_to_core=True))
   if row.model == 'simple_cnn':
     return ml_collections.ConfigDict(dict(name='simple_cnn', hidden=SimpleCNN.hidden))
   # Without the layer norm: with it Adam at the paper's 1e-3 silences the hidden ReLUs at once
@@ -335,7 +338,8 @@ def make_model(config: ml_collections.ConfigDict):
         num_classes=classes, retina=RetinaSpec(m.glimpse_size, m.num_scales, m.scale_factor),
         core='rnn', core_features=m.core_features, glimpse_features=m.glimpse_features,
         what_features=m.what_features, where_features=m.where_features, locator='linear',
-        location_std=m.location_std, fused=True)
+        location_std=m.location_std, fused=True,
+        policy_gradient_to_core=m.policy_gradient_to_core)
   if m.name == 'simple_cnn':
     return SimpleCNN(num_classes=classes, hidden=m.hidden)
   return SelfAttentionCNN(num_classes=classes, block_size=m.block_size, num_heads=m.num_heads,
@@ -389,15 +393,16 @@ def _ram(config: ml_collections.ConfigDict) -> train.Experiment:
                                   baseline_weight=spec.baseline_weight)
     return per_example.mean(), {
         'nll': terms['nll'].mean(), 'reinforce': terms['reinforce'].mean(),
-        'baseline_mse': terms['baseline_mse'].mean(), 'error': 1.0 - terms['correct'].mean()}
+        'baseline_mse': terms['baseline_mse'].mean(), 'error': 1.0 - terms['correct'].mean(),
+        **diagnostics.location_metrics(images, out, batch, m.glimpse_size)}
 
   def evaluate(params, batch, rng):
-    images, labels = batch['image'], batch['label']
+    images = batch['image']
     batch_size = images.shape[0]
-    apply_logits = lambda noise: model.apply(params, images, noise).logits
-    return evaluate_paths(apply_logits, mode_noise(time_major(batch_size)),
-                          draw_noise(rng, (config.eval.mc_samples, *time_major(batch_size))),
-                          labels)
+    return evaluate_glimpse_paths(
+        lambda noise: model.apply(params, images, noise), mode_noise(time_major(batch_size)),
+        draw_noise(rng, (config.eval.mc_samples, *time_major(batch_size))), batch,
+        m.glimpse_size)
 
   def plots(params, batch, rng, workdir):
     del rng

@@ -6,12 +6,14 @@ importance-weighted bound log (1/M) sum_m p(y | a_m, x), a_m ~ p(a | x), on log 
 """
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import chex
 import jax
 import jax.numpy as jnp
+
+from glimpse_jax import diagnostics
 
 
 def path_values(greedy_logits: jax.Array, sampled_logits: jax.Array,
@@ -52,3 +54,22 @@ def evaluate_paths(apply_logits: Callable[[Any], jax.Array], greedy_noise: Any,
   greedy = apply_logits(greedy_noise)  # [B, C]
   sampled = jax.vmap(apply_logits)(sampled_noise)  # [M, B, C]
   return path_values(greedy, sampled, labels)
+
+
+def evaluate_glimpse_paths(apply: Callable[[Any], Any], greedy_noise: Any, sampled_noise: Any,
+                           batch: Mapping[str, jax.Array],
+                           patch_size: int) -> dict[str, jax.Array]:
+  """`path_values` plus the greedy path's per-glimpse location diagnostics, each [B].
+
+  Args:
+    apply: the model's rollout for one batch of noise, an output with `logits` [B, C], `means`
+      and `locations` [T, B, 2] (e.g. `RAMOutput`).
+    greedy_noise, sampled_noise: as in `evaluate_paths`.
+    batch: with `image` [B, H, W, C] and `label` [B] (and the digit's `center`, `box_size` when
+      the dataset gives them).
+    patch_size: side in pixels of the retina's finest patch.
+  """
+  greedy = apply(greedy_noise)
+  sampled = jax.vmap(lambda noise: apply(noise).logits)(sampled_noise)  # [M, B, C]
+  return {**path_values(greedy.logits, sampled, batch['label']),
+          **diagnostics.location_values(batch['image'], greedy, batch, patch_size)}
