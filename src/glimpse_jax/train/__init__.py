@@ -3,10 +3,10 @@ metrics, evaluation and results. It never names a particular experiment.
 
 Modules: `experiment` (the interface), `config` (shared fields and checks), `state` (train
 state and optimizer), `params` (grafting and freezing subtrees), `mesh` (data parallelism,
-prefetching), `step` (pure jittable steps), `checkpoint`, `workdir` (the run's lock, atomic
-files), `metrics` (logs and results), `evaluate`, `sources` (frozen models and stored fields from
-other runs), `loop` (`run`, signals), `generate` (data-producing phases), `pipeline` (phases in
-order: `run_pipeline`).
+prefetching), `step` (pure jittable steps), `checkpoint`, `workdir` (the run's lock: a flock, or
+a lease on an object store), `metrics` (metrics.jsonl, TensorBoard, progress, results),
+`evaluate`, `sources` (frozen models and stored fields from other runs), `loop` (`run`, signals),
+`generate` (data-producing phases), `pipeline` (phases in order: `run_pipeline`).
 
 A notebook trains an experiment with:
 
