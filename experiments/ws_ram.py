@@ -36,7 +36,10 @@ Setup choices that decide the result (their measured effects are in `results/ws_
       (the first location mean starts at the image's intensity centroid and is learned from there;
       see `WakeSleepRAM`). Metrics `first_on_digit` (training: the proposal's first glimpses, q's
       for ws_q) and `test_first_on_digit` (the greedy prior's): the fraction of first glimpses
-      whose finest patch holds the digit's centre.
+      whose finest patch holds the digit's centre. Per glimpse t, evaluation also reports the
+      greedy prior's `saturated_g<t>` (location mean at the edge, |mu| > 0.95), `on_ink_g<t>` and
+      `on_digit_g<t>`, and for ws_q `kl_q_prior_g<t>` (KL(q || prior) at q's own samples; also a
+      training metric with `saturated_g<t>`).
   dataset.scale_range     the digits' scale factors, (0.5, 2.0) by default: 14-56 px digits
       against 12/24/48 px patches, where the coarsest scale sees most digits whole. With
       (0.5, 1.0) (14-28 px) the finer scales suffice and collapsing onto the coarsest one loses
@@ -51,6 +54,8 @@ import ml_collections
 from ml_collections import config_dict
 
 from glimpse_jax import data, train
+from glimpse_jax.diagnostics import (kl_q_prior, location_diagnostics, per_glimpse,
+                                    per_glimpse_means, saturated)
 from glimpse_jax.glimpse_plots import plot_glimpse_paths
 from glimpse_jax.nets import (RetinaSpec, WakeSleepRAM, WSRAMOutput, draw_noise, mode_noise,
                               path_values)
@@ -316,6 +321,10 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
       metrics['log_q'] = out.log_q.sum(-1).mean()
       metrics['error_proposal'] = _errors(out.class_log_probs, labels).mean()
     metrics.update(prior_policy_metrics(out, labels, prior_samples))
+    metrics.update(per_glimpse_means('saturated', saturated(out.prior.loc_mean).mean(0).T))
+    if proposal == 'q':
+      metrics.update(per_glimpse_means('kl_q_prior',
+                                       kl_q_prior(out.log_q, out.log_prior).mean(0).T))
     if 'center' in batch:  # the proposal's first glimpses whose finest patch holds the digit
       metrics['first_on_digit'] = holds_center(out.locations[:, :, 0], batch['center']).mean()
     return total, metrics
@@ -326,6 +335,15 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     greedy = model.apply(params, images, mode_noise((1, batch_size, m.num_glimpses), m.num_scales))
     samples = model.apply(params, images, noise(rng, config.eval.mc_samples, batch_size))
     values = path_values(greedy.class_log_probs[0], samples.class_log_probs, labels)
+    time_major = lambda a: jnp.swapaxes(a[0], 0, 1)  # [1, B, T, ...] -> [T, B, ...]
+    values.update(location_diagnostics(images, time_major(greedy.prior.loc_mean),
+                                       time_major(greedy.locations), m.glimpse_size,
+                                       batch.get('center'), batch.get('box_size')))
+    if proposal == 'q':  # KL(q || prior) per glimpse, estimated at q's own samples
+      drawn = model.apply(params, images, noise(jax.random.fold_in(rng, 1),
+                                                config.eval.mc_samples, batch_size), labels,
+                          proposal='q')
+      values.update(per_glimpse('kl_q_prior', kl_q_prior(drawn.log_q, drawn.log_prior).mean(0).T))
     if 'center' in batch:
       values['first_on_digit'] = holds_center(greedy.locations[0, :, 0], batch['center'])  # [B]
     for s in range(m.num_scales):
