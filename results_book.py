@@ -93,6 +93,73 @@ def _estimator_variance(folder: str) -> list[str]:
   return parts
 
 
+def _diagnostics_section(runs: Sequence[report.Run], folder: str, stem: str) -> list[str]:
+  """Where the runs that report them look, per glimpse (`report.diagnostics_table` and its
+  figure); nothing for runs that predate the diagnostics."""
+  table = report.diagnostics_table(runs)
+  if not table:
+    return []
+  figure = f'{stem}_per_glimpse.png'
+  report.plot_per_glimpse_diagnostics(runs, os.path.join(folder, figure))
+  return ['\n## Where the policy looks (greedy path, test set)\n\n', table,
+          f'\n![per-glimpse diagnostics]({figure})\n']
+
+
+def _ram_policy_grid(runs: Sequence[report.Run], folder: str) -> list[str]:
+  """RAM's location-policy choices at equal budget (`scripts/ram_policy_grid.sh`), from the runs
+  under `<folder>/ram/policy_grid/`: a row per setting over seeds, its saturation and where it
+  looks, and the training curves of error and saturation."""
+  del runs
+  grid = [report.load_run(w) for w in _workdirs(folder, 'ram/policy_grid/*')]
+  if not grid:
+    return []
+  groups: dict[str, list[report.Run]] = {}
+  for run in grid:
+    groups.setdefault(report.seed_group(run.name), []).append(run)
+  header = ['task', 'glimpses', 'policy gradient', 'REINFORCE over T', 'updates', 'seeds',
+            'test error %', 'error_mc %', 'saturated % (worst glimpse)', 'on digit % (mean)',
+            'updates to train error < 50%', 'minutes (mean)']
+  lines = ['| ' + ' | '.join(header) + ' |\n', '|' + '---|' * len(header) + '\n']
+  for members in groups.values():
+    config = members[0].results['config']
+    model, loss = config['model'], config['loss']
+    column = lambda key: [m.results.get(key) for m in members]
+    worst = [max(report.per_glimpse_values(m, 'saturated')) for m in members]
+    on_digit = [sum(v) / len(v) for v in (report.per_glimpse_values(m, 'on_digit')
+                                          for m in members) if v]
+    plateau = [report.steps_to_leave_plateau(m) for m in members]
+    cells = [
+        f'{config["dataset"]["name"]}{config["dataset"]["canvas_size"]}',
+        str(model['num_glimpses']),
+        'into the core' if model.get('policy_gradient_to_core', True) else 'locator only',
+        'mean' if loss.get('reinforce_time_average') else 'sum',
+        report.number(members[0].results.get('steps')),
+        ', '.join(str(m.results['config'].get('seed', 0)) for m in members),
+        report.mean_spread(column('test_error'), scale=100),
+        report.mean_spread(column('test_error_mc'), scale=100),
+        report.mean_spread(worst, digits=1, scale=100),
+        report.mean_spread(on_digit, digits=1, scale=100),
+        ' / '.join('never' if p is None else report.number(p) for p in plateau),
+        report.mean_spread([s / 60 for s in column('wall_seconds')], digits=1)]
+    lines.append('| ' + ' | '.join(cells) + ' |\n')
+  for metric in ('error', 'saturated'):
+    report.plot_training_error(grid, os.path.join(folder, f'ram_policy_grid_{metric}.png'),
+                               metric=metric)
+  report.plot_per_glimpse_diagnostics(grid, os.path.join(folder, 'ram_policy_grid_per_glimpse.png'))
+  return ['\n## Location-policy choices at equal budget\n\n',
+          'Runs of `scripts/ram_policy_grid.sh` (committed under `ram/policy_grid/`): the same '
+          'task, budget and seeds with the policy gradient reaching the core or only the locator '
+          '(`model.policy_gradient_to_core`), REINFORCE summed or averaged over the glimpses '
+          '(`loss.reinforce_time_average`). Saturated: the share of greedy location means with '
+          '|mu| > 0.95 at the worst glimpse; on digit: glimpses whose finest patch overlaps the '
+          "digit's box, averaged over glimpses.\n\n",
+          *lines,
+          '\n![training error](ram_policy_grid_error.png)\n',
+          '\n![share of saturated location means during training]'
+          '(ram_policy_grid_saturated.png)\n',
+          '\n![per-glimpse diagnostics](ram_policy_grid_per_glimpse.png)\n']
+
+
 def _generic(title: str, paper_of: Callable[[Sequence[report.Run]], dict] | None,
              extra: Callable[[Sequence[report.Run], str], list[str]] | None = None):
   """A chapter of one row per setting over seeds and per run (`report.seed_table`,
@@ -116,6 +183,7 @@ def _generic(title: str, paper_of: Callable[[Sequence[report.Run]], dict] | None
         '\nEvery run:\n\n',
         report.results_table(runs, paper),
         f'\n![training error against updates]({figure})\n' if curves else '',
+        *_diagnostics_section(runs, folder, stem),
         *(extra(runs, folder) if extra else []),
     ], out, notes)
 
@@ -124,7 +192,8 @@ def _generic(title: str, paper_of: Callable[[Sequence[report.Run]], dict] | None
 
 CHAPTERS = (
     Chapter('ram', 'Recurrent Models of Visual Attention (Mnih et al. 2014)', 'ram-*',
-            _generic('Recurrent Models of Visual Attention (Mnih et al. 2014)', _ram_paper),
+            _generic('Recurrent Models of Visual Attention (Mnih et al. 2014)', _ram_paper,
+                     _ram_policy_grid),
             'make experiment NAME=ram CONFIG=<task>'),
     Chapter('ws_ram', 'Learning Wake-Sleep Recurrent Attention Models (Ba et al. 2015)',
             'ws_ram-*',

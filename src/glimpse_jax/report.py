@@ -197,6 +197,77 @@ def plot_training_error(runs: Sequence[Run], path: str, metric: str = 'error') -
   fig.savefig(path, dpi=100)
 
 
+# Per-glimpse location diagnostics (`glimpse_jax.diagnostics`) a run's results.json may hold.
+GLIMPSE_DIAGNOSTICS = (('saturated', 'location means at the edge (|mu| > 0.95)'),
+                       ('on_digit', "glimpses overlapping the digit's box"),
+                       ('on_ink', 'glimpses whose finest patch holds ink'),
+                       ('kl_q_prior', 'KL(q || prior), nats'))
+
+
+def per_glimpse_values(run: Run, name: str) -> list[float]:
+  """The test values `test_<name>_g1, _g2, ...` of a run, in glimpse order ([] when absent)."""
+  values, t = [], 1
+  while _is_number(run.results.get(f'test_{name}_g{t}')):
+    values.append(float(run.results[f'test_{name}_g{t}']))
+    t += 1
+  return values
+
+
+def steps_to_leave_plateau(run: Run, level: float = 0.5) -> int | None:
+  """The first logged update whose training error is below `level` (None: never)."""
+  for record in run.records:
+    if record.get('kind', 'train') == 'train' and _is_number(record.get('error')):
+      if record['error'] < level:
+        return int(record['step'])
+  return None
+
+
+def diagnostics_table(runs: Sequence[Run]) -> str:
+  """A markdown table of each run's per-glimpse diagnostics on the test set's greedy path:
+  the largest share of saturated means over glimpses, the mean shares on the digit and on ink,
+  the updates until training error first fell below 50%; '' when no run has them."""
+  measured = [run for run in runs if per_glimpse_values(run, 'saturated')]
+  if not measured:
+    return ''
+  header = ['run', 'test error %', 'saturated % (worst glimpse)', 'on digit % (per glimpse)',
+            'on ink % (mean)', 'updates to train error < 50%']
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  for run in measured:
+    on_digit = per_glimpse_values(run, 'on_digit')
+    on_ink = per_glimpse_values(run, 'on_ink')
+    plateau = steps_to_leave_plateau(run)
+    cells = [run.name, _percent(run.results.get('test_error')),
+             f'{100 * max(per_glimpse_values(run, "saturated")):.1f}',
+             ' / '.join(f'{100 * v:.0f}' for v in on_digit) or '-',
+             f'{100 * statistics.mean(on_ink):.1f}' if on_ink else '-',
+             number(plateau) if plateau is not None else 'never']
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def plot_per_glimpse_diagnostics(runs: Sequence[Run], path: str) -> bool:
+  """Saves one panel per diagnostic in GLIMPSE_DIAGNOSTICS that some run has, its value against
+  the glimpse index, a line per run; returns False (and saves nothing) when no run has any."""
+  panels = [(name, what) for name, what in GLIMPSE_DIAGNOSTICS
+            if any(per_glimpse_values(run, name) for run in runs)]
+  if not panels:
+    return False
+  fig = Figure(figsize=(4.2 * len(panels), 3.8))
+  FigureCanvasAgg(fig)
+  axes = fig.subplots(1, len(panels), squeeze=False)[0]
+  for ax, (name, what) in zip(axes, panels):
+    for run in runs:
+      values = per_glimpse_values(run, name)
+      if values:
+        ax.plot(range(1, len(values) + 1), values, marker='o', markersize=3, label=run.name)
+    ax.set(xlabel='glimpse', title=what)
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=6)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  return True
+
+
 def main(argv: Sequence[str] | None = None) -> None:
   parser = argparse.ArgumentParser(
       prog='python -m glimpse_jax.report',
