@@ -68,6 +68,19 @@ class Checkpointer:
     if step is None:
       return None
     items = abstract.checkpoint_items()
+    # A shape that differs is refused here, before orbax starts reading: its own refusal comes
+    # while the other arrays' TensorStore reads are in flight, whose callbacks then find orbax's
+    # event loop closed and print a traceback each at exit.
+    try:
+      stored = self._manager.item_metadata(step)
+    except Exception:  # pylint: disable=broad-except
+      stored = None  # no metadata to compare with: orbax's restore checks the shapes itself
+    if stored is not None:
+      mismatches = [m for name in ('params', 'opt_state')
+                    for m in _shape_mismatches(items[name], stored[name], name)]
+      if mismatches:
+        raise ValueError(f'checkpoint {step} holds other shapes: {"; ".join(mismatches[:5])}'
+                         + (f' (and {len(mismatches) - 5} more)' if len(mismatches) > 5 else ''))
     restored = self._manager.restore(step, args=ocp.args.Composite(
         params=ocp.args.StandardRestore(items['params']),
         opt_state=ocp.args.StandardRestore(items['opt_state'])))
@@ -98,6 +111,29 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def _key_name(key: Any) -> str:
+  for attr in ('key', 'name', 'idx'):  # DictKey / FlattenedIndexKey, GetAttrKey, SequenceKey
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
+
+
+def _shape_mismatches(abstract: Any, stored: Any, prefix: str) -> list[str]:
+  """'path: shape requested, shape stored' for each array of `abstract` whose path `stored` (a
+  checkpoint item's metadata tree) holds with another shape."""
+  path_of = lambda path: tuple(_key_name(k) for k in path)
+  shapes = {path_of(path): tuple(leaf.shape)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(stored)[0]
+            if getattr(leaf, 'shape', None) is not None}
+  mismatches = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]:
+    key = path_of(path)
+    if key in shapes and shapes[key] != tuple(leaf.shape):
+      mismatches.append(f'{"/".join((prefix, *key))}: {tuple(leaf.shape)} requested, '
+                        f'{shapes[key]} stored')
+  return mismatches
 
 
 def load_params(workdir: str, abstract_params: Any | None = None, step: int | None = None) -> Any:
