@@ -96,7 +96,20 @@ FAST_LIMIT_VARIABLE = 'GLIMPSE_FAST_TEST_SECONDS'
 FAST_LIMIT_SECONDS = 5.0
 # Fast-tier tests allowed a longer call phase (node id without parameters: (their own limit in
 # seconds, scaled as FAST_LIMIT_SECONDS is, and why they belong in the fast tier anyway)).
+_SMOKE = "the experiment's fast-tier smoke: a few steps of its shrunk smoke config through the loop"
 FAST_LIMIT_EXEMPT = {
+    'tests/test_ram.py::test_a_shrunk_smoke_trains_a_few_steps': (15, _SMOKE),
+    'tests/test_ws_ram.py::test_a_shrunk_smoke_trains_a_few_steps': (20, _SMOKE),
+    'tests/test_ram_reward.py::test_a_short_run_writes_the_per_glimpse_figures': (15, _SMOKE),
+    'tests/test_variant_mnist.py::test_a_shrunk_smoke_trains_a_few_steps_and_writes_its_cost': (
+        10, _SMOKE),
+    'tests/test_ws_ram_captioning.py::'
+    'test_a_shrunk_smoke_pipeline_trains_both_phases_and_scores_its_captions': (15, _SMOKE),
+    'tests/test_near_optimal_glimpses.py::test_the_smoke_posterior_phase_trains_a_few_steps': (
+        10, _SMOKE),
+    'tests/test_pipeline.py::test_a_few_steps_of_each_phase_in_process': (10, _SMOKE),
+    'tests/test_pretrain_attention.py::test_classification_starts_from_the_pretrained_draw': (
+        15, _SMOKE + ' (a tiny pre-training, then the grafted, frozen-teacher classifier)'),
 }
 
 

@@ -122,6 +122,7 @@ def _cfg(data_dir, **overrides):
   return cfg
 
 
+@pytest.mark.slow
 def test_sampled_batches_are_a_function_of_seed_and_step(data_dir):
   cfg = _cfg(data_dir, train_examples=600, validation_examples=100)
   sampler = data.device_sampler(cfg, 16, seed=3)
@@ -179,6 +180,7 @@ def _train_losses(data_dir, workdir, num_steps):
           [r['grad_variance'] for r in records if r['kind'] == 'grad_variance'])
 
 
+@pytest.mark.slow
 def test_training_on_sampled_canvases_resumes_bit_for_bit(data_dir, tmp_path):
   straight, variance = _train_losses(data_dir, tmp_path / 'straight', 40)
   _train_losses(data_dir, tmp_path / 'resumed', 20)

@@ -89,7 +89,7 @@ def _train_two_processes(tmp_path, data_dir, *flags, attempts=3) -> str:
   pytest.fail(f'port {port} already in use on {attempts} attempts')
 
 
-@pytest.mark.slow
+@pytest.mark.multihost
 @pytest.mark.parametrize('source', sorted(DATASETS))
 def test_two_processes_of_four_devices_train_like_one_of_eight(source, data_dir, tmp_path):
   one = str(tmp_path / 'one')
@@ -141,7 +141,7 @@ def _signal_process_1_once_training(processes, workdir) -> list[int | None] | No
   return [p.poll() for p in processes]
 
 
-@pytest.mark.slow
+@pytest.mark.multihost
 def test_a_signal_to_one_process_stops_both_at_one_saved_step(data_dir, tmp_path):
   """SIGTERM reaches process 1 only: both save the same step's checkpoint and exit (neither
   waits alone in the next update's all-reduce)."""

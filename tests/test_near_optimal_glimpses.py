@@ -1,5 +1,6 @@
 """The near-optimal glimpses experiment: its notebook runs the smoke pipeline (every phase) once for
-this module; the tests check what that run learnt and stored, and the method's pieces."""
+this module (the slow tier); the tests check what that run learnt and stored, and the method's
+pieces. A shrunk smoke pipeline runs every phase a few steps in the fast tier."""
 
 import functools
 import json
@@ -20,7 +21,6 @@ from glimpse_jax.experimental_design import expected_posterior_entropy
 from glimpse_jax.nets import draw_noise, grid_centres
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
 
 
 def _kernel(tmp, patch) -> str:
@@ -59,23 +59,29 @@ def _results(workdir, phase):
   return json.loads((workdir / phase / 'results.json').read_text())
 
 
+@pytest.mark.notebook
 def test_notebook_runs_every_phase_and_shows_its_pictures(smoke):
   workdir, pictures, printed = smoke
   for phase in ('posterior', 'completion', 'sequences', 'ram'):
     assert (workdir / phase / 'results.json').is_file(), phase
-  assert len(pictures) == 3  # completions, EPE maps, attention frequency
+  # completions, EPE maps, attention frequency, the glimpses of `predict` on a test batch
+  assert len(pictures) == 4
+  assert 'predicted classes: [' in printed
   assert 'after the designed sequences' in printed and 'threshold' in printed
 
 
+@pytest.mark.notebook
+@pytest.mark.learning
 def test_designed_sequences_beat_random_glimpses_and_ram_learns(smoke):
   workdir, _, _ = smoke
   summary = report.sequence_summary(str(workdir / 'sequences'))
   random_error = _results(workdir, 'posterior')['test_error']
   designed_error = 1.0 - summary['posterior_accuracy']
-  # Same posterior, same number of glimpses: the design's sequences make it far more accurate.
-  assert designed_error < random_error - 0.1, (designed_error, random_error)
+  # Same posterior, same number of glimpses: the design's sequences make it far more accurate
+  # (seed 0: 0.464 against 0.706).
+  assert designed_error < random_error - 0.18, (designed_error, random_error)
   ram = _results(workdir, 'ram')
-  assert ram['test_error'] < 0.8  # chance is 0.9
+  assert ram['test_error'] < 0.68, ram['test_error']  # measured 0.626; chance is 0.9
   stored = data.ExampleStore.open(str(workdir / 'sequences' / 'store'))
   centres = grid_centres(8)
   cells = stored.arrays['target_cell']
@@ -83,6 +89,8 @@ def test_designed_sequences_beat_random_glimpses_and_ram_learns(smoke):
   assert all(len(set(row)) == len(row) for row in cells.tolist())  # no cell twice
 
 
+@pytest.mark.notebook
+@pytest.mark.learning
 def test_the_epe_of_a_glimpse_on_the_digit_is_below_an_empty_corner(smoke, data_dir):
   workdir, _, _ = smoke
   config = nog.get_config('smoke').phases.sequences
@@ -101,6 +109,43 @@ def test_the_epe_of_a_glimpse_on_the_digit_is_below_an_empty_corner(smoke, data_
   assert epe[:, 0].mean() < epe[:, 1].mean() - 0.1
 
 
+def test_the_smoke_posterior_phase_trains_a_few_steps(data_dir, tmp_path):
+  config = nog.get_config('smoke').phases.posterior
+  with config.unlocked():
+    config.dataset.update(data_dir=data_dir, download=False, cache_dir=str(tmp_path / 'tfds'),
+                          train_examples=200, validation_examples=40, eval_examples=40)
+    config.model.update(posterior_features=16)
+    config.update(num_steps=2, log_every=1, checkpoint_every=0, eval_every=0)
+    config.eval.batch_size = 40
+  results = train.run(config, str(tmp_path / 'run'), nog.make_experiment(config))
+  assert results['steps'] == 2 and 0 <= results['test_error'] <= 1
+
+
+@pytest.mark.slow
+def test_a_shrunk_smoke_pipeline_runs_every_phase(data_dir, tmp_path):
+  """The smoke pipeline on 200 canvases with narrow widths: two steps of each training phase,
+  sequences designed for a tenth of the canvases, and RAM trained on them."""
+  config = nog.get_config('smoke')
+  with config.unlocked():
+    for name in config.pipeline:
+      phase = config.phases[name]
+      phase.dataset.update(data_dir=data_dir, download=False, cache_dir=str(tmp_path / 'tfds'),
+                           train_examples=200, validation_examples=40, eval_examples=40)
+      phase.model.update(num_glimpses=2, posterior_features=16, latent=4, core_features=16,
+                         glimpse_features=16, what_features=8, where_features=8)
+      phase.update(num_steps=2, log_every=1, checkpoint_every=0, eval_every=0,
+                   eval_examples_during_training=40)
+      phase.eval.batch_size = 40
+    config.phases.ram.eval.mc_samples = 2
+    config.phases.sequences.generate.chunk_size = 20
+  results = train.run_pipeline(config, str(tmp_path / 'run'), nog.make_experiment)
+  assert results['ram']['steps'] == 2 and np.isfinite(results['ram']['test_error'])
+  stored = data.ExampleStore.open(str(tmp_path / 'run' / 'sequences' / 'store'))
+  cells = stored.arrays['target_cell']
+  assert cells.shape[-1] == 2 and all(len(set(row)) == 2 for row in cells.tolist())
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize('locator', ['grid', 'linear'])
 def test_supervision_moves_the_policy_towards_the_targets(locator):
   config = nog.get_config('supervised')
@@ -167,6 +212,7 @@ def test_a_missing_sequence_store_is_named(tmp_path, data_dir, monkeypatch):
     train.run_pipeline(config, str(tmp_path / 'run'), nog.make_experiment)
 
 
+@pytest.mark.notebook
 def test_report_on_the_smoke_run(smoke, tmp_path):
   workdir, _, _ = smoke
   text = report.write_report([str(workdir)], str(tmp_path / 'page.md'))

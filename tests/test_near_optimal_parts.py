@@ -50,6 +50,7 @@ def _posterior(rng):
   return model, params, patches, locs
 
 
+@pytest.mark.slow
 def test_posterior_is_order_invariant_and_ignores_masked_glimpses():
   model, params, patches, locs = _posterior(jax.random.key(0))
   mask = jnp.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], jnp.float32)
@@ -67,6 +68,7 @@ def test_posterior_is_order_invariant_and_ignores_masked_glimpses():
   np.testing.assert_allclose(pooled, logits, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_completions_keep_the_observed_pixels_and_vary_elsewhere():
   model = CompletionVAE(channels=1, latent=4, features=(4, 8))
   rng = jax.random.key(0)

@@ -17,7 +17,6 @@ from conftest import subprocess_env
 from glimpse_jax import train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
 
 
 def _make(workdir, data_dir, variant, *args):
@@ -72,6 +71,7 @@ def _assert_same_params(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=jax.tree_util.keystr(path))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('variant, steps', [
     ('pretrain_classify', ('--config.phases.pretrain.num_steps=60',
                            '--config.phases.classify.num_steps=1500',
@@ -89,7 +89,9 @@ def test_pipeline_killed_in_second_phase_resumes_bit_identical(tmp_path, data_di
   results = json.loads(pathlib.Path(reference, 'results.json').read_text())
   assert results['pipeline'] == [first, second]
   assert results['phases'][second]['headline'] == 'error'
-  assert results['phases'][second]['test_error'] < 0.5
+  # Seed 0: 5.8% test error for the grafted classifier, 13.65% for the student (chance 90%).
+  most = {'pretrain_classify': 0.08, 'distill': 0.17}[variant]
+  assert results['phases'][second]['test_error'] < most, results['phases'][second]
   if variant == 'pretrain_classify':
     assert results['phases'][first]['headline'] == 'bce'
     assert 'validation_error' in results['phases'][second]
@@ -103,6 +105,7 @@ def test_pipeline_killed_in_second_phase_resumes_bit_identical(tmp_path, data_di
     _assert_same_params(os.path.join(reference, phase), os.path.join(interrupted, phase))
 
 
+@pytest.mark.slow
 def test_second_phase_alone_and_unknown_names(tmp_path, data_dir):
   workdir = str(tmp_path / 'run')
   steps = ('--config.phases.pretrain.num_steps=20', '--config.phases.classify.num_steps=20')
@@ -149,6 +152,24 @@ def test_second_phase_alone_and_unknown_names(tmp_path, data_dir):
     assert expected in done.stderr
 
 
+@pytest.mark.parametrize('variant', ['smoke', 'stored_distill'])
+def test_a_few_steps_of_each_phase_in_process(variant, tmp_path, data_dir):
+  sys.path.insert(0, str(REPO))
+  from experiments import tiny_pipelines  # pylint: disable=g-import-not-at-top
+  config = tiny_pipelines.get_config(variant)
+  with config.unlocked():
+    for phase in config.pipeline:
+      dataset = config.phases[phase].dataset
+      dataset.update(data_dir=data_dir, train_examples=1_000, eval_examples=200,
+                     validation_examples=min(dataset.validation_examples, 200))
+      config.phases[phase].update(num_steps=3, log_every=1, eval_every=0, checkpoint_every=0)
+  results = train.run_pipeline(config, str(tmp_path / 'run'), tiny_pipelines.make_experiment)
+  assert list(results) == list(config.pipeline)
+  last = results[config.pipeline[-1]]
+  assert last['steps'] == 3 and np.isfinite(last['test_error'])
+
+
+@pytest.mark.learning
 def test_smoke_variant_learns(tmp_path, data_dir):
   sys.path.insert(0, str(REPO))
   from experiments import tiny_pipelines  # pylint: disable=g-import-not-at-top

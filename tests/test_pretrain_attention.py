@@ -54,6 +54,7 @@ def test_draw_shapes_and_first_read_from_zeros(head, output):
   np.testing.assert_array_equal(read_bias('digit', 2, 28, 28), read_bias('blur', 2, 28, 28))
 
 
+@pytest.mark.slow
 def test_unrolled_steps_give_the_scanned_values_and_gradients():
   images = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))  # [B, H, W, C]
   params = DrawModel('classifier', **TINY).init(jax.random.key(1), images)
@@ -256,20 +257,23 @@ def test_a_missing_or_incompatible_teacher_is_named(data_dir, pretrained, tmp_pa
 # ---------------------------------------------------------------------------------------------
 # A smoke pipeline learns.
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.slow
+@pytest.mark.learning
 def test_heuristic_smoke_pipeline_learns_translated_digits(data_dir, tmp_path):
-  # Full smoke length: 5.5% test error (unguided 6.5%: on 60x60 the first read covers most digits).
+  # Full smoke length: 5.5% test error (unguided 6.5%: on 60x60 the first read covers most digits),
+  # so the error checks that the classifier learned, and the distance that the pre-training
+  # guided the reads. Seed 0, 800 classification updates: distance 0.074 (0.097 fifty updates
+  # earlier), test error 0.085.
   config = pa.get_config('heuristic_translated_smoke')
   with config.unlocked():
     for name in config.pipeline:
       config.phases[name].dataset.update(data_dir=data_dir, download=False, eval_examples=1_000)
     config.phases.classify.num_steps = 800
   results = train.run_pipeline(config, str(tmp_path / 'run'), pa.make_experiment)
-  assert results['pretrain']['test_distance'] < 0.15  # reads near the digit
-  assert results['classify']['test_error'] < 0.5  # chance: 0.9
+  assert results['pretrain']['test_distance'] < 0.1, results  # reads near the digit
+  assert results['classify']['test_error'] < 0.11, results  # chance: 0.9
 
 
-@pytest.mark.slow
+@pytest.mark.learning
 def test_mimic_smoke_pipeline_learns(data_dir, tmp_path):
   # The smoke teacher's reads are useless (a short reconstruction); scaled down, the mimic term
   # leaves the student free to learn.
@@ -287,9 +291,10 @@ def test_mimic_smoke_pipeline_learns(data_dir, tmp_path):
     config.phases.teacher.num_steps = 100
     config.phases.classify.num_steps = 1_000
   results = train.run_pipeline(config, str(tmp_path / 'run'), pa.make_experiment)
-  assert results['classify']['test_error'] < 0.5  # chance: 0.9
+  assert results['classify']['test_error'] < 0.32, results  # seed 0: 0.272; chance: 0.9
 
 
+@pytest.mark.slow
 def test_tester_trains_on_the_stored_reads_of_a_frozen_model(data_dir, tmp_path):
   config = pa.get_config('tester_classification_regular_smoke')
   assert config.pipeline == ('classify', 'sequences', 'tester')

@@ -83,6 +83,7 @@ def _batch(n=8):
           'center': rng.uniform(-0.5, 0.5, size=(n, 2)).astype(np.float32)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('model,loss', [
     (dict(core='rnn', fused=True), {}),
     (dict(core='lstm', fused=False), {}),
@@ -107,6 +108,19 @@ def test_each_structure_trains_a_step_and_every_parameter_gets_a_gradient(model,
   (after, _), _ = loss_and_grad(stepped)
   assert np.isfinite(value) and np.isfinite(after) and after != value
   assert {'nll', 'reinforce', 'baseline_mse', 'error'} <= set(metrics)
+
+
+def test_a_shrunk_smoke_trains_a_few_steps(data_dir, tmp_path):
+  from glimpse_jax import train  # pylint: disable=g-import-not-at-top
+  config = _tiny_config()
+  with config.unlocked():
+    config.dataset.update(data_dir=data_dir, download=False, eval_examples=64)
+    config.update(num_steps=4, batch_size=16, log_every=2, eval_every=2, checkpoint_every=0,
+                  eval_examples_during_training=64)
+    config.eval.update(batch_size=64, mc_samples=2)
+  results = train.run(config, str(tmp_path / 'run'), ram.make_experiment(config))
+  assert results['steps'] == 4 and 0 <= results['test_error'] <= 1
+  assert (tmp_path / 'run' / 'glimpse_paths.png').stat().st_size > 0
 
 
 def test_location_gradient_comes_from_reinforce():

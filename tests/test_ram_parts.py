@@ -40,6 +40,7 @@ def _replay_noise(out, locator):
   return ActionNoise((out.locations - out.means) / STD, None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('locator', ['linear', 'lstm', 'grid'])
 def test_teacher_forcing_reads_the_given_locations_and_reports_their_log_probs(locator):
   model, params, images, noise = _setup(locator)
@@ -84,6 +85,7 @@ def test_mode_noise_gives_the_greedy_path(locator):
       assert np.all(other.log_probs[0] <= out.log_probs[0] + 1e-5)
 
 
+@pytest.mark.slow
 def test_step_mask_holds_the_state_and_keeps_the_last_taken_steps_logits():
   model, params, images, noise = _setup('lstm', core='lstm', classify_every_step=True)
   lengths = np.array([3, 1, 2, 3])
@@ -132,6 +134,7 @@ def test_grid_centres_and_cells():
     grid_centres(0)
 
 
+@pytest.mark.slow
 def test_noise_layout_and_retina_spec():
   noise = draw_noise(jax.random.key(0), (5, T, B), 4)
   assert noise.location.shape == (5, T, B, 2) and noise.choice.shape == (5, T, B, 4)

@@ -180,7 +180,12 @@ def test_config_counts_the_papers_epochs():
   assert data.image_shape(ram_reward.get_config('cifar10').dataset) == (32, 32, 3)
 
 
-@pytest.mark.parametrize('variant', ram_reward.VARIANTS)
+# The variants whose step compiles longest run in the slow tier.
+_SLOW_VARIANTS = ('smoke', 'plain_lstm', 'cifar10', 'spread_lstm')
+
+
+@pytest.mark.parametrize('variant', [pytest.param(v, marks=pytest.mark.slow)
+                                     if v in _SLOW_VARIANTS else v for v in ram_reward.VARIANTS])
 def test_each_variant_trains_two_steps_and_every_parameter_gets_a_gradient(variant):
   config = _tiny(variant)
   experiment = ram_reward.make_experiment(config)
@@ -204,6 +209,7 @@ def test_each_variant_trains_two_steps_and_every_parameter_gets_a_gradient(varia
   assert (float(metrics['reward_spread']) < 0) == (spread_weight > 0)
 
 
+@pytest.mark.slow
 def test_a_bonus_changes_only_the_policy_terms():
   batch = _batch()
   plain = ram_reward.make_experiment(_tiny('plain_linear'))
@@ -262,7 +268,8 @@ def test_a_short_run_writes_the_per_glimpse_figures(data_dir, tmp_path):
   assert [r['step'] for r in evals] == [2, 4]
 
 
-@pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.learning
 def test_notebook_trains_the_smoke_variant_well_above_chance_and_shows_its_figures(
     data_dir, tmp_path, python3_kernel):
   # The notebook's default run is the smoke variant: one training checks both what the notebook
@@ -272,13 +279,14 @@ def test_notebook_trains_the_smoke_variant_well_above_chance_and_shows_its_figur
                'glimpse_paths.png'):
     assert (run.workdir / name).is_file(), name
   # accuracy and rewards, output change, loss per glimpse, glimpse paths
-  assert len(run.pictures) == 4
+  assert len(run.pictures) == 5  # and the glimpses of `predict` on a test batch
+  assert 'predicted classes: [' in run.printed
   assert 'test accuracy' in run.printed and 'devices:' in run.printed
 
   results = train.read_results(str(run.workdir))
   assert_trained_as(results['config'], ram_reward.get_config('smoke'))
-  # Three epochs: 83.5% test accuracy at seed 0 (chance is 10%).
-  assert results['test_error'] < 0.3, results['test_error']
+  # Three epochs: 83.5% test accuracy at seed 0 (test error 0.1653; chance is 0.9).
+  assert results['test_error'] < 0.2, results['test_error']
   evals = [r for r in train.read_metrics(str(run.workdir)) if r['kind'] == 'eval']
   assert [r['step'] for r in evals] == [391, 782, 1173]
 

@@ -4,11 +4,14 @@ import json
 import os
 import shutil
 
+import pytest
+
 import results_book
 
 RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'results')
 
 
+@pytest.mark.slow
 def test_committed_pages_are_what_the_book_generates(tmp_path):
   copy = tmp_path / 'results'
   shutil.copytree(RESULTS, copy)

@@ -169,6 +169,7 @@ def test_act_halting_all_one_or_all_zero():
   np.testing.assert_allclose(weights, np.eye(T)[[T - 1] * 3])
 
 
+@pytest.mark.slow
 def test_act_outputs_mix_class_probabilities():
   a = _arrays()
   weights, _, _ = act_weights(a['halting'])
@@ -300,6 +301,7 @@ def heads():
   return model, params, images, noise, _evaluate(model, images, noise)
 
 
+@pytest.mark.slow
 def test_ram_heads_shapes_and_absence(heads):
   model, params, images, noise, evaluate = heads
   _, out, _, _ = evaluate(params)

@@ -184,6 +184,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, tmp
   assert not os.path.exists(os.path.join(workdir, 'results.json'))
 
 
+@pytest.mark.slow
 def test_init_from_starts_from_another_runs_parameters(data_dir, tmp_path):
   first = str(tmp_path / 'first')
   config = _config(data_dir, num_steps=10, eval_every=0)
@@ -231,6 +232,7 @@ def _noisy_linear_experiment():
   return train.Experiment(init=init, loss=loss, evaluate=evaluate)
 
 
+@pytest.mark.slow
 def test_grad_variance_matches_closed_form(data_dir, tmp_path):
   trace = sum(math.prod(shape) * _SIGMAS[name] ** 2 for name, shape in _SHAPES.items())  # 13
   # E|g| for g = (sigma_a eps_a, sigma_b eps_b), by Monte Carlo with many more draws.

@@ -105,6 +105,7 @@ def test_graft_takes_named_subtrees_and_names_mismatches():
     train.graft({'params': {'body': {'bias': np.zeros(3, np.float32)}}}, source, ('params/body',))
 
 
+@pytest.mark.slow
 def test_init_subtrees_and_optimizer_freeze(data_dir, tmp_path):
   first = _teacher(data_dir, str(tmp_path / 'first'))
   config = _config(data_dir, **{'model.hidden': 32, 'init_from': first,
@@ -128,6 +129,7 @@ def test_init_subtrees_and_optimizer_freeze(data_dir, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Frozen models: restored from another workdir, an input of the jitted step, never trained.
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_frozen_teacher_is_a_step_input_and_stays_out_of_the_checkpoint(data_dir, tmp_path):
   teacher_dir = _teacher(data_dir, str(tmp_path / 'teacher'))
   config = _config(data_dir, **{'frozen': ml_collections.ConfigDict({'teacher': teacher_dir})})
@@ -217,6 +219,7 @@ def test_a_run_trained_to_the_end_has_not_stopped_early(data_dir, tmp_path):
   assert results['best_step'] == 5
 
 
+@pytest.mark.slow
 def test_learning_rate_plateau_follows_evaluations(data_dir, tmp_path):
   # optax's rule fed by hand: the second equal value halves the updates.
   config = _config(data_dir, **{'optimizer.name': 'sgd', 'optimizer.learning_rate': 0.1,
@@ -308,6 +311,7 @@ def test_generate_phase_resumes_and_joins_by_index(data_dir, tmp_path, monkeypat
 # ---------------------------------------------------------------------------------------------
 # One run per workdir; metrics files with damaged lines.
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_second_run_on_a_busy_workdir_stops_naming_the_first(data_dir, tmp_path):
   workdir = str(tmp_path / 'run')
   holder = subprocess.Popen(

@@ -60,6 +60,7 @@ def _assert_same_params(workdir_a, workdir_b):
     assert np.array_equal(a, b), f'{jax.tree_util.keystr(path)} differs'
 
 
+@pytest.mark.slow
 def test_kill_9_and_restart_ends_with_the_uninterrupted_parameters(data_dir, tmp_path):
   # A 5 ms host pause per step (no numerical effect) leaves time to kill the run mid-way.
   args = ('--config.num_steps=150', '--config.checkpoint_every=20', '--config.log_every=10',
@@ -86,6 +87,7 @@ def test_kill_9_and_restart_ends_with_the_uninterrupted_parameters(data_dir, tmp
   assert train.read_results(killed)['test_error'] == train.read_results(reference)['test_error']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_saves_before_exiting_and_the_run_resumes(data_dir, tmp_path, signum):
   workdir = str(tmp_path / 'signalled')
@@ -108,6 +110,7 @@ def test_a_signal_saves_before_exiting_and_the_run_resumes(data_dir, tmp_path, s
   assert max(_checkpoint_steps(workdir)) == saved + 5
 
 
+@pytest.mark.slow
 def test_eight_devices_train_like_one(data_dir, tmp_path):
   args = ('--config.num_steps=4', '--config.log_every=1', '--config.eval_every=0',
           '--config.checkpoint_every=0')

@@ -148,6 +148,22 @@ def test_each_model_trains_and_every_parameter_gets_a_gradient(name):
   assert config.headline in values and values[config.headline].shape == (4,)
 
 
+@pytest.mark.parametrize('name', [pytest.param('ram_smoke', marks=pytest.mark.slow),
+                                  'cnn_smoke'])
+def test_a_shrunk_smoke_trains_a_few_steps_and_writes_its_cost(name, data_dir, tmp_path):
+  config = _tiny(name)
+  with config.unlocked():
+    config.dataset.update(data_dir=data_dir, download=False, validation_examples=64,
+                          eval_examples=64)
+    config.update(num_steps=4, eval_every=2, log_every=2, checkpoint_every=0,
+                  eval_examples_during_training=64, batch_size=16)
+    config.eval.batch_size = 64
+  results = train.run(config, str(tmp_path / 'run'), variant_mnist.make_experiment(config))
+  assert results['steps'] == 4 and np.isfinite(results[f'test_{config.headline}'])
+  cost = json.loads((tmp_path / 'run' / variant_mnist.COST_FILE).read_text())
+  assert cost == variant_mnist.cost(config)
+
+
 def test_received_attention_averages_the_queries():
   weights = np.random.default_rng(0).dirichlet(np.ones(6), size=(2, 3, 6))  # [N, heads, T, T]
   maps = received_attention(weights, (2, 3))
@@ -177,7 +193,8 @@ def _assert_cnn_smoke_learned(name, most_error, workdir):
   assert [r['step'] for r in records if r['kind'] == 'plateau'] == [100]
 
 
-@pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.learning
 def test_notebook_smokes_learn_and_show_accuracy_glimpses_attention_and_cost(
     data_dir, tmp_path, python3_kernel):
   run = execute_notebook('variant_mnist.ipynb', tmp_path, data_dir, python3_kernel, steps=None)
@@ -185,31 +202,33 @@ def test_notebook_smokes_learn_and_show_accuracy_glimpses_attention_and_cost(
                            ('attention_cnn_smoke', 'attention_maps.png')):
     for name in ('results.json', 'cost.json', picture):
       assert (run.workdir / variant / name).is_file(), (variant, name)
-  assert len(run.pictures) == 3  # accuracy during training, glimpses in order, attention maps
+  # accuracy during training, glimpses in order, attention maps, RAM's glimpses from `predict`
+  assert len(run.pictures) == 4
+  assert 'ram_smoke: predicted classes [' in run.printed
   assert 'test accuracy' in run.printed and 'MFLOP per pass' in run.printed
   assert 'devices:' in run.printed
 
   # RAM: 30 epochs of the 10,000 cluttered canvases: 79% Monte-Carlo test accuracy (chance 10%).
   workdir = run.workdir / 'ram_smoke'
   results, records = _smoke_results('ram_smoke', workdir)
-  assert results['headline'] == 'error_mc' and results['test_error_mc'] < 0.35, results
+  assert results['headline'] == 'error_mc' and results['test_error_mc'] < 0.25, results
   assert sorted({(r['step'], r['split']) for r in records if r['kind'] == 'eval'}) == [
       (step, split) for step in (1170, 2340) for split in ('test', 'validation')]
   for name in ('glimpse_sequence.png', 'glimpse_paths.png'):
     assert matplotlib.image.imread(str(workdir / name)).ndim == 3, name
-  # The self-attention CNN with the plateau rule: 51.8% test accuracy at seed 0 (chance 10%).
-  _assert_cnn_smoke_learned('attention_cnn_smoke', 0.65, run.workdir / 'attention_cnn_smoke')
+  # The self-attention CNN with the plateau rule: 52.2% test accuracy at seed 0 (chance 10%).
+  _assert_cnn_smoke_learned('attention_cnn_smoke', 0.53, run.workdir / 'attention_cnn_smoke')
   image = matplotlib.image.imread(str(run.workdir / 'attention_cnn_smoke' / 'attention_maps.png'))
   assert image.ndim == 3
 
 
-@pytest.mark.slow
+@pytest.mark.learning
 def test_cnn_smoke_learns_with_the_plateau_rule(data_dir, tmp_path):
   config = variant_mnist.get_config('cnn_smoke')
   with config.unlocked():
     config.dataset.update(data_dir=data_dir, cache_dir=str(tmp_path / 'tfds'))
   train.run(config, str(tmp_path / 'run'), variant_mnist.make_experiment(config))
-  _assert_cnn_smoke_learned('cnn_smoke', 0.5, tmp_path / 'run')  # 64.7% at seed 0 (chance 10%)
+  _assert_cnn_smoke_learned('cnn_smoke', 0.4, tmp_path / 'run')  # 64.8% at seed 0 (chance 10%)
 
 
 # ---------------------------------------------------------------------------------------------

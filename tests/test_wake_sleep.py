@@ -165,6 +165,7 @@ def test_tempered_q_proposal_keeps_the_control_variate_unbiased():
       POSTERIOR - Q)
 
 
+@pytest.mark.slow
 def test_q_proposal_bias_shrinks_with_num_samples():
   distances = {'theta': [], 'phi': []}
   for k in (2, 5, 20):

@@ -184,6 +184,7 @@ def test_window_boxes_are_the_read_cells_in_image_pixels():
   np.testing.assert_array_equal(read, np.ones((1, 1, 9)))
 
 
+@pytest.mark.slow
 def test_every_method_gives_finite_gradients_and_its_metrics():
   rng = np.random.default_rng(0)
   batch = {'image': rng.uniform(size=(3, 24, 24, 1)).astype(np.float32),
@@ -207,7 +208,32 @@ def test_every_method_gives_finite_gradients_and_its_metrics():
     assert float(jnp.abs(policy).max()) > 0, method  # the prior learns in every method
 
 
-@pytest.mark.slow
+def test_a_shrunk_smoke_pipeline_trains_both_phases_and_scores_its_captions(data_dir, tmp_path):
+  """The smoke pipeline with tiny widths: two steps of the CNN, two of the captioner on its
+  frozen pyramid, and the captions of 32 test canvases scored."""
+  config = wc.get_config('smoke')
+  with config.unlocked():
+    for name in config.pipeline:
+      phase = config.phases[name]
+      phase.dataset.update(data_dir=data_dir, download=False, eval_examples=32)
+      phase.update(num_steps=2, log_every=1, checkpoint_every=0, eval_every=0,
+                   eval_examples_during_training=32)
+      phase.eval.batch_size = 32
+      phase.model.cnn_features = TINY['cnn_features']
+    caption = config.phases.caption
+    caption.model.update(TINY)
+    caption.dataset.update(cache_dir=str(tmp_path / 'tfds'), train_examples=200,
+                           validation_examples=32)
+    caption.eval.mc_samples = 2
+    caption.loss.num_samples = 2
+  results = train.run_pipeline(config, str(tmp_path / 'run'), wc.make_experiment)
+  assert results['caption']['steps'] == 2 and np.isfinite(results['caption']['test_nll_word'])
+  scores = json.loads((tmp_path / 'run' / 'caption' / wc.CAPTIONS_FILE).read_text())
+  assert scores['examples'] == 32 and 0 <= scores['bleu1'] <= 100
+
+
+@pytest.mark.notebook
+@pytest.mark.learning
 def test_notebook_trains_the_smoke_pipeline_which_learns_and_scores_its_captions(
     data_dir, tmp_path, python3_kernel):
   # The notebook's default run is the smoke variant at its own budgets: one training checks both
@@ -217,7 +243,8 @@ def test_notebook_trains_the_smoke_pipeline_which_learns_and_scores_its_captions
   workdir = run.workdir / 'caption'
   for name in ('results.json', wc.CAPTIONS_FILE, 'caption_windows.png'):
     assert (workdir / name).is_file(), name
-  assert len(run.pictures) == 2  # training curves; the windows
+  assert len(run.pictures) == 3  # training curves; the windows; those of `predict`
+  assert 'predicted caption' in run.printed
   assert 'BLEU-1..4' in run.printed and 'test caption error' in run.printed
 
   config = wc.get_config('smoke')
@@ -225,16 +252,16 @@ def test_notebook_trains_the_smoke_pipeline_which_learns_and_scores_its_captions
   assert saved['pipeline'] == list(config.pipeline) == ['cnn', 'caption']
   assert_trained_as(saved['config'], config)  # 300 + 1,500 updates
   results = {phase: train.read_results(str(run.workdir / phase)) for phase in config.pipeline}
-  assert results['cnn']['test_error'] < 0.15  # measured 0.096
+  assert results['cnn']['test_error'] < 0.12  # measured 0.0955
   # Chance: 0.945 of captions wrong (1 - (1/2 * 1/10 + 1/2 * 1/100)), 0.9 of words; measured
-  # 0.53 and 0.24 after 1,500 updates (0.61 of captions wrong after 1,200).
-  assert results['caption']['test_error'] < 0.8
-  assert results['caption']['test_token_error'] < 0.4
+  # 0.5625 and 0.26 after 1,500 updates at seed 0.
+  assert results['caption']['test_error'] < 0.62, results['caption']
+  assert results['caption']['test_token_error'] < 0.3, results['caption']
   scores = json.loads((workdir / wc.CAPTIONS_FILE).read_text())
   assert scores['examples'] == config.phases.caption.dataset.eval_examples == 2_000
   assert 1 - scores['sequence_accuracy'] == pytest.approx(results['caption']['test_error'],
                                                            abs=1e-6)
-  assert scores['bleu1'] > 30 and scores['bleu1'] >= scores['bleu2']
+  assert scores['bleu1'] > 50 and scores['bleu1'] >= scores['bleu2'], scores  # measured 56.6
   assert scores['bleu3'] is None and scores['bleu4'] is None  # captions of at most 2 digits
   assert np.allclose(np.sum(scores['layer_fraction_by_position'], -1), 1)
 

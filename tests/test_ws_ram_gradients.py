@@ -71,6 +71,7 @@ def load_stored() -> dict[str, np.ndarray]:
   return {k: np.asarray(v['values'], np.float32).reshape(v['shape']) for k, v in stored.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case', list(CASES))
 def test_loss_and_gradients_match_the_stored_values(case):
   stored = load_stored()
