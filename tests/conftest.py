@@ -104,7 +104,8 @@ FAST_LIMIT_EXEMPT = {
     'tests/test_variant_mnist.py::test_a_shrunk_smoke_trains_a_few_steps_and_writes_its_cost': (
         10, _SMOKE),
     'tests/test_ws_ram_captioning.py::'
-    'test_a_shrunk_smoke_pipeline_trains_both_phases_and_scores_its_captions': (15, _SMOKE),
+    'test_a_shrunk_smoke_pipeline_trains_both_phases_and_scores_its_captions': (
+        25, _SMOKE + ' (two phases, greedy captions and BLEU)'),
     'tests/test_near_optimal_glimpses.py::test_the_smoke_posterior_phase_trains_a_few_steps': (
         10, _SMOKE),
     'tests/test_pipeline.py::test_a_few_steps_of_each_phase_in_process': (10, _SMOKE),

@@ -82,6 +82,7 @@ def _categorical(logits, index):
   return np.take_along_axis(log_p, index[..., None], -1)[..., 0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('proposal,temperature', [('q', 1.0), ('q', 2.0), ('prior', 1.5)])
 def test_log_probs_are_evaluated_at_the_proposals_sample(proposal, temperature):
   model = _model()
@@ -215,6 +216,7 @@ def test_gradients_reach_the_prediction_network_and_q_only_for_ws_q(variant):
   assert {'error', 'bound', 'surrogate', 'nll', 'entropy', 'coverage'} <= set(metrics)
 
 
+@pytest.mark.slow
 def test_exploration_terms_add_gradient_to_the_policy():
   plain, _, _ = _grad_leaves('ws')
   explored, metrics, _ = _grad_leaves('ws', entropy_weight=1.0, coverage_weight=1.0)

@@ -224,7 +224,7 @@ def test_a_shrunk_smoke_pipeline_trains_both_phases_and_scores_its_captions(data
     caption.model.update(TINY)
     caption.dataset.update(cache_dir=str(tmp_path / 'tfds'), train_examples=200,
                            validation_examples=32)
-    caption.eval.mc_samples = 2
+    caption.eval.update(mc_samples=2, splits=('test',))
     caption.loss.num_samples = 2
   results = train.run_pipeline(config, str(tmp_path / 'run'), wc.make_experiment)
   assert results['caption']['steps'] == 2 and np.isfinite(results['caption']['test_nll_word'])
