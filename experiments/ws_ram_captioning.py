@@ -56,6 +56,7 @@ from glimpse_jax import data, train
 from glimpse_jax.caption_plots import plot_caption_windows
 from glimpse_jax.data import captions
 from glimpse_jax.data.config import CAPTION_NAMES
+from glimpse_jax.diagnostics import per_glimpse, saturated
 from glimpse_jax.nets import draw_noise, mode_noise
 from glimpse_jax.nets.captioning import AttentionCaptioner, DigitClassifier
 from glimpse_jax.objectives import method_surrogate
@@ -271,7 +272,10 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   def evaluate(params, batch, rng):
     images, caption = batch['image'], batch['caption']
     mask = word_mask(batch['caption_length'], steps)
-    values = greedy_errors(decode(params, images).words[0], caption, mask)
+    greedy = decode(params, images)
+    values = greedy_errors(greedy.words[0], caption, mask)
+    # Where the greedy prior's location means sit, per word: parked at the edge or not.
+    values.update(per_glimpse('saturated', saturated(greedy.prior.loc_mean[0]).T))
     samples = model.apply(params, images, noise(rng, config.eval.mc_samples, images.shape[0]),
                           teacher_inputs(caption))
     log_likelihood = caption_log_likelihood(samples.word_log_probs, caption, mask)  # [K, B]
