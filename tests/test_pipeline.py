@@ -181,4 +181,4 @@ def test_smoke_variant_learns(tmp_path, data_dir):
   results = train.run_pipeline(config, str(tmp_path / 'smoke'), tiny_pipelines.make_experiment)
   assert time.monotonic() - start < 120
   assert results['pretrain']['headline'] == 'bce'
-  assert results['classify']['test_error'] < 0.2
+  assert results['classify']['test_error'] < 0.12, results  # seed 0: 0.0905; chance: 0.9
