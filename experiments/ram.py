@@ -32,13 +32,14 @@ Fields for RAM's relatives (defaults give RAM itself):
                          glimpse at the digit's centre (`center`) at every step and trained on
                          -log pi(centre) with loss.supervision_weight, instead of REINFORCE.
   loss.reinforce_weight, loss.baseline_weight  weights of the policy and baseline terms.
-  loss.reinforce_time_average  divide the REINFORCE term by the glimpses drawn (False: the sum
-                         over T, the paper's estimator, whose push grows with T).
+  loss.reinforce_time_average  divide the REINFORCE term by the glimpses drawn (the default;
+                         False: the sum over T, the paper's estimator, whose push on the core
+                         grows with T).
   model.policy_gradient_to_core  whether REINFORCE's gradient reaches the core and glimpse
-                         network through the locator's input h (True: the Torch RAM; False, the
-                         default: the locator reads stop_gradient(h), the core learns from the
-                         classifier alone, as in the paper's hybrid loss and kevinzakka's PyTorch
-                         RAM). The runs in results/ram-*-seed<N> predate it and trained with True.
+                         network through the locator's input h (True, the default: the Torch
+                         RAM; False: the locator reads stop_gradient(h), the core learns from the
+                         classifier alone, as in kevinzakka's PyTorch RAM). The runs in
+                         results/ram-* predate both fields: True with REINFORCE summed over T.
   model.mean_activation  'tanh' (the paper's) or 'hardtanh' (the Torch RAM's) location mean.
 Every run logs, per glimpse t, the share of location means parked at the edge (`saturated_g<t>`,
 |mu| > 0.95), of glimpses whose finest patch holds ink (`on_ink_g<t>`) and overlaps the digit's
@@ -131,13 +132,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       core_features=256, glimpse_features=256, what_features=128, where_features=128,
       location_std=0.2, random_locations=False, locator='linear', grid_size=4,
       locator_features=128, classify_every_step=False, fused=True,
-      # The locator reads stop_gradient(h): with the gradient into the core the location means
-      # saturate at the edges and more glimpses train worse (results/ram.md, policy grid).
-      policy_gradient_to_core=False, mean_activation='tanh'))
+      policy_gradient_to_core=True, mean_activation='tanh'))
   config.model.update(model)
   config.loss = ml_collections.ConfigDict(dict(
       reinforce_weight=1.0, baseline_weight=1.0, reward='final', discount=1.0,
-      supervised_fraction=0.0, supervision_weight=1.0, reinforce_time_average=False))
+      supervised_fraction=0.0, supervision_weight=1.0,
+      # REINFORCE averaged over the glimpses: summed, its push on the core grows with T, the
+      # location means saturate at the edges and more glimpses train worse; averaged, none
+      # saturate and it beat detaching the locator at equal budget (results/ram.md, policy grid).
+      reinforce_time_average=True))
   if variant == 'smoke':
     # Short cosine run: a larger step learns faster; at 3e-3 some seeds drive the location means
     # into the corners (tanh saturates) and stall at 10-30% error, at 2e-3 five seeds end at 5-8%.
