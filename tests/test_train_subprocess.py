@@ -144,5 +144,5 @@ def test_main_rejects_unknown_variants_and_mistyped_fields(data_dir, tmp_path):
           (_start(typo, data_dir, '--config.batch_sise=8'), typo)]
   (code_variant, log_variant), (code_typo, log_typo) = [_finish(p, w) for p, w in runs]
   assert code_variant != 0 and "unknown variant 'tiiny'; choose one of: tiny" in log_variant
-  assert code_typo != 0 and 'Did you mean "batch_size"' in log_typo
+  assert code_typo != 0 and 'did you mean batch_size' in log_typo, log_typo
   assert not os.path.exists(variant) and not os.path.exists(typo)
