@@ -1,4 +1,5 @@
-# glimpse_jax: every target depends on `install`, so a fresh clone needs only `make <target>`.
+# glimpse_jax: every target depends on `install` (test-latest builds its own venv), so a fresh
+# clone needs only `make <target>`.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,7 @@ SEEDS ?=
 GLIMPSE_DATA_DIR ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
 export GLIMPSE_DATA_DIR
 
-.PHONY: install test test-all experiment bench results clean
+.PHONY: install test test-all test-latest experiment bench results clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +35,31 @@ test: install
 
 test-all: install
 	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS) tests
+
+# `make test-latest`: the package against the newest releases setup.cfg's lower bounds allow (no
+# constraints file), in its own venv upgraded on every run: the versions it got, a few test
+# modules, a short smoke training with the installed command and a prediction from its workdir.
+# The newest jax and flax need Python >= 3.12: PYTHON_LATEST (default: the newest python3.1x
+# that runs, else PYTHON) makes the venv; `make clean` removes it to change interpreter.
+VENV_LATEST := .venv-latest
+PY_LATEST := $(VENV_LATEST)/bin/python
+PYTHON_LATEST ?= $(firstword $(foreach p,python3.14 python3.13 python3.12,$(shell $(p) -c '' 2>/dev/null && echo $(p))) $(PYTHON))
+LATEST_TESTS ?= tests/test_ram.py tests/test_policy_routing.py tests/test_glimpse.py \
+  tests/test_install.py tests/test_predict.py
+test-latest:
+	test -x $(PY_LATEST) || $(PYTHON_LATEST) -m venv $(VENV_LATEST)
+	$(PY_LATEST) -m pip install -q --upgrade pip
+	$(PY_LATEST) -m pip install -q --upgrade --upgrade-strategy eager -e '.[test]'
+	$(PY_LATEST) -c 'import sys; from importlib.metadata import version; print("python", sys.version.split()[0], *(f"{p} {version(p)}" for p in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy")), sep=", ")'
+	$(PY_LATEST) -m pytest -q -n 2 -m 'not slow' $(PYTEST_ARGS) $(LATEST_TESTS)
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cd "$$tmp" && \
+	  $(abspath $(VENV_LATEST))/bin/glimpse-jax --config=ram:smoke --workdir=run --config.num_steps=20 \
+	    --config.dataset.eval_examples=64 && \
+	  $(abspath $(PY_LATEST)) -c 'import numpy as np, glimpse_jax; \
+	    out = glimpse_jax.predict(glimpse_jax.load_run("run"), np.random.default_rng(0).random((4, 28, 28, 1), np.float32)); \
+	    p = out["probabilities"]; assert p.shape == (4, 10) and np.allclose(p.sum(-1), 1, atol=1e-4), p; \
+	    assert out["locations"].shape[0] == 4 and np.isfinite(out["locations"]).all(); \
+	    print("predict:", {k: v.shape for k, v in out.items()})'
 
 # main.py is the installed `glimpse-jax` command; an unknown NAME stops here, before any install.
 EXPERIMENTS := $(sort $(basename $(notdir $(filter-out experiments/__init__.py,$(wildcard experiments/*.py)))))
@@ -63,4 +89,4 @@ bench: install
 	GLIBC_TUNABLES=glibc.malloc.hugetlb=1 $(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(VENV_LATEST) runs build *.egg-info src/*.egg-info
