@@ -54,7 +54,8 @@ import ml_collections
 from glimpse_jax import data, diagnostics, train
 from glimpse_jax.glimpse_plots import plot_glimpse_paths
 from glimpse_jax.nets import (LOCATORS, MEAN_ACTIVATIONS, RecurrentAttentionModel, RetinaSpec,
-                              draw_noise, evaluate_glimpse_paths, mode_noise)
+                              draw_noise, evaluate_glimpse_paths, glimpse_predictions,
+                              mode_noise)
 from glimpse_jax.objectives import REWARDS, ram_loss
 
 # name: (dataset fields, model fields, CPU-sized training steps)
@@ -282,8 +283,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
                        path=f'{workdir}/glimpse_paths.png')
 
   def predict(params, images, rng):
-    out = model.apply(params, images, greedy_noise(rng, images.shape[0]))
-    return {'probabilities': jax.nn.softmax(out.logits, -1),  # [B, K]
-            'locations': jnp.swapaxes(jnp.clip(out.locations, -1, 1), 0, 1)}  # [B, T, 2]
+    return glimpse_predictions(model.apply(params, images,
+                                           greedy_noise(rng, images.shape[0])))
 
   return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)

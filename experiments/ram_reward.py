@@ -76,7 +76,7 @@ from glimpse_jax import data, diagnostics, train
 from glimpse_jax.glimpse_curves import plot_per_glimpse
 from glimpse_jax.glimpse_plots import plot_glimpse_paths
 from glimpse_jax.nets import (MEAN_ACTIVATIONS, RecurrentAttentionModel, RetinaSpec, draw_noise,
-                              evaluate_glimpse_paths, mode_noise)
+                              evaluate_glimpse_paths, glimpse_predictions, mode_noise)
 from glimpse_jax.objectives import (OUTPUT_SPACES, REWARDS, output_change, output_spread, ram_loss,
                                     reward_bonuses)
 
@@ -274,8 +274,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
 
   def predict(params, images, rng):
     del rng
-    out = model.apply(params, images, mode_noise(time_major(images.shape[0])))
-    return {'probabilities': jax.nn.softmax(out.logits, -1),  # [B, K]
-            'locations': jnp.swapaxes(jnp.clip(out.locations, -1, 1), 0, 1)}  # [B, T, 2]
+    return glimpse_predictions(model.apply(params, images,
+                                           mode_noise(time_major(images.shape[0]))))
 
   return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)

@@ -109,7 +109,8 @@ from glimpse_jax.data.config import index_range
 from glimpse_jax.glimpse_plots import plot_glimpse_paths, plot_glimpse_sequence
 from glimpse_jax.nets import (RecurrentAttentionModel, RetinaSpec, SelfAttentionCNN, SimpleCNN,
                               attention_weights, draw_noise, evaluate_glimpse_paths,
-                              flops_per_image, mode_noise, ram_flops_per_image)
+                              flops_per_image, glimpse_predictions, mode_noise,
+                              ram_flops_per_image)
 from glimpse_jax.nets.cnn import ConvTrunk
 from glimpse_jax.objectives import ram_loss
 
@@ -416,9 +417,8 @@ def _ram(config: ml_collections.ConfigDict) -> train.Experiment:
 
   def predict(params, images, rng):
     del rng
-    out = model.apply(params, images, mode_noise(time_major(images.shape[0])))
-    return {'probabilities': jax.nn.softmax(out.logits, -1),  # [B, K]
-            'locations': jnp.swapaxes(jnp.clip(out.locations, -1, 1), 0, 1)}  # [B, T, 2]
+    return glimpse_predictions(model.apply(params, images,
+                                           mode_noise(time_major(images.shape[0]))))
 
   return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)
 

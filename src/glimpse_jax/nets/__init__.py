@@ -12,7 +12,8 @@ from glimpse_jax.distributions import (
     gaussian_entropy,
     gaussian_log_prob,
 )
-from glimpse_jax.nets.evaluation import evaluate_glimpse_paths, evaluate_paths, path_values
+from glimpse_jax.nets.evaluation import (evaluate_glimpse_paths, evaluate_paths,
+                                        glimpse_predictions, path_values)
 from glimpse_jax.nets.glimpse_net import GlimpseNetwork
 from glimpse_jax.nets.noise import ActionNoise, draw_noise, mode_noise
 from glimpse_jax.nets.policies import (LOCATORS, MEAN_ACTIVATIONS, LocationAction, Locator,

@@ -73,3 +73,10 @@ def evaluate_glimpse_paths(apply: Callable[[Any], Any], greedy_noise: Any, sampl
   sampled = jax.vmap(lambda noise: apply(noise).logits)(sampled_noise)  # [M, B, C]
   return {**path_values(greedy.logits, sampled, batch['label']),
           **diagnostics.location_values(batch['image'], greedy, batch, patch_size)}
+
+
+def glimpse_predictions(rollout: Any) -> dict[str, jax.Array]:
+  """What `predict` returns for a RAM-like rollout (`logits` [B, C], `locations` [T, B, 2]):
+  class `probabilities` [B, C] and the `locations` read, clipped, per example [B, T, 2]."""
+  return {'probabilities': jax.nn.softmax(rollout.logits, -1),
+          'locations': jnp.swapaxes(jnp.clip(rollout.locations, -1, 1), 0, 1)}
