@@ -94,6 +94,9 @@ def pytest_collection_modifyitems(config, items):
 # that are short on an idle one. GLIMPSE_FAST_TEST_SECONDS sets it; 0 turns the check off.
 FAST_LIMIT_VARIABLE = 'GLIMPSE_FAST_TEST_SECONDS'
 FAST_LIMIT_SECONDS = 5.0
+# A test fails at this multiple of its limit: the limit is the target, and a compile-bound test
+# near it varies by more than a second from run to run on a shared 2-core machine.
+FAST_LIMIT_TOLERANCE = 2.0
 # Fast-tier tests allowed a longer call phase (node id without parameters: (their own limit in
 # seconds, scaled as FAST_LIMIT_SECONDS is, and why they belong in the fast tier anyway)).
 _SMOKE = "the experiment's fast-tier smoke: a few steps of its shrunk smoke config through the loop"
@@ -154,11 +157,12 @@ def pytest_runtest_makereport(item, call):
   if exempt:
     limit *= exempt[0] / FAST_LIMIT_SECONDS
   factor = _load_factor()
-  if call.duration > limit * factor:
+  if call.duration > FAST_LIMIT_TOLERANCE * limit * factor:
     busy = f' (x{factor:.1f} for the machine\'s load)' if factor > 1 else ''
     report.outcome = 'failed'
     report.longrepr = (
-        f'{item.nodeid} took {call.duration:.1f} s, over the fast tier\'s {limit:g} s{busy}: '
+        f'{item.nodeid} took {call.duration:.1f} s, over {FAST_LIMIT_TOLERANCE:g} x the fast '
+        f'tier\'s {limit:g} s{busy}: '
         'mark it @pytest.mark.slow (or learning / notebook / multihost) so that only `make '
         'test-all` runs it, make it shorter, or list it in FAST_LIMIT_EXEMPT in tests/conftest.py '
         f'with a reason ({FAST_LIMIT_VARIABLE} sets the limit, 0 turns it off).')
