@@ -51,7 +51,7 @@ test-latest:
 	$(PY_LATEST) -m pip install -q --upgrade pip
 	$(PY_LATEST) -m pip install -q --upgrade --upgrade-strategy eager -e '.[test]'
 	$(PY_LATEST) -c 'import sys; from importlib.metadata import version; print("python", sys.version.split()[0], *(f"{p} {version(p)}" for p in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy")), sep=", ")'
-	$(PY_LATEST) -m pytest -q -n 2 -m 'not slow' $(PYTEST_ARGS) $(LATEST_TESTS)
+	GLIMPSE_FAST_TEST_SECONDS=0 $(PY_LATEST) -m pytest -q -n 2 -m 'not slow' $(PYTEST_ARGS) $(LATEST_TESTS)
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cd "$$tmp" && \
 	  $(abspath $(VENV_LATEST))/bin/glimpse-jax --config=ram:smoke --workdir=run --config.num_steps=20 \
 	    --config.dataset.eval_examples=64 && \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # RAM's location-policy choices at equal budget: runs `make experiment NAME=ram` once per
-# (setting, task, glimpses, seed) into runs/ram_policy/<task>-g<T>-<setting>-seed<s>; a finished
+# (setting, task, glimpses, seed) into runs/ram_policy/<task>-g<T>-<setting>-<steps>-seed<s>; a finished
 # run is skipped, an interrupted one resumes. Settings:
 #   attached     the policy gradient reaches the core (the Torch RAM), REINFORCE summed over T
 #   detached     the locator reads stop_gradient(h) (the paper's hybrid loss)
@@ -12,11 +12,11 @@ set -euo pipefail
 steps=$1; settings=$2; tasks=$3; glimpses=$4; seeds=$5
 for setting in $settings; do
   case $setting in
-    attached) args="--config.model.policy_gradient_to_core=True";;
-    detached) args="--config.model.policy_gradient_to_core=False";;
+    attached) args="--config.model.policy_gradient_to_core=True --config.loss.reinforce_time_average=False";;
+    detached) args="--config.model.policy_gradient_to_core=False --config.loss.reinforce_time_average=False";;
     attached_avg) args="--config.model.policy_gradient_to_core=True --config.loss.reinforce_time_average=True";;
     detached_avg) args="--config.model.policy_gradient_to_core=False --config.loss.reinforce_time_average=True";;
-    hardtanh) args="--config.model.policy_gradient_to_core=False --config.model.mean_activation=hardtanh";;
+    hardtanh) args="--config.model.policy_gradient_to_core=False --config.loss.reinforce_time_average=False --config.model.mean_activation=hardtanh";;
     *) echo "unknown setting '$setting'" >&2; exit 2;;
   esac
   for task in $tasks; do for t in $glimpses; do for seed in $seeds; do

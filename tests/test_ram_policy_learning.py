@@ -32,9 +32,10 @@ def test_learned_policies_beat_random_glimpses_on_translated_mnist(data_dir, tmp
   random = _train(data_dir, tmp_path / 'random', random_locations=True)
   default = _train(data_dir, tmp_path / 'default')
   detached = _train(data_dir, tmp_path / 'detached', policy_gradient_to_core=False)
-  for learned in (default, detached):
-    # Measured 0.617 and 0.431 against 0.754; 0.46 and 0.79 of glimpses on ink against 0.28.
-    assert learned['test_error'] < random['test_error'] - 0.1
-    assert learned['test_on_ink'] > random['test_on_ink'] + 0.15
-  # The detached locator never parks at the edge and is worth 30 points here.
+  # The default's seeds differ by 12 points at this budget (61.7 / 49.4%): only its direction.
+  assert default['test_error'] < random['test_error'] - 0.05
+  assert default['test_on_ink'] > random['test_on_ink']
+  # The detached locator (seeds 43.1 / 41.8%, 0.79 / 0.90 on ink) never parks at the edge.
+  assert detached['test_error'] < random['test_error'] - 0.2
+  assert detached['test_on_ink'] > random['test_on_ink'] + 0.3
   assert detached['test_error'] < 0.5 and detached['test_saturated'] < 0.05

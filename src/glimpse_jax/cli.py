@@ -168,9 +168,12 @@ def snapshot(workdir: str) -> dict[str, int] | None:
 
 
 def _trained(before: dict[str, int], after: dict[str, int]) -> bool:
-  """Whether the files show a step taken: a new checkpoint, or metrics or results written."""
+  """Whether the files show work done: a new checkpoint, metrics or results written, or a new
+  chunk of a data-producing phase's store."""
   for path, size in after.items():
     parts = path.split(os.sep)
+    if 'store' in parts[:-1] and path not in before:
+      return True
     if 'checkpoints' in parts[:-1] and parts[parts.index('checkpoints') + 1].isdigit():
       if path not in before:
         return True
@@ -288,9 +291,12 @@ def _main(argv, module: types.ModuleType) -> None:
                          f'{", ".join(phases) or "none (a single-phase experiment)"}')
     train.run_pipeline(config, workdir, module.make_experiment, only=only)
   except BaseException as error:
-    if jax.process_count() == 1:
+    # Not after an interruption (the run stopped where it can resume) or a refused start on a
+    # busy workdir (its files are the other run's).
+    keep = isinstance(error, (KeyboardInterrupt, SystemExit, train.WorkdirBusyError))
+    if jax.process_count() == 1 and not keep:
       restore_untrained(workdir, before)
-    if verbose or not isinstance(error, EXPECTED_ERRORS):
+    if verbose or not isinstance(error, (*EXPECTED_ERRORS, train.WorkdirBusyError)):
       raise
     sys.exit(f'{_PROG}: error: {describe(error)}')
 

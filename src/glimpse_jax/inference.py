@@ -64,9 +64,11 @@ def _training_phase(workdir: str) -> str:
 
 def _best_step(workdir: str, config: ml_collections.ConfigDict, steps: list[int]) -> int:
   """The checkpoint step whose evaluation has the best headline (the newest when none has one)."""
-  split = config.get('early_stopping', {}).get('split') or 'test'
-  mode = config.get('early_stopping', {}).get('mode') or 'min'
-  headline = config.get('headline') or 'error'
+  stopping = config.get('early_stopping', {})
+  evaluated = tuple(config.get('eval', {}).get('splits') or ('test',))
+  split = stopping.get('split') if stopping.get('split') in evaluated else evaluated[0]
+  mode = stopping.get('mode') or 'min'
+  headline = stopping.get('metric') or config.get('headline') or 'error'
   scored = {}
   for record in train.read_metrics(workdir, kind='eval'):
     value = record.get(f'{split}_{headline}', record.get(headline))

@@ -1,19 +1,21 @@
 """Location policies (locators) for glimpse models, acting on pre-drawn `ActionNoise`.
 
 Three locators read the core output h_{t-1} and choose the next glimpse location:
-- 'linear': a Gaussian with mean tanh(Linear(h)) and a fixed std (Mnih et al. 2014);
+- 'linear': a Gaussian with mean tanh(Linear(h)) (or hardtanh) and a fixed std (Mnih et al.
+  2014);
 - 'lstm': the same Gaussian head on top of the locator's own LSTM over the core outputs
   (Brooks et al.);
 - 'grid': a categorical over the centres of a grid_size x grid_size grid of cells tiling [-1, 1]^2
   (Harvey et al.), cell index row * grid_size + column, drawn by Gumbel-max from `noise.choice`.
 Zero noise gives the greedy action (the mean, the most probable cell). Drawn actions carry no
-gradient; their log-probabilities do. Two choices shape how the policy learns:
+gradient; their log-probabilities do. A forced example takes a given location instead (for the
+grid, the cell that contains it) and reports that action's log-probability. Two choices shape how
+the policy learns:
 - `gradient_to_core`: whether the policy's gradient (REINFORCE's) flows back through h into the
-  core and glimpse network (the Torch RAM passes it on; kevinzakka's PyTorch RAM and the paper's
-  hybrid loss, where the core learns from the classification loss alone, do not);
+  core and glimpse network (the Torch RAM passes it on; kevinzakka's PyTorch RAM, where the core
+  learns from the classification loss alone, does not);
 - `mean_activation`: the Gaussian mean as 'tanh' of the linear map (the paper's) or 'hardtanh'
-  (the linear map clipped to [-1, 1], the Torch RAM's HardTanh). A forced example takes a given location instead (for the grid,
-the cell that contains it) and reports that action's log-probability.
+  (the linear map clipped to [-1, 1], the Torch RAM's HardTanh).
 """
 
 import math

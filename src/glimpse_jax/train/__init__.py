@@ -10,7 +10,7 @@ a lease on an object store), `metrics` (metrics.jsonl, TensorBoard, progress, re
 
 A notebook trains an experiment with:
 
-    from experiments import ram
+    from glimpse_jax.experiments import ram
     from glimpse_jax import train
     config = ram.get_config('smoke')
     results = train.run(config, 'runs/ram-smoke', ram.make_experiment(config))
