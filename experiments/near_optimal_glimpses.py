@@ -51,8 +51,8 @@ from glimpse_jax import data, diagnostics, glimpse, objectives, train
 from glimpse_jax.design_plots import (attention_frequency, plot_attention_frequency,
                                      plot_completions)
 from glimpse_jax.experimental_design import greedy_sequences
-from glimpse_jax.nets import (RecurrentAttentionModel, RetinaSpec, draw_noise, evaluate_paths,
-                              grid_centres, mode_noise)
+from glimpse_jax.nets import (RecurrentAttentionModel, RetinaSpec, draw_noise,
+                              grid_centres, mode_noise, path_values)
 from glimpse_jax.nets.completion import CompletionVAE, condition, observed_mask
 from glimpse_jax.nets.glimpse_posterior import AttentionalPosterior
 
@@ -439,9 +439,10 @@ def _ram_experiment(config) -> train.Experiment:
     images, labels = batch['image'], batch['label']
     batch_size = images.shape[0]
     greedy = mode_noise((m.num_glimpses, batch_size), num_choices)
-    values = evaluate_paths(lambda n: outputs(model.apply(params, images, n))[0], greedy,
-                            noise(rng, batch_size, (config.eval.mc_samples,)), labels)
-    out = model.apply(params, images, greedy)
+    out = model.apply(params, images, greedy)  # the greedy rollout, read once
+    sampled = jax.vmap(lambda n: outputs(model.apply(params, images, n))[0])(
+        noise(rng, batch_size, (config.eval.mc_samples,)))  # [M, B, C]
+    values = path_values(outputs(out)[0], sampled, labels)
     values.update(diagnostics.location_values(images, out, batch, m.glimpse_size))
     if not m.classify_every_step:
       return values
