@@ -168,3 +168,75 @@ def test_center_follows_the_location_convention():
   np.testing.assert_allclose(center, [[14 / 30 - 1, 14 / 30 - 1], [46 / 30 - 1, 14 / 30 - 1]],
                              rtol=1e-6)
   np.testing.assert_array_equal(box_size, [28, 28])
+
+
+def _sonderby_reference(rng, canvas_size, digit=28):
+  """(row, column) of one digit as Sonderby's `create_mnist_sequence.py` draws it, line by line:
+  `x_offset = (W - 28) // 2; x_offset += choice(range(-x_offset, x_offset)); y_offset =
+  choice(range(W))`, then a digit running past the bottom is moved up until it fits."""
+  x_offset = (canvas_size - digit) // 2
+  x_offset += rng.choice(range(-x_offset, x_offset))
+  y_start = rng.choice(range(canvas_size))
+  y_end = y_start + digit
+  if y_end > canvas_size - 1:
+    m = canvas_size - y_end
+    y_start += m
+  return y_start, x_offset
+
+
+def test_sonderby_placement_matches_the_scripts_statistics():
+  spec = canvas.CanvasSpec(40, num_clutter=5, clutter_size=5, placement="sonderby")
+  n = 40_000
+  layout = canvas.sample_layout(np.random.default_rng(0), spec, np.zeros(n, np.int64), POOL)
+  reference = np.array([_sonderby_reference(np.random.default_rng([1, i]), 40) for i in range(n)])
+  for name, drawn in (("layout", layout.top_left), ("reference", reference)):
+    row, column = drawn[:, 0], drawn[:, 1]
+    assert (row.min(), row.max(), column.min(), column.max()) == (0, 12, 0, 11), name
+    assert abs(np.mean(row == 12) - 0.70) < 0.01, name  # 28 of the 40 row draws
+    np.testing.assert_allclose(np.bincount(row, minlength=13)[:12] / n, 0.025, atol=0.004)
+    np.testing.assert_allclose(np.bincount(column, minlength=12) / n, 1 / 12, atol=0.006)
+  # The two agree in distribution: every (row, column) cell within sampling error.
+  cells = lambda d: np.bincount(13 * d[:, 1] + d[:, 0], minlength=12 * 13) / n
+  np.testing.assert_allclose(cells(layout.top_left), cells(reference), atol=0.006)
+  # Clutter corners stop one short of the last place a 5x5 piece fits, as `randint(side - 5)`.
+  assert (layout.clutter_top_left.min(), layout.clutter_top_left.max()) == (0, 34)
+  assert (layout.clutter_origin.min(), layout.clutter_origin.max()) == (0, 22)
+
+
+def test_sonderby_canvases_overwrite_clutter_then_add_the_digit_saturating(pool):
+  spec = canvas.CanvasSpec(40, num_clutter=5, clutter_size=5, placement="sonderby")
+  layout, ex = _examples(spec, pool, seed=3, batch=8)
+  images, _ = pool
+  for b in range(8):
+    expected = np.zeros((40, 40), dtype=np.float64)
+    for k in range(5):
+      (sr, sc), (r, c) = layout.clutter_origin[b, k], layout.clutter_top_left[b, k]
+      expected[r:r + 5, c:c + 5] = images[layout.clutter_digit[b, k], sr:sr + 5, sc:sc + 5]
+    r, c = layout.top_left[b]
+    expected[r:r + 28, c:c + 28] += images[layout.digit[b]]
+    np.testing.assert_array_equal(ex["image"][b, ..., 0], np.clip(expected, 0, 255))
+  # The pool has no zero pixel: the sums saturate where clutter meets the digit.
+  assert np.any(ex["image"] == 255)
+  with pytest.raises(ValueError, match="scale_range must be None"):
+    canvas.CanvasSpec(40, scale_range=(0.5, 2.0), placement="sonderby")
+  with pytest.raises(ValueError, match="canvas_size >= 30"):
+    canvas.CanvasSpec(29, placement="sonderby")
+
+
+def test_fixed_splits_take_the_placement_field_and_name_it():
+  from glimpse_jax import data
+  from glimpse_jax.data import builders
+  cfg = data.default_config()
+  cfg.update(dict(name="cluttered_slope", canvas_size=40, num_clutter=5, clutter_size=5,
+                  train_on_the_fly=False, train_examples=11_000, eval_examples=1_000))
+  assert builders.builder_config(cfg, "test").name == "mnist-40px-clutter5x5-seed0-test1000"
+  for placement, suffix in ((None, ""), ("slope", ""), ("sonderby", "-sonderby")):
+    with cfg.unlocked():
+      cfg.placement = placement
+    bc = builders.builder_config(cfg, "test")
+    assert bc.name == f"mnist-40px-clutter5x5{suffix}-seed0-test1000"
+    assert bc.spec.placement == (placement or "slope")
+  with cfg.unlocked():
+    cfg.placement = "wedge"
+  with pytest.raises(ValueError, match="dataset.placement must be one of"):
+    builders.builder_config(cfg, "test")

@@ -68,15 +68,32 @@ class CanvasBuilderConfig(tfds.core.BuilderConfig):
         self.canvas_size, self.scale_range, self.num_clutter, self.clutter_size, self.placement)
 
 
+def fixed_split_spec(cfg):
+  """The `canvas.CanvasSpec` of a derived config's fixed splits: the name's, with the placement
+  of the config's optional `placement` field (one of `canvas.PLACEMENTS`; absent or None: the
+  name's own). The field acts on the fixed splits only; canvases drawn on the fly keep the
+  name's placement."""
+  spec = config_lib.canvas_spec(cfg)
+  placement = cfg.get("placement")
+  if placement is None or placement == spec.placement:
+    return spec
+  if placement not in canvas.PLACEMENTS:
+    raise ValueError(f"dataset.placement must be one of {canvas.PLACEMENTS} or None, got "
+                     f"{placement!r}")
+  return dataclasses.replace(spec, placement=placement)
+
+
 def builder_config(cfg, split):
   """The `CanvasBuilderConfig` of a validated dataset config's fixed split."""
-  spec = config_lib.canvas_spec(cfg)
+  spec = fixed_split_spec(cfg)
   n = config_lib.split_size(cfg, split)
   parts = [cfg.source, f"{spec.canvas_size}px"]
   if spec.scale_range is not None:
     parts.append(f"scale{spec.scale_range[0]!r}-{spec.scale_range[1]!r}")
   if spec.num_clutter:
     parts.append(f"clutter{spec.num_clutter}x{spec.clutter_size}")
+  if spec.placement != config_lib.canvas_spec(cfg).placement:  # the name's own adds nothing
+    parts.append(spec.placement)
   parts += [f"seed{cfg.seed}", f"{split}{n}"]
   return CanvasBuilderConfig(
       name="-".join(parts), description=f"{cfg.name} {'-'.join(parts)}", source=cfg.source,

@@ -12,8 +12,11 @@ Scaling (Ba et al. 2015): the digit's side becomes `round(28 * f)` pixels, with 
 log-uniformly from `scale_range` (so shrinking and growing by the same factor are equally likely);
 shrinking averages source pixels by area, growing interpolates bilinearly.
 Placement: 'uniform' puts the digit's top-left corner at a uniformly random pixel where the digit
-fits; 'slope' (Wu, Xu & Lee) keeps it on a line through the canvas centre with slope within +-45
-degrees (see `slope_top_left`).
+fits; 'slope' (our reading of Wu, Xu & Lee's text, a wedge) keeps it on a line through the canvas
+centre with slope within +-45 degrees (see `slope_top_left`); 'sonderby' places it as Sonderby's
+`create_mnist_sequence.py` does for one digit, the generator of the widely used 40x40 cluttered
+set (see `sonderby_top_left`), and composes that canvas as the script does: clutter pieces
+overwrite one another, then the digit is added and the sum saturates (clipped to [0, 1], here 255).
 """
 
 import dataclasses
@@ -25,7 +28,7 @@ from glimpse_jax import glimpse
 from glimpse_jax.data import sources
 
 _DIGIT = sources.DIGIT_SIZE
-PLACEMENTS = ("uniform", "slope")
+PLACEMENTS = ("uniform", "slope", "sonderby")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +51,13 @@ class CanvasSpec:
   def __post_init__(self):
     if self.placement not in PLACEMENTS:
       raise ValueError(f"placement must be one of {PLACEMENTS}, got {self.placement!r}")
+    if self.placement == "sonderby":
+      if self.scale_range is not None:
+        raise ValueError("placement 'sonderby' places 28x28 digits: scale_range must be None, got "
+                         f"{self.scale_range!r}")
+      if self.canvas_size < _DIGIT + 2:
+        raise ValueError(f"placement 'sonderby' needs canvas_size >= {_DIGIT + 2} (a column "
+                         f"range on each side of the centred digit), got {self.canvas_size}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,13 +97,18 @@ def sample_layout(rng, spec, digit, pool_size):
     size = np.clip(np.rint(_DIGIT * factor).astype(np.int64), 1, spec.canvas_size)
   if spec.placement == "slope":
     top_left = slope_top_left(rng, spec.canvas_size - size)
+  elif spec.placement == "sonderby":
+    top_left = sonderby_top_left(rng, batch, spec.canvas_size)
   else:
     top_left = rng.integers(0, spec.canvas_size - size + 1, size=(2, batch)).T
   k, piece = spec.num_clutter, spec.clutter_size
   # Offsets in [1, pool_size) make every piece come from another digit than the one placed.
   clutter_digit = (digit[:, None] + rng.integers(1, max(pool_size, 2), size=(batch, k))) % pool_size
-  clutter_origin = rng.integers(0, _DIGIT - piece + 1, size=(batch, k, 2))
-  clutter_top_left = rng.integers(0, spec.canvas_size - piece + 1, size=(batch, k, 2))
+  # Sonderby's script draws the piece's corners with `randint(side - piece)`, one short of the
+  # last place a piece fits (its canvases never show clutter in the last row or column).
+  last = 0 if spec.placement == "sonderby" else 1
+  clutter_origin = rng.integers(0, _DIGIT - piece + last, size=(batch, k, 2))
+  clutter_top_left = rng.integers(0, spec.canvas_size - piece + last, size=(batch, k, 2))
   return Layout(digit, size, top_left, clutter_digit, clutter_origin, clutter_top_left)
 
 
@@ -120,6 +135,28 @@ def slope_top_left(rng, room):
   return np.stack([row, column], axis=-1)
 
 
+def sonderby_top_left(rng, batch, canvas_size):
+  """Top-left pixels `[B, 2]` (row, column) of 28x28 digits placed as Sonderby's
+  `create_mnist_sequence.py` places one digit.
+
+  The column is `offset + choice(range(-offset, offset))` with `offset = (canvas_size - 28) // 2`:
+  uniform in `[0, 2 * offset - 1]` (0-11 on 40x40: the last free column is never used). The row
+  is uniform over the whole canvas, `[0, canvas_size - 1]`, then pushed back up to the last row
+  where the digit fits, `canvas_size - 28`: `min(uniform, canvas_size - 28)`. On 40x40 canvases
+  28 of the 40 draws land on row 12, so 70% of digits share one row and the rows 0-11 take 2.5%
+  each.
+
+  Args:
+    rng: a `np.random.Generator`.
+    batch: number of digits.
+    canvas_size: side of the canvas, at least 30.
+  """
+  offset = (canvas_size - _DIGIT) // 2
+  column = rng.integers(0, 2 * offset, size=batch)  # [B]
+  row = np.minimum(rng.integers(0, canvas_size, size=batch), canvas_size - _DIGIT)  # [B]
+  return np.stack([row, column], axis=-1)
+
+
 def render(layout, spec, images):
   """Draws the canvases of a layout.
 
@@ -133,11 +170,16 @@ def render(layout, spec, images):
   """
   batch = layout.digit.shape[0]
   canvas = np.zeros((batch, spec.canvas_size, spec.canvas_size), dtype=np.uint8)
+  additive = spec.placement == "sonderby"  # pieces overwrite, the digit adds and saturates
   if spec.num_clutter:
     pieces = clutter_pieces(layout, spec, images)  # [B, K, P, P]
     for k in range(spec.num_clutter):
-      _paste_max(canvas, np.arange(batch), layout.clutter_top_left[:, k], pieces[:, k])
-  paste_digits(canvas, np.arange(batch), images[layout.digit], layout.size, layout.top_left)
+      _paste(canvas, np.arange(batch), layout.clutter_top_left[:, k], pieces[:, k],
+             "overwrite" if additive else "max")
+  if additive:
+    _paste(canvas, np.arange(batch), layout.top_left, images[layout.digit], "add")
+  else:
+    paste_digits(canvas, np.arange(batch), images[layout.digit], layout.size, layout.top_left)
   return canvas
 
 
@@ -168,12 +210,24 @@ def paste_digits(canvas, batch_rows, digits, sizes, top_left):
 
 def _paste_max(canvas, batch_rows, top_left, patches):
   """`canvas[b]` = max(canvas[b], patch) over each patch's square, in place."""
+  _paste(canvas, batch_rows, top_left, patches, "max")
+
+
+def _paste(canvas, batch_rows, top_left, patches, how):
+  """Combines each patch with its square of `canvas[b]` in place: 'max', 'overwrite', or 'add'
+  (saturating at 255, as clipping a float canvas to [0, 1])."""
   side = patches.shape[-1]
   span = np.arange(side)
   b = batch_rows[:, None, None]
   rows = top_left[:, 0, None, None] + span[:, None]  # [n, S, 1]
   cols = top_left[:, 1, None, None] + span[None, :]  # [n, 1, S]
-  canvas[b, rows, cols] = np.maximum(canvas[b, rows, cols], patches)
+  if how == "max":
+    canvas[b, rows, cols] = np.maximum(canvas[b, rows, cols], patches)
+  elif how == "overwrite":
+    canvas[b, rows, cols] = patches
+  else:
+    total = canvas[b, rows, cols].astype(np.int32) + patches
+    canvas[b, rows, cols] = np.minimum(total, 255).astype(np.uint8)
 
 
 def targets(layout, spec):
