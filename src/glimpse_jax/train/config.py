@@ -46,10 +46,12 @@ def base_config() -> ml_collections.ConfigDict:
       freeze=(),  # parameter paths the optimizer leaves unchanged, e.g. ('params/encoder',)
       # Multiply the updates by `factor` when `metric` (default: the headline; lower is better)
       # on `split` has not improved for `patience` evaluations (optax.contrib.reduce_on_plateau,
-      # fed at each evaluation); patience 0: off.
+      # fed at each evaluation, never at the one that stops training early); patience 0: off.
+      # min_delta > 0: a value within min_delta above the best is a tie, which neither improves
+      # the best nor counts as an evaluation without improvement.
       plateau=ml_collections.ConfigDict(dict(
           patience=0, factor=0.5, split='validation', metric='', cooldown=0, min_scale=0.0,
-          rtol=1e-4)),
+          rtol=1e-4, min_delta=0.0)),
   ))
   # The value of `evaluate` reported as the run's result (e.g. 'bce' for a reconstruction phase).
   config.headline = 'error'
@@ -186,6 +188,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_int(config, 'optimizer.plateau.cooldown', 0)
     _check_number(config, 'optimizer.plateau.min_scale', 0.0, 1.0)
     _check_number(config, 'optimizer.plateau.rtol', 0.0, 1.0)
+    if 'min_delta' in plateau:
+      _check_number(config, 'optimizer.plateau.min_delta', 0.0)
     if not config.eval_every:
       raise ValueError('optimizer.plateau.patience needs eval_every > 0 (it counts evaluations)')
     if plateau.split not in splits:

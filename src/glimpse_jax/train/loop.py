@@ -346,7 +346,8 @@ class _Run:
                                              'bad': acc['bad']}))
         if periodic_eval:
           by_split = self._evaluate(state.params, done, config.eval_examples_during_training)
-          state = self._feed_plateau(state, by_split, done)
+          if not self.stopping.stopped:  # a rate reduced at the stopping evaluation is never used
+            state = self._feed_plateau(state, by_split, done)
           if self.stopping.stopped:
             if pending is not None:
               self._report(*pending)

@@ -3,6 +3,7 @@
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -50,7 +51,8 @@ def make_optimizer(opt: ml_collections.ConfigDict,
   else:
     raise ValueError(f"optimizer.name must be one of ['adam', 'momentum', 'sgd'], got {opt.name!r}")
   if opt.grad_clip_norm:
-    tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
+    clip = clip_by_leaf_norm if opt.get('grad_clip_per_leaf') else optax.clip_by_global_norm
+    tx = optax.chain(clip(opt.grad_clip_norm), tx)
   if opt.get('freeze'):
     freeze = tuple(opt.freeze)
     tx = optax.multi_transform({'trained': tx, 'frozen': optax.set_to_zero()},
@@ -60,14 +62,51 @@ def make_optimizer(opt: ml_collections.ConfigDict,
   return tx, schedule
 
 
+def clip_by_leaf_norm(max_norm: float) -> optax.GradientTransformation:
+  """Clips each parameter's gradient (each leaf) to L2 norm `max_norm` on its own, as
+  TensorFlow's per-variable `clip_by_norm`: a spike in one leaf leaves the others' steps alone.
+  Chosen by `optimizer.grad_clip_per_leaf` (an optional field; absent or False: the global norm)."""
+  def clip(g):
+    norm = jnp.sqrt(jnp.sum(jnp.square(g)))
+    over = norm > max_norm
+    return jnp.where(over, g * (max_norm / jnp.where(over, norm, 1.0)), g).astype(g.dtype)
+
+  def update(updates, state, params=None):
+    del params
+    return jax.tree.map(clip, updates), state
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 # ---------------------------------------------------------------------------------------------
 # Learning-rate reduction on a plateau of an evaluation metric.
 # ---------------------------------------------------------------------------------------------
 def plateau_rule(plateau: ml_collections.ConfigDict) -> optax.GradientTransformationExtraArgs:
-  """optax's reduce-on-plateau rule, fed one evaluation value per call."""
-  return optax.contrib.reduce_on_plateau(
+  """optax's reduce-on-plateau rule, fed one evaluation value per call.
+
+  With `plateau.min_delta` > 0 (absent or 0: optax's rule as it is), a value that does not
+  improve on the best but lies within `min_delta` above it is a tie: the count of evaluations
+  without improvement restarts, the best and the scale stay (a cooldown still runs down). On
+  1,000 validation examples an error of one example more or the same counts as a tie with
+  `min_delta` 0.0015.
+  """
+  rule = optax.contrib.reduce_on_plateau(
       factor=plateau.factor, patience=plateau.patience, rtol=plateau.rtol,
       cooldown=plateau.cooldown, min_scale=plateau.min_scale, accumulation_size=1)
+  min_delta = plateau.get('min_delta', 0.0)
+  if not min_delta:
+    return rule
+
+  def update(updates, state, params=None, *, value, **extra_args):
+    updates, reduced = rule.update(updates, state, params, value=value, **extra_args)
+    improved = reduced.best_value < state.best_value
+    tie = ~improved & (value <= state.best_value + min_delta)
+    held = state._replace(  # a tie: only the counters move
+        plateau_count=jnp.zeros_like(state.plateau_count),
+        cooldown_count=jnp.maximum(state.cooldown_count - 1, 0).astype(jnp.int32),
+        count=reduced.count, avg_value=reduced.avg_value)
+    return updates, jax.tree.map(lambda h, r: jnp.where(tie, h, r), held, reduced)
+
+  return optax.GradientTransformationExtraArgs(rule.init, update)
 
 
 def scale_by_plateau(rule: optax.GradientTransformationExtraArgs) -> optax.GradientTransformation:
