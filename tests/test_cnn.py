@@ -161,3 +161,52 @@ def test_multiply_adds_counts_scans_and_conds_and_refuses_while_loops():
   looped = lambda x: jax.lax.while_loop(lambda c: c.sum() < 1, lambda c: c @ w, x)
   with pytest.raises(ValueError, match='cannot count a while_loop'):
     flops.multiply_adds(looped, x)
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper's normalisation layer (layer norm plus dropout) and the weighted-sum head.
+# ---------------------------------------------------------------------------------------------
+WEIGHTED = cnn.SelfAttentionCNN(head='weighted_sum', hidden=740, dropout=0.5)
+
+
+@pytest.mark.parametrize('shape', [(40, 40, 1), (28, 28, 1)])
+def test_normalised_models_parameter_counts(shape):
+  simple = cnn.SimpleCNN(layer_norm=True, dropout=0.5)
+  tokens_side = {40: 10, 28: 7}[shape[0]]
+  assert _count(_shapes(simple, shape)) == (
+      TRUNK_PARAMS + (tokens_side**2 * 64 + 1) * 284 + 2 * 284 + (284 + 1) * 10)
+  # norm 2 x 256, score 256 + 1, hidden 256 x 740 + 740, logits: the same on any canvas.
+  head = (256 + 1) + (256 + 1) * 740 + (740 + 1) * 10
+  assert _count(_shapes(WEIGHTED, shape)) == TRUNK_PARAMS + ATTENTION_PARAMS + 2 * 256 + head
+  assert _count(_shapes(WEIGHTED, shape)) == 469_943
+  assert abs(469_943 / PAPER_PARAMS['SelfAttentionCNN'] - 1) < 0.001
+
+
+def test_weighted_sum_head_pools_tokens_by_their_softmax_scores():
+  variables, images = _init(WEIGHTED, (40, 40, 1))
+  logits, state = WEIGHTED.apply(variables, images, mutable=['intermediates'])
+  weights = state['intermediates']['pool_weights'][0]  # [B, T]
+  assert logits.shape == (3, 10) and weights.shape == (3, 25)
+  np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
+  # The scores' layer gets a gradient, as every other parameter.
+  test_every_parameter_gets_a_gradient(WEIGHTED)
+  with pytest.raises(ValueError, match="head must be 'flatten' or 'weighted_sum', got 'mean'"):
+    _shapes(cnn.SelfAttentionCNN(head='mean'), (40, 40, 1))
+
+
+@pytest.mark.parametrize('model', [cnn.SimpleCNN(layer_norm=True, dropout=0.5), WEIGHTED])
+def test_dropout_acts_only_while_training(model):
+  variables, images = _init(model, (40, 40, 1))
+  evaluated = model.apply(variables, images)
+  np.testing.assert_array_equal(evaluated, model.apply(variables, images, train=False))
+  first, second = (model.apply(variables, images, train=True, rngs={'dropout': jax.random.key(s)})
+                   for s in (0, 1))
+  assert not np.allclose(first, evaluated) and not np.allclose(first, second)
+
+
+def test_weighted_sum_flops_count_the_scores_and_the_sum():
+  conv = 40 * 40 * 32 * (2 * 2 * 1) + 20 * 20 * 64 * (2 * 2 * 32)
+  qkv_out, scores = 4 * 25 * 256 * 256, 2 * 25 * 25 * 256
+  head = 25 * 256 + 25 * 256 + 256 * 740 + 740 * 10  # scores, weighted sum, hidden, logits
+  assert cnn.flops_per_image(WEIGHTED, (40, 40, 1)) == 2 * (conv + qkv_out + scores + head)
+  assert 2 * (conv + qkv_out + scores + head) == 2 * 10_564_840

@@ -4,9 +4,17 @@ multi-head self-attention over blocks of its feature map (sec. 2.3).
 Both share `ConvTrunk`. Their text fixes the layers but not every width; the free ones are chosen
 so the parameter counts on 40x40x1 canvases land on the paper's (1.83M and 0.47M):
 
-  model              params 40x40x1 (28x28x1)    multiply-adds per image 40x40x1 (28x28x1)
-  SimpleCNN          1,829,150 (902,174)          5,302,040 (2,599,448)
-  SelfAttentionCNN     477,258 (403,530)         10,560,320 (6,162,752)
+  model                              params 40x40x1 (28x28x1)   multiply-adds 40x40x1 (28x28x1)
+  SimpleCNN                          1,829,150 (902,174)         5,302,040 (2,599,448)
+  SimpleCNN, layer_norm              1,829,718 (902,742)         5,302,040 (2,599,448)
+  SelfAttentionCNN                     477,258 (403,530)        10,560,320 (6,162,752)
+  SelfAttentionCNN, weighted_sum,      469,943 (469,943)        10,564,840 (6,236,392)
+    hidden=740
+
+Their "normalisation layer" is read here as layer normalisation plus dropout (`layer_norm`,
+`dropout`; the paper names neither): after the hidden layer's product in `SimpleCNN`, after the
+attention's residual sum in `SelfAttentionCNN`, dropout after the hidden ReLU in both. Dropout
+acts only when called with `train=True` (and a 'dropout' rng).
 """
 
 import math
@@ -76,17 +84,24 @@ class SimpleCNN(nn.Module):
     num_classes: number of logits.
     hidden: width of the hidden dense layer; the paper gives none, 284 makes its 1.83M
       parameters on 40x40x1 inputs (nearly all in the dense layer, 6400 x 284).
+    layer_norm: normalise the hidden layer's pre-activations (2 x hidden parameters).
+    dropout: rate of dropout on the hidden ReLUs while training; 0: none.
   """
 
   num_classes: int = 10
   hidden: int = 284
+  layer_norm: bool = False
+  dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, images: jax.Array) -> jax.Array:
+  def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     # images: [B, H, W, C] -> logits [B, num_classes]
     x = ConvTrunk(name='trunk')(images)  # [B, h, w, 64]
     x = x.reshape(x.shape[0], -1)  # [B, h * w * 64]
-    x = nn.relu(nn.Dense(self.hidden, name='hidden')(x))
+    x = nn.Dense(self.hidden, name='hidden')(x)  # [B, hidden]
+    if self.layer_norm:
+      x = nn.LayerNorm(name='norm')(x)
+    x = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(x))
     return nn.Dense(self.num_classes, name='logits')(x)
 
 
@@ -97,10 +112,14 @@ class SelfAttentionCNN(nn.Module):
   The feature map (zero-padded to a multiple of `block_size`) is cut into `block_size` x
   `block_size` blocks, each flattened into one token: on 40x40 inputs, 25 tokens of 2 * 2 * 64 =
   256 features. Multi-head dot-product attention among the tokens (queries, keys and values of
-  the token width) is added back to them and layer-normalised (see `layer_norm`); the tokens are
-  then flattened (so no position embedding is needed) into a hidden ReLU layer and the logits.
-  The attention weights are sown as `intermediates/attention/attention_weights` (see
-  `attention_weights`).
+  the token width) is added back to them and layer-normalised (see `layer_norm`). The `head`
+  then classifies the tokens: 'flatten' (no position embedding needed) feeds all of them to a
+  hidden ReLU layer and the logits; 'weighted_sum' scores each token (a dense layer to one
+  value), feeds the softmax-weighted sum of the tokens, one token-wide vector, to the hidden
+  layer: the paper's weighted sum that "increases the operation but not parameters" (our
+  reading), and a head whose input no longer scales with the tokens. The attention weights are
+  sown as `intermediates/attention/attention_weights` (see `attention_weights`), the head's as
+  `intermediates/pool_weights` [B, T].
 
   Attributes:
     num_classes: number of logits.
@@ -108,12 +127,17 @@ class SelfAttentionCNN(nn.Module):
       (263K parameters) with the classifier makes the paper's 0.47M.
     num_heads: attention heads; 4 heads of 64 features (the count does not change the
       parameters).
-    hidden: width of the classifier's hidden layer; 32 lands the total at 0.477M.
+    hidden: width of the classifier's hidden layer; 32 lands the total at 0.477M with the
+      'flatten' head (its 6400 x 32 product holds 205K of them), 740 at 0.470M with the
+      'weighted_sum' head (256 x 740), on 40x40 and 28x28 inputs alike.
     layer_norm: normalise the sum of tokens and attention (512 parameters). Without it the sum
-      goes to the classifier as it is: with it, Adam at 1e-3 silences nearly all 32 hidden
-      ReLUs within the first updates on cluttered canvases (1 or 2 of 32 left after 40 updates,
-      at two seeds), since the normalised background blocks, alike in every image, move every
-      unit's input together; the loss then stays at chance.
+      goes to the classifier as it is. With it and the 'flatten' head, Adam at 1e-3 silences
+      nearly all 32 hidden ReLUs within the first updates on cluttered canvases (1 or 2 of 32
+      left after 40 updates, at two seeds), since the normalised background blocks, alike in
+      every image, move every unit's input together; the loss then stays at chance. The
+      'weighted_sum' head trains with it.
+    dropout: rate of dropout on the hidden ReLUs while training; 0: none.
+    head: 'flatten' or 'weighted_sum' (see above).
   """
 
   num_classes: int = 10
@@ -121,9 +145,11 @@ class SelfAttentionCNN(nn.Module):
   num_heads: int = 4
   hidden: int = 32
   layer_norm: bool = True
+  dropout: float = 0.0
+  head: str = 'flatten'
 
   @nn.compact
-  def __call__(self, images: jax.Array) -> jax.Array:
+  def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     # images: [B, H, W, C] -> logits [B, num_classes]
     tokens = blocks(ConvTrunk(name='trunk')(images), self.block_size)  # [B, T, D]
     width = tokens.shape[-1]
@@ -137,8 +163,17 @@ class SelfAttentionCNN(nn.Module):
     x = tokens + attended
     if self.layer_norm:
       x = nn.LayerNorm(name='norm')(x)
-    x = x.reshape(x.shape[0], -1)  # [B, T * D]
-    x = nn.relu(nn.Dense(self.hidden, name='hidden')(x))
+    if self.head == 'weighted_sum':
+      scores = nn.Dense(1, name='pool')(x)[..., 0]  # [B, T]
+      weights = jax.nn.softmax(scores, axis=-1)
+      self.sow('intermediates', 'pool_weights', weights)
+      x = jnp.einsum('bt,btd->bd', weights, x)  # [B, D]
+    elif self.head == 'flatten':
+      x = x.reshape(x.shape[0], -1)  # [B, T * D]
+    else:
+      raise ValueError(f"head must be 'flatten' or 'weighted_sum', got {self.head!r}")
+    x = nn.Dropout(self.dropout, deterministic=not train)(
+        nn.relu(nn.Dense(self.hidden, name='hidden')(x)))
     return nn.Dense(self.num_classes, name='logits')(x)
 
 
