@@ -1,6 +1,6 @@
 """Pre-training attention mechanisms (Lindsey 2017): a DRAW read guided before or while classifying.
 
-Usage: make experiment NAME=pretrain_attention CONFIG=<method>_<dataset>[_smoke]
+Usage: make experiment NAME=pretrain_attention CONFIG=<method>_<dataset>[_contained][_smoke]
   datasets:  translated  100x100 translated MNIST (digit at a random place), 5x5 read;
              regular     28x28 MNIST, 2x2 read.
   methods (each a pipeline of phases in runs/pretrain_attention-<variant>/<phase>):
@@ -46,6 +46,29 @@ Usage: make experiment NAME=pretrain_attention CONFIG=<method>_<dataset>[_smoke]
   guidance, so that smoke checks the pipeline, not the method.
   `smoke` alone is reconstruction_regular_smoke. Measured times and errors of every smoke variant,
   and the runs at larger budgets, are in results/pretrain_attention.md.
+  `_contained`: reads that cannot cheat, each a model or optimizer field of every phase:
+    model.read_norm='full'        each filter divided by its whole Gaussian mass, not renormalised
+                                  inside the image, so a read off the image sees ~nothing (with
+                                  Gregor's 'image' a Gaussian off the image becomes a ramp over its
+                                  nearest part, broad enough a whole-image average of the ink);
+    model.log_gamma_bound=2       log gamma = 2 tanh(raw / 2), gamma in [0.14, 7.4] (0: unbounded;
+                                  reconstruction drove it to ~10 to rescale such ramps);
+    model.read_init='digit'       a digit-sized first read on 28x28 too (2x2 grid 10 px apart,
+                                  sigma 5 px: the central 20x20 box of an MNIST digit);
+    optimizer.grad_clip_per_leaf  every phase's gradients clipped per variable at norm 5 (the
+                                  public code's), so one gamma-scaled layer's spike no longer
+                                  shrinks every other parameter's step;
+    model.forget_bias=1           every LSTM's forget-gate bias starts at 1 (TensorFlow's cells;
+                                  Flax's start at 0).
+  Without the suffix each field keeps the behaviour of the runs in the results book: Gregor's read,
+  log gamma unbounded, one global clipping norm, forget bias 0, and the first read 'digit' on
+  translated canvases and 'blur' on 28x28 (where 'digit' was the whole-image 'blur' grid until it
+  became digit-sized). Each field can be set alone with --config.phases.<phase>.<field>=value.
+  Every phase logs and reports where its reads went, per read step t = 1..T: log_gamma_g<t>,
+  sigma_g<t> and stride_g<t> (pixels), center_x_g<t> and center_y_g<t> (locations),
+  in_image_mass_g<t> (the mean over the n x n filters of the share of each one's Gaussian mass
+  inside the image, the product of its x and y shares) and off_image_g<t> (the share of images
+  whose read has less than half its mass inside); the tester reports its frozen model's.
 Override a phase's field with ARGS="--config.phases.classify.num_steps=5000"; run one phase alone
 with ARGS="--phase=classify".
 
@@ -64,7 +87,7 @@ Where the paper is silent, this module chooses:
     placed digit: its `center` is the image centre, where MNIST puts the digit's centre of mass.
   - The read layer's bias makes the first read a grid spanning 28 pixels (a digit's side) at the
     image centre, with Gaussians of sigma = stride / 2 (`model.read_init='digit'`; on 28x28 MNIST
-    the whole image, as 'blur'). With a zero bias ('zeros', plain DRAW) sigma is 1 pixel and the
+    the runs so far read the whole image, 'blur', see `_contained`). With a zero bias ('zeros', plain DRAW) sigma is 1 pixel and the
     2x2 grid on 28x28 samples four border pixels, blank in MNIST: reconstruction pre-training then
     never moves the read (measured: reads still all zero after 3,000 batches), and
     classification needs ~1,000 batches to escape; on 100x100 translated digits the smokes sat at
@@ -80,6 +103,8 @@ Where the paper is silent, this module chooses:
     log gamma); only the teacher's `params/draw` is used, so its head may be either.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -87,7 +112,8 @@ import optax
 
 from glimpse_jax import data, glimpse, train
 from glimpse_jax.draw_plots import plot_read_windows
-from glimpse_jax.nets.draw import READ_INITS, DrawCore, DrawModel, SequenceClassifier
+from glimpse_jax.nets.draw import (READ_INITS, READ_NORMS, DrawCore, DrawModel, SequenceClassifier,
+                                   read_stats, with_forget_bias)
 from glimpse_jax.objectives import heuristic_loss, mimic_loss, mimic_weight
 
 OBJECTIVES = ('classification', 'reconstruction', 'heuristic', 'mimic', 'tester')
@@ -104,7 +130,9 @@ DATASETS = {  # name: (dataset fields, read size)
     'translated': (dict(name='translated', canvas_size=100), 5),
     'regular': (dict(name='mnist', canvas_size=28), 2),
 }
-VARIANTS = ('smoke', *(f'{method}_{dataset}{suffix}' for suffix in ('', '_smoke')
+CONTAINED = '_contained'  # the variant suffix of reads that cannot cheat (module doc)
+VARIANTS = ('smoke', *(f'{method}_{dataset}{reads}{suffix}' for suffix in ('', '_smoke')
+                       for reads in ('', CONTAINED)
                        for method in METHODS + tuple(f'tester_{t}' for t in TESTED)
                        for dataset in DATASETS))
 
@@ -119,6 +147,10 @@ SMOKE_TRANSLATED_CANVAS = 60  # guidance shows within the smoke's 2,000 batches 
 RECONSTRUCTION_CLIP = 10.0  # gradient norm; unclipped, the reconstruction collapses (module doc)
 CLIP = 5.0  # gradient norm of every other phase; unclipped, T = 10 classification collapses
 SMOKE_MIMIC_SCALE = 0.01  # the smoke teacher's reads are useless: no student may be held to them
+# `_contained` variants: log gamma within +-LOG_GAMMA_BOUND (gamma in [0.14, 7.4]), every phase's
+# gradients clipped per variable at CLIP (the public code's), LSTM forget-gate biases FORGET_BIAS.
+LOG_GAMMA_BOUND = 2.0
+FORGET_BIAS = 1.0
 # Table 3: every tested model gets the same total batches (split evenly when it has two phases),
 # then the tester trains on the stored reads.
 TESTED_STEPS, TESTER_STEPS = 20_000, 10_000
@@ -130,9 +162,11 @@ SMOKE_TESTED_STEPS, SMOKE_TESTER_STEPS = 2_000, 2_000
 # ---------------------------------------------------------------------------------------------
 # Configs.
 # ---------------------------------------------------------------------------------------------
-def phase_config(objective: str, dataset: str, num_steps: int,
-                 smoke: bool = False) -> ml_collections.ConfigDict:
-  """One phase: the DRAW model trained on `objective` over `dataset` ('translated' or 'regular')."""
+def phase_config(objective: str, dataset: str, num_steps: int, smoke: bool = False,
+                 contained: bool = False) -> ml_collections.ConfigDict:
+  """One phase: the DRAW model trained on `objective` over `dataset` ('translated' or 'regular');
+  `contained`: the reads that cannot cheat (full-mass filters, bounded gamma, a digit-sized first
+  read, per-variable clipping, forget bias 1; module doc)."""
   fields, read_size = DATASETS[dataset]
   config = train.base_config()
   config.dataset.update(fields)
@@ -145,10 +179,14 @@ def phase_config(objective: str, dataset: str, num_steps: int,
   config.eval.batch_size = 500
   config.optimizer.learning_rate = 1e-3
   config.optimizer.grad_clip_norm = RECONSTRUCTION_CLIP if objective == 'reconstruction' else CLIP
+  config.optimizer.grad_clip_per_leaf = False  # True: each variable's gradient clipped alone
   config.headline = HEADLINE_OF[objective]
   config.model = ml_collections.ConfigDict(dict(
       read_size=read_size, hidden=256, latent=10, glimpses=10, classifier_hidden=256,
-      read_init='digit', unroll=10))
+      # 'blur' on 28x28 is the first read every regular run had under 'digit' until 'digit'
+      # became digit-sized there (module doc).
+      read_init='digit' if dataset == 'translated' else 'blur', unroll=10,
+      read_norm='image', log_gamma_bound=0.0, forget_bias=0.0))
   config.loss = ml_collections.ConfigDict(dict(
       objective=objective, l1_weight=0.001, mimic_alpha=0.95, mimic_rate=0.01, mimic_scale=1.0))
   config.model.tester_hidden = 256
@@ -164,36 +202,43 @@ def phase_config(objective: str, dataset: str, num_steps: int,
     config.checkpoint_every = 500
     config.log_every = 250
     config.eval_every = 0
+  if contained:
+    config.model.update(read_init='digit', read_norm='full', log_gamma_bound=LOG_GAMMA_BOUND,
+                        forget_bias=FORGET_BIAS)
+    config.optimizer.update(grad_clip_norm=CLIP, grad_clip_per_leaf=True)
   return config
 
 
-def _parse(variant: str) -> tuple[str, str, bool]:
-  """`<method>_<dataset>[_smoke]` -> (method, dataset, smoke)."""
+def _parse(variant: str) -> tuple[str, str, bool, bool]:
+  """`<method>_<dataset>[_contained][_smoke]` -> (method, dataset, smoke, contained)."""
   if variant == 'smoke':
-    return 'reconstruction', 'regular', True
+    return 'reconstruction', 'regular', True, False
   smoke = variant.endswith('_smoke')
   stem = variant.removesuffix('_smoke')
-  method, dataset = stem.rsplit('_', 1)
-  return method, dataset, smoke
+  contained = stem.endswith(CONTAINED)
+  method, dataset = stem.removesuffix(CONTAINED).rsplit('_', 1)
+  return method, dataset, smoke, contained
 
 
-def _tester_phases(tested: str, dataset: str, smoke: bool) -> list:
+def _tester_phases(tested: str, dataset: str, smoke: bool, contained: bool) -> list:
   """The tested model's phases, `sequences` (its reads stored) and `tester` (section 5)."""
   total = SMOKE_TESTED_STEPS if smoke else TESTED_STEPS
   if tested == 'reconstruction_classification':
-    classify = phase_config('classification', dataset, total // 2, smoke)
+    classify = phase_config('classification', dataset, total // 2, smoke, contained)
     classify.init_from = 'pretrain'
     classify.init_subtrees = ('params/draw',)
-    phases = [('pretrain', phase_config('reconstruction', dataset, total - total // 2, smoke)),
+    phases = [('pretrain', phase_config('reconstruction', dataset, total - total // 2, smoke,
+                                        contained)),
               ('classify', classify)]
   else:
     name = 'pretrain' if tested == 'reconstruction' else 'classify'
-    phases = [(name, phase_config(tested, dataset, total, smoke))]
-  sequences = phase_config('classification', dataset, 1, smoke)  # steps unused
+    phases = [(name, phase_config(tested, dataset, total, smoke, contained))]
+  sequences = phase_config('classification', dataset, 1, smoke, contained)  # steps unused
   sequences.kind = 'generate'
   sequences.frozen.model = phases[-1][0]
   sequences.generate.chunk_size = 5_000
-  tester = phase_config('tester', dataset, SMOKE_TESTER_STEPS if smoke else TESTER_STEPS, smoke)
+  tester = phase_config('tester', dataset, SMOKE_TESTER_STEPS if smoke else TESTER_STEPS, smoke,
+                        contained)
   tester.frozen.model = phases[-1][0]
   tester.data_from = 'sequences'
   for phase in (sequences, tester):  # fixed canvases, so stored reads join by example index
@@ -203,32 +248,32 @@ def _tester_phases(tested: str, dataset: str, smoke: bool) -> list:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The pipeline of variant `arg` (one of VARIANTS; default `reconstruction_translated`)."""
-  method, dataset, smoke = _parse(train.pick_variant(arg or 'reconstruction_translated', VARIANTS))
+  method, dataset, smoke, contained = _parse(
+      train.pick_variant(arg or 'reconstruction_translated', VARIANTS))
+  phase = functools.partial(phase_config, smoke=smoke, contained=contained)
 
   def steps(objective):
     return SMOKE_STEPS[objective] if smoke else PRETRAIN_STEPS[objective, dataset]
 
   classify_steps = SMOKE_CLASSIFY_STEPS if smoke else CLASSIFY_STEPS
   if method.startswith('tester_'):
-    phases = _tester_phases(method.removeprefix('tester_'), dataset, smoke)
+    phases = _tester_phases(method.removeprefix('tester_'), dataset, smoke, contained)
   elif method == 'no_guidance':
-    phases = [('classify', phase_config('classification', dataset, classify_steps, smoke))]
+    phases = [('classify', phase('classification', dataset, classify_steps))]
   elif method in ('heuristic', 'reconstruction'):
-    classify = phase_config('classification', dataset, classify_steps, smoke)
+    classify = phase('classification', dataset, classify_steps)
     classify.init_from = 'pretrain'
     classify.init_subtrees = ('params/draw',)
-    phases = [('pretrain', phase_config(method, dataset, steps(method), smoke)),
-              ('classify', classify)]
+    phases = [('pretrain', phase(method, dataset, steps(method))), ('classify', classify)]
   else:
     teacher_objective = 'reconstruction' if method.startswith('mimic') else 'classification'
-    classify = phase_config('mimic', dataset, classify_steps, smoke)
+    classify = phase('mimic', dataset, classify_steps)
     classify.frozen.teacher = 'teacher'
     if method.endswith('_alpha05'):
       classify.loss.mimic_alpha = 0.5
     if smoke and teacher_objective == 'reconstruction':
       classify.loss.mimic_scale = SMOKE_MIMIC_SCALE
-    phases = [('teacher', phase_config(teacher_objective, dataset, steps(teacher_objective),
-                                       smoke)),
+    phases = [('teacher', phase(teacher_objective, dataset, steps(teacher_objective))),
               ('classify', classify)]
   config = train.pipeline_config('pretrain_attention', phases)
   config.lock()
@@ -259,6 +304,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.model.read_init not in READ_INITS:
     raise ValueError(f'model.read_init must be one of {list(READ_INITS)}, got '
                      f'{config.model.read_init!r}')
+  if config.model.read_norm not in READ_NORMS:
+    raise ValueError(f'model.read_norm must be one of {list(READ_NORMS)}, got '
+                     f'{config.model.read_norm!r}')
+  if config.model.log_gamma_bound < 0:
+    raise ValueError(f'model.log_gamma_bound must be >= 0 (0: unbounded), got '
+                     f'{config.model.log_gamma_bound}')
+  if not isinstance(config.optimizer.grad_clip_per_leaf, bool):
+    raise ValueError(f'optimizer.grad_clip_per_leaf must be True or False, got '
+                     f'{config.optimizer.grad_clip_per_leaf!r}')
   if config.loss.l1_weight < 0:
     raise ValueError(f'loss.l1_weight must be >= 0, got {config.loss.l1_weight}')
   if not 0 < config.loss.mimic_alpha <= 1:
@@ -288,8 +342,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 # Model fields a frozen model's run must share with the phase that runs it, beyond those its
-# parameter shapes show (widths, read size): the number of reads it was trained to make.
-FROZEN_MODEL_FIELDS = ('glimpses',)
+# parameter shapes show (widths, read size): the number of reads it was trained to make and how
+# it reads, with the values of runs whose configs predate a field.
+FROZEN_MODEL_FIELDS = {'glimpses': None, 'read_norm': 'image', 'log_gamma_bound': 0.0}
 
 
 def _check_frozen_run(where: str, workdir: str | None,
@@ -301,8 +356,10 @@ def _check_frozen_run(where: str, workdir: str | None,
   saved = train.read_config(workdir) if workdir else None
   if saved is None:
     return
-  differ = [f'model.{name}: {saved.model[name]!r} there, {config.model[name]!r} here'
-            for name in FROZEN_MODEL_FIELDS if saved.model[name] != config.model[name]]
+  theirs_of = {name: saved.model.get(name, default)
+               for name, default in FROZEN_MODEL_FIELDS.items()}
+  differ = [f'model.{name}: {theirs_of[name]!r} there, {config.model[name]!r} here'
+            for name in FROZEN_MODEL_FIELDS if theirs_of[name] != config.model[name]]
   theirs, ours = data.image_shape(saved.dataset), data.image_shape(config.dataset)
   if tuple(theirs) != tuple(ours):
     canvas = saved.dataset.get('canvas_size')
@@ -320,7 +377,8 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   height, width, channels = data.image_shape(config.dataset)
   sizes = dict(read_size=config.model.read_size, hidden=config.model.hidden,
                latent=config.model.latent, steps=config.model.glimpses,
-               read_init=config.model.read_init, unroll=config.model.unroll)
+               read_init=config.model.read_init, unroll=config.model.unroll,
+               read_norm=config.model.read_norm, log_gamma_bound=config.model.log_gamma_bound)
   model = DrawModel(HEAD_OF[objective], classifier_hidden=config.model.classifier_hidden,
                     num_classes=data.num_classes(config.dataset), **sizes)
   core = DrawCore(**sizes)
@@ -330,7 +388,14 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
                                  jax.ShapeDtypeStruct((1, height, width, channels), jnp.float32))
 
   def init(rng, batch):
-    return model.init(rng, batch['image'])
+    variables = model.init(rng, batch['image'])
+    return with_forget_bias(variables, config.model.forget_bias)
+
+  def stats(read_params):  # [B, T, 5] -> {f'{stat}_g{t}': [B]}
+    return read_stats(read_params, n=config.model.read_size, height=height, width=width)
+
+  def means(values):
+    return {name: value.mean() for name, value in values.items()}
 
   def frozen_trace(frozen, images):
     """The frozen DRAW's reads on `images`, after checking (while tracing) that it fits."""
@@ -355,8 +420,9 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     return nll, error, trace
 
   def reconstruction(params, batch):
-    logits, _ = model.apply(params, batch['image'])  # [B, H, W, C]
-    return optax.sigmoid_binary_cross_entropy(logits, batch['image']).sum((1, 2, 3))  # [B]
+    logits, trace = model.apply(params, batch['image'])  # [B, H, W, C]
+    bce = optax.sigmoid_binary_cross_entropy(logits, batch['image']).sum((1, 2, 3))  # [B]
+    return bce, trace
 
   def heuristic(params, batch):
     _, trace = model.apply(params, batch['image'])
@@ -364,18 +430,19 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     per_example = jax.vmap(heuristic_loss, in_axes=(0, 0, 0, None))(
         batch['center'], centers, trace.decoder, config.loss.l1_weight)  # [B]
     distance = jnp.linalg.norm(centers - batch['center'][:, None], axis=-1).mean(-1)  # [B]
-    return per_example, distance
+    return per_example, distance, trace
 
   def loss(params, batch, rng, step, frozen=None):
     del rng
     if objective == 'reconstruction':
-      bce = reconstruction(params, batch)
-      return bce.mean(), {'bce': bce.mean()}
+      bce, trace = reconstruction(params, batch)
+      return bce.mean(), {'bce': bce.mean(), **means(stats(trace.read_params))}
     if objective == 'heuristic':
-      per_example, distance = heuristic(params, batch)
-      return per_example.mean(), {'heuristic': per_example.mean(), 'distance': distance.mean()}
+      per_example, distance, trace = heuristic(params, batch)
+      return per_example.mean(), {'heuristic': per_example.mean(), 'distance': distance.mean(),
+                                  **means(stats(trace.read_params))}
     nll, error, trace = classification(params, batch)
-    metrics = {'nll': nll.mean(), 'error': error.mean()}
+    metrics = {'nll': nll.mean(), 'error': error.mean(), **means(stats(trace.read_params))}
     if objective == 'classification':
       return nll.mean(), metrics
     teacher = teacher_read_params(frozen, batch['image'])  # [B, T, 5]
@@ -387,12 +454,13 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   def evaluate(params, batch, rng, frozen=None):
     del rng
     if objective == 'reconstruction':
-      return {'bce': reconstruction(params, batch)}
+      bce, trace = reconstruction(params, batch)
+      return {'bce': bce, **stats(trace.read_params)}
     if objective == 'heuristic':
-      per_example, distance = heuristic(params, batch)
-      return {'heuristic': per_example, 'distance': distance}
+      per_example, distance, trace = heuristic(params, batch)
+      return {'heuristic': per_example, 'distance': distance, **stats(trace.read_params)}
     nll, error, trace = classification(params, batch)
-    values = {'error': error, 'nll': nll}
+    values = {'error': error, 'nll': nll, **stats(trace.read_params)}
     if frozen is not None:
       teacher = teacher_read_params(frozen, batch['image'])
       values['mimic'] = jax.vmap(mimic_loss)(trace.read_params, teacher)
@@ -405,7 +473,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
       return {'glimpses': trace.glimpses, 'read_params': trace.read_params}  # [B, T, ...]
     return train.Experiment(generate=generate, frozen_models=(frozen_name,))
   if objective == 'tester':
-    return _tester(config, frozen_trace)
+    return _tester(config, frozen_trace, stats)
 
   def plots(params, batch, rng, workdir):
     del rng
@@ -430,9 +498,10 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
                           frozen_models=tuple(config.frozen.keys()), predict=predict)
 
 
-def _tester(config: ml_collections.ConfigDict, frozen_trace) -> train.Experiment:
+def _tester(config: ml_collections.ConfigDict, frozen_trace, stats) -> train.Experiment:
   """Section 5: an LSTM without attention classifies the stored `[r_t, g_t]` of a frozen model
-  (training batches joined with them by index; test images read by the frozen model in the step)."""
+  (training batches joined with them by index; test images read by the frozen model in the step).
+  Its evaluation also reports `stats` of the frozen model's reads of the test images."""
   model = SequenceClassifier(config.model.tester_hidden, config.model.classifier_hidden,
                              data.num_classes(config.dataset))
   channels = data.image_shape(config.dataset)[2]
@@ -444,7 +513,8 @@ def _tester(config: ml_collections.ConfigDict, frozen_trace) -> train.Experiment
 
   def init(rng, batch):
     del batch
-    return model.init(rng, jnp.zeros((1, config.model.glimpses, features)))
+    variables = model.init(rng, jnp.zeros((1, config.model.glimpses, features)))
+    return with_forget_bias(variables, config.model.forget_bias)
 
   def classify(params, inputs, labels):
     logits = model.apply(params, inputs)  # [B, 10]
@@ -464,7 +534,7 @@ def _tester(config: ml_collections.ConfigDict, frozen_trace) -> train.Experiment
     del rng
     trace = frozen_trace(frozen, batch['image'])
     nll, error = classify(params, sequences(trace.glimpses, trace.read_params), batch['label'])
-    return {'error': error, 'nll': nll}
+    return {'error': error, 'nll': nll, **stats(trace.read_params)}
 
   def predict(params, images, rng, frozen):
     del rng

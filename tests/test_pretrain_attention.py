@@ -51,7 +51,8 @@ def test_draw_shapes_and_first_read_from_zeros(head, output):
     np.testing.assert_allclose(g_t[:, 0], np.broadcast_to(bias, (4, 5)), rtol=1e-6)
   assert np.ptp(np.asarray(trace.read_params[:, 1]), axis=0).max() > 0  # depends on the image
   np.testing.assert_array_equal(read_bias('zeros', 2, 28, 28), np.zeros(5))
-  np.testing.assert_array_equal(read_bias('digit', 2, 28, 28), read_bias('blur', 2, 28, 28))
+  # On 28x28 'digit' is no longer the whole-image 'blur' grid (tests/test_draw_reads.py).
+  assert not np.allclose(read_bias('digit', 2, 28, 28), read_bias('blur', 2, 28, 28))
 
 
 @pytest.mark.slow
