@@ -107,18 +107,18 @@ def test_report_tables_beside_the_paper(tmp_path, runs):
 
   # no guidance over two seeds: ten evaluations after the best (step 3,000) of 0.04 and 0.06.
   assert ('| no_guidance | regular | 0, 1 | classify 14,000 | hidden 256, T = 10 | 5.00 ± 1.41 '
-          '| 10 | 5.00 ± 1.41 | 2.6 | 3,000 (1/2 seeds) | 3,000 (1/2 seeds) | 1.0 ± 0.0 |') in markdown
+          '| 10 | 5.00 ± 1.41 | 2.6 | 3,000 (1/2 seeds) | 3,000 (1/2 seeds) | - | 1.0 ± 0.0 |') in markdown
   # Reconstruction: the pre-training batches count in the batches to 95%.
   assert ('| reconstruction | regular | 0 | pretrain 5,000 + classify 14,000 | hidden 256, T = 10 '
-          '| 4.00 | 10 | 4.00 | 2.2 | 3,000 | 8,000 | 2.0 |') in markdown
+          '| 4.00 | 10 | 4.00 | 2.2 | 3,000 | 8,000 | - | 2.0 |') in markdown
   # Still improving: no paper-rule value; Table 4 names alpha 0.5; Table 3 the tester.
   assert ('| bootstrap_alpha05 | translated | 0 | teacher 2,000 + classify 3,000 | '
-          'hidden 256, T = 10 | - | - | 10.00 | 2.7 | not reached | not reached | 2.0 |') in markdown
+          'hidden 256, T = 10 | - | - | 10.00 | 2.7 | not reached | not reached | - | 2.0 |') in markdown
   assert (markdown.index('## Table 2') < markdown.index('| no_guidance')
           < markdown.index('## Table 3') < markdown.index('## Table 4')
           < markdown.index('| bootstrap_alpha05'))
   assert ('| reconstruction | regular | 0 | pretrain 1,000 + tester 1,000 | hidden 256, T = 10 | '
-          '75.00 | 96.8 | 2.1 |') in markdown
+          '75.00 | 96.8 | - | 2.1 |') in markdown
   assert (tmp_path / 'book' / 'pretrain_attention_curves.png').stat().st_size > 0
   assert markdown.endswith('## Reading\n\nA note.\n')
   assert out.read_text() == markdown
@@ -229,6 +229,19 @@ def test_model_column_names_the_first_read_and_a_changed_learning_rate_or_clippi
           == 'hidden 256, T = 10, first read digit, unclipped')
   assert rpa.widths_of(run('mnist', 'digit', clip=10.0)) == ('hidden 256, T = 10, gradients '
                                                             'clipped at 10')
+  # Configs with `read_norm` are from after 'digit' became digit-sized on 28x28: it is named.
+  def contained(dataset, read_init, **model):
+    config = run(dataset, read_init)
+    config.configs['classify']['model'].update({'read_norm': 'image', **model})
+    return config
+
+  assert rpa.widths_of(contained('mnist', 'blur')) == 'hidden 256, T = 10'
+  assert rpa.widths_of(contained('mnist', 'digit')) == 'hidden 256, T = 10, first read digit'
+  bundle = contained('mnist', 'digit', read_norm='full', log_gamma_bound=2.0, forget_bias=1.0)
+  bundle.configs['classify']['optimizer']['grad_clip_per_leaf'] = True
+  assert rpa.widths_of(bundle) == ('hidden 256, T = 10, first read digit, full-mass reads, '
+                                   'log gamma within ±2, forget bias 1, gradients clipped per '
+                                   'variable at 5')
 
 
 def test_read_windows_come_from_the_lowest_error_run_of_each_method(runs, tmp_path):
@@ -256,3 +269,64 @@ def test_a_runs_seed_is_the_one_its_last_phase_trained_with(runs):
   trained['config']['seed'] = 1  # as `--config.seed=1` sets it when the phase runs
   results.write_text(json.dumps(trained))
   assert rpa.load_pipeline_run(str(workdir)).seed == 1
+
+
+def _with_read_steps(workdir, phase, steps):
+  """Adds per-step read statistics `{stat: [values]}` to a phase's results.json."""
+  path = os.path.join(workdir, phase, 'results.json')
+  results = json.loads(open(path).read())
+  for stat, values in steps.items():
+    results.update({f'test_{stat}_g{t}': v for t, v in enumerate(values, 1)})
+  with open(path, 'w') as f:
+    json.dump(results, f)
+
+
+def test_reads_per_step_beside_the_tables_and_the_pictures(runs, tmp_path):
+  # Two seeds of reconstruction then classification, one unguided run that predates the logging.
+  workdirs = [_write_run(runs, f'reconstruction_regular-seed{seed}',
+                         [('pretrain', 'reconstruction', 5_000),
+                          ('classify', 'classification', 14_000)], FLAT, seed=seed)
+              for seed in (0, 1)]
+  workdirs.append(_write_run(runs, 'no_guidance_regular-seed0',
+                             [('classify', 'classification', 14_000)], FLAT))
+  masses = {0: [0.96, 0.30, 0.02], 1: [0.96, 0.50, 0.10]}
+  for seed, workdir in zip((0, 1), workdirs):
+    _with_read_steps(workdir, 'pretrain', {'in_image_mass': masses[seed],
+                                           'off_image': [0.0, 0.5 + seed / 4, 1.0],
+                                           'log_gamma': [0.0, 3.0, 9.0 + seed]})
+    _with_read_steps(workdir, 'classify', {
+        'in_image_mass': [0.96, 0.90 - seed / 10, 0.85], 'off_image': [0.0, 0.0, 0.1],
+        'log_gamma': [0.0, 0.5, 0.7], 'sigma': [5.0, 2.5, 1.25], 'stride': [10.0, 4.0, 2.0],
+        'center_x': [0.0, 0.1, -0.2], 'center_y': [0.0, 0.3, 0.05]})
+  (runs / 'reconstruction_regular-seed1' / 'classify' / 'read_windows.png').write_bytes(b'png')
+  out = tmp_path / 'book' / 'pretrain_attention.md'
+  markdown = rpa.write_report(workdirs, str(out))
+
+  # Table 2: the lowest per-step in-image mass of the classifier's reads, mean ± std over seeds;
+  # '-' for the run that did not log it.
+  assert '| 3,000 | 8,000 | 0.82 ± 0.04 | 2.0 ± 0.0 |' in markdown  # min 0.85 and 0.80
+  assert '| 3,000 (1/1 seeds) |' not in markdown
+  assert '| no_guidance | regular | 0 | classify 14,000 | hidden 256, T = 10 |' in markdown
+  # The per-step section: the pre-training's reads leave the image, mean over the two seeds.
+  section = markdown[markdown.index('## Where the reads went'):]
+  prefix = '| reconstruction | regular | pretrain 5,000 + classify 14,000 | hidden 256, T = 10 '
+  assert prefix + '| pretrain | 2 | in-image mass | 0.96 | 0.40 | 0.06 |' in section
+  assert prefix + '| pretrain | 2 | mostly off the image % | 0 | 62 | 100 |' in section
+  assert prefix + '| pretrain | 2 | log gamma | 0.00 | 3.00 | 9.50 |' in section
+  assert prefix + '| classify | 2 | in-image mass | 0.96 | 0.85 | 0.85 |' in section
+  assert 'no_guidance' not in section.split('Read windows')[0]
+  assert (tmp_path / 'book' / 'pretrain_attention_reads_per_step.png').stat().st_size > 0
+  # Beside the picture: its run's reads per step, every statistic.
+  beside = markdown[markdown.index('Read windows of reconstruction'):]
+  assert '| read step t | 1 | 2 | 3 |' in beside
+  assert '| sigma px | 5 | 2.5 | 1.25 |' in beside
+  assert '| centre y | 0.00 | 0.30 | 0.05 |' in beside
+  assert '| in-image mass | 0.96 | 0.80 | 0.85 |' in beside  # seed 1's
+
+
+def test_read_statistics_are_those_the_model_reports():
+  draw = pytest.importorskip('glimpse_jax.nets.draw')
+  assert sorted(stat for stat, *_ in rpa.READ_STATS) == sorted(draw.STATS)
+  assert rpa.read_steps({'test_log_gamma_g1': 0.5, 'test_log_gamma_g2': 1.5,
+                         'test_log_gamma_g4': 9.0}) == {'log_gamma': [0.5, 1.5]}
+  assert rpa.read_steps({'test_error': 0.1}) == {}

@@ -66,3 +66,37 @@ def plot_read_windows(images, read_params, *, n, path=None, labels=None, predict
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
     fig.savefig(path, dpi=100)
   return fig
+
+
+def plot_read_steps(lines, path=None, stats=(('in_image_mass', 'in-image mass'),
+                                             ('log_gamma', 'log gamma'))):
+  """Saves one panel per statistic of DRAW reads against the read step t, one line per label.
+
+  Args:
+    lines: `{label: {stat: [value at t = 1, 2, ...]}}`, e.g. a method's mean over seeds.
+    path: where the PNG goes.
+    stats: `(stat, axis label)` per panel.
+
+  Returns:
+    The figure, or None (and no file) when no line holds any of `stats`.
+  """
+  if not any(stat in steps for steps in lines.values() for stat, _ in stats):
+    return None
+  fig = Figure(figsize=(6 * len(stats), 4.2 + 0.14 * len(lines)))
+  axes = fig.subplots(1, len(stats), squeeze=False)[0]
+  for ax, (stat, label) in zip(axes, stats):
+    for name, steps in lines.items():
+      if stat in steps:
+        values = steps[stat]
+        ax.plot(np.arange(1, len(values) + 1), values, '.-', label=name)
+    ax.set(xlabel='read step t', ylabel=label, title=label)
+    ax.grid(alpha=0.3)
+  if 'in_image_mass' in dict(stats):
+    axes[[s for s, _ in stats].index('in_image_mass')].set_ylim(0, 1.02)
+  handles, labels = axes[0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc='lower center', fontsize=6, ncol=2, frameon=False)
+  fig.tight_layout(rect=(0, 0.12 * min(1.0, len(lines) / 6) + 0.02, 1, 1))
+  if path is not None:
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, dpi=100)
+  return fig

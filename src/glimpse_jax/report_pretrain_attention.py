@@ -10,8 +10,11 @@ paper's rule (`paper_rule_error`: evaluations every 1,000 batches, the mean of t
 accuracy stops improving) and the final model's. Each row states its budget (batches per phase)
 and wall time. Beside the markdown file go `<stem>_curves.png` (test error against batches,
 pre-training batches included, paper Figure 2) and the first seed's read windows of an unguided
-and each guided method (`<stem>_<method>_<dataset>_reads.png`). `_smoke` variants stay out of
-these and get a section of their own (phases, pre-training headline, test error, minutes).
+and each guided method (`<stem>_<method>_<dataset>_reads.png`), each with its run's reads per
+step (log gamma, sigma, stride, centre, in-image mass: the share of the filters' Gaussian mass
+on the image). Runs that log these get a per-step section too (mean over seeds, every phase that
+trained a read; `<stem>_reads_per_step.png`). `_smoke` variants stay out of these and get a
+section of their own (phases, pre-training headline, test error, minutes).
 """
 
 import argparse
@@ -31,6 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from glimpse_jax import report
+from glimpse_jax.draw_plots import plot_read_steps
 from glimpse_jax.report import write_page
 
 EXPERIMENT = 'pretrain_attention'
@@ -67,6 +71,17 @@ LEARNED_ERROR = 0.5  # a smoke run "learns" at this test error or below (chance:
 SMOKE_MINUTES = 2  # a smoke pipeline's budget, wall minutes on one CPU core
 # How a phase's headline value is written (test error goes in %, one decimal).
 HEADLINE_FORMAT = {'bce': '.1f', 'distance': '.2g'}
+# The per-step read statistics a phase reports (`test_<stat>_g<t>` in results.json; the names of
+# nets/draw.py's STATS): (stat, label, scale, format).
+READ_STATS = (('in_image_mass', 'in-image mass', 1.0, '.2f'),
+              ('off_image', 'mostly off the image %', 100.0, '.0f'),
+              ('log_gamma', 'log gamma', 1.0, '.2f'),
+              ('sigma', 'sigma px', 1.0, '.3g'),
+              ('stride', 'stride px', 1.0, '.3g'),
+              ('center_x', 'centre x', 1.0, '.2f'),
+              ('center_y', 'centre y', 1.0, '.2f'))
+# The rows of the per-step section (all of them beside each read picture).
+STEP_TABLE_STATS = ('in_image_mass', 'off_image', 'log_gamma')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,21 +194,32 @@ def budget_of(run: PipelineRun) -> str:
 
 def widths_of(run: PipelineRun) -> str:
   """The model column: widths, steps, the first read's span where the dataset tells them apart
-  (`read_init`; on regular MNIST 'blur' and 'digit' are the same read) and the last phase's
-  learning rate and gradient clipping where they are not the module's (1e-3, norm 5)."""
+  (`read_init`; on regular MNIST 'blur' is the read that configs from before `read_norm` called
+  'digit'), the read's options where set (full-mass filters, bounded log gamma, forget bias) and
+  the last phase's learning rate and gradient clipping where they are not the module's (1e-3,
+  global norm 5)."""
   config = run.configs[run.pipeline[-1]]
   model = config['model']
   text = f"hidden {model['hidden']}, T = {model['glimpses']}"
   read_init = model.get('read_init')  # absent from older configs
-  if read_init is not None and not (dataset_of(run) == 'regular' and
-                                    read_init in ('blur', 'digit')):
+  older = 'read_norm' not in model  # from before 'digit' was digit-sized on 28x28
+  if read_init is not None and not (dataset_of(run) == 'regular' and (
+      read_init == 'blur' or (read_init == 'digit' and older))):
     text += f', first read {read_init}'
+  if model.get('read_norm', 'image') != 'image':
+    text += f", {model['read_norm']}-mass reads"
+  if model.get('log_gamma_bound'):
+    text += f", log gamma within ±{model['log_gamma_bound']:g}"
+  if model.get('forget_bias'):
+    text += f", forget bias {model['forget_bias']:g}"
   optimizer = config.get('optimizer', {})
   rate = optimizer.get('learning_rate', DEFAULT_LEARNING_RATE)
   if rate != DEFAULT_LEARNING_RATE:
     text += f', learning rate {rate:g}'
   clip = optimizer.get('grad_clip_norm', DEFAULT_CLIP)
-  if clip != DEFAULT_CLIP:
+  if optimizer.get('grad_clip_per_leaf') and clip:
+    text += f', gradients clipped per variable at {clip:g}'
+  elif clip != DEFAULT_CLIP:
     text += ', unclipped' if not clip else f', gradients clipped at {clip:g}'
   return text
 
@@ -241,6 +267,66 @@ def batches_to(curve: Sequence[tuple[int, float]], accuracy: float = TARGET_ACCU
 
 def _last_trained(run: PipelineRun) -> str:
   return trained_phases(run)[-1]
+
+
+def read_steps(results: Mapping[str, Any], split: str = 'test') -> dict[str, list[float]]:
+  """`{stat: [value at t = 1, 2, ...]}` of READ_STATS a phase's results hold (`<split>_<stat>_g<t>`);
+  empty for runs from before the statistics were logged."""
+  steps = {}
+  for stat, *_ in READ_STATS:
+    values = []
+    while isinstance(results.get(f'{split}_{stat}_g{len(values) + 1}'), (int, float)):
+      values.append(float(results[f'{split}_{stat}_g{len(values) + 1}']))
+    if values:
+      steps[stat] = values
+  return steps
+
+
+def read_phases(run: PipelineRun) -> list[str]:
+  """The trained phases whose results report their own reads per step (the tester reports its
+  frozen model's, which the tested phase already has)."""
+  return [p for p in trained_phases(run) if p != 'tester' and read_steps(run.results[p])]
+
+
+def lowest_in_image_mass(run: PipelineRun) -> float | None:
+  """The lowest per-step in-image mass of the reads the row's model classifies from (the last
+  trained phase; a tester's frozen model), or None when not logged."""
+  mass = read_steps(run.results[_last_trained(run)]).get('in_image_mass')
+  return min(mass) if mass else None
+
+
+def _mass_of_seeds(runs: Sequence[PipelineRun]) -> str:
+  values = [lowest_in_image_mass(run) for run in runs]
+  present = [v for v in values if v is not None]
+  if not present:
+    return '-'
+  text = report.mean_spread(present, 2, 1.0)
+  return text if len(present) == len(values) else f'{text} ({len(present)}/{len(values)} seeds)'
+
+
+def _step_cells(values: Sequence[float | None], scale: float, fmt: str, steps: int) -> list[str]:
+  cells = ['-' if v is None else format(scale * v, fmt) for v in values]
+  return cells + ['-'] * (steps - len(cells))
+
+
+def steps_table(steps: Mapping[str, Sequence[float]], stats: Sequence[str]) -> str:
+  """A markdown table of one run's reads: a row per stat, a column per read step."""
+  count = max(len(values) for values in steps.values())
+  rows = [[label, *_step_cells(steps[stat], scale, fmt, count)]
+          for stat, label, scale, fmt in READ_STATS if stat in stats and stat in steps]
+  return _markdown_table(['read step t', *map(str, range(1, count + 1))], rows)
+
+
+def mean_steps(runs: Sequence[PipelineRun], phase: str) -> dict[str, list[float]]:
+  """READ_STATS per step of `phase`, the mean over the runs that report it."""
+  per_run = [read_steps(run.results[phase]) for run in runs if phase in run.results]
+  out = {}
+  for stat, *_ in READ_STATS:
+    series = [steps[stat] for steps in per_run if stat in steps]
+    if series:
+      count = max(map(len, series))
+      out[stat] = [float(np.mean([s[t] for s in series if t < len(s)])) for t in range(count)]
+  return out
 
 
 def group_runs(runs: Sequence[PipelineRun]) -> dict[tuple[str, str, str, str], list[PipelineRun]]:
@@ -294,9 +380,9 @@ def _steps(values: Sequence[int | None]) -> str:
 
 ERROR_HEADER = ['method', 'dataset', 'seeds', 'budget (batches)', 'model',
                 'test error % (paper rule)', 'evals averaged', 'final test error %', 'paper %',
-                'classify batches to 95%', 'with pre-training', 'minutes']
+                'classify batches to 95%', 'with pre-training', 'lowest in-image mass', 'minutes']
 TESTER_HEADER = ['tested model', 'dataset', 'seeds', 'budget (batches)', 'model',
-                 'tester accuracy %', 'paper %', 'minutes']
+                 'tester accuracy %', 'paper %', 'lowest in-image mass', 'minutes']
 SMOKE_HEADER = ['variant', 'phases', 'pre-training / teacher', 'test error %', 'learned',
                 'minutes']
 
@@ -316,7 +402,7 @@ def error_row(key: tuple[str, str, str, str], runs: Sequence[PipelineRun]) -> li
           ', '.join(str(n or '-') for n in counts),
           _mean_std([run.results[_last_trained(run)].get('test_error') for run in runs]),
           '-' if paper is None else f'{100 * paper:.1f}', _steps(to_95),
-          _steps(with_pretraining),
+          _steps(with_pretraining), _mass_of_seeds(runs),
           _mean_std([run.wall_seconds for run in runs], 1 / 60, 1)]
 
 
@@ -327,7 +413,7 @@ def tester_row(key: tuple[str, str, str, str], runs: Sequence[PipelineRun]) -> l
   paper = PAPER_TESTER_ACCURACY.get((method, dataset))
   return [method.removeprefix('tester_'), dataset, ', '.join(str(run.seed) for run in runs),
           budget, widths, _mean_std(accuracy), '-' if paper is None else f'{100 * paper:.1f}',
-          _mean_std([run.wall_seconds for run in runs], 1 / 60, 1)]
+          _mass_of_seeds(runs), _mean_std([run.wall_seconds for run in runs], 1 / 60, 1)]
 
 
 def phases_of(run: PipelineRun) -> str:
@@ -422,6 +508,42 @@ def plot_curves(groups: Mapping[tuple, Sequence[PipelineRun]], path: str) -> boo
   return True
 
 
+def reads_section(groups: Mapping[tuple, Sequence[PipelineRun]], folder: str,
+                  stem: str) -> list[str]:
+  """Markdown (and `<stem>_reads_per_step.png`) of where each row's reads went per step, for
+  every phase that trained a read and logged it (mean over seeds); empty when none did."""
+  rows, lines = [], {}
+  count = 0
+  for (method, dataset, budget, widths), runs in groups.items():
+    phases = [p for p in runs[0].pipeline if any(p in read_phases(run) for run in runs)]
+    for phase in phases:
+      steps = mean_steps(runs, phase)
+      count = max([count, *map(len, steps.values())])
+      lines[f'{method} {dataset}, {phase} ({budget}; {widths})'] = steps
+      for stat, label, scale, fmt in READ_STATS:
+        if stat in STEP_TABLE_STATS and stat in steps:
+          rows.append([method, dataset, budget, widths, phase, str(len(runs)), label,
+                       *[format(scale * v, fmt) for v in steps[stat]]])
+  if not rows:
+    return []
+  rows = [row + ['-'] * (7 + count - len(row)) for row in rows]
+  header = ['method', 'dataset', 'budget (batches)', 'model', 'phase', 'seeds', 'per read step t',
+            *map(str, range(1, count + 1))]
+  text = ['\n## Where the reads went, per read step\n\n',
+          'On the test images, the mean over seeds of: the *in-image mass* (per read, the mean '
+          'over its n x n filters of the share of each filter\'s Gaussian mass on the image; '
+          'Gregor\'s read renormalises each filter on the image, so a read with little mass there '
+          'still sees the ink of the image\'s nearest part), the share of test images whose read '
+          'has less than half its mass on the image (*mostly off the image*), and log gamma (the read\'s '
+          'intensity). Every phase that trained a read and logged these; beside each read picture '
+          'below, that run\'s sigma, stride and centre too.\n\n',
+          _markdown_table(header, rows)]
+  name = f'{stem}_reads_per_step.png'
+  if plot_read_steps(lines, os.path.join(folder, name)):
+    text.append(f'\n![in-image mass and log gamma per read step]({name})\n')
+  return text
+
+
 def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) -> str:
   """Writes the markdown file `out` and its figures beside it; returns the markdown.
 
@@ -447,8 +569,10 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
       'first evaluation with test accuracy >= 95%, counted from the start of classification and '
       f'with pre-training (or the teacher) included; the paper\'s Figure 2 reports '
       f'{PAPER_BATCHES_TO_95["guided"]:,} guided against {PAPER_BATCHES_TO_95["unguided"]:,} '
-      'unguided on translated MNIST. *Minutes*: wall time of all phases on a shared 2-core CPU '
-      'machine (one core per run).\n',
+      'unguided on translated MNIST. *Lowest in-image mass*: of the reads the row classifies '
+      'from (a tester: its tested model\'s), the lowest over read steps of the mean share of the '
+      'read filters\' Gaussian mass that lies on the test image ("-": not logged by that run). '
+      '*Minutes*: wall time of all phases on a shared 2-core CPU machine (one core per run).\n',
   ]
   tables = (('Table 2: guidance by pre-training', ERROR_HEADER,
              [row for row in errors if row[0] in TABLE_2]),
@@ -461,6 +585,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
   curves = f'{stem}_curves.png'
   if plot_curves(groups, os.path.join(folder, curves)):
     text.append(f'\n![test error against batches, pre-training included]({curves})\n')
+  text += reads_section(groups, folder, stem)
   # One picture per (method, dataset), in table order: the run with the lowest final test error.
   best = {}
   for (method, dataset, *_), members in groups.items():
@@ -477,6 +602,10 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
                 f'seed {run.seed}, the lowest final test error of its method; numbered, from '
                 f'dark (first read) to bright (last)):\n\n'
                 f'![{method}, {dataset}, read windows]({name})\n')
+    steps = read_steps(run.results[_last_trained(run)])
+    if steps:
+      text += [f'\nIts reads of the test images per step (mean over the images):\n\n',
+               steps_table(steps, [stat for stat, *_ in READ_STATS])]
   if smokes:
     text += ['\n## Smoke variants\n\n', smoke_summary(smokes), '\n\n',
              _markdown_table(SMOKE_HEADER, [smoke_row(run) for run in smokes])]
