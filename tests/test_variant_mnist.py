@@ -23,8 +23,10 @@ PAPER_ROWS = [name for name in variant_mnist.ROWS]
 @pytest.mark.parametrize('name', PAPER_ROWS)
 def test_each_row_trains_the_papers_setting(name):
   row, config = variant_mnist.ROWS[name], variant_mnist.get_config(name)
-  epoch = {'cluttered': 78, 'fashion': 461}[row.dataset]  # 10,000 or 59,000 examples / 128
-  assert config.eval_every == epoch and config.batch_size == 128
+  batch = 32 if row.protocol == 'torch_ram' else 128
+  # 10,000 or 59,000 examples / the batch, rounded half up
+  epoch = {'cluttered': 10_000, 'fashion': 59_000}[row.dataset] * 2 // batch + 1 >> 1
+  assert config.eval_every == epoch and config.batch_size == batch
   assert tuple(config.eval.splits) == ('validation', 'test')
   assert config.early_stopping.split == 'validation' and config.early_stopping.metric == ''
   assert (config.optimizer.name, config.optimizer.learning_rate) == row.optimizer
@@ -33,8 +35,8 @@ def test_each_row_trains_the_papers_setting(name):
                                     'test_error': pytest.approx(1 - row.accuracy)}
   if row.dataset == 'cluttered':
     assert (config.dataset.name, config.dataset.canvas_size, config.dataset.train_on_the_fly,
-            config.dataset.train_examples, config.dataset.eval_examples) == (
-                'cluttered_slope', 40, False, 11_000, 1_000)
+            config.dataset.train_examples, config.dataset.eval_examples,
+            config.dataset.placement) == ('cluttered_slope', 40, False, 11_000, 1_000, 'sonderby')
   else:
     assert (config.dataset.name, config.dataset.source, config.dataset.eval_examples) == (
         'mnist', 'fashion_mnist', None)
@@ -47,11 +49,62 @@ def test_each_row_trains_the_papers_setting(name):
     assert (m.what_features, m.where_features, m.core_features, m.location_std) == (
         128, 128, 256, 0.17)
     paper = variant_mnist.get_config(f'{name}_paper')
-    assert paper.num_steps > config.num_steps and paper.paper.row == row.label
+    assert paper.paper.row == row.label
+    if row.protocol == 'torch_ram':  # the 2018 PyTorch RAM: 200 epochs in either variant
+      assert paper.num_steps == config.num_steps == 200 * 313
+      assert (config.optimizer.name, config.optimizer.momentum, m.standardise) == (
+          'momentum', 0.5, True)
+      plateau = config.optimizer.plateau
+      assert (plateau.patience, plateau.factor, plateau.split, plateau.metric) == (
+          50, 0.1, 'validation', 'nll')
+    else:
+      assert paper.num_steps > config.num_steps and not m.standardise
+      assert config.optimizer.plateau.patience == 0
+      assert config.num_steps == {'cluttered': 150, 'fashion': 100}[row.dataset] * epoch
   else:
     assert (config.headline, config.early_stopping.patience) == ('error', 2)
-    assert (config.optimizer.plateau.patience, config.optimizer.plateau.factor) == (1, 0.5)
-    assert config.optimizer.plateau.split == 'validation'
+    plateau = config.optimizer.plateau
+    assert (plateau.patience, plateau.factor, plateau.min_delta) == (1, 0.5, 5e-4)
+    assert plateau.split == 'validation'
+    assert config.model.layer_norm and config.model.dropout == 0.5
+    if row.model == 'attention_cnn':
+      assert (config.model.head, config.model.hidden) == ('weighted_sum', 740)
+
+
+@pytest.mark.parametrize('name, epoch', [('cnn_cluttered', 78), ('ram_cluttered_g6_sgd1e-2', 313),
+                                         ('ram_fashion_8x8', 461)])
+def test_fields_counted_in_epochs_follow_the_batch_size(name, epoch):
+  config = variant_mnist.get_config(name)
+  epochs = config.num_steps // epoch
+  assert (config.eval_every, config.checkpoint_every) == (epoch, 10 * epoch)
+  for batch in (32, 64, 256):
+    config.batch_size = batch
+    per_epoch = variant_mnist.epoch_steps(config.dataset, batch)
+    assert per_epoch == round({78: 10_000, 313: 10_000, 461: 59_000}[epoch] / batch + 1e-9)
+    assert (config.eval_every, config.num_steps, config.checkpoint_every) == (
+        per_epoch, epochs * per_epoch, 10 * per_epoch)
+    assert json.loads(config.to_json_best_effort())['eval_every'] == per_epoch
+  config.eval_every = 7  # one set explicitly keeps its value
+  config.batch_size = 128
+  assert config.eval_every == 7
+  assert config.num_steps == epochs * variant_mnist.epoch_steps(config.dataset, 128)
+
+
+def test_ablations_change_one_setting_of_their_paper_row_at_a_time():
+  for name, (base, dataset, options) in variant_mnist.ABLATIONS.items():
+    config, paper = variant_mnist.get_config(name), variant_mnist.get_config(base)
+    variant_mnist.validate(config)
+    assert config.paper.row == '' and config.dataset.placement == (
+        'slope' if dataset == 'cluttered_wedge' else 'sonderby')
+    assert {k: config.model[k] for k, _ in options} == dict(options)
+    assert report_variant_mnist.method_name(config.to_dict()) != paper.paper.row
+    for field in ('num_steps', 'eval_every', 'batch_size', 'early_stopping', 'optimizer'):
+      assert config[field] == paper[field], (name, field)
+  # Each ablation differs from another method in exactly one setting: the report can chain them.
+  settings = [report_variant_mnist.cnn_settings(variant_mnist.get_config(n).to_dict())[0]
+              for n in (*variant_mnist.ABLATIONS, 'cnn_cluttered', 'attention_cnn_cluttered')]
+  for one in settings:
+    assert any(sum(one[k] != other[k] for k in one) == 1 for other in settings)
 
 
 @pytest.mark.parametrize('name', PAPER_ROWS)
@@ -69,6 +122,8 @@ def test_the_report_names_each_row_as_the_paper_row_it_records(name):
     ('model.location_std', 0.0, 'model.location_std must be > 0'),
     ('loss.reinforce_weight', -1.0, 'loss.reinforce_weight must be >= 0'),
     ('headline', 'bound', "headline must be one of \\['error', 'error_mc'\\]"),
+    ('dataset.placement', 'wedge', 'dataset.placement must be None or'),
+    ('dataset.train_on_the_fly', True, "dataset.placement='sonderby' places the fixed splits"),
 ])
 def test_bad_config_fails_naming_the_field(field, value, message):
   config = variant_mnist.get_config('ram_cluttered_g4')
@@ -79,16 +134,50 @@ def test_bad_config_fails_naming_the_field(field, value, message):
     variant_mnist.make_experiment(config)
 
 
+@pytest.mark.parametrize('field, value, message', [
+    ('model.dropout', 1.0, r'model.dropout must be a rate in \[0, 1\), got 1.0'),
+    ('model.head', 'mean', "model.head must be one of \\['flatten', 'weighted_sum'\\]"),
+    ('model.hidden', 32, "trains with model.hidden=740, got 32"),
+    ('batch_size', 64, None),
+])
+def test_bad_cnn_config_fails_naming_the_field(field, value, message):
+  config = variant_mnist.get_config('attention_cnn_cluttered')
+  section, _, name = field.rpartition('.')
+  (config[section] if section else config)[name] = value
+  if message is None:  # the batch size is ours, not the paper's: any one keeps the row
+    variant_mnist.make_experiment(config)
+    return
+  with pytest.raises(ValueError, match=message):
+    variant_mnist.make_experiment(config)
+
+
 def test_a_changed_row_trains_once_its_paper_row_is_cleared():
   config = variant_mnist.get_config('cnn_cluttered')
   with config.unlocked():
     config.optimizer.learning_rate = 3e-4
     config.paper.row = ''
   variant_mnist.make_experiment(config)
-  assert report_variant_mnist.method_name(config.to_dict()) == 'simple CNN, cluttered, Adam 3e-4'
-  config.dataset.train_on_the_fly = True  # training canvases drawn fresh: another method
   assert report_variant_mnist.method_name(config.to_dict()) == (
-      'simple CNN, cluttered, fresh canvases, Adam 3e-4')
+      'simple CNN, cluttered, layer norm, dropout 0.5, Adam 3e-4')
+  config.dataset.placement = 'slope'  # our earlier wedge reading
+  config.dataset.train_on_the_fly = True  # training canvases drawn fresh: another method
+  variant_mnist.make_experiment(config)
+  assert report_variant_mnist.method_name(config.to_dict()) == (
+      'simple CNN, cluttered, wedge placement, fresh canvases, layer norm, dropout 0.5, Adam 3e-4')
+  with pytest.raises(ValueError, match="trains with batch_size=32, got 128"):
+    sgd = variant_mnist.get_config('ram_cluttered_g6_sgd1e-2')
+    sgd.batch_size = 128
+    variant_mnist.make_experiment(sgd)
+
+
+def test_standardised_inputs_reach_the_ram_network_only():
+  config = _tiny('ram_smoke')
+  images = np.full((2, 28, 28, 1), variant_mnist.INPUT_MEAN, np.float32)
+  np.testing.assert_array_equal(variant_mnist.network_input(config, images), images)
+  with config.unlocked():
+    config.model.standardise = True
+  np.testing.assert_allclose(variant_mnist.network_input(config, images), 0.0, atol=1e-6)
+  np.testing.assert_allclose(variant_mnist.network_input(config, images + 0.3081), 1.0, rtol=1e-5)
 
 
 def test_unknown_variant_lists_the_allowed_ones():
@@ -104,11 +193,14 @@ def test_cost_per_image():
   assert cost['flops_per_pass'] == ram_flops_per_image(model, (40, 40, 1), 8)
   assert (cost['passes_per_prediction'], cost['inputs_per_pass']) == (10, 8 * 3 * 144)
   assert cost['flops_per_prediction'] == 10 * cost['flops_per_pass']
-  # nets/cnn.py's counts: 5,302,040 and 10,560,320 multiply-adds on 40x40 (6,162,752 on 28x28).
+  # nets/cnn.py's counts: 5,302,040 and, with the weighted-sum head, 10,564,840 multiply-adds on
+  # 40x40 (6,236,392 on 28x28; 6,162,752 with the flattened head).
   simple = variant_mnist.cost(variant_mnist.get_config('cnn_cluttered'))
   assert (simple['flops_per_pass'], simple['passes_per_prediction']) == (2 * 5_302_040, 1)
   attention = variant_mnist.cost(variant_mnist.get_config('attention_cnn_fashion'))
-  assert (attention['flops_per_pass'], attention['inputs_per_pass']) == (2 * 6_162_752, 784)
+  assert (attention['flops_per_pass'], attention['inputs_per_pass']) == (2 * 6_236_392, 784)
+  plain = variant_mnist.cost(variant_mnist.get_config('attention_cnn_cluttered_plain'))
+  assert plain['flops_per_pass'] == 2 * 10_560_320
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,7 +209,7 @@ def test_cost_per_image():
 def _tiny(name):
   config = variant_mnist.get_config(name)
   with config.unlocked():
-    config.dataset.update(variant_mnist.DATASETS['fashion'])
+    config.dataset.update(dict(variant_mnist.DATASETS['fashion'], placement=None))
     if config.model.name == 'ram':
       config.model.update(num_glimpses=3, what_features=8, where_features=8,
                           glimpse_features=16, core_features=16)
@@ -289,12 +381,15 @@ def test_report_writes_both_tables_with_the_papers_numbers_and_costs(tmp_path):
   # 2 MFLOP per pass, 10 passes: 0.7 / 0.02 GFLOP = 35 per GFLOP; greedy 0.65 / 0.002 = 325.
   assert ram[8:15] == ['1,000', '2.00', '10', '35.0 ± 0.0', '325.0 ± 0.0', '1,728', '1.0 ± 1.0']
   cnn_rows = {row[0]: row for row in rows[3:] if row[0] != 'method'}
-  assert cnn_rows['simple CNN, cluttered'][1:4] == ['0, 1', '94.50 ± 0.71', '94.40']
-  assert cnn_rows['self-attention CNN, fashion'][3] == '92.05'
+  assert cnn_rows['simple CNN, cluttered, layer norm, dropout 0.5'][1:4] == [
+      '0, 1', '94.50 ± 0.71', '94.40']
+  assert cnn_rows['self-attention CNN, fashion, weighted-sum head of 740, layer norm, '
+                  'dropout 0.5'][3] == '92.05'
   for figure in ('variant_mnist_validation.png',
                  'variant_mnist_ram_cluttered_8_glimpses_of_12x12_x_3_scales_adam_3e_4'
                  '_glimpses.png',
-                 'variant_mnist_self_attention_cnn_fashion_attention.png'):
+                 'variant_mnist_self_attention_cnn_fashion_weighted_sum_head_of_740_layer_norm_'
+                 'dropout_0_5_attention.png'):
     assert matplotlib.image.imread(str(out.parent / figure)).ndim == 3, figure
     assert f'({figure})' in text
 
@@ -303,8 +398,30 @@ def test_report_keeps_changed_runs_apart_from_the_papers_rows(tmp_path):
   changed = variant_mnist.get_config('cnn_cluttered').to_dict()
   runs = [_fake_run(tmp_path, 'cnn_cluttered', 0), _fake_run(tmp_path, 'cnn_smoke', 0)]
   groups = report_variant_mnist.group_runs([report_variant_mnist.load_run(r) for r in runs])
-  assert set(groups) == {('simple CNN, cluttered', changed['paper']['row']),
-                         ('simple CNN, cluttered', '')}
+  name = 'simple CNN, cluttered, layer norm, dropout 0.5'
+  assert set(groups) == {(name, changed['paper']['row']), (f'{name}, Adam 1e-3, batch 32', '')}
+
+
+def test_report_says_what_each_single_change_closes(tmp_path):
+  # Final test accuracies (seed 0; seed 1 a point higher): wedge plain 0.85, Sonderby plain 0.90,
+  # + dropout 0.93, + layer norm (the paper row) 0.94; a Fashion run joins no step.
+  runs = [_fake_run(tmp_path, variant, s, accuracies=(0.5, accuracy + 0.01 * s))
+          for variant, accuracy in (('cnn_cluttered_wedge_plain', 0.85),
+                                    ('cnn_cluttered_plain', 0.90), ('cnn_cluttered_dropout', 0.93),
+                                    ('cnn_cluttered', 0.94)) for s in range(2)]
+  runs.append(_fake_run(tmp_path, 'cnn_fashion', 0))
+  out = tmp_path / 'variant_mnist.md'
+  text = report_variant_mnist.write_report(runs, str(out))
+  section = text[text.index('## What closes the cluttered CNN gap'):]
+  rows = _rows(section)
+  assert rows[0] == report_variant_mnist.GAP_HEADER
+  assert rows[2:] == [
+      ['simple CNN', 'placement', 'wedge', 'Sonderby', '85.50 ± 0.71', '90.50 ± 0.71', '+5.00'],
+      ['simple CNN', 'dropout', '0', '0.5', '90.50 ± 0.71', '93.50 ± 0.71', '+3.00'],
+      ['simple CNN', 'layer norm', 'no', 'yes', '93.50 ± 0.71', '94.50 ± 0.71', '+1.00']]
+  # Without pairs that differ in one setting, no section.
+  alone = report_variant_mnist.write_report(runs[-3:], str(tmp_path / 'alone.md'))
+  assert 'What closes' not in alone
 
 
 def test_report_refuses_other_experiments_repeated_seeds_and_missing_costs(tmp_path):
@@ -313,7 +430,8 @@ def test_report_refuses_other_experiments_repeated_seeds_and_missing_costs(tmp_p
     report_variant_mnist.write_report([other], str(tmp_path / 'out.md'))
   first = _fake_run(tmp_path, 'cnn_fashion', 1)
   again = _fake_run(tmp_path, 'cnn_fashion', 1, name='cnn_fashion-again')
-  with pytest.raises(ValueError, match="'simple CNN, fashion' has seed 1 twice"):
+  with pytest.raises(ValueError,
+                     match="'simple CNN, fashion, layer norm, dropout 0.5' has seed 1 twice"):
     report_variant_mnist.write_report([first, again], str(tmp_path / 'out.md'))
   (tmp_path / 'elsewhere').mkdir()
   same_name = _fake_run(tmp_path / 'elsewhere', 'cnn_fashion', 2, name='cnn_fashion-seed1')

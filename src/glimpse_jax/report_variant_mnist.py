@@ -10,6 +10,10 @@ parameter count, FLOPs per image and test accuracy per GFLOP, plus, beside the m
 `<stem>_validation.png` (validation accuracy per epoch: the mean over seeds, a band from the lowest
 to the highest seed) and the first seed's pictures of each method (`<stem>_<method>_glimpses.png`,
 `<stem>_<method>_attention.png`).
+
+When the runs include cluttered CNNs that differ in one setting only (placement, layer norm,
+dropout, head: the experiment's `ABLATIONS`), a section "What closes the cluttered CNN gap" gives
+the change of test accuracy each such step makes.
 """
 
 import argparse
@@ -39,6 +43,10 @@ PICTURES = {'glimpse_sequence.png': ('glimpses', 'greedy glimpses in order (firs
 _MODELS = ('ram', 'simple_cnn', 'attention_cnn')
 _TABLES = {1: 'Table 1: RAM', 2: 'Table 2: CNN baselines'}
 _OPTIMIZERS = {'adam': 'Adam', 'sgd': 'SGD', 'momentum': 'momentum'}
+_PLACEMENTS = {'slope': 'wedge', 'sonderby': 'Sonderby', 'uniform': 'uniform'}
+# The cluttered CNN settings the gap section varies, each with its values from our earlier
+# setup's to the paper rows' (see `cnn_settings`).
+_SETTINGS = ('placement', 'dropout', 'head', 'layer norm')
 
 
 def _rate(value: float) -> str:
@@ -47,32 +55,55 @@ def _rate(value: float) -> str:
 
 
 def dataset_name(dataset: Mapping[str, Any]) -> str:
-  """'cluttered' (Wu et al.'s 40x40 canvases; 'cluttered, fresh canvases' when training canvases
-  are drawn on the fly), 'fashion' (plain Fashion-MNIST), else the fields."""
+  """'cluttered' (the paper's 40x40 canvases, placed as Sonderby's script places one digit),
+  'cluttered, wedge placement' (our earlier reading: `cluttered_slope`'s own placement, and runs
+  that predate the field), either with ', fresh canvases' when training canvases are drawn on the
+  fly, 'fashion' (plain Fashion-MNIST), else the fields."""
   name, source = dataset.get('name', 'mnist'), dataset.get('source', 'mnist')
   if name == 'cluttered_slope' and source == 'mnist':
+    placement = dataset.get('placement') or 'slope'
+    base = ('cluttered' if placement == 'sonderby'
+            else f'cluttered, {_PLACEMENTS.get(placement, placement)} placement')
     # The paper's fixed training canvases, or canvases drawn fresh for every batch.
-    return 'cluttered, fresh canvases' if dataset.get('train_on_the_fly') else 'cluttered'
+    return f'{base}, fresh canvases' if dataset.get('train_on_the_fly') else base
   if name == 'mnist' and source == 'fashion_mnist':
     return 'fashion'
   return f'{name} {source}'
+
+
+def _optimizer(config: Mapping[str, Any]) -> str:
+  """'Adam 3e-4', 'SGD 1e-2' or 'SGD 1e-2, momentum 0.5', with ', batch B' when B is not 128."""
+  opt = config['optimizer']
+  name = 'SGD' if opt['name'] == 'momentum' else _OPTIMIZERS.get(opt['name'], opt['name'])
+  text = f"{name} {_rate(opt['learning_rate'])}"
+  if opt['name'] == 'momentum':
+    text += f", momentum {opt['momentum']:g}"
+  if config.get('batch_size', 128) != 128:
+    text += f", batch {config['batch_size']}"
+  return text
 
 
 def method_name(config: Mapping[str, Any]) -> str:
   """The run's method from its config, in the form of the paper's row names (module doc)."""
   model, opt = config['model'], config['optimizer']
   dataset = dataset_name(config['dataset'])
-  optimizer = f"{_OPTIMIZERS.get(opt['name'], opt['name'])} {_rate(opt['learning_rate'])}"
+  optimizer = _optimizer(config)
   if model['name'] == 'ram':
     scales = model['num_scales']
     size = model['glimpse_size']
     return (f"RAM, {dataset}, {model['num_glimpses']} glimpses of {size}x{size} x {scales} "
-            f"scale{'s' if scales > 1 else ''}, {optimizer}")
+            f"scale{'s' if scales > 1 else ''}, {optimizer}"
+            f"{', standardised' if model.get('standardise') else ''}")
   name = 'simple CNN' if model['name'] == 'simple_cnn' else 'self-attention CNN'
   name = f'{name}, {dataset}'
+  if model.get('head') == 'weighted_sum':
+    name += f", weighted-sum head of {model['hidden']}"
   if model.get('layer_norm'):
     name += ', layer norm'
-  return name if (opt['name'], opt['learning_rate']) == ('adam', 1e-3) else f'{name}, {optimizer}'
+  if model.get('dropout'):
+    name += f", dropout {model['dropout']:g}"
+  default = (opt['name'], opt['learning_rate'], config.get('batch_size', 128)) == ('adam', 1e-3, 128)
+  return name if default else f'{name}, {optimizer}'
 
 
 def _paper(run: Run) -> tuple[str, float | None]:
@@ -205,10 +236,57 @@ def table_rows(groups: Mapping[tuple[str, str], Sequence[Run]],
   return rows
 
 
-def _markdown_table(rows: Sequence[Sequence[str]]) -> str:
-  lines = ['| ' + ' | '.join(HEADER) + ' |', '|' + '---|' * len(HEADER)]
+def _markdown_table(rows: Sequence[Sequence[str]], header: Sequence[str] = HEADER) -> str:
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   lines += ['| ' + ' | '.join(cells) + ' |' for cells in rows]
   return '\n'.join(lines) + '\n'
+
+
+def cnn_settings(config: Mapping[str, Any]) -> tuple[dict[str, Any], tuple] | None:
+  """(the settings the gap section varies, the rest that must match) of a CNN on the fixed
+  cluttered canvases; None for any other run. Settings: placement ('wedge' < 'Sonderby'), dropout
+  (its rate), head ('flatten' < 'weighted sum', with the hidden width), layer norm (False < True)."""
+  model, dataset = config['model'], config['dataset']
+  if (model['name'] == 'ram' or dataset.get('name') != 'cluttered_slope'
+      or dataset.get('train_on_the_fly')):
+    return None
+  placement = dataset.get('placement') or 'slope'
+  head = model.get('head', 'flatten')
+  settings = {'placement': (placement == 'sonderby', _PLACEMENTS.get(placement, placement)),
+              'dropout': (model.get('dropout', 0.0), f"{model.get('dropout', 0.0):g}"),
+              'head': (head == 'weighted_sum',
+                       f"{head.replace('_', ' ')} of {model['hidden']}"),
+              'layer norm': (bool(model.get('layer_norm')),
+                             'yes' if model.get('layer_norm') else 'no')}
+  rest = (model['name'], config['optimizer']['name'], config['optimizer']['learning_rate'],
+          config.get('batch_size'))
+  return settings, rest
+
+
+GAP_HEADER = ['model', 'change', 'from', 'to', 'from: test accuracy %', 'to: test accuracy %',
+              'change (points)']
+
+
+def gap_steps(groups: Mapping[tuple[str, str], Sequence[Run]]) -> list[list[str]]:
+  """One row per pair of cluttered CNN methods that differ in exactly one of `_SETTINGS`: the
+  test accuracy (mean ± sample std over seeds) before and after, and the change of the means."""
+  found = []
+  for key, runs in groups.items():
+    described = cnn_settings(runs[0].results['config'])
+    if described is not None:
+      accuracy = [1.0 - run.results[f'test_{_headline(run)}'] for run in runs]
+      found.append((key, *described, accuracy))
+  rows = []
+  for (_, a, rest_a, acc_a), (_, b, rest_b, acc_b) in ((x, y) for x in found for y in found):
+    changed = [name for name in _SETTINGS if a[name] != b[name]]
+    if rest_a != rest_b or len(changed) != 1 or not a[changed[0]][0] < b[changed[0]][0]:
+      continue
+    name = changed[0]
+    kind = 'simple CNN' if rest_a[0] == 'simple_cnn' else 'self-attention CNN'
+    rows.append((_SETTINGS.index(name), kind, [
+        kind, name, a[name][1], b[name][1], _mean_std(acc_a), _mean_std(acc_b),
+        f'{100 * (np.mean(acc_b) - np.mean(acc_a)):+.2f}']))
+  return [cells for *_, cells in sorted(rows, key=lambda r: (r[1], r[0], r[2]))]
 
 
 def plot_validation(groups: Mapping[tuple[str, str], Sequence[Run]], path: str) -> None:
@@ -283,6 +361,15 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
     members = [cells for key, cells in rows.items() if table_of(groups[key][0]) == table]
     if members:
       text += [f'\n## {title}\n\n', _markdown_table(members)]
+  steps = gap_steps(groups)
+  if steps:
+    text += ['\n## What closes the cluttered CNN gap\n\n',
+             'Pairs of the cluttered CNN methods above that differ in one setting only: '
+             '*placement* (the wedge of our earlier reading, or Sonderby\'s placement of the '
+             'paper\'s dataset), *dropout* on the hidden ReLUs, the self-attention CNN\'s '
+             '*head* (flattened tokens, or their weighted sum) and *layer norm* (with dropout, '
+             'our reading of the paper\'s normalisation layer). *Change* is the difference of '
+             'the mean test accuracies.\n\n', _markdown_table(steps, GAP_HEADER)]
   text.append('\n![validation accuracy per epoch](' + f'{stem}_validation.png)\n')
   for key, runs in groups.items():
     for picture, (kind, caption) in PICTURES.items():
