@@ -60,6 +60,8 @@ Usage: make experiment NAME=pretrain_attention CONFIG=<method>_<dataset>[_contai
                                   shrinks every other parameter's step;
     model.forget_bias=1           every LSTM's forget-gate bias starts at 1 (TensorFlow's cells;
                                   Flax's start at 0).
+  One more option, in no variant: loss.in_image_weight (default 0) adds that weight times the mean
+  over reads of (1 - in-image mass) to a phase's loss, a penalty on reads that leave the image.
   Without the suffix each field keeps the behaviour of the runs in the results book: Gregor's read,
   log gamma unbounded, one global clipping norm, forget bias 0, and the first read 'digit' on
   translated canvases and 'blur' on 28x28 (where 'digit' was the whole-image 'blur' grid until it
@@ -113,7 +115,7 @@ import optax
 from glimpse_jax import data, glimpse, train
 from glimpse_jax.draw_plots import plot_read_windows
 from glimpse_jax.nets.draw import (READ_INITS, READ_NORMS, DrawCore, DrawModel, SequenceClassifier,
-                                   read_stats, with_forget_bias)
+                                   read_in_image_mass, read_stats, with_forget_bias)
 from glimpse_jax.objectives import heuristic_loss, mimic_loss, mimic_weight
 
 OBJECTIVES = ('classification', 'reconstruction', 'heuristic', 'mimic', 'tester')
@@ -188,7 +190,8 @@ def phase_config(objective: str, dataset: str, num_steps: int, smoke: bool = Fal
       read_init='digit' if dataset == 'translated' else 'blur', unroll=10,
       read_norm='image', log_gamma_bound=0.0, forget_bias=0.0))
   config.loss = ml_collections.ConfigDict(dict(
-      objective=objective, l1_weight=0.001, mimic_alpha=0.95, mimic_rate=0.01, mimic_scale=1.0))
+      objective=objective, l1_weight=0.001, mimic_alpha=0.95, mimic_rate=0.01, mimic_scale=1.0,
+      in_image_weight=0.0))  # > 0: + weight * mean_t (1 - in-image mass of read t)
   config.model.tester_hidden = 256
   if smoke:
     # Not unrolled: each smoke compiles its model several times and trains briefly.
@@ -321,6 +324,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'loss.mimic_rate must be >= 0, got {config.loss.mimic_rate}')
   if config.loss.mimic_scale < 0:
     raise ValueError(f'loss.mimic_scale must be >= 0, got {config.loss.mimic_scale}')
+  if config.loss.in_image_weight < 0:
+    raise ValueError(f'loss.in_image_weight must be >= 0, got {config.loss.in_image_weight}')
   frozen = tuple(config.frozen.keys())
   role = 'generate' if config.kind == 'generate' else objective
   wanted = FROZEN_OF.get(role)
@@ -397,6 +402,15 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   def means(values):
     return {name: value.mean() for name, value in values.items()}
 
+  def with_in_image_penalty(value, metrics, read_params):
+    """`value` plus `loss.in_image_weight` times the mean over reads of their mass off the image."""
+    if not config.loss.in_image_weight:
+      return value, metrics
+    mass = read_in_image_mass(read_params, n=config.model.read_size, height=height, width=width)
+    penalty = (1.0 - mass).mean()  # over [B, T]
+    return (value + config.loss.in_image_weight * penalty,
+            {**metrics, 'in_image_penalty': penalty})
+
   def frozen_trace(frozen, images):
     """The frozen DRAW's reads on `images`, after checking (while tracing) that it fits."""
     where = f'frozen.{frozen_name}={frozen_source!r}'
@@ -436,20 +450,25 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     del rng
     if objective == 'reconstruction':
       bce, trace = reconstruction(params, batch)
-      return bce.mean(), {'bce': bce.mean(), **means(stats(trace.read_params))}
+      return with_in_image_penalty(bce.mean(), {'bce': bce.mean(),
+                                                **means(stats(trace.read_params))},
+                                   trace.read_params)
     if objective == 'heuristic':
       per_example, distance, trace = heuristic(params, batch)
-      return per_example.mean(), {'heuristic': per_example.mean(), 'distance': distance.mean(),
-                                  **means(stats(trace.read_params))}
+      return with_in_image_penalty(
+          per_example.mean(), {'heuristic': per_example.mean(), 'distance': distance.mean(),
+                               **means(stats(trace.read_params))}, trace.read_params)
     nll, error, trace = classification(params, batch)
     metrics = {'nll': nll.mean(), 'error': error.mean(), **means(stats(trace.read_params))}
     if objective == 'classification':
-      return nll.mean(), metrics
+      return with_in_image_penalty(nll.mean(), metrics, trace.read_params)
     teacher = teacher_read_params(frozen, batch['image'])  # [B, T, 5]
     mimic = jax.vmap(mimic_loss)(trace.read_params, teacher).mean()
     weight = config.loss.mimic_scale * mimic_weight(step, config.loss.mimic_alpha,
                                                     config.loss.mimic_rate)
-    return nll.mean() + weight * mimic, {**metrics, 'mimic': mimic, 'mimic_weight': weight}
+    return with_in_image_penalty(nll.mean() + weight * mimic,
+                                 {**metrics, 'mimic': mimic, 'mimic_weight': weight},
+                                 trace.read_params)
 
   def evaluate(params, batch, rng, frozen=None):
     del rng

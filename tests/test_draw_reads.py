@@ -303,3 +303,27 @@ def test_a_frozen_run_that_read_otherwise_is_named(tmp_path):
   del saved.model['read_norm']
   (tmp_path / 'config.json').write_text(saved.to_json())
   pa._check_frozen_run('frozen.teacher', str(tmp_path), here)  # pylint: disable=protected-access
+
+
+def test_the_in_image_penalty_adds_the_mean_mass_off_the_image():
+  batch = {'image': jax.random.uniform(jax.random.key(0), (4, 28, 28, 1)),
+           'label': jnp.arange(4), 'center': jnp.zeros((4, 2))}
+
+  def loss_and_metrics(weight):
+    config = pa.phase_config('reconstruction', 'regular', 10)
+    config.model.update(hidden=8, latent=3, glimpses=2)
+    config.loss.in_image_weight = weight
+    experiment = pa.make_experiment(config)
+    params = experiment.init(jax.random.key(1), batch)
+    return experiment.loss(params, batch, jax.random.key(2), 0)
+
+  plain, metrics = loss_and_metrics(0.0)
+  penalised, penalised_metrics = loss_and_metrics(3.0)
+  mass = np.mean([metrics[f'in_image_mass_g{t}'] for t in (1, 2)])
+  np.testing.assert_allclose(penalised_metrics['in_image_penalty'], 1.0 - mass, rtol=1e-5)
+  np.testing.assert_allclose(penalised - plain, 3.0 * (1.0 - mass), rtol=1e-4)
+  assert 'in_image_penalty' not in metrics
+  config = pa.phase_config('classification', 'regular', 10)
+  config.loss.in_image_weight = -1.0
+  with pytest.raises(ValueError, match='loss.in_image_weight must be >= 0, got -1.0'):
+    pa.make_experiment(config)

@@ -164,6 +164,14 @@ def filter_masses(read_params: jax.Array, *, n: int, height: int,
           in_image_mass(geometry.means_y, sigma, height))
 
 
+def read_in_image_mass(read_params: jax.Array, *, n: int, height: int,
+                       width: int) -> jax.Array:
+  """`[..., 5]` read parameters -> `[...]` the mean over the n x n filters of each one's in-image
+  share of its Gaussian mass (`mass_y[i] * mass_x[j]`, averaged: the product of the means)."""
+  mass_x, mass_y = filter_masses(read_params, n=n, height=height, width=width)
+  return mass_x.mean(-1) * mass_y.mean(-1)
+
+
 def full_mass_read(image: jax.Array, params: jax.Array, *, n: int) -> jax.Array:
   """`glimpse.draw_read` with each filter divided by its whole Gaussian mass, not by its mass on
   the image: Gregor's filters times their in-image share of mass, `[H, W, C], [5] -> [n, n, C]`.
@@ -193,8 +201,7 @@ def read_stats(read_params: jax.Array, *, n: int, height: int,
   off_image, 1 where that mass is below OFF_IMAGE_MASS (a read mostly off the image)."""
   read_params = jax.lax.stop_gradient(read_params)
   geometry = read_geometry(read_params, n=n, height=height, width=width)
-  mass_x, mass_y = filter_masses(read_params, n=n, height=height, width=width)  # [B, T, n] each
-  mass = mass_x.mean(-1) * mass_y.mean(-1)  # [B, T] mean of mass_y[i] * mass_x[j] over (i, j)
+  mass = read_in_image_mass(read_params, n=n, height=height, width=width)  # [B, T]
   values = {'log_gamma': geometry.log_gamma, 'sigma': geometry.sigma, 'stride': geometry.stride,
             'center_x': geometry.center[..., 0], 'center_y': geometry.center[..., 1],
             'in_image_mass': mass, 'off_image': (mass < OFF_IMAGE_MASS).astype(mass.dtype)}
