@@ -89,8 +89,9 @@ Where the paper is silent, this module chooses:
     placed digit: its `center` is the image centre, where MNIST puts the digit's centre of mass.
   - The read layer's bias makes the first read a grid spanning 28 pixels (a digit's side) at the
     image centre, with Gaussians of sigma = stride / 2 (`model.read_init='digit'`; on 28x28 MNIST
-    the runs so far read the whole image, 'blur', see `_contained`). With a zero bias ('zeros', plain DRAW) sigma is 1 pixel and the
-    2x2 grid on 28x28 samples four border pixels, blank in MNIST: reconstruction pre-training then
+    the runs so far read the whole image, 'blur', see `_contained`). With a zero bias ('zeros',
+    plain DRAW) sigma is 1 pixel and the 2x2 grid on 28x28 samples four border pixels, blank in
+    MNIST: reconstruction pre-training then
     never moves the read (measured: reads still all zero after 3,000 batches), and
     classification needs ~1,000 batches to escape; on 100x100 translated digits the smokes sat at
     chance (89% training error after 250-750 batches, heuristic-guided too, then stopped). With

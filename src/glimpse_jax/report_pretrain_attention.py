@@ -270,8 +270,8 @@ def _last_trained(run: PipelineRun) -> str:
 
 
 def read_steps(results: Mapping[str, Any], split: str = 'test') -> dict[str, list[float]]:
-  """`{stat: [value at t = 1, 2, ...]}` of READ_STATS a phase's results hold (`<split>_<stat>_g<t>`);
-  empty for runs from before the statistics were logged."""
+  """`{stat: [value at t = 1, 2, ...]}` of READ_STATS a phase's results hold
+  (`<split>_<stat>_g<t>`); empty for runs from before the statistics were logged."""
   steps = {}
   for stat, *_ in READ_STATS:
     values = []
@@ -534,8 +534,8 @@ def reads_section(groups: Mapping[tuple, Sequence[PipelineRun]], folder: str,
           'over its n x n filters of the share of each filter\'s Gaussian mass on the image; '
           'Gregor\'s read renormalises each filter on the image, so a read with little mass there '
           'still sees the ink of the image\'s nearest part), the share of test images whose read '
-          'has less than half its mass on the image (*mostly off the image*), and log gamma (the read\'s '
-          'intensity). Every phase that trained a read and logged these; beside each read picture '
+          'has less than half its mass on the image (*mostly off the image*), and log gamma (the '
+          'read\'s intensity). Every phase that trained a read and logged these; beside each read picture '
           'below, that run\'s sigma, stride and centre too.\n\n',
           _markdown_table(header, rows)]
   name = f'{stem}_reads_per_step.png'

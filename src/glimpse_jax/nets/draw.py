@@ -220,7 +220,8 @@ def with_forget_bias(variables, value: float):
 
 class DrawCore(nn.Module):
   """The T scanned steps over a batch of images `[B, H, W, C]` -> `DrawTrace`; `unroll` steps
-  per iteration of the compiled loop (the same values; only speed and compile time differ)."""
+  per iteration of the compiled loop (the same values; only speed and compile time differ);
+  `read_norm` and `log_gamma_bound` as in `_DrawStep` (the trace holds the bounded g_t)."""
   read_size: int = 5
   hidden: int = 256
   latent: int = 10
