@@ -1,10 +1,12 @@
 """Location policies (locators) for glimpse models, acting on pre-drawn `ActionNoise`.
 
-Three locators read the core output h_{t-1} and choose the next glimpse location:
+Four locators read the core output h_{t-1} and choose the next glimpse location:
 - 'linear': a Gaussian with mean tanh(Linear(h)) (or hardtanh) and a fixed std (Mnih et al.
   2014);
 - 'lstm': the same Gaussian head on top of the locator's own LSTM over the core outputs
   (Brooks et al.);
+- 'mlp': the same Gaussian head on top of one tanh hidden layer of the same width as the LSTM's,
+  with no memory: the control that tells the LSTM's memory from its extra layer;
 - 'grid': a categorical over the centres of a grid_size x grid_size grid of cells tiling [-1, 1]^2
   (Harvey et al.), cell index row * grid_size + column, drawn by Gumbel-max from `noise.choice`.
 Zero noise gives the greedy action (the mean, the most probable cell). Drawn actions carry no
@@ -29,7 +31,7 @@ import numpy as np
 from glimpse_jax.distributions import categorical_log_prob, gaussian_log_prob
 from glimpse_jax.nets.noise import ActionNoise
 
-LOCATORS = ('linear', 'lstm', 'grid')
+LOCATORS = ('linear', 'lstm', 'grid', 'mlp')
 MEAN_ACTIVATIONS = ('tanh', 'hardtanh')
 # log-density of the uniform distribution on [-1, 1]^2 (the random-locations baseline)
 UNIFORM_LOG_PROB = -math.log(4.0)
@@ -69,15 +71,15 @@ class Locator(nn.Module):
   """The location policy `kind` (one of LOCATORS); see the module doc.
 
   Attributes:
-    kind: 'linear', 'lstm' or 'grid'.
-    location_std: the Gaussian's std ('linear', 'lstm').
+    kind: 'linear', 'lstm', 'grid' or 'mlp'.
+    location_std: the Gaussian's std ('linear', 'lstm', 'mlp').
     grid_size: cells per side ('grid').
-    features: width of the locator's LSTM ('lstm').
+    features: width of the locator's LSTM ('lstm') or hidden layer ('mlp').
     random_locations: ignore the policy and take `noise.location` itself as the location (uniform
       in [-1, 1] as the caller draws it): the random-glimpse baseline.
     gradient_to_core: let the policy's gradient reach h (False: the locator reads
       stop_gradient(h), so only its own parameters learn from it).
-    mean_activation: 'tanh' or 'hardtanh' ('linear', 'lstm'; see `location_mean`).
+    mean_activation: 'tanh' or 'hardtanh' ('linear', 'lstm', 'mlp'; see `location_mean`).
   """
 
   kind: str = 'linear'
@@ -110,6 +112,8 @@ class Locator(nn.Module):
     else:
       if self.kind == 'lstm':
         carry, h = nn.OptimizedLSTMCell(self.features, name='lstm')(carry, h)
+      elif self.kind == 'mlp':
+        h = jnp.tanh(nn.Dense(self.features, name='hidden')(h))  # [B, features]
       mean = location_mean(nn.Dense(2, name='mean')(h), self.mean_activation)  # [B, 2]
       drawn = jax.lax.stop_gradient(mean + self.location_std * noise_t.location)
       loc = _take(given, forced, drawn)

@@ -7,14 +7,21 @@ caller treats them as constants (no gradient flows through them into the classif
 
 - Output change (their eq. 2): ||O_t - O_{t-1}||_2, O_t the output after glimpse t and O_0 the
   output of `initial_logits` (default zeros: the uniform distribution, what a balanced classifier
-  knows before any glimpse). O is the softmax (`space='probs'`, so each change is at most sqrt(2))
-  or the log-softmax (`space='log_probs'`, what the Torch RAM's classifier outputs: unbounded,
-  growing as the classifier grows confident).
-- Spread: how evenly the probability mass spreads over the classes, 1 - std_c(O_t) / std_max, where
-  std_c is the standard deviation over the class axis and std_max = sqrt(C - 1) / C that of a
-  one-hot output: 1 for the uniform output, 0 for a one-hot one. The paper rewards a low spread;
-  its bonus is -weight * spread (at most 0, best for a confident output). A bonus of
-  -weight * std_c(O_t) instead would reward the uniform output, i.e. not knowing the class.
+  knows before any glimpse). O is the log-softmax (`space='log_probs'`): eq. 2 as written, since
+  the paper built on the Torch RAM, whose classifier ends in LogSoftMax, so its O_t is a
+  log-probability; the bonus is unbounded and grows as the classifier grows confident. Or O is the
+  softmax (`space='probs'`): our reading, each change at most sqrt(2).
+- Spread: the standard deviation of O_t (softmax) over the class axis as a fraction of a one-hot
+  output's, std_c(O_t) / std_max with std_max = sqrt(C - 1) / C: 0 for the uniform output, 1 for a
+  one-hot one (`output_std`). The paper rewards a low spread. Two bonuses (`SPREAD_FORMS`):
+  - 'paper': -weight * std_c(O_t) / std_max, in [-weight, 0]: the paper's sign (a low spread, i.e.
+    an output near uniform, is rewarded) and centred (0 for the uniform output, no constant);
+  - 'confidence': -weight * (1 - std_c(O_t) / std_max) = weight * std_c / std_max - weight, our
+    earlier reading: it rewards a high spread (a confident output) and costs a constant -weight
+    per glimpse (-weight * T per episode before anything is learnt). `output_spread` is
+    1 - std_c / std_max, the quantity it weighs.
+`episode_total` moves a per-glimpse bonus to the last glimpse, so that with the 'final' reward and
+no discount every step's return is the episode's total reward (the Torch RAM's single reward).
 """
 
 import math
@@ -24,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 OUTPUT_SPACES = ('probs', 'log_probs')
+SPREAD_FORMS = ('paper', 'confidence')
 
 
 def _check(step_logits: jax.Array) -> None:
@@ -63,26 +71,43 @@ def output_change(step_logits: jax.Array, space: str = 'probs',
   return jnp.linalg.norm(outputs[:, 1:] - outputs[:, :-1], axis=-1)
 
 
-def output_spread(step_logits: jax.Array) -> jax.Array:
-  """1 - std_c(O_t) / std_max in [0, 1], 1 for a uniform output, 0 for a one-hot: [B, T, C] ->
+def output_std(step_logits: jax.Array) -> jax.Array:
+  """std_c(O_t) / std_max in [0, 1], 0 for a uniform output, 1 for a one-hot: [B, T, C] ->
   [B, T]."""
   _check(step_logits)
   num_classes = step_logits.shape[-1]
   std_max = math.sqrt(num_classes - 1) / num_classes
-  return 1.0 - jnp.std(jax.nn.softmax(step_logits, -1), axis=-1) / std_max
+  return jnp.std(jax.nn.softmax(step_logits, -1), axis=-1) / std_max
+
+
+def output_spread(step_logits: jax.Array) -> jax.Array:
+  """1 - std_c(O_t) / std_max in [0, 1], 1 for a uniform output, 0 for a one-hot: [B, T, C] ->
+  [B, T]."""
+  return 1.0 - output_std(step_logits)
+
+
+def episode_total(bonus: jax.Array) -> jax.Array:
+  """A per-glimpse bonus [B, T] summed into its last glimpse: [B, T] -> [B, T], zero before T."""
+  chex.assert_rank(bonus, 2)
+  return jnp.zeros_like(bonus).at[:, -1].set(bonus.sum(-1))
 
 
 def reward_bonuses(step_logits: jax.Array, *, output_change_weight: float = 0.0,
-                   spread_weight: float = 0.0, space: str = 'probs') -> dict[str, jax.Array]:
+                   spread_weight: float = 0.0, space: str = 'probs',
+                   spread_form: str = 'paper') -> dict[str, jax.Array]:
   """The weighted bonuses {'change', 'spread'}, each [B, T], with no gradient.
 
-  change = output_change_weight * ||O_t - O_{t-1}||_2 (O_0 uniform);
-  spread = -spread_weight * output_spread(O_t).
+  change = output_change_weight * ||O_t - O_{t-1}||_2 (O_0 uniform, O in `space`);
+  spread = -spread_weight * output_std(O_t) ('paper') or -spread_weight * output_spread(O_t)
+  ('confidence'); see the module doc.
   """
   for name, weight in (('output_change_weight', output_change_weight),
                        ('spread_weight', spread_weight)):
     if not weight >= 0:
       raise ValueError(f'{name} must be >= 0, got {weight}')
+  if spread_form not in SPREAD_FORMS:
+    raise ValueError(f'spread_form must be one of {list(SPREAD_FORMS)}, got {spread_form!r}')
   step_logits = jax.lax.stop_gradient(step_logits)
+  spread = output_std(step_logits) if spread_form == 'paper' else output_spread(step_logits)
   return {'change': output_change_weight * output_change(step_logits, space),
-          'spread': -spread_weight * output_spread(step_logits)}
+          'spread': -spread_weight * spread}
