@@ -23,7 +23,6 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import ndtr
 
 from glimpse_jax import glimpse
 
@@ -35,6 +34,7 @@ DIGIT_SIDE = 28  # pixels spanned by the first read under read_init='digit'
 # centred 20x20 box) the 'digit' grid's box (n strides, as `draw_plots.read_windows` draws it).
 DIGIT_BOX = 20
 READ_PARAMS = 5  # (gx~, gy~, log sigma^2, log delta~, log gamma)
+_SQRT2 = 2 ** 0.5
 OFF_IMAGE_MASS = 0.5  # a read is "off the image" when less of its mass than this lies inside
 xavier = nn.initializers.xavier_uniform()
 
@@ -150,8 +150,10 @@ def in_image_mass(means: jax.Array, sigma: jax.Array, length: int) -> jax.Array:
   off either side keep their small share (not 1 - 1). `sigma` broadcasts against `means`.
   """
   low, high = -means / sigma, (length - means) / sigma
-  left_of_middle = low + high > 0  # the image lies more to the right: take the upper tails
-  return jnp.where(left_of_middle, ndtr(-low) - ndtr(-high), ndtr(high) - ndtr(low))
+  flip = low + high > 0  # the image lies more to the right: the same share by the mirror image
+  low, high = jnp.where(flip, -high, low), jnp.where(flip, -low, high)
+  # Phi(x) = erfc(-x / sqrt 2) / 2, exact in the lower tail where both ends now lie when far off.
+  return 0.5 * (jax.lax.erfc(-high / _SQRT2) - jax.lax.erfc(-low / _SQRT2))
 
 
 def filter_masses(read_params: jax.Array, *, n: int, height: int,
