@@ -40,6 +40,16 @@ Setup choices that decide the result (their measured effects are in `results/ws_
       greedy prior's `saturated_g<t>` (location mean at the edge, |mu| > 0.95), `on_ink_g<t>` and
       `on_digit_g<t>`, and for ws_q `kl_q_prior_g<t>` (KL(q || prior) at q's own samples; also a
       training metric with `saturated_g<t>`).
+  model.policy_gradient_to_bottom  True (default, the paper's eq. 8 on the whole prediction
+      network) or False: the top layer reads the bottom state through a stop_gradient, so the
+      policies train only the top layer and the context network, the classifier the rest.
+  loss.policy_time_average  False (default) or True: the policies' terms carry 1/T of their
+      gradient (the estimator averaged over glimpses; only the parameters the classifier shares
+      with the policies feel it under Adam).
+  loss.saturation_weight  0 (default) or w > 0: adds w * relu(|z| - artanh(0.95))^2 for the
+      acting policies' pre-tanh location means z, which pulls a mean parked at the canvas edge
+      back inside where tanh's gradient has vanished (zero for unsaturated means).
+      Measured against each other in `results/ws_ram_notes.md`.
   dataset.scale_range     the digits' scale factors, (0.5, 2.0) by default: 14-56 px digits
       against 12/24/48 px patches, where the coarsest scale sees most digits whole. With
       (0.5, 1.0) (14-28 px) the finer scales suffice and collapsing onto the coarsest one loses
@@ -60,7 +70,7 @@ from glimpse_jax.glimpse_plots import plot_glimpse_paths
 from glimpse_jax.nets import (RetinaSpec, WakeSleepRAM, WSRAMOutput, draw_noise, mode_noise,
                               path_values)
 from glimpse_jax.objectives import (action_entropy, location_coverage_loss, method_surrogate,
-                                    scale_coverage_loss)
+                                    saturation_penalty, scale_coverage_loss)
 
 METHODS = ('var', 'ws', 'ws_q')
 INITIAL_LOCATIONS = ('policy', 'centroid')
@@ -106,10 +116,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict(dict(
       num_glimpses=4, glimpse_size=12, num_scales=3, scale_factor=2, low_res_size=10,
       location_std=0.1, learn_std=False, fused=True, initial_location='policy',
-      **(_PAPER_WIDTHS if paper else _CPU_WIDTHS)))
+      policy_gradient_to_bottom=True, **(_PAPER_WIDTHS if paper else _CPU_WIDTHS)))
   config.loss = ml_collections.ConfigDict(dict(
       method='ws_q', control_variates=True, num_samples=5, temperature=1.0, entropy_weight=0.0,
-      coverage_weight=0.0))
+      coverage_weight=0.0, policy_time_average=False, saturation_weight=0.0))
   # The paper's number for this row travels in results.json for `glimpse_jax.report`.
   config.paper = ml_collections.ConfigDict(dict(row='', test_error=config_dict.placeholder(float)))
   if row == 'smoke':
@@ -168,8 +178,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'loss.num_samples must be >= 1, got {loss.num_samples}')
   if not loss.temperature > 0:
     raise ValueError(f'loss.temperature must be > 0, got {loss.temperature}')
-  for name in ('entropy_weight', 'coverage_weight'):
-    if not loss[name] >= 0:
+  for name in ('entropy_weight', 'coverage_weight', 'saturation_weight'):
+    if not loss.get(name, 0.0) >= 0:
       raise ValueError(f'loss.{name} must be >= 0, got {loss[name]}')
   row = _row_of(loss.method, loss.control_variates)
   if config.paper.row and config.paper.row != row[2]:
@@ -189,7 +199,8 @@ def make_model(config: ml_collections.ConfigDict) -> WakeSleepRAM:
       inference_features=m.inference_features, location_std=m.location_std,
       learn_std=m.learn_std,
       # Configs written before `model.fused` ran the scanned rollout; both give the same values.
-      fused=m.get('fused', True), initial_location=m.get('initial_location', 'policy'))
+      fused=m.get('fused', True), initial_location=m.get('initial_location', 'policy'),
+      policy_gradient_to_bottom=m.get('policy_gradient_to_bottom', True))
 
 
 def _label_log_probs(class_log_probs: jax.Array, labels: jax.Array) -> jax.Array:
@@ -203,21 +214,31 @@ def _errors(class_log_probs: jax.Array, labels: jax.Array) -> jax.Array:
   return (jnp.argmax(class_log_probs, -1) != labels).astype(jnp.float32)
 
 
+def _gradient_scaled(x: jax.Array, scale: float) -> jax.Array:
+  """x itself, with its gradient multiplied by `scale`."""
+  return jax.lax.stop_gradient(x) + scale * (x - jax.lax.stop_gradient(x))
+
+
 def estimator_surrogate(out: WSRAMOutput, labels: jax.Array, method: str, control_variates: bool,
-                        tempered: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
+                        tempered: bool = False, policy_time_average: bool = False
+                        ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Per-example surrogate [B] whose gradient is minus `method`'s estimator, and diagnostics.
 
   `out` holds K rollouts per image drawn from the method's proposal (the prior for 'var' and
   'ws', q for 'ws_q'), tempered when `tempered`. VAR's surrogate includes its baseline's
-  regression, which reaches only the baseline's parameters.
+  regression, which reaches only the baseline's parameters. With `policy_time_average` the
+  policies' terms (log p and log q of the actions) carry 1/T of their gradient: the estimator
+  averaged over the T glimpses instead of summed, its values (weights, bound) unchanged.
   """
+  scale = 1.0 / out.log_prior.shape[-1] if policy_time_average else 1.0
+  log_prior = _gradient_scaled(out.log_prior.sum(-1), scale).T  # [B, K]
+  log_q = None if method != 'ws_q' else _gradient_scaled(out.log_q.sum(-1), scale).T  # [B, K]
   log_proposal = out.log_proposal.sum(-1).T  # [B, K]
   # Tempered prior samples are importance-weighted by the tempered density; under q the weights
   # use the (tempered) q that drew the samples, and q's update follows log q itself.
   return method_surrogate(
-      method, _label_log_probs(out.class_log_probs, labels).T, out.log_prior.sum(-1).T,
-      log_proposal if (method == 'ws_q' or tempered) else None,
-      out.log_q.sum(-1).T if method == 'ws_q' else None, out.baseline,
+      method, _label_log_probs(out.class_log_probs, labels).T, log_prior,
+      log_proposal if (method == 'ws_q' or tempered) else None, log_q, out.baseline,
       control_variates=control_variates)
 
 
@@ -279,7 +300,8 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     return model.init(rng, images, noise(rng, 1, images.shape[0]), labels)
 
   def surrogate(out, labels):
-    return estimator_surrogate(out, labels, spec.method, spec.control_variates, tempered)
+    return estimator_surrogate(out, labels, spec.method, spec.control_variates, tempered,
+                               spec.get('policy_time_average', False))
 
   def exploration(out):
     """Entropy and coverage of the policies that act: the prior, and q when it proposes."""
@@ -298,8 +320,11 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
                       proposal=proposal, temperature=spec.temperature)
     per_example, diagnostics = surrogate(out, labels)
     entropy, coverage = exploration(out)
+    # The acting policies' location means beyond the edge (q's reads stop_gradient(top)).
+    parked = sum(saturation_penalty(d.loc_pre_mean).mean()
+                 for d in [out.prior] + ([out.q] if proposal == 'q' else []))
     total = (per_example.mean() - spec.entropy_weight * entropy
-             + spec.coverage_weight * coverage)
+             + spec.coverage_weight * coverage + spec.get('saturation_weight', 0.0) * parked)
     if spec.method != 'var':
       # VAR's baseline b(x), regressed on the log-likelihoods here too (it reads a stopped
       # gradient, so nothing else moves): every run's snapshots then carry a fitted b, and
@@ -314,6 +339,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
         'ess': diagnostics['ess'].mean(),
         'entropy': entropy,
         'coverage': coverage,
+        'saturation_penalty': parked,
         'log_prior': out.log_prior.sum(-1).mean(),
     }
     metrics['baseline_loss'] = diagnostics['baseline_loss'].mean()

@@ -81,3 +81,19 @@ def test_location_coverage_rewards_spread_locations():
     exploration.location_coverage_loss(spread, 0)
   with pytest.raises(ValueError, match='bandwidth must be > 0'):
     exploration.location_coverage_loss(spread, 4, bandwidth=0.0)
+
+
+def test_saturation_penalty_against_numpy_and_its_gradient_at_a_parked_mean():
+  pre_mean = np.array([[0.0, 1.0], [1.9, -0.5], [4.0, -6.0]], np.float32)  # [N, 2]
+  edge = math.atanh(0.95)  # 1.8318
+  expected = np.sum(np.maximum(np.abs(pre_mean) - edge, 0.0)**2, -1)
+  np.testing.assert_allclose(exploration.saturation_penalty(jnp.asarray(pre_mean)), expected,
+                             rtol=1e-6)
+  assert expected[0] == 0.0  # an unsaturated mean is left alone
+  # Where tanh is flat (z = 4, 6 in float32) the penalty still pulls the mean back inside.
+  grad = jax.grad(lambda z: exploration.saturation_penalty(z).sum())(jnp.asarray(pre_mean))
+  np.testing.assert_allclose(grad, 2 * np.sign(pre_mean) * np.maximum(np.abs(pre_mean) - edge, 0),
+                             rtol=1e-5)
+  assert grad[2, 0] > 0 and grad[2, 1] < 0
+  with pytest.raises(ValueError, match='edge'):
+    exploration.saturation_penalty(jnp.zeros(2), edge=1.0)

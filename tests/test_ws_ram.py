@@ -117,13 +117,14 @@ def test_log_probs_are_evaluated_at_the_proposals_sample(proposal, temperature):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('proposal,temperature,learn_std,initial_location',
-                         [('prior', 1.0, False, 'policy'), ('q', 2.0, True, 'policy'),
-                          ('q', 1.0, False, 'centroid')])
+@pytest.mark.parametrize('proposal,temperature,learn_std,initial_location,to_bottom',
+                         [('prior', 1.0, False, 'policy', True), ('q', 2.0, True, 'policy', True),
+                          ('q', 1.0, False, 'centroid', True), ('prior', 1.0, True, 'policy', False)])
 def test_fused_rollout_gives_the_scanned_values_and_gradients(proposal, temperature, learn_std,
-                                                              initial_location):
+                                                              initial_location, to_bottom):
   images, labels, noise = _inputs(glimpses=3)
-  scanned, fused = (_model(learn_std=learn_std, initial_location=initial_location, fused=f)
+  scanned, fused = (_model(learn_std=learn_std, initial_location=initial_location, fused=f,
+                           policy_gradient_to_bottom=to_bottom)
                     for f in (False, True))
   params = _init(scanned, images, noise, labels)
 
@@ -179,13 +180,56 @@ def test_the_image_reaches_the_classifier_only_through_glimpses():
   assert np.abs(np.asarray(grad_top)[:, outside]).max() > 0
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize('fused', [False, True])
+def test_policy_gradient_stops_at_the_top_layer_when_detached_from_the_bottom(fused):
+  images, labels, noise = _inputs(glimpses=3)
+  models = {to_bottom: _model(fused=fused, policy_gradient_to_bottom=to_bottom)
+            for to_bottom in (True, False)}
+  params = _init(models[True], images, noise, labels)
+  policy_term = lambda model, p: (model.apply(p, images, noise).log_prior
+                                  * jnp.linspace(-1.0, 1.0, 3)).sum()  # [K, B, T] weighted
+  grads = {k: jax.jit(jax.grad(functools.partial(policy_term, m)))(params)['params']
+           for k, m in models.items()}
+  norm = lambda tree: float(sum(jnp.abs(leaf).sum() for leaf in jax.tree.leaves(tree)))
+  for part in ('bottom', 'glimpse'):
+    assert norm(grads[False]['step'][part]) == 0.0, part
+    assert norm(grads[True]['step'][part]) > 1e-6, part
+  for part in ('top', 'policy'):  # the policy's own layers learn either way
+    assert norm(grads[False]['step'][part]) > 1e-6, part
+  np.testing.assert_allclose(grads[False]['step']['policy']['mean']['kernel'],
+                             grads[True]['step']['policy']['mean']['kernel'], rtol=1e-5,
+                             atol=1e-7)
+  assert norm(grads[False]['context']) > 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('variant', ['var_cv', 'ws_q_cv'])
+def test_policy_time_average_divides_only_the_policies_gradient_by_the_glimpses(variant):
+  summed, summed_metrics, config = _grad_leaves(variant)
+  averaged, averaged_metrics, _ = _grad_leaves(variant, policy_time_average=True)
+  glimpses = config.model.num_glimpses
+  for path in summed:
+    if "'policy'" in path or "'inference'" in path:  # only the policies' terms reach these
+      np.testing.assert_allclose(averaged[path], summed[path] / glimpses, rtol=1e-4,
+                                 atol=1e-7, err_msg=path)
+    elif "'classifier'" in path or "'baseline'" in path:  # no policy term reaches these
+      np.testing.assert_allclose(averaged[path], summed[path], rtol=1e-5, atol=1e-8,
+                                 err_msg=path)
+  assert not np.allclose(averaged["['params']['step']['bottom']['recurrent']['kernel']"],
+                         summed["['params']['step']['bottom']['recurrent']['kernel']"])
+  for name in ('bound', 'surrogate', 'nll'):  # the values are unchanged
+    np.testing.assert_allclose(averaged_metrics[name], summed_metrics[name], rtol=1e-6)
+
+
 @functools.lru_cache(maxsize=None)
-def _grad_leaves(variant, entropy_weight=0.0, coverage_weight=0.0):
+def _grad_leaves(variant, entropy_weight=0.0, coverage_weight=0.0, policy_time_average=False):
   """{parameter path: gradient} of one loss on a tiny config, with every metric."""
   config = _tiny(variant)
   with config.unlocked():
     config.model.learn_std = True
-    config.loss.update(entropy_weight=entropy_weight, coverage_weight=coverage_weight)
+    config.loss.update(entropy_weight=entropy_weight, coverage_weight=coverage_weight,
+                       policy_time_average=policy_time_average)
   experiment = ws_ram.make_experiment(config)
   batch = _batch()
   params = jax.jit(experiment.init)(jax.random.key(0, impl='rbg'), batch)
@@ -341,6 +385,7 @@ def test_patch_holds_center_counts_the_finest_patch():
     ('loss.entropy_weight', -0.1),
     ('loss.coverage_weight', -1.0),
     ('model.initial_location', 'corner'),
+    ('loss.saturation_weight', -1.0),
 ])
 def test_bad_config_fails_naming_the_field(field, value):
   config = _tiny('smoke')

@@ -24,13 +24,14 @@ class ActionDist(NamedTuple):
   loc_mean: jax.Array  # [..., 2]
   loc_log_std: jax.Array  # [..., 2]
   scale_logits: jax.Array  # [..., S]
+  loc_pre_mean: jax.Array | None = None  # [..., 2] the location mean before its tanh
 
   def temper(self, temperature: float) -> 'ActionDist':
     """The renormalised p^(1/T): std * sqrt(T) and logits / T (as `objectives.exploration`)."""
     if temperature == 1.0:
       return self
     return ActionDist(self.loc_mean, self.loc_log_std + 0.5 * math.log(temperature),
-                      self.scale_logits / temperature)
+                      self.scale_logits / temperature, self.loc_pre_mean)
 
   def sample(self, loc_noise: jax.Array, scale_noise: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Reparameterised draw from pre-drawn noise; the draw is an action and carries no gradient.
@@ -74,7 +75,8 @@ class ActionHead(nn.Module):
     if self.hidden_features:
       h = nn.relu(nn.Dense(self.hidden_features, name='hidden')(h))
     pre_mean = nn.Dense(2, name='mean')(h)  # [..., 2]
-    mean = jnp.tanh(pre_mean if mean_offset is None else pre_mean + mean_offset)
+    pre_mean = pre_mean if mean_offset is None else pre_mean + mean_offset
+    mean = jnp.tanh(pre_mean)
     log_std = jnp.full_like(mean, math.log(self.location_std))
     if self.learn_std:
       offset = nn.Dense(2, kernel_init=nn.initializers.zeros, name='log_std')(h)
@@ -83,4 +85,4 @@ class ActionHead(nn.Module):
       logits = nn.Dense(self.num_scales, name='scale')(h)  # [..., S]
     else:
       logits = jnp.zeros((*h.shape[:-1], 1), h.dtype)
-    return ActionDist(mean, log_std, logits)
+    return ActionDist(mean, log_std, logits, pre_mean)

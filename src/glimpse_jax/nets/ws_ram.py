@@ -78,6 +78,7 @@ class _StepSettings(nn.Module):
   inference_features: int = 256
   location_std: float = 0.1
   learn_std: bool = False
+  policy_gradient_to_bottom: bool = True
 
 
 class WSRAMStep(_StepSettings):
@@ -107,7 +108,8 @@ class WSRAMStep(_StepSettings):
     g = GlimpseNetwork(self.what_features, self.where_features, self.glimpse_features,
                        name='glimpse')(self.retina.read_at_scale(images, seen, scale), where)
     bottom, _ = ReLURNNCell(self.bottom_features, name='bottom')(bottom, g)
-    top, _ = ReLURNNCell(self.top_features, name='top')(top, bottom)
+    top_input = bottom if self.policy_gradient_to_bottom else jax.lax.stop_gradient(bottom)
+    top, _ = ReLURNNCell(self.top_features, name='top')(top, top_input)
     log_q = None if q is None else q.log_prob(loc, scale)
     outputs = (prior.log_prob(loc, scale), log_q, acting.log_prob(loc, scale), prior, q, loc,
                scale, bottom, top)
@@ -126,6 +128,11 @@ class WakeSleepRAM(_StepSettings):
     inference_features: width of q's hidden layer.
     location_std: the location policies' std (their initial std when `learn_std`).
     learn_std: the policies emit a state-dependent location std.
+    policy_gradient_to_bottom: let the policies' gradient (eq. 8's prior term, VAR's REINFORCE
+      term) pass from the top layer into the bottom layer and the glimpse network (the paper's:
+      one prediction network, every parameter trained by eq. 8). False: the top layer reads the
+      bottom state through a stop_gradient, so the classifier alone trains the bottom layer and
+      the glimpse network, and the policy alone trains the top layer and the context network.
     fused: run the rollout through `ws_ram_fused` (same values and gradients, faster updates).
     initial_location: where the policies' first glimpse starts: 'policy' (the paper's: the mean
       is tanh(Linear(h_0)), near the centre for every image at initialisation) or 'centroid'
@@ -203,7 +210,7 @@ class WakeSleepRAM(_StepSettings):
     """`WSRAMStep`'s scanned outputs, time-major [T, K, B, ...], through `ws_ram_fused`."""
     spec = ws_ram_fused.RolloutSpec(
         self.retina.read_at_scale, self.retina.num_scales, self.location_std, self.learn_std,
-        self.inference_features, proposal, temperature)
+        self.inference_features, proposal, temperature, self.policy_gradient_to_bottom)
     step_params = self.variables['params']['step']
     bottoms, tops, locations, scales = ws_ram_fused.rollout(spec, step_params, images, top0,
                                                             noise, label_code, offsets)

@@ -35,6 +35,7 @@ class RolloutSpec:
   inference_features: int
   proposal: str  # 'prior' or 'q'
   temperature: float
+  policy_gradient_to_bottom: bool = True  # False: the top layer reads stop_gradient(bottom)
 
   def policy(self, step_params: Params, top: jax.Array,
              mean_offset: jax.Array | None = None) -> ActionDist:
@@ -57,7 +58,8 @@ class RolloutSpec:
              *(('log_std',) if self.learn_std else ()))
     out = _dense({k: jnp.concatenate([p[n][k] for n in names], -1) for k in ('kernel', 'bias')},
                  h)  # [..., 2 + S + 2]
-    mean = jnp.tanh(out[..., :2] if mean_offset is None else out[..., :2] + mean_offset)
+    pre_mean = out[..., :2] if mean_offset is None else out[..., :2] + mean_offset
+    mean = jnp.tanh(pre_mean)
     log_std = jnp.full_like(mean, math.log(self.location_std))
     if self.learn_std:
       log_std = jnp.clip(log_std + out[..., -2:], MIN_LOG_STD, MAX_LOG_STD)
@@ -65,7 +67,7 @@ class RolloutSpec:
       logits = out[..., 2:2 + self.num_scales]
     else:
       logits = jnp.zeros((*h.shape[:-1], 1), h.dtype)
-    return ActionDist(mean, log_std, logits)
+    return ActionDist(mean, log_std, logits, pre_mean)
 
 
 def _dense(p: Params, x: jax.Array) -> jax.Array:
@@ -128,7 +130,6 @@ def _rollout_fwd(spec, step_params, images, top0, noise, label_code, mean_offset
 
 
 def _rollout_bwd(spec, residuals, cotangents):
-  del spec
   p, top0, bottoms, tops, patches, wheres, h_boths, gs = residuals
   d_bottoms, d_tops, _, _ = cotangents  # the actions' cotangents are dropped
   w_bottom = p['bottom']['recurrent']['kernel']  # [G + D1, D1]
@@ -142,7 +143,8 @@ def _rollout_bwd(spec, residuals, cotangents):
     d_bottom, d_top, bottom, top = xs
     dz_top = (d_top + d_top_next) * (top > 0)  # [K, B, D2]
     d_top_in = dz_top @ w_top_t  # [K, B, D1 + D2]
-    dz_bottom = (d_bottom + d_bottom_next + d_top_in[..., :bottom_features]) * (bottom > 0)
+    from_top = d_top_in[..., :bottom_features] if spec.policy_gradient_to_bottom else 0.0
+    dz_bottom = (d_bottom + d_bottom_next + from_top) * (bottom > 0)
     return (dz_bottom @ w_bottom_h_t, d_top_in[..., bottom_features:]), (dz_bottom, dz_top)
 
   zeros_bottom = jnp.zeros_like(bottoms[0])

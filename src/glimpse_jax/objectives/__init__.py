@@ -10,6 +10,7 @@ from glimpse_jax.objectives.distillation import distillation_loss
 from glimpse_jax.objectives.exploration import (
     action_entropy,
     location_coverage_loss,
+    saturation_penalty,
     scale_coverage_loss,
     temper_logits,
     temper_std,

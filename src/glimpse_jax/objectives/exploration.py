@@ -102,3 +102,16 @@ def location_coverage_loss(locations: jax.Array, grid_size: int = 4,
   sq_dist = jnp.sum((locations[:, None, :] - centres[None, :, :])**2, axis=-1)  # [N, G^2]
   assignment = jax.nn.softmax(-sq_dist / (2.0 * bandwidth**2), axis=-1)  # [N, G^2]
   return _kl_to_uniform(jnp.mean(assignment, axis=0))
+
+
+def saturation_penalty(pre_mean: jax.Array, edge: float = 0.95) -> jax.Array:
+  """Squared excess of the location means' pre-tanh values beyond artanh(edge): [..., 2] -> [...].
+
+  Zero while |tanh(z)| <= edge, so it leaves unsaturated policies alone; beyond it the gradient
+  grows with |z| (where tanh's own gradient vanishes), pulling a mean parked at the canvas edge
+  back inside. Summed over the two coordinates.
+  """
+  if not 0 < edge < 1:
+    raise ValueError(f'edge must be in (0, 1), got {edge}')
+  excess = jax.nn.relu(jnp.abs(pre_mean) - math.atanh(edge))
+  return jnp.sum(excess**2, -1)
