@@ -13,6 +13,13 @@ Usage:
       reads the store of runs/near_optimal_glimpses-sequences/sequences
       (ARGS="--config.data_from=<a sequences phase's workdir>").
   make experiment NAME=near_optimal_glimpses CONFIG=unsupervised SEEDS=3   # the same, no targets
+  The supervision strength sweep, w = 1, 8, 64 per supervised example at batch 64 (~10 min per
+  run of 20k updates on one core; add ARGS="--config.num_steps=80000" for a budget where both arms
+  converge, and "--config.eval_examples_during_training=0" to validate on the whole split):
+    CONFIG=supervised (w = 1, batch mean), supervised_w8 (w = 8), supervised_sum (w = 1 summed
+    over the batch: the authors' convention, 64 per example);
+    CONFIG=supervised_center: the digit's centre as every step's target, at the authors' strength
+    (an upper bound on what easy targets give).
   make experiment NAME=near_optimal_glimpses CONFIG=stopping      # supervised RAM + a head that
       predicts each glimpse's information gain; evaluation sweeps the stopping threshold
   make experiment NAME=near_optimal_glimpses CONFIG=act           # supervised RAM + ACT halting
@@ -34,7 +41,10 @@ Choices where the paper leaves freedom (it uses CelebA-HQ and a pre-trained comp
 - RAM's glimpse network, ReLU RNN core (256) and baseline, its locator a softmax over the grid
   cells (`model.locator='grid'`; 'linear' is RAM's Gaussian, std `model.location_std`, whose
   supervised term is -log N(target; mean, std)); supervised examples take the targets at every
-  step (`loss.supervision_weight` w = 1);
+  step (`loss.supervision_weight` w = 1, a batch mean; `loss.supervision_reduction='sum'` is the
+  authors' batch sum, B times stronger);
+- evaluation: the greedy path (`error`, the headline), the mean of 4 sampled paths (`error_mc`)
+  and, as the paper scores, single sampled paths (`error_sampled_path`, 4 draws per image);
 - the information-gain head predicts, before glimpse t, the drop of the classifier's entropy that
   glimpse t brings (H_{t-1} - H_t, H_0 = log C); at test time the model stops before the first
   glimpse whose predicted gain falls below the threshold (`stopping.thresholds`).
@@ -57,7 +67,14 @@ from glimpse_jax.nets.completion import CompletionVAE, condition, observed_mask
 from glimpse_jax.nets.glimpse_posterior import AttentionalPosterior
 
 PARTS = ('posterior', 'completion', 'sequences', 'ram')
-_METHODS = ('sequences', 'supervised', 'unsupervised', 'stopping', 'act', 'smoke')
+# supervised: w = 1, batch mean; _w8: w = 8; _sum: the authors' batch sum (w = 64 per example at
+# batch 64); _center: digit-centre targets at the authors' strength.
+SUPERVISED = {'supervised': ('mean', 1.0, 'designed'), 'supervised_w8': ('mean', 8.0, 'designed'),
+              'supervised_sum': ('sum', 1.0, 'designed'),
+              'supervised_center': ('sum', 1.0, 'digit_center')}
+_METHODS = ('sequences', *SUPERVISED, 'unsupervised', 'stopping', 'act', 'smoke')
+REDUCTIONS = ('mean', 'sum')
+TARGETS = ('designed', 'digit_center')
 VARIANTS = (*_METHODS, *(f'{m}_fashion' for m in _METHODS if m != 'smoke'))
 SEQUENCES_WORKDIR = 'runs/near_optimal_glimpses-sequences'
 # The paper's claims on CelebA-HQ (no table of numbers for MNIST): supervision reaches near-best
@@ -92,8 +109,17 @@ def _base(part: str, smoke: bool, source: str) -> ml_collections.ConfigDict:
       locator='grid', location_std=0.2, classify_every_step=False, predict_gain=False,
       act=False))
   config.loss = ml_collections.ConfigDict(dict(
-      supervision_weight=1.0, reinforce_weight=1.0, baseline_weight=1.0, gain_weight=1.0,
+      # w of the supervised term -w sum_t log pi(target_t); `supervision_reduction` (one of
+      # REDUCTIONS) is how it is reduced over the batch: 'mean' as classification and REINFORCE
+      # (one supervised example counts 1/B), 'sum' as the authors' released code (B times
+      # stronger: 'sum' with w = 1 is 'mean' with w = B).
+      supervision_weight=1.0, supervision_reduction='mean',
+      reinforce_weight=1.0, baseline_weight=1.0, gain_weight=1.0,
       ponder_weight=0.0, act_epsilon=0.01))
+  # Where the supervised examples' targets come from (one of TARGETS): the stored 'designed'
+  # sequences, or the digit's centre (`center` of the canvas) at every step, a heuristic whose
+  # run bounds what easy targets give. Either way the store chooses which examples are supervised.
+  config.supervision = ml_collections.ConfigDict(dict(targets='designed'))
   config.design = ml_collections.ConfigDict(dict(samples=4 if smoke else 8))
   config.stopping = ml_collections.ConfigDict(dict(
       thresholds=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)))
@@ -134,6 +160,11 @@ def _ram(smoke, source, supervised: bool):
   config.eval_examples_during_training = 500 if smoke else 2_000
   config.eval.splits = ('validation', 'test')
   config.eval.mc_samples = 4
+  # The paper's evaluation beside the greedy path: the error of single sampled paths (M = 1),
+  # drawn this many times per image (0: off); `error_sampled_path` is their mean and
+  # `error_sampled_path_<k>` the k-th draw's, whose spread the report shows. The first
+  # `mc_samples` of the max(mc_samples, duplicates) drawn paths also give `error_mc`.
+  config.eval.sampled_path_duplicates = 4
   config.model.fused = False
   if supervised:
     suffix = '_fashion' if source != 'mnist' else ''
@@ -157,6 +188,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = train.pipeline_config('near_optimal_glimpses', [*design, ('ram', ram)])
   else:
     config = _ram(False, source, supervised=method != 'unsupervised')
+    if method in SUPERVISED:
+      reduction, weight, targets = SUPERVISED[method]
+      config.loss.update(supervision_reduction=reduction, supervision_weight=weight)
+      config.supervision.targets = targets
     if method == 'stopping':
       config.model.update(classify_every_step=True, predict_gain=True)
     elif method == 'act':
@@ -184,6 +219,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f'model.{name} must be an integer >= 1, got {m[name]!r}')
   if config.design.samples < 1:
     raise ValueError(f'design.samples must be >= 1, got {config.design.samples}')
+  if loss.supervision_reduction not in REDUCTIONS:
+    raise ValueError(f'loss.supervision_reduction must be one of {list(REDUCTIONS)}, got '
+                     f'{loss.supervision_reduction!r}')
+  targets = config.supervision.targets
+  if targets not in TARGETS:
+    raise ValueError(f'supervision.targets must be one of {list(TARGETS)}, got {targets!r}')
+  if targets == 'digit_center' and config.dataset.name not in ('translated', 'cluttered'):
+    raise ValueError(f"supervision.targets='digit_center' needs canvases with a digit centre "
+                     f"(dataset.name 'translated' or 'cluttered'), got {config.dataset.name!r}")
+  duplicates = config.eval.get('sampled_path_duplicates', 0)
+  if isinstance(duplicates, bool) or not isinstance(duplicates, int) or duplicates < 0:
+    raise ValueError(f'eval.sampled_path_duplicates must be an integer >= 0, got {duplicates!r}')
   for name in ('supervision_weight', 'reinforce_weight', 'baseline_weight', 'gain_weight',
                'ponder_weight'):
     if not loss[name] >= 0:
@@ -380,12 +427,28 @@ def ram_model(config) -> RecurrentAttentionModel:
       predict_gain=m.predict_gain, act=m.act)
 
 
+def supervision_targets(config, batch) -> jax.Array:
+  """The supervised examples' targets [B, T, 2]: the stored designed sequence, or the digit's
+  centre at every step (`supervision.targets`)."""
+  if config.supervision.targets == 'digit_center':
+    center = jnp.asarray(batch['center'])  # [B, 2]
+    return jnp.broadcast_to(center[:, None], (center.shape[0], config.model.num_glimpses, 2))
+  return jnp.asarray(batch['target_location'])  # [B, T, 2]
+
+
+def supervision_scale(config, batch_size: int) -> float:
+  """The factor on the per-example supervised term under the batch mean of the loss: 1 for a
+  batch mean ('mean'), the batch size for a batch sum ('sum')."""
+  return float(batch_size) if config.loss.supervision_reduction == 'sum' else 1.0
+
+
 def _ram_experiment(config) -> train.Experiment:
   m, spec = config.model, config.loss
   model = ram_model(config)
   num_choices = m.grid_size**2 if m.locator == 'grid' else 0
   supervised = config.data_from is not None
   thresholds = tuple(float(t) for t in config.stopping.thresholds)
+  duplicates = config.eval.get('sampled_path_duplicates', 0)
 
   def noise(rng, batch, samples=()):
     return draw_noise(rng, (*samples, m.num_glimpses, batch), num_choices)
@@ -407,7 +470,7 @@ def _ram_experiment(config) -> train.Experiment:
     images, labels = batch['image'], batch['label']
     teacher = {}
     if supervised:
-      teacher = dict(given_locations=jnp.swapaxes(batch['target_location'], 0, 1),
+      teacher = dict(given_locations=jnp.swapaxes(supervision_targets(config, batch), 0, 1),
                      forced=batch['stored'] > 0)
     out = model.apply(params, images, noise(rng, images.shape[0]), **teacher)
     logits, act = outputs(out)
@@ -417,7 +480,8 @@ def _ram_experiment(config) -> train.Experiment:
     per_example, terms = objectives.ram_loss(
         logits, labels, out.log_probs.T, out.baselines.T, step_logits=step_logits,
         supervised=teacher.get('forced'), reinforce_weight=spec.reinforce_weight,
-        baseline_weight=spec.baseline_weight, supervision_weight=spec.supervision_weight)
+        baseline_weight=spec.baseline_weight,
+        supervision_weight=spec.supervision_weight * supervision_scale(config, images.shape[0]))
     metrics = {'nll': terms['nll'].mean(), 'baseline_mse': terms['baseline_mse'].mean(),
                'error': 1.0 - terms['correct'].mean()}
     if supervised:
@@ -440,9 +504,14 @@ def _ram_experiment(config) -> train.Experiment:
     batch_size = images.shape[0]
     greedy = mode_noise((m.num_glimpses, batch_size), num_choices)
     out = model.apply(params, images, greedy)  # the greedy rollout, read once
+    paths = max(config.eval.mc_samples, duplicates)
     sampled = jax.vmap(lambda n: outputs(model.apply(params, images, n))[0])(
-        noise(rng, batch_size, (config.eval.mc_samples,)))  # [M, B, C]
-    values = path_values(outputs(out)[0], sampled, labels)
+        noise(rng, batch_size, (paths,)))  # [max(M, D), B, C]
+    values = path_values(outputs(out)[0], sampled[:config.eval.mc_samples], labels)
+    if duplicates:
+      wrong = (jnp.argmax(sampled[:duplicates], -1) != labels).astype(jnp.float32)  # [D, B]
+      values['error_sampled_path'] = wrong.mean(0)
+      values.update({f'error_sampled_path_{k}': wrong[k] for k in range(duplicates)})
     values.update(diagnostics.location_values(images, out, batch, m.glimpse_size))
     if not m.classify_every_step:
       return values
