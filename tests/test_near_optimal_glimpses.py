@@ -222,14 +222,18 @@ def test_report_on_the_smoke_run(smoke, tmp_path):
   assert json.loads((workdir / 'sequences' / report.EXAMPLES_FILE).read_text())['grid_size'] == 8
 
 
-def _fake_run(tmp_path, name, seed, supervised, curve):
-  """A finished RAM run's workdir with validation errors `curve` (one per 1,000 steps)."""
+def _fake_run(tmp_path, name, seed, supervised, curve, sampled=(), loss=None, targets=None):
+  """A finished RAM run's workdir with validation errors `curve` (one per 1,000 steps) and the
+  test errors of `sampled` single sampled-path draws."""
   workdir = tmp_path / name
   workdir.mkdir()
   config = {'seed': seed, 'data_from': 'somewhere' if supervised else None,
-            'model': {'act': False, 'predict_gain': False}, 'loss': {}}
+            'model': {'act': False, 'predict_gain': False}, 'loss': loss or {}}
+  if targets:
+    config['supervision'] = {'targets': targets}
   results = {'test_error': curve[-1], 'steps': 1000 * len(curve), 'wall_seconds': 60.0,
              'config': config}
+  results.update({f'test_error_sampled_path_{k}': e for k, e in enumerate(sampled)})
   (workdir / 'results.json').write_text(json.dumps(results))
   records = [{'kind': 'eval', 'split': 'validation', 'step': 1000 * (i + 1), 'error': e}
              for i, e in enumerate(curve)]
@@ -251,3 +255,25 @@ def test_report_counts_steps_to_near_best_and_to_the_common_target(tmp_path):
   assert '| unsupervised | 3000 ± 0 | 3500 ± 707 | 4000 ± 0 |' in text
   assert '| supervised | 1500 ± 707 | 2000 ± 0 | 2000 ± 0 |' in text
   assert 'Speed-up of supervision: 2.0x to 40%, 1.8x to 30%, 2.0x to 25%.' in text
+
+
+def test_report_shows_the_sampled_path_error_and_every_supervised_arm(tmp_path):
+  sum_loss = {'supervision_reduction': 'sum', 'supervision_weight': 1.0}
+  runs = [_fake_run(tmp_path, 'u0', 0, False, [0.8, 0.3], sampled=[0.30, 0.32, 0.34]),
+          _fake_run(tmp_path, 'u1', 1, False, [0.8, 0.4], sampled=[0.40, 0.40, 0.40]),
+          _fake_run(tmp_path, 's0', 0, True, [0.5, 0.2], sampled=[0.25, 0.27]),
+          _fake_run(tmp_path, 'w0', 0, True, [0.4, 0.2], loss={'supervision_weight': 8.0}),
+          _fake_run(tmp_path, 'c0', 0, True, [0.3, 0.1], loss=sum_loss,
+                    targets='digit_center'),
+          _fake_run(tmp_path, 'm0', 0, True, [0.6, 0.3], loss=sum_loss)]
+  text = report.write_report(runs, str(tmp_path / 'page.md'), margin=0.01)
+  # Unsupervised draws: means 0.32 and 0.40 (mean 36.00 ± 5.66), stds 0.02 and 0 (mean 1.00 pt).
+  assert '| 35.00 ± 7.07 | 36.00 ± 5.66 (draws ± 1.00) |' in text
+  assert '| supervised | 0 | 2,000 |' in text and '| 20.00 | 26.00 (draws ± 1.41) |' in text
+  for arm in ('supervised_w8', 'supervised_center_sum', 'supervised_sum'):
+    assert f'| {arm} | 0 | 2,000 |' in text, arm
+    assert f'Speed-up of {arm}:' in text, arm
+  assert '| supervised_w8 | 0 | 2,000 | 2000 | 2000 | 20.00 | n/a |' in text
+  # to 40%: unsupervised 2000 (both), supervised_center_sum 1000: 2.0x
+  assert 'Speed-up of supervised_center_sum: 2.0x to 40%' in text
+  assert report.sampled_path_error({'validation_error': 0.1}) is None

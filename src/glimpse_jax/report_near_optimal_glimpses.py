@@ -8,8 +8,10 @@ RAM runs, each named from its config: `supervised` (it joined stored sequences),
   glimpses against its error after the designed sequences, and the EPE maps of a few stored
   canvases (`<stem>_epe_maps.png`, from the store or, once the store is gone, from the
   `epe_examples.json` exported beside it);
-- partial supervision over seeds (mean ± sample std): evaluations until validation error is within
-  `MARGIN` of the run's best, and final test error, with the paper's claims beside them;
+- partial supervision over seeds (mean ± sample std), one row per arm (unsupervised, supervised
+  and its variants of weight, reduction and targets): evaluations until validation error is
+  within `MARGIN` of the run's best, and final test error of the greedy path and of single
+  sampled paths (the paper's evaluation), with the paper's claims beside them;
 - per-step attention frequency of the first seed of each method (`<stem>_attention.png`);
 - adaptive stopping: test error against the mean number of glimpses for the thresholds, fixed
   numbers of glimpses and ACT (`<stem>_stopping.png`).
@@ -101,13 +103,43 @@ def sequence_summary(sequences_dir: str) -> dict[str, Any]:
 # RAM runs.
 # ---------------------------------------------------------------------------------------------
 def method_name(config: Mapping[str, Any]) -> str:
-  """'supervised', 'unsupervised', 'stopping' or 'act<ponder weight>', from a RAM run's config."""
-  model = config['model']
+  """'unsupervised', 'supervised' (designed targets, w = 1, batch mean) or 'supervised' with what
+  differs (`_center` for digit-centre targets, `_sum` for the batch sum, `_w<w>`), 'stopping' or
+  'act<ponder weight>', from a RAM run's config."""
+  model, loss = config['model'], config['loss']
   if model.get('act'):
-    return f"act{config['loss']['ponder_weight']:g}"
+    return f"act{loss['ponder_weight']:g}"
   if model.get('predict_gain'):
     return 'stopping'
-  return 'supervised' if config.get('data_from') else 'unsupervised'
+  if not config.get('data_from'):
+    return 'unsupervised'
+  name = 'supervised'
+  if config.get('supervision', {}).get('targets', 'designed') == 'digit_center':
+    name += '_center'
+  if loss.get('supervision_reduction', 'mean') == 'sum':
+    name += '_sum'
+  if loss.get('supervision_weight', 1.0) != 1.0:
+    name += f"_w{loss['supervision_weight']:g}"
+  return name
+
+
+def arms(groups: Mapping[str, Any]) -> list[str]:
+  """The partial-supervision arms among `groups`: unsupervised, supervised, then the others."""
+  extra = sorted(name for name in groups if name.startswith('supervised_'))
+  return [name for name in ('unsupervised', 'supervised', *extra) if groups.get(name)]
+
+
+def sampled_path_error(results: Mapping[str, Any],
+                       split: str = 'test') -> tuple[float, float] | None:
+  """(mean, std over draws) of a run's single sampled-path error on `split` (the paper's
+  evaluation: one sampled path per image, several draws), or None if it was not measured."""
+  draws, k = [], 0
+  while f'{split}_error_sampled_path_{k}' in results:
+    draws.append(results[f'{split}_error_sampled_path_{k}'])
+    k += 1
+  if not draws:
+    return None
+  return statistics.mean(draws), statistics.stdev(draws) if len(draws) > 1 else 0.0
 
 
 def _validation_errors(run: Run, split: str = 'validation') -> list[tuple[int, float]]:
@@ -166,13 +198,12 @@ def _supervision_table(groups: Mapping[str, list[Run]],
   if plain:
     target = statistics.mean(min(e for _, e in _validation_errors(r)) for r in plain) + margin
   lines = [f'| method | seeds | updates | steps to within {100 * margin:g} pt of its best val. '
-           'error | steps to the common target | final test error (%) | minutes per run |\n',
-           '|---|---|---|---|---|---|---|\n']
+           'error | steps to the common target | final test error, greedy path (%) | '
+           'single sampled path (%) | minutes per run |\n',
+           '|---|---|---|---|---|---|---|---|\n']
   means = {'target': target}
-  for name in ('unsupervised', 'supervised'):
-    runs = groups.get(name, [])
-    if not runs:
-      continue
+  for name in arms(groups):
+    runs = groups[name]
     near = [evaluations_to_near_best(run, margin) for run in runs]
     reach = [steps_to_error(run, target) for run in runs] if target is not None else []
     errors = [run.results['test_error'] for run in runs]
@@ -185,8 +216,18 @@ def _supervision_table(groups: Mapping[str, list[Run]],
     reached = _mean_std(reach, 1, 0) if reach and None not in reach else (
         f"{sum(r is not None for r in reach)}/{len(reach)} runs reach it")
     lines.append(f"| {name} | {seeds} | {runs[0].results['steps']:,} | {_mean_std(near, 1, 0)} | "
-                 f'{reached} | {_mean_std(errors, 100)} | {_mean_std(minutes, 1, 1)} |\n')
+                 f'{reached} | {_mean_std(errors, 100)} | {_sampled_cell(runs)} | '
+                 f'{_mean_std(minutes, 1, 1)} |\n')
   return ''.join(lines), means
+
+
+def _sampled_cell(runs: Sequence[Run]) -> str:
+  """Single sampled-path test error: mean ± std over seeds, and the mean std over draws."""
+  errors = [sampled_path_error(run.results) for run in runs]
+  if None in errors:
+    return 'n/a'
+  spread = statistics.mean(std for _, std in errors)
+  return f'{_mean_std([m for m, _ in errors], 100)} (draws ± {100 * spread:.2f})'
 
 
 def _levels_table(groups: Mapping[str, list[Run]]) -> str:
@@ -194,10 +235,8 @@ def _levels_table(groups: Mapping[str, list[Run]]) -> str:
   head = ' | '.join(f'to {100 * level:g}%' for level in LEVELS)
   lines = [f'| method | {head} |\n', '|---|' + '---|' * len(LEVELS) + '\n']
   reached = {}
-  for name in ('unsupervised', 'supervised'):
-    runs = groups.get(name, [])
-    if not runs:
-      continue
+  for name in arms(groups):
+    runs = groups[name]
     cells = []
     for level in LEVELS:
       steps = [steps_to_error(run, level) for run in runs]
@@ -207,18 +246,20 @@ def _levels_table(groups: Mapping[str, list[Run]]) -> str:
         reached[name, level] = statistics.mean(steps)
         cells.append(_mean_std(steps, 1, 0))
     lines.append(f"| {name} | {' | '.join(cells)} |\n")
-  ratios = [f'{reached["unsupervised", level] / reached["supervised", level]:.1f}x to '
-            f'{100 * level:g}%' for level in LEVELS
-            if ('unsupervised', level) in reached and ('supervised', level) in reached]
-  if ratios:
-    lines.append(f"\nSpeed-up of supervision: {', '.join(ratios)}.\n")
+  for name in arms(groups)[1:]:
+    ratios = [f'{reached["unsupervised", level] / reached[name, level]:.1f}x to '
+              f'{100 * level:g}%' for level in LEVELS
+              if ('unsupervised', level) in reached and (name, level) in reached]
+    if ratios:
+      which = 'supervision' if name == 'supervised' else name
+      lines.append(f"\nSpeed-up of {which}: {', '.join(ratios)}.\n")
   return ''.join(lines)
 
 
 def _plot_attention(groups: Mapping[str, list[Run]], workdirs: Mapping[str, str],
                     path: str) -> bool:
   maps = {}
-  for name in ('unsupervised', 'supervised', 'stopping'):
+  for name in (*arms(groups), 'stopping'):
     for run in groups.get(name, [])[:1]:
       file = os.path.join(workdirs[run.name], ATTENTION_FILE)
       if os.path.isfile(file):
@@ -261,23 +302,28 @@ def _supervision_section(groups, paths, source: str, folder: str, stem: str,
   """The partial-supervision tables and the attention figure of one dataset's RAM runs."""
   parts = []
   tag = '' if source == 'mnist' else f'_{source}'
-  if groups.get('supervised') or groups.get('unsupervised'):
+  if arms(groups):
     table, means = _supervision_table(groups, margin)
     parts += [f'## Partial supervision ({source.replace("_", "-")})\n\n',
               'RAM with a softmax policy over the candidate grid; `supervised` follows the stored '
-              'sequence on the canvases that have one and adds -log pi(target) there. Steps to '
+              'sequence on the canvases that have one and adds -w log pi(target) there (w = 1, a '
+              'batch mean; `_w<w>` another w, `_sum` the authors\' batch sum, B times stronger; '
+              '`_center` the digit\'s centre as every target). Test error of the greedy path '
+              'and, as the paper scores, of one sampled path per image (mean ± std over seeds; in '
+              'brackets the std over draws of a run, averaged over seeds). Steps to '
               'near-best: the first evaluation (every 1,000 updates) whose validation error is '
               f'within {100 * margin:g} points of the run\'s lowest; steps to the common target: '
               'the first evaluation whose validation error is at most the unsupervised runs\' '
               f'mean lowest validation error plus {100 * margin:g} points'
               + (f" ({100 * means['target']:.2f}%)" if means['target'] is not None else '')
               + '.\n\n', table, '\n']
-    if 'supervised_error' in means and 'unsupervised_error' in means:
-      near = means['unsupervised_near'] / max(means['supervised_near'], 1)
-      reach = means['unsupervised_reach'] / max(means['supervised_reach'], 1)
+    for name in arms(groups)[1:] if 'unsupervised_error' in means else ():
+      near = means['unsupervised_near'] / max(means[f'{name}_near'], 1)
+      reach = means['unsupervised_reach'] / max(means[f'{name}_reach'], 1)
       reach = 'n/a (not every run reaches it)' if reach != reach else f'{reach:.1f}x'
-      gain = means['unsupervised_error'] - means['supervised_error']
-      parts.append(f'Speed-up: {near:.1f}x in steps to each run\'s near-best, {reach} in '
+      gain = means['unsupervised_error'] - means[f'{name}_error']
+      which = '' if name == 'supervised' else f' of {name}'
+      parts.append(f'Speed-up{which}: {near:.1f}x in steps to each run\'s near-best, {reach} in '
                    f'steps to the common target (paper: almost {PAPER_SPEEDUP:.0f}x); test '
                    f'accuracy gain {100 * gain:+.2f} points (paper: '
                    f'+{100 * PAPER_ACCURACY_GAIN:.1f}).\n\n')
