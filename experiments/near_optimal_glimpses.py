@@ -6,7 +6,9 @@ Usage:
       posterior:  the attentional variational posterior, trained on random glimpse sets;
       completion: the image-completion CVAE, trained on random glimpse sets;
       sequences:  greedy minimum-EPE sequences for `generate.fraction` of the training set,
-                  stored by example index (resumable; a progress line per chunk).
+                  stored by example index (resumable; a progress line per chunk);
+      test_sequences: the same for a tenth of the test canvases, whose expected gains
+                  (H_{t-1} - EPE of the chosen glimpse) give the design-based stopping curve.
   make experiment NAME=near_optimal_glimpses CONFIG=supervised SEEDS=3
       RAM with a categorical policy over the grid, teacher-forced to the stored sequences and
       trained on -w log pi(target) for the examples that have one, REINFORCE for the others;
@@ -23,7 +25,9 @@ Usage:
   make experiment NAME=near_optimal_glimpses CONFIG=stopping      # supervised RAM + a head that
       predicts each glimpse's information gain; evaluation sweeps the stopping threshold
   make experiment NAME=near_optimal_glimpses CONFIG=act           # supervised RAM + ACT halting
-      (ponder weight: ARGS="--config.loss.ponder_weight=0.01")
+      (ponder weight: ARGS="--config.loss.ponder_weight=0.01"); at ACT_PONDER_WEIGHTS its mean
+      glimpse count can span 1-6 beside the stopping rule's curve (0.01 and 0.05 took 5.9 and
+      5.3 glimpses; the report names each run by its weight)
   make experiment NAME=near_optimal_glimpses CONFIG=smoke         # every phase on 40x40 canvases
 Append `_fashion` to a variant for Fashion-MNIST objects among Fashion-MNIST clutter.
 
@@ -74,6 +78,7 @@ SUPERVISED = {'supervised': ('mean', 1.0, 'designed'), 'supervised_w8': ('mean',
               'supervised_center': ('sum', 1.0, 'digit_center')}
 _METHODS = ('sequences', *SUPERVISED, 'unsupervised', 'stopping', 'act', 'smoke')
 REDUCTIONS = ('mean', 'sum')
+ACT_PONDER_WEIGHTS = (0.01, 0.05, 0.1, 0.2, 0.5, 1.0)  # the sweep of `act`'s loss.ponder_weight
 TARGETS = ('designed', 'digit_center')
 VARIANTS = (*_METHODS, *(f'{m}_fashion' for m in _METHODS if m != 'smoke'))
 SEQUENCES_WORKDIR = 'runs/near_optimal_glimpses-sequences'
@@ -141,11 +146,12 @@ def _completion(smoke, source):
   return config
 
 
-def _sequences(smoke, source):
+def _sequences(smoke, source, split: str = 'train'):
   config = _base('sequences', smoke, source)
   config.kind = 'generate'
   config.frozen.posterior = 'posterior'
   config.frozen.completion = 'completion'
+  config.generate.split = split
   config.generate.fraction = 0.1
   config.generate.chunk_size = 128 if smoke else 512
   config.eval.batch_size = 32
@@ -181,7 +187,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   design = [('posterior', _posterior(smoke, source)), ('completion', _completion(smoke, source)),
             ('sequences', _sequences(smoke, source))]
   if method == 'sequences':
-    config = train.pipeline_config('near_optimal_glimpses', design)
+    # Also designed for a tenth of the test canvases: the design-based stopping rule's curve.
+    config = train.pipeline_config('near_optimal_glimpses', [
+        *design, ('test_sequences', _sequences(smoke, source, split='test'))])
   elif smoke:
     ram = _ram(True, source, supervised=True)
     ram.model.update(classify_every_step=True, predict_gain=True)
@@ -409,8 +417,10 @@ def _sequences_experiment(config) -> train.Experiment:
     out = greedy_sequences(batch['image'], rng, centres, config.model.num_glimpses, read=read,
                            embed=embed, classify=classify, complete=complete)
     correct = (jnp.argmax(out.logits, -1) == batch['label']).astype(jnp.float32)
+    step_correct = jnp.argmax(out.step_logits, -1) == batch['label'][:, None]  # [B, T]
     return {'target_location': out.locations, 'target_cell': out.cells, 'epe': out.epe,
-            'entropy': out.entropy, 'posterior_correct': correct}
+            'entropy': out.entropy, 'posterior_correct': correct,
+            'expected_gain': out.expected_gain, 'step_correct': step_correct.astype(jnp.float32)}
 
   return train.Experiment(generate=generate, frozen_models=('posterior', 'completion'))
 

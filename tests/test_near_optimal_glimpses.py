@@ -5,6 +5,7 @@ pieces. A shrunk smoke pipeline runs every phase a few steps in the fast tier.""
 import functools
 import json
 import pathlib
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -143,6 +144,10 @@ def test_a_shrunk_smoke_pipeline_runs_every_phase(data_dir, tmp_path):
   stored = data.ExampleStore.open(str(tmp_path / 'run' / 'sequences' / 'store'))
   cells = stored.arrays['target_cell']
   assert cells.shape[-1] == 2 and all(len(set(row)) == 2 for row in cells.tolist())
+  assert stored.arrays['expected_gain'].shape == stored.arrays['step_correct'].shape == cells.shape
+  np.testing.assert_array_equal(stored.arrays['step_correct'][:, -1],
+                                stored.arrays['posterior_correct'])
+  assert np.isfinite(results['ram']['test_error_sampled_path'])
 
 
 @pytest.mark.slow
@@ -277,3 +282,21 @@ def test_report_shows_the_sampled_path_error_and_every_supervised_arm(tmp_path):
   # to 40%: unsupervised 2000 (both), supervised_center_sum 1000: 2.0x
   assert 'Speed-up of supervised_center_sum: 2.0x to 40%' in text
   assert report.sampled_path_error({'validation_error': 0.1}) is None
+
+
+def test_report_puts_the_design_based_stopping_rule_beside_the_learned_one(tmp_path):
+  seq = tmp_path / 'test_sequences'
+  store = data.ExampleStore(str(seq / 'store'))
+  store.plan(np.arange(3), chunk_size=3)
+  gains = np.array([[0.9, 0.5, 0.05], [0.9, 0.02, 0.3], [0.9, 0.3, 0.3]], np.float32)
+  correct = np.array([[0, 1, 1], [0, 0, 1], [1, 0, 0]], np.float32)
+  store.write_chunk(0, {'expected_gain': gains, 'step_correct': correct})
+  # threshold 0.1: 2, 1 and 3 glimpses, right, wrong, wrong.
+  points = report.design_stopping_points(str(seq), (0.0, 0.1))
+  np.testing.assert_allclose(points, [(0.0, 3.0, 1 / 3), (0.1, 2.0, 2 / 3)], atol=1e-6)
+  shutil.rmtree(seq / 'store')  # read back from the exported file once the store is gone
+  np.testing.assert_allclose(report.design_stopping_points(str(seq)), points)
+  assert report.design_stopping_points(str(tmp_path / 'none')) is None
+  text = ''.join(report._stopping_section({}, 'mnist', str(tmp_path), 'page', points))
+  assert '| design: posterior stops below expected gain 0.1 | 2.00 | 66.67 |' in text
+  assert (tmp_path / 'page_stopping.png').is_file()

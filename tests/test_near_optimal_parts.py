@@ -160,3 +160,31 @@ def test_steps_to_near_best_leave_out_the_final_evaluation():
     assert rn.evaluations_to_near_best(run, margin=0.02) == 2000, run.name
   whole = [{**r, 'full': True} for r in periodic]  # every evaluation on the whole split
   assert rn.evaluations_to_near_best(report.Run('whole', {}, whole + [final]), 0.02) == 4000
+
+
+def test_expected_gains_are_the_entropy_before_less_the_chosen_epe():
+  read, embed, classify, _ = _toy_design()
+  rng = np.random.default_rng(4)
+  images = jnp.asarray(rng.uniform(size=(2, 6, 6, 1)).astype(np.float32))
+  candidates = jnp.asarray(rng.uniform(-1, 1, size=(5, 2)).astype(np.float32))
+  complete = lambda images, locs, taken, rng: jnp.repeat(images[:, None], 2, axis=1)
+  out = greedy_sequences(images, jax.random.key(0), candidates, 3, read=read, embed=embed,
+                         classify=classify, complete=complete)
+  prior = _entropy(np.asarray(classify(jnp.zeros(4), jnp.float32(0.0))))  # H_0, no glimpse
+  for b in range(2):
+    before = [prior, *np.asarray(out.entropy[b, :-1])]
+    chosen = [float(out.epe[b, t, out.cells[b, t]]) for t in range(3)]
+    np.testing.assert_allclose(out.expected_gain[b], np.subtract(before, chosen), atol=1e-5)
+    entropies = [_entropy(np.asarray(out.step_logits[b, t])) for t in range(3)]
+    np.testing.assert_allclose(entropies, out.entropy[b], atol=1e-5)
+  np.testing.assert_allclose(out.step_logits[:, -1], out.logits, atol=1e-6)
+
+
+def test_design_stopping_stops_before_the_first_gain_below_the_threshold():
+  from glimpse_jax.experimental_design import design_stopping  # pylint: disable=g-import-not-at-top
+  gains = np.array([[0.9, 0.5, 0.05, 0.4], [0.9, 0.02, 0.3, 0.3], [0.9, 0.3, 0.3, 0.3]])
+  correct = np.array([[0, 1, 1, 1], [0, 0, 1, 1], [1, 0, 0, 1]], np.float32)
+  points = design_stopping(gains, correct, (0.0, 0.1, 1.0))
+  # 0: every glimpse (4, 4, 4): correct 1, 1, 1. 0.1: 2, 1, 4 glimpses: 1, 0, 1. 1.0: first only.
+  np.testing.assert_allclose(points, [(0.0, 4.0, 0.0), (0.1, 7 / 3, 1 / 3), (1.0, 1.0, 2 / 3)],
+                             atol=1e-6)

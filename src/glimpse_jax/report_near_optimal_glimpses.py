@@ -14,7 +14,9 @@ RAM runs, each named from its config: `supervised` (it joined stored sequences),
   sampled paths (the paper's evaluation), with the paper's claims beside them;
 - per-step attention frequency of the first seed of each method (`<stem>_attention.png`);
 - adaptive stopping: test error against the mean number of glimpses for the thresholds, fixed
-  numbers of glimpses and ACT (`<stem>_stopping.png`).
+  numbers of glimpses and ACT (`<stem>_stopping.png`), and the design-based rule's points (the
+  posterior on the pipeline's `test_sequences`, stopped by the expected gains; exported to
+  `design_stopping.json` beside that store).
 """
 
 import argparse
@@ -33,6 +35,7 @@ from matplotlib.figure import Figure
 
 from glimpse_jax import data, report
 from glimpse_jax.design_plots import plot_epe_maps
+from glimpse_jax.experimental_design import design_stopping
 from glimpse_jax.report import Run, load_run, write_page
 from glimpse_jax.stopping_plots import plot_stopping_curves
 
@@ -40,6 +43,9 @@ EXPERIMENT = 'near_optimal_glimpses'
 MARGIN = 0.005  # "near its best": validation error within half a point of the run's lowest
 LEVELS = (0.4, 0.3, 0.25)  # validation errors whose first crossing is counted for every run
 EXAMPLES_FILE, ATTENTION_FILE = 'epe_examples.json', 'attention_frequency.json'
+DESIGN_STOPPING_FILE = 'design_stopping.json'
+# Expected-gain thresholds (nats) of the design-based stopping rule: those of the `stopping` runs.
+DESIGN_THRESHOLDS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 # The paper's claims on CelebA-HQ: almost 7x fewer iterations, +0.4 points of accuracy.
 PAPER_SPEEDUP, PAPER_ACCURACY_GAIN = 7.0, 0.004
 
@@ -97,6 +103,25 @@ def sequence_summary(sequences_dir: str) -> dict[str, Any]:
     with open(stats_path, 'w') as f:
       json.dump(stats, f)
   return {**summary, **_read_json(stats_path)}
+
+
+def design_stopping_points(sequences_dir: str,
+                           thresholds: Sequence[float] = DESIGN_THRESHOLDS) -> list | None:
+  """[(threshold, mean glimpses, error)] of the design-based stopping rule on a store's canvases
+  (see `experimental_design.design_stopping`), written to (and read back from, once the store is
+  gone) `<sequences_dir>/design_stopping.json`; None for a store without expected gains."""
+  path = os.path.join(sequences_dir, DESIGN_STOPPING_FILE)
+  if os.path.isdir(os.path.join(sequences_dir, 'store')):
+    arrays = data.ExampleStore.open(os.path.join(sequences_dir, 'store')).arrays
+    if 'expected_gain' not in arrays:
+      return None
+    points = design_stopping(np.asarray(arrays['expected_gain']),
+                             np.asarray(arrays['step_correct']), thresholds)
+    with open(path, 'w') as f:
+      json.dump({'points': points, 'examples': int(len(arrays['expected_gain']))}, f)
+  if not os.path.isfile(path):
+    return None
+  return [tuple(point) for point in _read_json(path)['points']]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,6 +317,9 @@ def _plot_stopping(curves: Mapping[str, list], path: str) -> None:
         [g for _, g, _ in curves['adaptive']], [100 * e for _, _, e in curves['adaptive']])
   if curves['fixed']:
     series['fixed T'] = ([g for g, _ in curves['fixed']], [100 * e for _, e in curves['fixed']])
+  if curves.get('design'):
+    series['design-based stopping (posterior, expected gain)'] = (
+        [g for _, g, _ in curves['design']], [100 * e for _, _, e in curves['design']])
   for name, (glimpses, error) in curves['act']:
     series[name] = ([glimpses], [100 * error])
   plot_stopping_curves(series, path, ylabel='test error (%)')
@@ -345,6 +373,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None,
            'Cluttered MNIST stands in for CelebA-HQ, which cannot be downloaded here; the paper '
            'gives its claims as ratios, so those are what we compare.\n\n']
   sequence_dirs = [w for w in workdirs if os.path.isdir(os.path.join(w, 'sequences'))]
+  design_curves = {}  # source -> the design-based stopping rule's points on test canvases
   for workdir in sequence_dirs:
     seq_dir = os.path.join(workdir, 'sequences')
     summary = sequence_summary(seq_dir)
@@ -374,6 +403,9 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None,
         f"| completion model test NELBO ({completion['steps']:,} updates) | "
         f"{completion['test_nelbo']:.1f} nats per canvas |\n\n",
         f'![EPE maps per step and the glimpses chosen]({figure})\n\n']
+    points = design_stopping_points(os.path.join(workdir, 'test_sequences'))
+    if points:
+      design_curves[config['dataset'].get('source', 'mnist')] = points
 
   # RAM runs: single-phase workdirs, and the `ram` phase of a pipeline (the smoke variant).
   ram_dirs = [w for w in workdirs if w not in sequence_dirs]
@@ -392,14 +424,17 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None,
       runs.sort(key=lambda r: r.results['config']['seed'])
   for source in sorted(by_source, key=lambda s: s != 'mnist'):  # MNIST first
     parts += _supervision_section(by_source[source], paths, source, folder, stem, margin)
-  for source in sorted(by_source, key=lambda s: s != 'mnist'):
-    parts += _stopping_section(by_source[source], source, folder, stem)
+  for source in sorted({*by_source, *design_curves}, key=lambda s: s != 'mnist'):
+    parts += _stopping_section(by_source.get(source, {}), source, folder, stem,
+                               design_curves.get(source, []))
   return write_page(parts, out, notes)
 
 
-def _stopping_section(groups, source: str, folder: str, stem: str) -> list[str]:
-  """The adaptive-stopping table and figure of one dataset's runs (each method's first seed)."""
-  curves, shown = {'adaptive': [], 'fixed': [], 'act': []}, []
+def _stopping_section(groups, source: str, folder: str, stem: str,
+                      design: Sequence[tuple] = ()) -> list[str]:
+  """The adaptive-stopping table and figure of one dataset's runs (each method's first seed),
+  with the design-based rule's points (the posterior on designed test sequences) beside them."""
+  curves, shown = {'adaptive': [], 'fixed': [], 'act': [], 'design': list(design)}, []
   for run in groups.get('stopping', [])[:1]:
     points = stopping_points(run.results, run.results['config']['stopping']['thresholds'])
     curves['adaptive'], curves['fixed'] = points['adaptive'], points['fixed']
@@ -410,7 +445,7 @@ def _stopping_section(groups, source: str, folder: str, stem: str) -> list[str]:
         curves['act'] += [(f'ACT, ponder weight {name[3:]}', p)
                           for p in stopping_points(run.results, ())['act']]
         shown.append(run)
-  if not (curves['adaptive'] or curves['act']):
+  if not (curves['adaptive'] or curves['act'] or curves['design']):
     return []
   tag = '' if source == 'mnist' else f'_{source}'
   figure = f'{stem}_stopping{tag}.png'
@@ -420,9 +455,17 @@ def _stopping_section(groups, source: str, folder: str, stem: str) -> list[str]:
            for t, g, e in curves['adaptive']]
   rows += [f'| fixed {g} glimpses | {g} | {100 * e:.2f} |\n' for g, e in curves['fixed']]
   rows += [f'| {name} | {g:.2f} | {100 * e:.2f} |\n' for name, (g, e) in curves['act']]
+  rows += [f'| design: posterior stops below expected gain {t:g} | {g:.2f} | {100 * e:.2f} |\n'
+           for t, g, e in curves['design']]
   runs = ', '.join(f"{run.name} (seed {run.results['config']['seed']})" for run in shown)
-  return [f'## Adaptive stopping ({source.replace("_", "-")})\n\n', f'Runs: {runs}.\n\n',
-          ''.join(rows), f'\n![test error against glimpses]({figure})\n\n']
+  text = [f'## Adaptive stopping ({source.replace("_", "-")})\n\n', f'Runs: {runs or "none"}.']
+  if curves['design']:
+    text.append(' The design-based rule: the attentional posterior on the designed sequences of '
+                'a tenth of the test canvases, stopping before the first glimpse whose expected '
+                'gain (the entropy before it less the chosen candidate\'s EPE, from the '
+                'completions) is below the threshold; the learned rule thresholds the gain head '
+                'of the `stopping` RAM.')
+  return [*text, '\n\n', ''.join(rows), f'\n![test error against glimpses]({figure})\n\n']
 
 
 def main(argv: Sequence[str] | None = None) -> None:
