@@ -233,7 +233,8 @@ def _fake_run(tmp_path, name, seed, supervised, curve, sampled=(), loss=None, ta
   workdir = tmp_path / name
   workdir.mkdir()
   config = {'seed': seed, 'data_from': 'somewhere' if supervised else None,
-            'model': {'act': False, 'predict_gain': False}, 'loss': loss or {}}
+            'model': {'act': False, 'predict_gain': False}, 'loss': loss or {},
+            'eval_every': 1000, 'eval_examples_during_training': 2000 if seed else 0}
   if targets:
     config['supervision'] = {'targets': targets}
   results = {'test_error': curve[-1], 'steps': 1000 * len(curve), 'wall_seconds': 60.0,
@@ -281,6 +282,7 @@ def test_report_shows_the_sampled_path_error_and_every_supervised_arm(tmp_path):
   assert '| supervised_w8 | 0 | 2,000 | 2000 | 2000 | 20.00 | n/a |' in text
   # to 40%: unsupervised 2000 (both), supervised_center_sum 1000: 2.0x
   assert 'Speed-up of supervised_center_sum: 2.0x to 40%' in text
+  assert '(every 1,000 updates, on the whole validation split)' in text  # u0's config
   assert report.sampled_path_error({'validation_error': 0.1}) is None
 
 

@@ -325,6 +325,14 @@ def _plot_stopping(curves: Mapping[str, list], path: str) -> None:
   plot_stopping_curves(series, path, ylabel='test error (%)')
 
 
+def _cadence(groups) -> str:
+  """How often and on how many canvases the arms' runs validated, from the first run's config."""
+  config = groups[arms(groups)[0]][0].results['config']
+  every, count = config.get('eval_every', 1_000), config.get('eval_examples_during_training', 0)
+  return (f'every {every:,} updates, on '
+          + (f'{count:,} validation canvases' if count else 'the whole validation split'))
+
+
 def _supervision_section(groups, paths, source: str, folder: str, stem: str,
                          margin: float) -> list[str]:
   """The partial-supervision tables and the attention figure of one dataset's RAM runs."""
@@ -339,7 +347,7 @@ def _supervision_section(groups, paths, source: str, folder: str, stem: str,
               '`_center` the digit\'s centre as every target). Test error of the greedy path '
               'and, as the paper scores, of one sampled path per image (mean ± std over seeds; in '
               'brackets the std over draws of a run, averaged over seeds). Steps to '
-              'near-best: the first evaluation (every 1,000 updates) whose validation error is '
+              f'near-best: the first evaluation ({_cadence(groups)}) whose validation error is '
               f'within {100 * margin:g} points of the run\'s lowest; steps to the common target: '
               'the first evaluation whose validation error is at most the unsupervised runs\' '
               f'mean lowest validation error plus {100 * margin:g} points'
