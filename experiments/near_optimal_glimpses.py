@@ -114,17 +114,8 @@ def _base(part: str, smoke: bool, source: str) -> ml_collections.ConfigDict:
       locator='grid', location_std=0.2, classify_every_step=False, predict_gain=False,
       act=False))
   config.loss = ml_collections.ConfigDict(dict(
-      # w of the supervised term -w sum_t log pi(target_t); `supervision_reduction` (one of
-      # REDUCTIONS) is how it is reduced over the batch: 'mean' as classification and REINFORCE
-      # (one supervised example counts 1/B), 'sum' as the authors' released code (B times
-      # stronger: 'sum' with w = 1 is 'mean' with w = B).
-      supervision_weight=1.0, supervision_reduction='mean',
-      reinforce_weight=1.0, baseline_weight=1.0, gain_weight=1.0,
+      supervision_weight=1.0, reinforce_weight=1.0, baseline_weight=1.0, gain_weight=1.0,
       ponder_weight=0.0, act_epsilon=0.01))
-  # Where the supervised examples' targets come from (one of TARGETS): the stored 'designed'
-  # sequences, or the digit's centre (`center` of the canvas) at every step, a heuristic whose
-  # run bounds what easy targets give. Either way the store chooses which examples are supervised.
-  config.supervision = ml_collections.ConfigDict(dict(targets='designed'))
   config.design = ml_collections.ConfigDict(dict(samples=4 if smoke else 8))
   config.stopping = ml_collections.ConfigDict(dict(
       thresholds=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)))
@@ -166,6 +157,15 @@ def _ram(smoke, source, supervised: bool):
   config.eval_examples_during_training = 500 if smoke else 2_000
   config.eval.splits = ('validation', 'test')
   config.eval.mc_samples = 4
+  # w (`loss.supervision_weight`) of the supervised term -w sum_t log pi(target_t) is reduced over
+  # the batch by `supervision_reduction` (one of REDUCTIONS): 'mean' as classification and
+  # REINFORCE (one supervised example counts 1/B), or 'sum' as the authors' released code (B times
+  # stronger: 'sum' with w = 1 is 'mean' with w = B).
+  config.loss.supervision_reduction = 'mean'
+  # Where the supervised examples' targets come from (one of TARGETS): the stored 'designed'
+  # sequences, or the digit's centre (`center` of the canvas) at every step, a heuristic whose
+  # run bounds what easy targets give. Either way the store chooses which examples are supervised.
+  config.supervision = ml_collections.ConfigDict(dict(targets='designed'))
   # The paper's evaluation beside the greedy path: the error of single sampled paths (M = 1),
   # drawn this many times per image (0: off); `error_sampled_path` is their mean and
   # `error_sampled_path_<k>` the k-th draw's, whose spread the report shows. The first
@@ -227,23 +227,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f'model.{name} must be an integer >= 1, got {m[name]!r}')
   if config.design.samples < 1:
     raise ValueError(f'design.samples must be >= 1, got {config.design.samples}')
-  if loss.supervision_reduction not in REDUCTIONS:
-    raise ValueError(f'loss.supervision_reduction must be one of {list(REDUCTIONS)}, got '
-                     f'{loss.supervision_reduction!r}')
-  targets = config.supervision.targets
-  if targets not in TARGETS:
-    raise ValueError(f'supervision.targets must be one of {list(TARGETS)}, got {targets!r}')
-  if targets == 'digit_center' and config.dataset.name not in ('translated', 'cluttered'):
-    raise ValueError(f"supervision.targets='digit_center' needs canvases with a digit centre "
-                     f"(dataset.name 'translated' or 'cluttered'), got {config.dataset.name!r}")
-  duplicates = config.eval.get('sampled_path_duplicates', 0)
-  if isinstance(duplicates, bool) or not isinstance(duplicates, int) or duplicates < 0:
-    raise ValueError(f'eval.sampled_path_duplicates must be an integer >= 0, got {duplicates!r}')
   for name in ('supervision_weight', 'reinforce_weight', 'baseline_weight', 'gain_weight',
                'ponder_weight'):
     if not loss[name] >= 0:
       raise ValueError(f'loss.{name} must be >= 0, got {loss[name]}')
   if m.part == 'ram':
+    if loss.supervision_reduction not in REDUCTIONS:
+      raise ValueError(f'loss.supervision_reduction must be one of {list(REDUCTIONS)}, got '
+                       f'{loss.supervision_reduction!r}')
+    targets = config.supervision.targets
+    if targets not in TARGETS:
+      raise ValueError(f'supervision.targets must be one of {list(TARGETS)}, got {targets!r}')
+    if targets == 'digit_center' and config.dataset.name not in ('translated', 'cluttered'):
+      raise ValueError(f"supervision.targets='digit_center' needs canvases with a digit centre "
+                       f"(dataset.name 'translated' or 'cluttered'), got {config.dataset.name!r}")
+    duplicates = config.eval.sampled_path_duplicates
+    if isinstance(duplicates, bool) or not isinstance(duplicates, int) or duplicates < 0:
+      raise ValueError(f'eval.sampled_path_duplicates must be an integer >= 0, got '
+                       f'{duplicates!r}')
     if m.locator not in ('grid', 'linear'):
       raise ValueError(f"model.locator must be 'grid' (a softmax over the candidate cells) or "
                        f"'linear' (Gaussian), got {m.locator!r}")
@@ -458,7 +459,7 @@ def _ram_experiment(config) -> train.Experiment:
   num_choices = m.grid_size**2 if m.locator == 'grid' else 0
   supervised = config.data_from is not None
   thresholds = tuple(float(t) for t in config.stopping.thresholds)
-  duplicates = config.eval.get('sampled_path_duplicates', 0)
+  duplicates = config.eval.sampled_path_duplicates
 
   def noise(rng, batch, samples=()):
     return draw_noise(rng, (*samples, m.num_glimpses, batch), num_choices)
