@@ -137,6 +137,7 @@ from glimpse_jax.nets import (RecurrentAttentionModel, RetinaSpec, SelfAttention
                               ram_flops_per_image)
 from glimpse_jax.nets.cnn import ConvTrunk
 from glimpse_jax.objectives import ram_loss
+from glimpse_jax.report_variant_mnist import cnn_name
 
 COST_FILE = 'cost.json'  # written by the plots hook: FLOPs and input values per image
 MODELS = ('ram', 'simple_cnn', 'attention_cnn')
@@ -199,15 +200,7 @@ def _ram(dataset, glimpses, accuracy, optimizer=('adam', 3e-4), protocol='ours')
 
 def cnn_label(model: str, dataset: str, options) -> str:
   """A CNN's method name (as the report names it) from its model fields over the defaults."""
-  options = dict(options)
-  label = f'{"simple CNN" if model == "simple_cnn" else "self-attention CNN"}, {dataset}'
-  if options.get('head') == 'weighted_sum':
-    label += f', weighted-sum head of {options.get("hidden", SelfAttentionCNN.hidden)}'
-  if options.get('layer_norm'):
-    label += ', layer norm'
-  if options.get('dropout'):
-    label += f', dropout {options["dropout"]:g}'
-  return label
+  return cnn_name({'name': model, 'hidden': SelfAttentionCNN.hidden, **dict(options)}, dataset)
 
 
 def _cnn(dataset, model, accuracy, options=None):

@@ -83,6 +83,20 @@ def _optimizer(config: Mapping[str, Any]) -> str:
   return text
 
 
+def cnn_name(model: Mapping[str, Any], dataset: str) -> str:
+  """A CNN's name from its model fields (`name`, and `head`, `hidden`, `layer_norm`, `dropout`
+  where set) on the dataset named `dataset`."""
+  name = 'simple CNN' if model['name'] == 'simple_cnn' else 'self-attention CNN'
+  name = f'{name}, {dataset}'
+  if model.get('head') == 'weighted_sum':
+    name += f", weighted-sum head of {model['hidden']}"
+  if model.get('layer_norm'):
+    name += ', layer norm'
+  if model.get('dropout'):
+    name += f", dropout {model['dropout']:g}"
+  return name
+
+
 def method_name(config: Mapping[str, Any]) -> str:
   """The run's method from its config, in the form of the paper's row names (module doc)."""
   model, opt = config['model'], config['optimizer']
@@ -94,14 +108,7 @@ def method_name(config: Mapping[str, Any]) -> str:
     return (f"RAM, {dataset}, {model['num_glimpses']} glimpses of {size}x{size} x {scales} "
             f"scale{'s' if scales > 1 else ''}, {optimizer}"
             f"{', standardised' if model.get('standardise') else ''}")
-  name = 'simple CNN' if model['name'] == 'simple_cnn' else 'self-attention CNN'
-  name = f'{name}, {dataset}'
-  if model.get('head') == 'weighted_sum':
-    name += f", weighted-sum head of {model['hidden']}"
-  if model.get('layer_norm'):
-    name += ', layer norm'
-  if model.get('dropout'):
-    name += f", dropout {model['dropout']:g}"
+  name = cnn_name(model, dataset)
   default = (opt['name'], opt['learning_rate'], config.get('batch_size', 128)) == ('adam', 1e-3, 128)
   return name if default else f'{name}, {optimizer}'
 
