@@ -42,7 +42,8 @@ def test_notes_are_appended_and_runs_without_logs_get_no_curve(tmp_path):
 
 
 def test_ws_ram_chapter_shows_the_estimator_variance_measurement(tmp_path):
-  shutil.copytree(os.path.join(RESULTS, 'ws_ram-var-12k-seed0'), tmp_path / 'ws_ram-var-12k-seed0')
+  shutil.copytree(os.path.join(RESULTS, 'ws_ram-var-penalty-12k-seed0'),
+                  tmp_path / 'ws_ram-var-penalty-12k-seed0')
   measured = tmp_path / 'ws_ram_variance-ws_q_cv'
   measured.mkdir()
   (measured / 'estimator_variance.json').write_text(json.dumps(
