@@ -35,7 +35,7 @@ def test_notes_are_appended_and_runs_without_logs_get_no_curve(tmp_path):
   index = results_book.write_book(str(tmp_path))
   page = (tmp_path / 'ram.md').read_text()
   assert '| ram-mnist | mnist, 6 glimpses | 60000 |' in page
-  assert '| 1.39 | 1.12 |' in page  # ours, then the paper's
+  assert '| 1.66 | 1.12 |' in page  # ours, then the paper's
   assert page.endswith('## Reading\n\nA note.\n')
   assert 'training_error.png' not in page
   assert '| [ram](ram.md) |' in index and '[ws_ram]' not in index
