@@ -62,7 +62,7 @@ import ml_collections
 import optax
 
 from glimpse_jax import data, diagnostics, glimpse, objectives, train
-from glimpse_jax.design_plots import (attention_frequency, plot_attention_frequency,
+from glimpse_jax.plots.design_maps import (attention_frequency, plot_attention_frequency,
                                      plot_completions)
 from glimpse_jax.experimental_design import greedy_sequences
 from glimpse_jax.nets import (RecurrentAttentionModel, RetinaSpec, draw_noise,

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from glimpse_jax import data, diagnostics, train
-from glimpse_jax.glimpse_plots import plot_glimpse_paths
+from glimpse_jax.plots.glimpse_paths import plot_glimpse_paths
 from glimpse_jax.nets import (LOCATORS, MEAN_ACTIVATIONS, RecurrentAttentionModel, RetinaSpec,
                               draw_noise, evaluate_glimpse_paths, glimpse_predictions,
                               mode_noise)

@@ -106,8 +106,8 @@ import ml_collections
 import numpy as np
 
 from glimpse_jax import data, diagnostics, train
-from glimpse_jax.glimpse_curves import plot_per_glimpse
-from glimpse_jax.glimpse_plots import plot_glimpse_paths
+from glimpse_jax.plots.per_glimpse_curves import plot_per_glimpse
+from glimpse_jax.plots.glimpse_paths import plot_glimpse_paths
 from glimpse_jax.nets import (MEAN_ACTIVATIONS, RecurrentAttentionModel, RetinaSpec, draw_noise,
                               glimpse_predictions, mode_noise, path_values)
 from glimpse_jax.objectives import REWARDS, ram_loss

@@ -127,10 +127,10 @@ import optax
 from ml_collections import config_dict
 
 from glimpse_jax import data, diagnostics, train
-from glimpse_jax.attention_plots import plot_attention_maps
+from glimpse_jax.plots.attention_maps import plot_attention_maps
 from glimpse_jax.data import canvas
 from glimpse_jax.data.config import index_range
-from glimpse_jax.glimpse_plots import plot_glimpse_paths, plot_glimpse_sequence
+from glimpse_jax.plots.glimpse_paths import plot_glimpse_paths, plot_glimpse_sequence
 from glimpse_jax.nets import (RecurrentAttentionModel, RetinaSpec, SelfAttentionCNN, SimpleCNN,
                               attention_weights, draw_noise, evaluate_glimpse_paths,
                               flops_per_image, glimpse_predictions, mode_noise,

@@ -70,7 +70,7 @@ from ml_collections import config_dict
 from glimpse_jax import data, train
 from glimpse_jax.diagnostics import (kl_q_prior, location_diagnostics, per_glimpse,
                                     per_glimpse_means, saturated)
-from glimpse_jax.glimpse_plots import plot_glimpse_paths
+from glimpse_jax.plots.glimpse_paths import plot_glimpse_paths
 from glimpse_jax.nets import (RetinaSpec, WakeSleepRAM, WSRAMOutput, draw_noise, mode_noise,
                               path_values)
 from glimpse_jax.objectives import (action_entropy, location_coverage_loss, method_surrogate,

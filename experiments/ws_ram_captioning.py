@@ -53,7 +53,7 @@ import optax
 import sacrebleu
 
 from glimpse_jax import data, train
-from glimpse_jax.caption_plots import plot_caption_windows
+from glimpse_jax.plots.caption_windows import plot_caption_windows
 from glimpse_jax.data import captions
 from glimpse_jax.data.config import CAPTION_NAMES
 from glimpse_jax.diagnostics import per_glimpse, saturated

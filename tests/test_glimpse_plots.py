@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from matplotlib.patches import Rectangle
 
-from glimpse_jax import glimpse_plots
+from glimpse_jax.plots import glimpse_paths
 
 
 class _Axes:
@@ -21,7 +21,7 @@ class _Axes:
 @pytest.mark.parametrize('only, sides', [(None, (4, 8, 16)), (1, (8,)), (2, (16,))])
 def test_retina_boxes_are_every_scale_or_the_chosen_one(only, sides):
   ax = _Axes()
-  glimpse_plots._draw_retina(ax, 10.0, 12.0, glimpse_size=4, num_scales=3, scale_factor=2,
+  glimpse_paths._draw_retina(ax, 10.0, 12.0, glimpse_size=4, num_scales=3, scale_factor=2,
                              alpha=1.0, only=only)
   assert tuple(side for _, _, side in ax.boxes) == sides
   for x, y, side in ax.boxes:  # whole pixels (j spans [j - 0.5, j + 0.5)) around (10, 12)
@@ -34,6 +34,6 @@ def test_glimpse_paths_with_chosen_scales_are_saved(tmp_path):
   locations = np.zeros((3, 2, 2), np.float32)  # [T, N, 2]
   scales = np.array([[0, 1], [2, 0], [1, 1]])  # [T, N]
   path = tmp_path / 'paths.png'
-  glimpse_plots.plot_glimpse_paths(images, locations, glimpse_size=4, num_scales=3,
+  glimpse_paths.plot_glimpse_paths(images, locations, glimpse_size=4, num_scales=3,
                                    scales=scales, labels=[1, 2], path=str(path))
   assert path.stat().st_size > 0

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from glimpse_jax import data, glimpse, train
-from glimpse_jax.draw_plots import plot_read_windows, read_windows
+from glimpse_jax.plots.read_windows import plot_read_windows, read_windows
 from glimpse_jax.nets.draw import DrawCore, DrawModel, read_bias
 from glimpse_jax.objectives import heuristic_loss, mimic_loss, mimic_weight
 from glimpse_jax.train import pipeline

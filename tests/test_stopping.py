@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from glimpse_jax import stopping_plots
+from glimpse_jax.plots import stopping_curves
 from glimpse_jax.nets import RecurrentAttentionModel, RetinaSpec, draw_noise
 from glimpse_jax.objectives import (act_outputs, act_weights, fixed_glimpse_errors, gain_loss,
                                     information_gains, ponder_cost, stop_steps, stopped_outputs,
@@ -367,10 +367,10 @@ def test_stopping_curves_are_saved(tmp_path):
       'fixed T': (np.arange(1, 6), [0.5, 0.3, 0.2, 0.15, 0.12]),
       'ACT tau=0.01': ([2.2], [0.18]),
   }
-  stopping_plots.plot_stopping_curves(curves, str(path), kinds={'adaptive': 'adaptive'})
+  stopping_curves.plot_stopping_curves(curves, str(path), kinds={'adaptive': 'adaptive'})
   assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-  assert [stopping_plots._kind(k, {}) for k in curves] == ['adaptive', 'fixed', 'act']
+  assert [stopping_curves._kind(k, {}) for k in curves] == ['adaptive', 'fixed', 'act']
   with pytest.raises(ValueError, match="kind of 'adaptive'"):
-    stopping_plots.plot_stopping_curves(curves, str(path), kinds={'adaptive': 'line'})
+    stopping_curves.plot_stopping_curves(curves, str(path), kinds={'adaptive': 'line'})
   with pytest.raises(ValueError, match="curve 'bad'"):
-    stopping_plots.plot_stopping_curves({'bad': ([1.0, 2.0], [0.1])}, str(path))
+    stopping_curves.plot_stopping_curves({'bad': ([1.0, 2.0], [0.1])}, str(path))

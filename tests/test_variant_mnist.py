@@ -11,7 +11,7 @@ import pytest
 from conftest import assert_trained_as, execute_notebook
 from experiments import variant_mnist
 from glimpse_jax import report_variant_mnist, train
-from glimpse_jax.attention_plots import received_attention
+from glimpse_jax.plots.attention_maps import received_attention
 from glimpse_jax.nets import ram_flops_per_image
 
 PAPER_ROWS = [name for name in variant_mnist.ROWS]

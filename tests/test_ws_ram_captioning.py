@@ -13,7 +13,7 @@ import pytest
 
 from conftest import assert_trained_as, execute_notebook
 from glimpse_jax import train
-from glimpse_jax.caption_plots import pyramid_window_boxes
+from glimpse_jax.plots.caption_windows import pyramid_window_boxes
 from glimpse_jax.data import captions
 from glimpse_jax.nets import draw_noise, mode_noise
 from glimpse_jax.nets.captioning import AttentionCaptioner, read_window

@@ -34,10 +34,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from glimpse_jax import data, report
-from glimpse_jax.design_plots import plot_epe_maps
+from glimpse_jax.plots.design_maps import plot_epe_maps
 from glimpse_jax.experimental_design import design_stopping
 from glimpse_jax.report import Run, load_run, write_page
-from glimpse_jax.stopping_plots import plot_stopping_curves
+from glimpse_jax.plots.stopping_curves import plot_stopping_curves
 
 EXPERIMENT = 'near_optimal_glimpses'
 MARGIN = 0.005  # "near its best": validation error within half a point of the run's lowest

@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from glimpse_jax import report
-from glimpse_jax.draw_plots import plot_read_steps
+from glimpse_jax.plots.read_windows import plot_read_steps
 from glimpse_jax.report import write_page
 
 EXPERIMENT = 'pretrain_attention'

@@ -32,7 +32,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from glimpse_jax import report
-from glimpse_jax.glimpse_curves import plot_per_glimpse
+from glimpse_jax.plots.per_glimpse_curves import plot_per_glimpse
 from glimpse_jax.report import Run, load_run, write_page
 
 EXPERIMENT = 'ram_reward'

@@ -31,7 +31,7 @@ READ_INITS = ('blur', 'digit', 'zeros')
 READ_NORMS = ('image', 'full')  # Gregor's (sum to one over the image), or by the whole Gaussian
 DIGIT_SIDE = 28  # pixels spanned by the first read under read_init='digit'
 # On an image no wider than DIGIT_SIDE (28x28 MNIST, whose digits are size-normalised into a
-# centred 20x20 box) the 'digit' grid's box (n strides, as `draw_plots.read_windows` draws it).
+# centred 20x20 box) the 'digit' grid's box (n strides, as `read_windows.read_windows` draws it).
 DIGIT_BOX = 20
 READ_PARAMS = 5  # (gx~, gy~, log sigma^2, log delta~, log gamma)
 _SQRT2 = 2 ** 0.5

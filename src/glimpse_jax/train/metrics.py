@@ -25,7 +25,8 @@ import tqdm.auto
 import tqdm.std
 from absl import logging
 
-from glimpse_jax import data, files, plotting
+from glimpse_jax import data, files
+from glimpse_jax.plots import learning_curves
 from glimpse_jax.train.experiment import Experiment
 
 CONFIG_FILE = 'config.json'
@@ -326,7 +327,7 @@ def write_plots(workdir: str, experiment: Experiment, params: Any,
 
 def _draw_plots(folder: str, records: list[dict[str, Any]], experiment: Experiment, params: Any,
                 config: ml_collections.ConfigDict, rng: jax.Array) -> None:
-  plotting.plot_learning_curves(records, os.path.join(folder, LEARNING_CURVE_FILE),
+  learning_curves.plot_learning_curves(records, os.path.join(folder, LEARNING_CURVE_FILE),
                                 config.headline)
   if experiment.plots is None:
     return

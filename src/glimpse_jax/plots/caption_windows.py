@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from glimpse_jax.glimpse import loc_to_pixel
-from glimpse_jax.glimpse_plots import _SCALE_COLOURS, _show
+from glimpse_jax.plots.glimpse_paths import _SCALE_COLOURS, _show
 
 
 def pyramid_window_boxes(locations, layers, *, window, height, width):
