@@ -1,0 +1,1 @@
+"""The results book: a shared layer (`runs`, `tables`), one chapter per experiment, `papers`."""
