@@ -82,7 +82,7 @@ endif
 
 # The results book (results/README.md and a page per experiment) from the committed runs.
 results: install
-	$(PY) results_book.py
+	$(PY) -m glimpse_jax.reports.book
 
 # Large arrays on 2 MiB pages (glibc's transparent-huge-page switch; NumPy does this for its own).
 bench: install

@@ -16,7 +16,8 @@ import optax
 import pytest
 
 from experiments import near_optimal_glimpses as nog
-from glimpse_jax import data, report_near_optimal_glimpses as report, train
+from glimpse_jax import data, train
+from glimpse_jax.reports import near_optimal_glimpses as report
 from glimpse_jax.data import sources
 from glimpse_jax.experimental_design import expected_posterior_entropy
 from glimpse_jax.nets import draw_noise, grid_centres

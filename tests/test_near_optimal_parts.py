@@ -148,8 +148,8 @@ def test_greedy_sequences_take_the_lowest_epe_among_candidates_not_taken():
 
 
 def test_steps_to_near_best_leave_out_the_final_evaluation():
-  from glimpse_jax import report  # pylint: disable=g-import-not-at-top
-  from glimpse_jax import report_near_optimal_glimpses as rn  # pylint: disable=g-import-not-at-top
+  from glimpse_jax.reports import overview as report  # pylint: disable=g-import-not-at-top
+  from glimpse_jax.reports import near_optimal_glimpses as rn  # pylint: disable=g-import-not-at-top
   periodic = [{'kind': 'eval', 'split': 'validation', 'step': s, 'error': e, 'full': False}
               for s, e in ((1000, 0.30), (2000, 0.21), (3000, 0.20))]
   final = {'kind': 'eval', 'split': 'validation', 'step': 4000, 'error': 0.10, 'full': True}

@@ -14,7 +14,8 @@ from ml_collections.config_flags import config_path
 
 from conftest import assert_trained_as, execute_notebook
 from experiments import ram_reward
-from glimpse_jax import data, report_ram_reward, train
+from glimpse_jax import data, train
+from glimpse_jax.reports import ram_reward as report_ram_reward
 from glimpse_jax.nets import Locator, draw_noise, location_mean, mode_noise
 from glimpse_jax.objectives import ram_loss
 from glimpse_jax.objectives.reward_shaping import (episode_total, output_change, output_spread,

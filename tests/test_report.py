@@ -5,7 +5,7 @@ import json
 import matplotlib.image
 import pytest
 
-from glimpse_jax import report
+from glimpse_jax.reports import overview as report
 
 
 def _workdir(tmp_path, name, test_error, *, paper=None, errors=(0.9, 0.5, 0.2), variances=()):

@@ -1,7 +1,7 @@
 """The results book's per-glimpse diagnostics: values read back in glimpse order, the plateau's
 end, the table and the figure (and nothing for runs that predate the diagnostics)."""
 
-from glimpse_jax import report
+from glimpse_jax.reports import overview as report
 
 
 def _run(name, saturated, on_digit, errors):

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from glimpse_jax import report_pretrain_attention as rpa
+from glimpse_jax.reports import pretrain_attention as rpa
 
 
 def test_paper_rule_averages_the_ten_evaluations_after_the_best():

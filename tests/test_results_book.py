@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-import results_book
+from glimpse_jax.reports import book as results_book
 
 RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'results')
 
@@ -29,9 +29,9 @@ def test_committed_pages_are_what_the_book_generates(tmp_path):
 
 
 def test_notes_are_appended_and_runs_without_logs_get_no_curve(tmp_path):
-  shutil.copytree(os.path.join(RESULTS, 'ram-mnist'), tmp_path / 'ram-mnist')
+  shutil.copytree(os.path.join(RESULTS, 'ram', 'mnist'), tmp_path / 'ram' / 'mnist')
   (tmp_path / 'ram_notes.md').write_text('## Reading\n\nA note.\n')
-  assert not (tmp_path / 'ram-mnist' / 'metrics.jsonl').exists()  # committed without its log
+  assert not (tmp_path / 'ram' / 'mnist' / 'metrics.jsonl').exists()  # committed without its log
   index = results_book.write_book(str(tmp_path))
   page = (tmp_path / 'ram.md').read_text()
   assert '| ram-mnist | mnist, 6 glimpses | 60000 |' in page
@@ -42,16 +42,16 @@ def test_notes_are_appended_and_runs_without_logs_get_no_curve(tmp_path):
 
 
 def test_ws_ram_chapter_shows_the_estimator_variance_measurement(tmp_path):
-  shutil.copytree(os.path.join(RESULTS, 'ws_ram-var-penalty-12k-seed0'),
-                  tmp_path / 'ws_ram-var-penalty-12k-seed0')
-  measured = tmp_path / 'ws_ram_variance-ws_q_cv'
+  shutil.copytree(os.path.join(RESULTS, 'ws_ram', 'var-penalty-12k-seed0'),
+                  tmp_path / 'ws_ram' / 'var-penalty-12k-seed0')
+  measured = tmp_path / 'ws_ram' / 'variance-ws_q_cv'
   measured.mkdir()
   (measured / 'estimator_variance.json').write_text(json.dumps(
       {'steps': [1000, 5000], 'rows': {'var': [80.0, 9.5], 'ws_q_cv': [3.25, 0.5]},
        'examples': 256, 'draws': 16, 'num_samples': 5}))
   results_book.write_book(str(tmp_path))
   page = (tmp_path / 'ws_ram.md').read_text()
-  assert '## Estimator variance at the same parameters (ws_ram_variance-ws_q_cv)' in page
+  assert '## Estimator variance at the same parameters (ws_ram-variance-ws_q_cv)' in page
   assert '| estimator | update 1,000 | update 5,000 |' in page
   assert '| var | 80 | 9.5 |' in page and '| ws_q_cv | 3.25 | 0.5 |' in page
   assert 'over 16 draws of K = 5 rollouts on the same 256 test images' in page

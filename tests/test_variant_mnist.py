@@ -10,7 +10,8 @@ import pytest
 
 from conftest import assert_trained_as, execute_notebook
 from experiments import variant_mnist
-from glimpse_jax import report_variant_mnist, train
+from glimpse_jax import train
+from glimpse_jax.reports import variant_mnist as report_variant_mnist
 from glimpse_jax.plots.attention_maps import received_attention
 from glimpse_jax.nets import ram_flops_per_image
 

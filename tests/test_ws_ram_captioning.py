@@ -288,7 +288,7 @@ def _fake_run(folder, method, seed, bleu1, nll_scale, **loss):
 
 
 def test_report_tables_and_training_speed(tmp_path):
-  from glimpse_jax import report_ws_ram_captioning as rc  # pylint: disable=g-import-not-at-top
+  from glimpse_jax.reports import ws_ram_captioning as rc  # pylint: disable=g-import-not-at-top
   runs = [_fake_run(tmp_path / f'{m}-seed{s}', m, s, b, scale)
           for m, s, b, scale in (('var', 0, 60.0, 100.0), ('var', 1, 64.0, 100.0),
                                  ('ws_q', 0, 70.0, 50.0))]
@@ -309,7 +309,7 @@ def test_report_tables_and_training_speed(tmp_path):
 
 
 def test_report_keeps_other_estimator_settings_apart_and_refuses_a_seed_twice(tmp_path):
-  from glimpse_jax import report_ws_ram_captioning as rc  # pylint: disable=g-import-not-at-top
+  from glimpse_jax.reports import ws_ram_captioning as rc  # pylint: disable=g-import-not-at-top
   runs = [_fake_run(tmp_path / 'var-seed0', 'var', 0, 60.0, 100.0),
           _fake_run(tmp_path / 'var-nocv-seed0', 'var', 0, 40.0, 100.0, control_variates=False),
           _fake_run(tmp_path / 'var-t2-seed1', 'var', 1, 50.0, 100.0, temperature=2.0)]

@@ -1,5 +1,5 @@
 """Reward shaping for RAM over seeds (experiments/ram_reward.py): `python -m
-glimpse_jax.report_ram_reward RUNS... --out results/ram_reward.md`.
+glimpse_jax.reports.ram_reward RUNS... --out results/ram_reward.md`.
 
 Reads finished runs' results.json and metrics.jsonl (and per_glimpse.json when there), groups them
 by method, named from each run's config as `<reward>_<locator>`: the reward `plain`, `logchange`
@@ -31,9 +31,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from glimpse_jax import report
 from glimpse_jax.plots.per_glimpse_curves import plot_per_glimpse
-from glimpse_jax.report import Run, load_run, write_page
+from glimpse_jax.reports import papers
+from glimpse_jax.reports.runs import Run, load_run
+from glimpse_jax.reports.tables import (Column, markdown_table, mean_spread, minutes_spread,
+                                        percent_spread, write_page)
 
 EXPERIMENT = 'ram_reward'
 PER_GLIMPSE_FILE = 'per_glimpse.json'
@@ -184,35 +186,47 @@ def _over_seeds(series: Sequence[Mapping[float, float]]):
           np.asarray([min(v) for v in values]), np.asarray([max(v) for v in values]))
 
 
-def _mean_std(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> str:
-  return report.mean_spread(values, digits, scale)
+def _seeds(runs: Sequence[Run]) -> str:
+  return ', '.join(str(run.results['config']['seed']) for run in runs)
+
+
+def _final_accuracies(runs: Sequence[Run]) -> list[float]:
+  return [1.0 - run.results['test_error'] for run in runs
+          if isinstance(run.results.get('test_error'), (int, float))]
+
+
+def _best(runs: Sequence[Run]) -> list[tuple[float, float]]:
+  """(epoch, accuracy) of each seed's best evaluation."""
+  curves = [accuracy_by_epoch(run) for run in runs]
+  return [(max(c, key=c.get), max(c.values())) for c in curves if c]
+
+
+# (header, cell of a method's (name, runs))
+RESULT_COLUMNS = (
+    Column('method', lambda group: group[0]),
+    Column('seeds', lambda group: _seeds(group[1])),
+    Column('final accuracy %', lambda group: percent_spread(_final_accuracies(group[1]))),
+    Column('best accuracy %',
+           lambda group: percent_spread([accuracy for _, accuracy in _best(group[1])])),
+    Column('best at epoch',
+           lambda group: mean_spread([epoch for epoch, _ in _best(group[1])], digits=1)),
+    Column('epochs', lambda group: mean_spread(
+        [_epochs(run, run.results.get('steps', 0)) for run in group[1]], digits=1)),
+    Column('minutes', lambda group: minutes_spread(
+        [run.results['wall_seconds'] for run in group[1]
+         if isinstance(run.results.get('wall_seconds'), (int, float))])),
+)
 
 
 def results_table(groups: Mapping[str, Sequence[Run]]) -> str:
   """Markdown: one line per method, mean ± sample std over its seeds."""
-  header = ['method', 'seeds', 'final accuracy %', 'best accuracy %', 'best at epoch',
-            'epochs', 'minutes']
-  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-  for name, runs in groups.items():
-    final = [1.0 - run.results['test_error'] for run in runs
-             if isinstance(run.results.get('test_error'), (int, float))]
-    curves = [accuracy_by_epoch(run) for run in runs]
-    best = [max(c.values()) for c in curves if c]
-    best_epoch = [max(c, key=c.get) for c in curves if c]
-    epochs = [_epochs(run, run.results.get('steps', 0)) for run in runs]
-    minutes = [run.results['wall_seconds'] for run in runs
-               if isinstance(run.results.get('wall_seconds'), (int, float))]
-    cells = [name, ', '.join(str(run.results['config']['seed']) for run in runs),
-             _mean_std(final), _mean_std(best), _mean_std(best_epoch, 1.0, 1),
-             _mean_std(epochs, 1.0, 1), _mean_std(minutes, 1 / 60, 1)]
-    lines.append('| ' + ' | '.join(cells) + ' |')
-  return '\n'.join(lines) + '\n'
+  return markdown_table(RESULT_COLUMNS, list(groups.items()))
 
 
 # ---------------------------------------------------------------------------------------------
 # Collapse diagnostics: the largest share of one predicted class, location means at the edge.
 # ---------------------------------------------------------------------------------------------
-PASS_ACCURACY = 0.5  # the paper's collapse passes 50% test accuracy first
+PASS_ACCURACY = papers.RAM_REWARD.pass_accuracy  # the paper's collapse passes it first
 
 
 def largest_class_share(values: Mapping[str, Any], prefix: str = '') -> float | None:
@@ -261,33 +275,30 @@ def _never_passed(runs: Sequence[Run]) -> int:
 
 
 def _lowest_after_passing(runs: Sequence[Run]) -> str:
-  return _mean_std([_after_passing(accuracy_by_epoch(run)) for run in runs])
+  return percent_spread([_after_passing(accuracy_by_epoch(run)) for run in runs])
 
 
-# (header, cell of a method's runs that log the diagnostics)
+# (header, cell of a method's (name, runs that log the diagnostics))
 DIAGNOSTIC_COLUMNS = (
-    ('seeds past 50%', lambda runs: f'{len(runs) - _never_passed(runs)} of {len(runs)}'),
-    ('lowest accuracy after passing %', _lowest_after_passing),
-    ('largest predicted class % (final)',
-     lambda runs: _mean_std([largest_class_share(run.results, 'test_') for run in runs])),
-    ('location means at ±1 % (final)',
-     lambda runs: _mean_std([run.results.get('test_at_edge') for run in runs])),
-    ('largest predicted class % (worst epoch)',
-     lambda runs: _mean_std([max(c.values()) for c in map(class_share_by_epoch, runs) if c])),
+    Column('method', lambda group: group[0]),
+    Column('seeds past 50%',
+           lambda group: f'{len(group[1]) - _never_passed(group[1])} of {len(group[1])}'),
+    Column('lowest accuracy after passing %', lambda group: _lowest_after_passing(group[1])),
+    Column('largest predicted class % (final)', lambda group: percent_spread(
+        [largest_class_share(run.results, 'test_') for run in group[1]])),
+    Column('location means at ±1 % (final)', lambda group: percent_spread(
+        [run.results.get('test_at_edge') for run in group[1]])),
+    Column('largest predicted class % (worst epoch)', lambda group: percent_spread(
+        [max(c.values()) for c in map(class_share_by_epoch, group[1]) if c])),
 )
 
 
 def diagnostics_table(groups: Mapping[str, Sequence[Run]]) -> str:
   """Markdown: DIAGNOSTIC_COLUMNS per method that logs the diagnostics (mean ± sample std over its
   seeds that do); empty when no run logs them."""
-  header = ['method', *(name for name, _ in DIAGNOSTIC_COLUMNS)]
-  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-  for name, runs in groups.items():
-    runs = [run for run in runs if _has_diagnostics(run)]
-    if runs:
-      lines.append('| ' + ' | '.join([name, *(cell(runs) for _, cell in DIAGNOSTIC_COLUMNS)])
-                   + ' |')
-  return '\n'.join(lines) + '\n' if len(lines) > 2 else ''
+  logged = [(name, [run for run in runs if _has_diagnostics(run)]) for name, runs in groups.items()]
+  logged = [(name, runs) for name, runs in logged if runs]
+  return markdown_table(DIAGNOSTIC_COLUMNS, logged) if logged else ''
 
 
 def plot_diagnostics(groups: Mapping[str, Sequence[Run]], path: str) -> bool:
@@ -320,11 +331,6 @@ def plot_diagnostics(groups: Mapping[str, Sequence[Run]], path: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 # The LSTM locator against its MLP control (the same hidden width, no memory).
 # ---------------------------------------------------------------------------------------------
-def _final_accuracies(runs: Sequence[Run]) -> list[float]:
-  return [1.0 - run.results['test_error'] for run in runs
-          if isinstance(run.results.get('test_error'), (int, float))]
-
-
 def _difference(a: Sequence[float], b: Sequence[float]) -> str:
   """'mean(a) - mean(b) ± its standard error' in points (the error needs 2 values of each)."""
   if not a or not b:
@@ -344,18 +350,18 @@ def locator_table(groups: Mapping[str, Sequence[Run]]) -> str:
   for runs in groups.values():
     reward, locator, setup, images = _method_parts(runs[0].results['config'])
     by_key[(reward, setup, images)][locator] = runs
-  header = ['reward', 'linear %', 'mlp %', 'lstm %', 'lstm - mlp (points)',
-            'lstm - linear (points)']
-  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  pairs = []  # (label, locator -> final accuracies)
   for (reward, setup, images), locators in by_key.items():
-    if 'lstm' not in locators or 'mlp' not in locators:
-      continue
-    acc = {name: _final_accuracies(locators.get(name, ())) for name in _LOCATOR_ORDER}
-    label = _join(reward, '*', setup, images).replace('_*', '')
-    lines.append('| ' + ' | '.join([
-        label, *(_mean_std(acc[name]) for name in _LOCATOR_ORDER),
-        _difference(acc['lstm'], acc['mlp']), _difference(acc['lstm'], acc['linear'])]) + ' |')
-  return '\n'.join(lines) + '\n' if len(lines) > 2 else ''
+    if 'lstm' in locators and 'mlp' in locators:
+      pairs.append((_join(reward, '*', setup, images).replace('_*', ''),
+                    {name: _final_accuracies(locators.get(name, ())) for name in _LOCATOR_ORDER}))
+  columns = [Column('reward', lambda pair: pair[0]),
+             *(Column(f'{name} %', lambda pair, name=name: percent_spread(pair[1][name]))
+               for name in _LOCATOR_ORDER),
+             Column('lstm - mlp (points)', lambda pair: _difference(pair[1]['lstm'], pair[1]['mlp'])),
+             Column('lstm - linear (points)',
+                    lambda pair: _difference(pair[1]['lstm'], pair[1]['linear']))]
+  return markdown_table(columns, pairs) if pairs else ''
 
 
 def plot_accuracy(groups: Mapping[str, Sequence[Run]], path: str) -> None:
@@ -470,7 +476,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
   text = [
       '# Reward shaping and an LSTM locator for RAM (Brooks et al.)\n\n',
       f'{len(runs)} run{"s" if len(runs) > 1 else ""} of `experiments/ram_reward.py`, written by '
-      '`python -m glimpse_jax.report_ram_reward`. An epoch is 50,000 classifications; accuracy '
+      '`python -m glimpse_jax.reports.ram_reward`. An epoch is 50,000 classifications; accuracy '
       f'follows the greedy glimpses, on the first {" or ".join(map(str, during))} test images '
       'after each epoch (0: all) and on all of them at the end (final). Values are the mean ± '
       "sample std over seeds; best is each seed's best evaluation.\n\n",
@@ -513,7 +519,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
 
 def main(argv: Sequence[str] | None = None) -> None:
   parser = argparse.ArgumentParser(
-      prog='python -m glimpse_jax.report_ram_reward',
+      prog='python -m glimpse_jax.reports.ram_reward',
       description='Markdown report and figures of ram_reward runs over seeds.')
   parser.add_argument('runs', nargs='+', help='workdirs holding results.json and metrics.jsonl')
   parser.add_argument('--out', default='results/ram_reward.md',

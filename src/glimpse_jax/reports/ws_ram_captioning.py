@@ -1,5 +1,5 @@
 """WS-RAM's captioning experiment (experiments/ws_ram_captioning.py) over methods and seeds:
-`python -m glimpse_jax.report_ws_ram_captioning RUNS... --out results/ws_ram_captioning.md`.
+`python -m glimpse_jax.reports.ws_ram_captioning RUNS... --out results/ws_ram_captioning.md`.
 
 Each run is the `caption` phase's workdir (results.json, metrics.jsonl, and `captions.json`, the
 sacrebleu BLEU-1..4 of greedy test captions and the layer chosen per word position). Runs are
@@ -11,6 +11,7 @@ seed's window pictures per method.
 
 import argparse
 import collections
+import dataclasses
 import json
 import os
 import shutil
@@ -21,13 +22,14 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from glimpse_jax import report
-from glimpse_jax.report import Run, load_run, write_page
+from glimpse_jax.reports import papers
+from glimpse_jax.reports.runs import Run, load_run
+from glimpse_jax.reports.tables import Column, markdown, markdown_table, mean_spread, write_page
 
 CAPTIONS_FILE = 'captions.json'
-NAMES = {'var': 'VAR', 'ws': 'WS-RAM', 'ws_q': 'WS-RAM + q'}
+NAMES = {row.method: row.name for row in papers.WS_RAM_CAPTIONING.values()}
 # The paper's Flickr8k test BLEU-1..4 (Ba et al. 2015, Table 2), both with control variates.
-PAPER_BLEU = {'var': (62.3, 41.6, 26.9, 17.2), 'ws_q': (61.1, 40.4, 26.9, 17.8)}
+PAPER_BLEU = {row.method: row.bleu for row in papers.WS_RAM_CAPTIONING.values() if row.bleu}
 CURVE_METRIC = 'nll_word'
 CHECKPOINTS = (1_000, 2_000, 5_000, 10_000)  # updates at which the training curves are read
 
@@ -118,13 +120,43 @@ def value_at(curve: Mapping[int, float], step: int, window: int = 5) -> float | 
   return float(np.mean([curve[s] for s in steps[-window:]]))
 
 
-def _mean_std(values: Sequence[float | None], digits: int = 2) -> str:
-  return report.mean_spread(values, digits)
+def _bleu(n: int):
+  """The cell of BLEU-n: 'n/a' where no caption has n words."""
+  return lambda m: (mean_spread([x[f'bleu{n}'] for x in m.scores], 1)
+                    if n <= _max_words(m.runs[0]) else 'n/a')
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-  return '\n'.join(lines + ['| ' + ' | '.join(r) + ' |' for r in rows]) + '\n'
+def _paper_bleu(method: str) -> str:
+  paper = PAPER_BLEU.get(method)
+  return '-' if paper is None else ' / '.join(f'{b:.1f}' for b in paper)
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodRuns:
+  """One method's caption runs on one kind of canvas, with their captions.json scores."""
+
+  method: str
+  canvases: str
+  runs: Sequence[Run]
+  scores: Sequence[dict]
+
+
+# The test-caption table: a line per method and canvases, mean ± sample std over seeds.
+BLEU_COLUMNS = (
+    Column('method', lambda m: method_name(m.method)),
+    Column('canvases', lambda m: m.canvases),
+    Column('seeds', lambda m: ', '.join(str(run.results['config']['seed']) for run in m.runs)),
+    *(Column(f'BLEU-{n}', _bleu(n)) for n in (1, 2, 3, 4)),
+    Column('paper BLEU-1/2/3/4 (Flickr8k)', lambda m: _paper_bleu(m.method)),
+    Column('exact %', lambda m: mean_spread([100 * x['sequence_accuracy'] for x in m.scores])),
+    Column('word error %', lambda m: mean_spread(
+        [100 * run.results['test_token_error'] for run in m.runs])),
+    Column('test NLL / word', lambda m: mean_spread(
+        [run.results['test_nll_word'] for run in m.runs], 3)),
+    Column('updates', lambda m: f"{m.runs[0].results['steps']:,}"),
+    Column('minutes', lambda m: mean_spread(
+        [run.results['wall_seconds'] / 60 for run in m.runs], 1)),
+)
 
 
 def plot_training_nll(groups: Mapping[tuple[str, str], Sequence[Run]], path: str,
@@ -167,26 +199,16 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
   figure = f'{stem}_training_nll.png'
   plot_training_nll(groups, os.path.join(folder, figure))
 
-  bleu_rows, curve_rows, layer_rows = [], [], []
+  methods, curve_rows, layer_rows = [], [], []
   for key, members in groups.items():
-    name, method = method_name(key[1]), key[1]
+    name = method_name(key[1])
     s = [scores[run.name] for run in members]
-    paper = PAPER_BLEU.get(method)
-    bleu_rows.append([
-        name, key[0], ', '.join(str(run.results['config']['seed']) for run in members),
-        *(_mean_std([x[f'bleu{n}'] for x in s], 1) if n <= _max_words(members[0]) else 'n/a'
-          for n in (1, 2, 3, 4)),
-        '-' if paper is None else ' / '.join(f'{b:.1f}' for b in paper),
-        _mean_std([100 * x['sequence_accuracy'] for x in s]),
-        _mean_std([100 * run.results['test_token_error'] for run in members]),
-        _mean_std([run.results['test_nll_word'] for run in members], 3),
-        f"{members[0].results['steps']:,}",
-        _mean_std([run.results['wall_seconds'] / 60 for run in members], 1)])
+    methods.append(MethodRuns(key[1], key[0], members, s))
     curves = [training_curve(run) for run in members]
     validation = [validation_curve(run) for run in members]
-    curve_rows.append([name, key[0]] + [_mean_std([value_at(c, step) for c in curves], 3)
-                                for step in CHECKPOINTS]
-                      + [_mean_std([v.get(step) for v in validation], 3) for step in CHECKPOINTS])
+    curve_rows.append([name, key[0]] + [mean_spread([value_at(c, step) for c in curves], 3)
+                                        for step in CHECKPOINTS]
+                      + [mean_spread([v.get(step) for v in validation], 3) for step in CHECKPOINTS])
     fractions = np.mean([x['layer_fraction_by_position'] for x in s], axis=0)  # [T, L]
     words = np.asarray(s[0]['words_by_position'])
     for t, row in enumerate(fractions):
@@ -198,7 +220,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
       '# WS-RAM captioning: multi-scale attention over a convolutional pyramid '
       '(Ba et al. 2015, sec. 5.2)\n\n',
       f'{len(runs)} runs of `experiments/ws_ram_captioning.py`, written by '
-      '`python -m glimpse_jax.report_ws_ram_captioning`; mean ± sample std over seeds. '
+      '`python -m glimpse_jax.reports.ws_ram_captioning`; mean ± sample std over seeds. '
       'Data: canvases of MNIST digits captioned left to right '
       '(a stand-in: the paper\'s numbers are on **Flickr8k, a different dataset**, shown only '
       'for scale). BLEU-n is sacrebleu\'s corpus BLEU with n-grams up to n (digits as words, '
@@ -208,22 +230,20 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
       'prior samples, per word (end token included). *Minutes*: wall time of the caption '
       'phase.\n\n',
       '## Test captions\n\n',
-      _table(['method', 'canvases', 'seeds', 'BLEU-1', 'BLEU-2', 'BLEU-3', 'BLEU-4',
-              'paper BLEU-1/2/3/4 (Flickr8k)', 'exact %', 'word error %', 'test NLL / word',
-              'updates', 'minutes'], bleu_rows),
+      markdown_table(BLEU_COLUMNS, methods),
       '\n## Training speed (the paper\'s Figure 6)\n\n',
       '*Training*: NLL per word, -log (1/K) sum_k w_k over each method\'s own K samples (the '
       'importance-weighted bound: the same quantity for every method, though a better proposal '
       'makes it tighter), averaged over the last five logged intervals before each update '
       'count. *Validation*: -log (1/K) sum_k p(y | a_k, x) per word with K prior samples, the '
       'same estimator for every method, on the first validation captions at that update.\n\n',
-      _table(['method', 'canvases'] + [f'training, {s // 1000}k updates' for s in CHECKPOINTS]
-             + [f'validation, {s // 1000}k' for s in CHECKPOINTS], curve_rows),
+      markdown(['method', 'canvases'] + [f'training, {s // 1000}k updates' for s in CHECKPOINTS]
+               + [f'validation, {s // 1000}k' for s in CHECKPOINTS], curve_rows),
       f'\n![training NLL per word against updates]({figure})\n',
       '\n## Layer chosen per word position (greedy, test split, mean over seeds)\n\n',
       'Layer 0 is the finest map (after one 2x2 pooling); each deeper layer halves the side.\n\n',
-      _table(['method', 'canvases', 'word', 'words', *(f'layer {l} %' for l in range(num_layers))],
-             layer_rows),
+      markdown(['method', 'canvases', 'word', 'words',
+                *(f'layer {l} %' for l in range(num_layers))], layer_rows),
   ]
   for key, members in groups.items():
     source = os.path.join(folders[members[0].name], 'caption_windows.png')
@@ -239,7 +259,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(prog='python -m glimpse_jax.report_ws_ram_captioning',
+  parser = argparse.ArgumentParser(prog='python -m glimpse_jax.reports.ws_ram_captioning',
                                    description=__doc__.splitlines()[0])
   parser.add_argument('runs', nargs='+', help='caption-phase workdirs')
   parser.add_argument('--out', required=True, help='the markdown file to write')

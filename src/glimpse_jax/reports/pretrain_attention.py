@@ -1,5 +1,5 @@
 """Pre-training attention (experiments/pretrain_attention.py) over seeds beside Lindsey 2017:
-`python -m glimpse_jax.report_pretrain_attention RUNS... --out results/pretrain_attention.md`
+`python -m glimpse_jax.reports.pretrain_attention RUNS... --out results/pretrain_attention.md`
 (the reading of the numbers, `<out stem>_notes.md` beside it, appended).
 
 Reads finished pipeline workdirs (`pipeline.json`, and per phase `results.json` and
@@ -33,40 +33,24 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from glimpse_jax import report
 from glimpse_jax.plots.read_windows import plot_read_steps
-from glimpse_jax.report import write_page
+from glimpse_jax.reports import papers
+from glimpse_jax.reports.pretrain_attention_runs import (
+    EXPERIMENT, PipelineRun, budget_of, dataset_of, is_smoke, last_trained, load_pipeline_run,
+    method_of, phases_of, pretraining_steps, trained_phases, variant_of, widths_of)
+from glimpse_jax.reports.tables import (Column, markdown, markdown_table, mean_spread,
+                                        minutes_spread, percent_spread, write_page)
 
-EXPERIMENT = 'pretrain_attention'
-PIPELINE_FILE, RESULTS_FILE, METRICS_FILE = 'pipeline.json', 'results.json', 'metrics.jsonl'
 READS_FILE = 'read_windows.png'
 TEN = 10  # evaluations averaged by the paper's rule
-TARGET_ACCURACY = 0.95
+TARGET_ACCURACY = papers.PRETRAIN_ATTENTION_SPEED.accuracy
 # Lindsey 2017: test error (Tables 2 and 4) and the tester's accuracy (Table 3), as fractions.
-PAPER_ERROR = {
-    ('no_guidance', 'translated'): 0.019, ('heuristic', 'translated'): 0.014,
-    ('reconstruction', 'translated'): 0.014, ('mimic', 'translated'): 0.015,
-    ('bootstrap', 'translated'): 0.015, ('bootstrap_alpha05', 'translated'): 0.027,
-    ('no_guidance', 'regular'): 0.026, ('reconstruction', 'regular'): 0.022,
-    ('mimic', 'regular'): 0.019, ('bootstrap', 'regular'): 0.023,
-    ('bootstrap_alpha05', 'regular'): 0.019,
-}
-PAPER_TESTER_ACCURACY = {
-    ('tester_reconstruction', 'translated'): 0.939,
-    ('tester_classification', 'translated'): 0.954,
-    ('tester_reconstruction_classification', 'translated'): 0.986,
-    ('tester_reconstruction', 'regular'): 0.968,
-    ('tester_classification', 'regular'): 0.960,
-    ('tester_reconstruction_classification', 'regular'): 0.974,
-}
-# Paper Figure 2: batches to 95% test accuracy on translated MNIST, guided and unguided.
-PAPER_BATCHES_TO_95 = {'guided': 3_000, 'unguided': 42_000}
+PAPER_ERROR = {(row.method, row.dataset): row.value for row in papers.PRETRAIN_ATTENTION_ERRORS}
+PAPER_TESTER_ACCURACY = {(row.method, row.dataset): row.value
+                         for row in papers.PRETRAIN_ATTENTION_TESTER_ACCURACY}
 TABLE_2 = ('no_guidance', 'heuristic', 'reconstruction')
 TABLE_4 = ('mimic', 'bootstrap', 'mimic_alpha05', 'bootstrap_alpha05')
 DATASETS = ('translated', 'regular')
-SMOKE_SUFFIX = '_smoke'
-DEFAULT_LEARNING_RATE = 1e-3  # experiments/pretrain_attention.py's Adam rate
-DEFAULT_CLIP = 5.0  # its gradient clipping norm for every phase but reconstruction
 LEARNED_ERROR = 0.5  # a smoke run "learns" at this test error or below (chance: 0.9)
 SMOKE_MINUTES = 2  # a smoke pipeline's budget, wall minutes on one CPU core
 # How a phase's headline value is written (test error goes in %, one decimal).
@@ -82,151 +66,6 @@ READ_STATS = (('in_image_mass', 'in-image mass', 1.0, '.2f'),
               ('center_y', 'centre y', 1.0, '.2f'))
 # The rows of the per-step section (all of them beside each read picture).
 STEP_TABLE_STATS = ('in_image_mass', 'off_image', 'log_gamma')
-
-
-@dataclasses.dataclass(frozen=True)
-class PipelineRun:
-  """One finished pipeline: its workdir, configs and results per phase, and eval/train records."""
-
-  workdir: str
-  pipeline: tuple[str, ...]
-  configs: Mapping[str, Mapping[str, Any]]
-  results: Mapping[str, Mapping[str, Any]]
-  records: Mapping[str, Sequence[Mapping[str, Any]]]
-
-  @property
-  def name(self) -> str:
-    return os.path.basename(os.path.normpath(self.workdir))
-
-  @property
-  def seed(self) -> int:
-    """The seed the last phase trained with (a pipeline's `--config.seed` sets every phase's when
-    it runs, after pipeline.json is written)."""
-    last = self.pipeline[-1]
-    return (self.results.get(last, {}).get('config') or self.configs[last]).get('seed', 0)
-
-  @property
-  def wall_seconds(self) -> float:
-    return sum(r.get('wall_seconds') or 0.0 for r in self.results.values())
-
-
-def _read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
-
-
-def load_pipeline_run(workdir: str) -> PipelineRun:
-  """Reads a finished pipeline workdir; raises ValueError naming what is missing."""
-  path = os.path.join(workdir, PIPELINE_FILE)
-  if not os.path.isfile(path):
-    raise ValueError(f'{workdir!r} holds no {PIPELINE_FILE} (not a pipeline workdir)')
-  pipeline = _read_json(path)
-  config = pipeline['config']
-  if config.get('experiment') != EXPERIMENT:
-    raise ValueError(f'run {workdir!r} is of experiment {config.get("experiment")!r}, not '
-                     f'{EXPERIMENT!r}')
-  names = tuple(pipeline['pipeline'])
-  results, records = {}, {}
-  for name in names:
-    phase_dir = os.path.join(workdir, name)
-    if not os.path.isfile(os.path.join(phase_dir, RESULTS_FILE)):
-      raise ValueError(f'phase {name!r} of {workdir!r} holds no {RESULTS_FILE} (is the run '
-                       'finished?)')
-    results[name] = _read_json(os.path.join(phase_dir, RESULTS_FILE))
-    lines = []
-    if os.path.isfile(os.path.join(phase_dir, METRICS_FILE)):
-      with open(os.path.join(phase_dir, METRICS_FILE)) as f:
-        lines = [json.loads(line) for line in f if line.strip()]
-    records[name] = lines
-  return PipelineRun(workdir, names, config['phases'], results, records)
-
-
-def dataset_of(run: PipelineRun) -> str:
-  """'translated' or 'regular' (28x28 MNIST), from the last phase's dataset."""
-  name = run.configs[run.pipeline[-1]]['dataset']['name']
-  return {'translated': 'translated', 'mnist': 'regular'}.get(name, name)
-
-
-def method_of(run: PipelineRun) -> str:
-  """The method's name in the experiment's variants (`no_guidance`, `mimic_alpha05`, ...)."""
-  phases, configs = run.pipeline, run.configs
-  if 'tester' in phases:
-    tested = [p for p in phases if p not in ('sequences', 'tester')]
-    objectives = [configs[p]['loss']['objective'] for p in tested]
-    return 'tester_' + '_'.join(objectives)
-  if 'teacher' in phases:
-    teacher = configs['teacher']['loss']['objective']
-    method = 'mimic' if teacher == 'reconstruction' else 'bootstrap'
-    alpha = configs['classify']['loss']['mimic_alpha']
-    return method if alpha == 0.95 else (f'{method}_alpha05' if alpha == 0.5
-                                         else f'{method}_alpha{alpha:g}')
-  if 'pretrain' in phases:
-    return configs['pretrain']['loss']['objective']
-  return 'no_guidance'
-
-
-def variant_of(run: PipelineRun) -> str:
-  """The run's name without its `-seed<N>` suffix (and `pretrain_attention-` prefix)."""
-  return report.seed_group(run.name).removeprefix(f'{EXPERIMENT}-')
-
-
-def is_smoke(run: PipelineRun) -> bool:
-  """Whether the run is a `_smoke` variant (`smoke` alone is reconstruction_regular_smoke)."""
-  variant = variant_of(run)
-  return variant == 'smoke' or variant.endswith(SMOKE_SUFFIX)
-
-
-def trained_phases(run: PipelineRun) -> list[str]:
-  """The phases that trained (a generate phase has no `steps`), in pipeline order."""
-  return [name for name in run.pipeline if 'steps' in run.results[name]]
-
-
-def _phase_label(run: PipelineRun, name: str) -> str:
-  """'classify 8,000' for a trained phase, the bare name for a generate phase."""
-  steps = run.results[name].get('steps')
-  return name if steps is None else f'{name} {steps:,}'
-
-
-def budget_of(run: PipelineRun) -> str:
-  """Batches per trained phase, e.g. 'pretrain 6,000 + classify 8,000'."""
-  return ' + '.join(_phase_label(run, name) for name in trained_phases(run))
-
-
-def widths_of(run: PipelineRun) -> str:
-  """The model column: widths, steps, the first read's span where the dataset tells them apart
-  (`read_init`; on regular MNIST 'blur' is the read that configs from before `read_norm` called
-  'digit'), the read's options where set (full-mass filters, bounded log gamma, forget bias) and
-  the last phase's learning rate and gradient clipping where they are not the module's (1e-3,
-  global norm 5)."""
-  config = run.configs[run.pipeline[-1]]
-  model = config['model']
-  text = f"hidden {model['hidden']}, T = {model['glimpses']}"
-  read_init = model.get('read_init')  # absent from older configs
-  older = 'read_norm' not in model  # from before 'digit' was digit-sized on 28x28
-  if read_init is not None and not (dataset_of(run) == 'regular' and (
-      read_init == 'blur' or (read_init == 'digit' and older))):
-    text += f', first read {read_init}'
-  if model.get('read_norm', 'image') != 'image':
-    text += f", {model['read_norm']}-mass reads"
-  if model.get('log_gamma_bound'):
-    text += f", log gamma within ±{model['log_gamma_bound']:g}"
-  if model.get('forget_bias'):
-    text += f", forget bias {model['forget_bias']:g}"
-  optimizer = config.get('optimizer', {})
-  rate = optimizer.get('learning_rate', DEFAULT_LEARNING_RATE)
-  if rate != DEFAULT_LEARNING_RATE:
-    text += f', learning rate {rate:g}'
-  clip = optimizer.get('grad_clip_norm', DEFAULT_CLIP)
-  if optimizer.get('grad_clip_per_leaf') and clip:
-    text += f', gradients clipped per variable at {clip:g}'
-  elif clip != DEFAULT_CLIP:
-    text += ', unclipped' if not clip else f', gradients clipped at {clip:g}'
-  return text
-
-
-def pretraining_steps(run: PipelineRun) -> int:
-  """Batches trained before the last trained phase (pre-training or the teacher)."""
-  return sum(run.results[p]['steps'] for p in trained_phases(run)[:-1])
 
 
 def test_curve(records: Sequence[Mapping[str, Any]], metric: str = 'error') -> list[tuple]:
@@ -265,10 +104,6 @@ def batches_to(curve: Sequence[tuple[int, float]], accuracy: float = TARGET_ACCU
   return None
 
 
-def _last_trained(run: PipelineRun) -> str:
-  return trained_phases(run)[-1]
-
-
 def read_steps(results: Mapping[str, Any], split: str = 'test') -> dict[str, list[float]]:
   """`{stat: [value at t = 1, 2, ...]}` of READ_STATS a phase's results hold
   (`<split>_<stat>_g<t>`); empty for runs from before the statistics were logged."""
@@ -291,7 +126,7 @@ def read_phases(run: PipelineRun) -> list[str]:
 def lowest_in_image_mass(run: PipelineRun) -> float | None:
   """The lowest per-step in-image mass of the reads the row's model classifies from (the last
   trained phase; a tester's frozen model), or None when not logged."""
-  mass = read_steps(run.results[_last_trained(run)]).get('in_image_mass')
+  mass = read_steps(run.results[last_trained(run)]).get('in_image_mass')
   return min(mass) if mass else None
 
 
@@ -300,7 +135,7 @@ def _mass_of_seeds(runs: Sequence[PipelineRun]) -> str:
   present = [v for v in values if v is not None]
   if not present:
     return '-'
-  text = report.mean_spread(present, 2, 1.0)
+  text = mean_spread(present, 2)
   return text if len(present) == len(values) else f'{text} ({len(present)}/{len(values)} seeds)'
 
 
@@ -314,7 +149,7 @@ def steps_table(steps: Mapping[str, Sequence[float]], stats: Sequence[str]) -> s
   count = max(len(values) for values in steps.values())
   rows = [[label, *_step_cells(steps[stat], scale, fmt, count)]
           for stat, label, scale, fmt in READ_STATS if stat in stats and stat in steps]
-  return _markdown_table(['read step t', *map(str, range(1, count + 1))], rows)
+  return markdown(['read step t', *map(str, range(1, count + 1))], rows)
 
 
 def mean_steps(runs: Sequence[PipelineRun], phase: str) -> dict[str, list[float]]:
@@ -348,23 +183,19 @@ def group_runs(runs: Sequence[PipelineRun]) -> dict[tuple[str, str, str, str], l
 
 def _final_error(run: PipelineRun) -> float:
   """The last trained phase's final test error (infinite when it has none or it is NaN)."""
-  value = run.results[_last_trained(run)].get('test_error')
+  value = run.results[last_trained(run)].get('test_error')
   return value if isinstance(value, (int, float)) and value == value else float('inf')
 
 
 def _reads_of(run: PipelineRun) -> str:
   """The read-window picture of the run's last trained phase."""
-  return os.path.join(run.workdir, _last_trained(run), READS_FILE)
+  return os.path.join(run.workdir, last_trained(run), READS_FILE)
 
 
-def _mean_std(values: Sequence[Any], scale: float = 100.0, digits: int = 2) -> str:
-  return report.mean_spread(values, digits, scale)
-
-
-def _mean_std_of_seeds(values: Sequence[float | None]) -> str:
+def _mean_of_seeds(values: Sequence[float | None]) -> str:
   """Mean ± std (%) of the seeds that have a value, saying how many when some do not."""
   present = [v for v in values if v is not None]
-  text = _mean_std(present)
+  text = percent_spread(present)
   if len(present) in (0, len(values)):
     return text
   return f'{text} ({len(present)}/{len(values)} seeds)'
@@ -378,48 +209,68 @@ def _steps(values: Sequence[int | None]) -> str:
   return text if len(reached) == len(values) else f'{text} ({len(reached)}/{len(values)} seeds)'
 
 
-ERROR_HEADER = ['method', 'dataset', 'seeds', 'budget (batches)', 'model',
-                'test error % (paper rule)', 'evals averaged', 'final test error %', 'paper %',
-                'classify batches to 95%', 'with pre-training', 'lowest in-image mass', 'minutes']
-TESTER_HEADER = ['tested model', 'dataset', 'seeds', 'budget (batches)', 'model',
-                 'tester accuracy %', 'paper %', 'lowest in-image mass', 'minutes']
-SMOKE_HEADER = ['variant', 'phases', 'pre-training / teacher', 'test error %', 'learned',
-                'minutes']
+@dataclasses.dataclass(frozen=True)
+class Setting:
+  """One row's runs: a method on a dataset at one budget and model, over seeds."""
+
+  method: str
+  dataset: str
+  budget: str
+  widths: str
+  runs: Sequence[PipelineRun]
+
+  @property
+  def curves(self) -> list[list[tuple]]:
+    """The test curve of each seed's last trained phase."""
+    return [test_curve(run.records[last_trained(run)]) for run in self.runs]
 
 
-def error_row(key: tuple[str, str, str, str], runs: Sequence[PipelineRun]) -> list[str]:
-  """One row of Table 2 or 4 under ERROR_HEADER."""
-  method, dataset, budget, widths = key
-  curves = [test_curve(run.records[_last_trained(run)]) for run in runs]
-  rule = [paper_rule_error(curve) for curve in curves]
+def _paper_cell(value: float | None) -> str:
+  return '-' if value is None else f'{100 * value:.1f}'
+
+
+def _paper_rule_cells(setting: Setting) -> tuple[str, str]:
+  """(the paper-rule error over seeds, the evaluations it averaged)."""
+  rule = [paper_rule_error(curve) for curve in setting.curves]
   counts = sorted({n for _, n in rule})
-  to_95 = [batches_to(curve) for curve in curves]
-  with_pretraining = [None if s is None else s + pretraining_steps(run)
-                      for s, run in zip(to_95, runs)]
-  paper = PAPER_ERROR.get((method, dataset))
-  return [method, dataset, ', '.join(str(run.seed) for run in runs), budget, widths,
-          _mean_std_of_seeds([value for value, _ in rule]),
-          ', '.join(str(n or '-') for n in counts),
-          _mean_std([run.results[_last_trained(run)].get('test_error') for run in runs]),
-          '-' if paper is None else f'{100 * paper:.1f}', _steps(to_95),
-          _steps(with_pretraining), _mass_of_seeds(runs),
-          _mean_std([run.wall_seconds for run in runs], 1 / 60, 1)]
+  return _mean_of_seeds([value for value, _ in rule]), ', '.join(str(n or '-') for n in counts)
 
 
-def tester_row(key: tuple[str, str, str, str], runs: Sequence[PipelineRun]) -> list[str]:
-  """One row of Table 3 under TESTER_HEADER."""
-  method, dataset, budget, widths = key
-  accuracy = [1.0 - run.results['tester']['test_error'] for run in runs]
-  paper = PAPER_TESTER_ACCURACY.get((method, dataset))
-  return [method.removeprefix('tester_'), dataset, ', '.join(str(run.seed) for run in runs),
-          budget, widths, _mean_std(accuracy), '-' if paper is None else f'{100 * paper:.1f}',
-          _mass_of_seeds(runs), _mean_std([run.wall_seconds for run in runs], 1 / 60, 1)]
+def _with_pretraining(setting: Setting) -> str:
+  to_95 = [batches_to(curve) for curve in setting.curves]
+  return _steps([None if s is None else s + pretraining_steps(run)
+                 for s, run in zip(to_95, setting.runs)])
 
 
-def phases_of(run: PipelineRun) -> str:
-  """Every phase with its batches, e.g. 'pretrain 300, classify 2,000'; generate phases (no
-  batches) by name alone."""
-  return ', '.join(_phase_label(run, name) for name in run.pipeline)
+_SETTING_COLUMNS = (
+    Column('dataset', lambda row: row.dataset),
+    Column('seeds', lambda row: ', '.join(str(run.seed) for run in row.runs)),
+    Column('budget (batches)', lambda row: row.budget),
+    Column('model', lambda row: row.widths))
+_MINUTES = Column('minutes', lambda row: minutes_spread([run.wall_seconds for run in row.runs]))
+# Tables 2 and 4: a line per method and setting.
+ERROR_COLUMNS = (
+    Column('method', lambda row: row.method),
+    *_SETTING_COLUMNS,
+    Column('test error % (paper rule)', lambda row: _paper_rule_cells(row)[0]),
+    Column('evals averaged', lambda row: _paper_rule_cells(row)[1]),
+    Column('final test error %', lambda row: percent_spread(
+        [run.results[last_trained(run)].get('test_error') for run in row.runs])),
+    Column('paper %', lambda row: _paper_cell(PAPER_ERROR.get((row.method, row.dataset)))),
+    Column('classify batches to 95%', lambda row: _steps([batches_to(c) for c in row.curves])),
+    Column('with pre-training', _with_pretraining),
+    Column('lowest in-image mass', lambda row: _mass_of_seeds(row.runs)),
+    _MINUTES)
+# Table 3: a line per tested model and setting.
+TESTER_COLUMNS = (
+    Column('tested model', lambda row: row.method.removeprefix('tester_')),
+    *_SETTING_COLUMNS,
+    Column('tester accuracy %', lambda row: percent_spread(
+        [1.0 - run.results['tester']['test_error'] for run in row.runs])),
+    Column('paper %', lambda row: _paper_cell(
+        PAPER_TESTER_ACCURACY.get((row.method, row.dataset)))),
+    Column('lowest in-image mass', lambda row: _mass_of_seeds(row.runs)),
+    _MINUTES)
 
 
 def headline_of(run: PipelineRun, phase: str) -> str:
@@ -436,16 +287,31 @@ def headline_of(run: PipelineRun, phase: str) -> str:
   return f"{run.configs[phase]['loss']['objective']} {headline} {text}"
 
 
+def _smoke_error(run: PipelineRun) -> float | None:
+  error = run.results[trained_phases(run)[-1]].get('test_error')
+  return error if isinstance(error, (int, float)) else None
+
+
+def _learned(run: PipelineRun) -> str:
+  error = _smoke_error(run)
+  return '-' if error is None else 'yes' if error <= LEARNED_ERROR else 'no'
+
+
+# The smoke table: a line per run.
+SMOKE_COLUMNS = (
+    Column('variant', lambda run: f'`{variant_of(run)}`'),
+    Column('phases', phases_of),
+    Column('pre-training / teacher', lambda run: (
+        headline_of(run, trained_phases(run)[0]) if len(trained_phases(run)) > 1 else '-')),
+    Column('test error %', lambda run: (
+        '-' if _smoke_error(run) is None else f'{100 * _smoke_error(run):.1f}')),
+    Column('learned', _learned),
+    Column('minutes', lambda run: f'{run.wall_seconds / 60:.1f}'))
+
+
 def smoke_row(run: PipelineRun) -> list[str]:
-  """One row of the smoke table under SMOKE_HEADER."""
-  trained = trained_phases(run)
-  error = run.results[trained[-1]].get('test_error')
-  known = isinstance(error, (int, float))
-  return [f'`{variant_of(run)}`', phases_of(run),
-          headline_of(run, trained[0]) if len(trained) > 1 else '-',
-          f'{100 * error:.1f}' if known else '-',
-          ('yes' if error <= LEARNED_ERROR else 'no') if known else '-',
-          f'{run.wall_seconds / 60:.1f}']
+  """One row of the smoke table (SMOKE_COLUMNS)."""
+  return [column.cell(run) for column in SMOKE_COLUMNS]
 
 
 def smoke_summary(smokes: Sequence[PipelineRun]) -> str:
@@ -462,12 +328,6 @@ def smoke_summary(smokes: Sequence[PipelineRun]) -> str:
           f'{SMOKE_MINUTES:g} minutes (the longest {longest:.1f}).')
 
 
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-  lines += ['| ' + ' | '.join(cells) + ' |' for cells in rows]
-  return '\n'.join(lines) + '\n'
-
-
 def plot_curves(groups: Mapping[tuple, Sequence[PipelineRun]], path: str) -> bool:
   """Test error against batches, pre-training batches included (the classification curve starts
   where pre-training ended), one panel per dataset, one line per group (mean over seeds).
@@ -480,7 +340,7 @@ def plot_curves(groups: Mapping[tuple, Sequence[PipelineRun]], path: str) -> boo
     for run in runs:
       offset = pretraining_steps(run)
       curves.append({offset + step: value
-                     for step, value in test_curve(run.records[_last_trained(run)])})
+                     for step, value in test_curve(run.records[last_trained(run)])})
     if any(curves):
       label = f'{key[0]} ({key[2]}; {len(runs)} seed{"s" if len(runs) > 1 else ""})'
       by_dataset[key[1]][label] = (curves, pretraining_steps(runs[0]))
@@ -537,7 +397,7 @@ def reads_section(groups: Mapping[tuple, Sequence[PipelineRun]], folder: str,
           'has less than half its mass on the image (*mostly off the image*), and log gamma (the '
           'read\'s intensity). Every phase that trained a read and logged these; beside each read picture '
           'below, that run\'s sigma, stride and centre too.\n\n',
-          _markdown_table(header, rows)]
+          markdown(header, rows)]
   name = f'{stem}_reads_per_step.png'
   if plot_read_steps(lines, os.path.join(folder, name)):
     text.append(f'\n![in-image mass and log gamma per read step]({name})\n')
@@ -554,12 +414,13 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
   groups = group_runs([run for run in runs if not is_smoke(run)])
   folder, stem = os.path.dirname(out) or '.', os.path.splitext(os.path.basename(out))[0]
   os.makedirs(folder, exist_ok=True)
-  errors = [error_row(k, r) for k, r in groups.items() if not k[0].startswith('tester_')]
-  testers = [tester_row(k, r) for k, r in groups.items() if k[0].startswith('tester_')]
+  settings = [Setting(*key, runs) for key, runs in groups.items()]
+  errors = [row for row in settings if not row.method.startswith('tester_')]
+  testers = [row for row in settings if row.method.startswith('tester_')]
   text = [
       '# Pre-training attention mechanisms (Lindsey 2017)\n\n',
       f'{len(runs)} run{"s" if len(runs) > 1 else ""} of `experiments/pretrain_attention.py`, '
-      'written by `python -m glimpse_jax.report_pretrain_attention`. Values are the mean ± '
+      'written by `python -m glimpse_jax.reports.pretrain_attention`. Values are the mean ± '
       'sample std over seeds. *Test error (paper rule)*: the classifier is evaluated on the whole '
       'test split every 1,000 batches and, as the paper does, the error is the mean of the ten '
       'evaluations after the best one (where accuracy stops improving); *evals averaged* says '
@@ -568,20 +429,21 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
       'batches of 100 per phase, ours, not the paper\'s unless stated. *Batches to 95%*: the '
       'first evaluation with test accuracy >= 95%, counted from the start of classification and '
       f'with pre-training (or the teacher) included; the paper\'s Figure 2 reports '
-      f'{PAPER_BATCHES_TO_95["guided"]:,} guided against {PAPER_BATCHES_TO_95["unguided"]:,} '
+      f'{papers.PRETRAIN_ATTENTION_SPEED.guided:,} guided against '
+      f'{papers.PRETRAIN_ATTENTION_SPEED.unguided:,} '
       'unguided on translated MNIST. *Lowest in-image mass*: of the reads the row classifies '
       'from (a tester: its tested model\'s), the lowest over read steps of the mean share of the '
       'read filters\' Gaussian mass that lies on the test image ("-": not logged by that run). '
       '*Minutes*: wall time of all phases on a shared 2-core CPU machine (one core per run).\n',
   ]
-  tables = (('Table 2: guidance by pre-training', ERROR_HEADER,
-             [row for row in errors if row[0] in TABLE_2]),
-            ('Table 3: the glimpse-efficiency tester', TESTER_HEADER, testers),
-            ('Table 4: mimicking and bootstrapping', ERROR_HEADER,
-             [row for row in errors if row[0] not in TABLE_2]))
-  for title, header, rows in tables:
+  tables = (('Table 2: guidance by pre-training', ERROR_COLUMNS,
+             [row for row in errors if row.method in TABLE_2]),
+            ('Table 3: the glimpse-efficiency tester', TESTER_COLUMNS, testers),
+            ('Table 4: mimicking and bootstrapping', ERROR_COLUMNS,
+             [row for row in errors if row.method not in TABLE_2]))
+  for title, columns, rows in tables:
     if rows:
-      text += [f'\n## {title}\n\n', _markdown_table(header, rows)]
+      text += [f'\n## {title}\n\n', markdown_table(columns, rows)]
   curves = f'{stem}_curves.png'
   if plot_curves(groups, os.path.join(folder, curves)):
     text.append(f'\n![test error against batches, pre-training included]({curves})\n')
@@ -602,19 +464,19 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
                 f'seed {run.seed}, the lowest final test error of its method; numbered, from '
                 f'dark (first read) to bright (last)):\n\n'
                 f'![{method}, {dataset}, read windows]({name})\n')
-    steps = read_steps(run.results[_last_trained(run)])
+    steps = read_steps(run.results[last_trained(run)])
     if steps:
       text += [f'\nIts reads of the test images per step (mean over the images):\n\n',
                steps_table(steps, [stat for stat, *_ in READ_STATS])]
   if smokes:
     text += ['\n## Smoke variants\n\n', smoke_summary(smokes), '\n\n',
-             _markdown_table(SMOKE_HEADER, [smoke_row(run) for run in smokes])]
+             markdown_table(SMOKE_COLUMNS, smokes)]
   return write_page(text, out, notes)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
   parser = argparse.ArgumentParser(
-      prog='python -m glimpse_jax.report_pretrain_attention',
+      prog='python -m glimpse_jax.reports.pretrain_attention',
       description='Lindsey 2017 Tables 2-4 from pretrain_attention runs over seeds.')
   parser.add_argument('runs', nargs='+', help='pipeline workdirs (pipeline.json, phase folders)')
   parser.add_argument('--out', default='results/pretrain_attention.md',

@@ -1,5 +1,5 @@
 """Near-optimal glimpse sequences (experiments/near_optimal_glimpses.py) beside Harvey et al.:
-`python -m glimpse_jax.report_near_optimal_glimpses RUNS... --out results/near_optimal_glimpses.md`.
+`python -m glimpse_jax.reports.near_optimal_glimpses RUNS... --out results/near_optimal_glimpses.md`.
 
 Reads finished workdirs: the `sequences` pipeline (posterior, completion, sequences phases) and
 RAM runs, each named from its config: `supervised` (it joined stored sequences), `unsupervised`,
@@ -33,11 +33,13 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from glimpse_jax import data, report
-from glimpse_jax.plots.design_maps import plot_epe_maps
+from glimpse_jax import data
 from glimpse_jax.experimental_design import design_stopping
-from glimpse_jax.report import Run, load_run, write_page
+from glimpse_jax.plots.design_maps import plot_epe_maps
 from glimpse_jax.plots.stopping_curves import plot_stopping_curves
+from glimpse_jax.reports import papers
+from glimpse_jax.reports.runs import Run, load_run
+from glimpse_jax.reports.tables import markdown, mean_spread, percent_spread, write_page
 
 EXPERIMENT = 'near_optimal_glimpses'
 MARGIN = 0.005  # "near its best": validation error within half a point of the run's lowest
@@ -47,7 +49,7 @@ DESIGN_STOPPING_FILE = 'design_stopping.json'
 # Expected-gain thresholds (nats) of the design-based stopping rule: those of the `stopping` runs.
 DESIGN_THRESHOLDS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 # The paper's claims on CelebA-HQ: almost 7x fewer iterations, +0.4 points of accuracy.
-PAPER_SPEEDUP, PAPER_ACCURACY_GAIN = 7.0, 0.004
+PAPER = papers.NEAR_OPTIMAL_GLIMPSES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,10 +212,6 @@ def stopping_points(results: Mapping[str, Any], thresholds: Sequence[float],
   return {'adaptive': adaptive, 'fixed': fixed, 'act': act}
 
 
-def _mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
-  return report.mean_spread(values, digits, scale, empty='n/a')
-
-
 def _supervision_table(groups: Mapping[str, list[Run]],
                        margin: float) -> tuple[str, dict[str, float]]:
   """The table, and the means the text compares: steps to each run's own near-best, and steps to
@@ -222,10 +220,11 @@ def _supervision_table(groups: Mapping[str, list[Run]],
   target = None
   if plain:
     target = statistics.mean(min(e for _, e in _validation_errors(r)) for r in plain) + margin
-  lines = [f'| method | seeds | updates | steps to within {100 * margin:g} pt of its best val. '
-           'error | steps to the common target | final test error, greedy path (%) | '
-           'single sampled path (%) | minutes per run |\n',
-           '|---|---|---|---|---|---|---|---|\n']
+  header = ['method', 'seeds', 'updates',
+            f'steps to within {100 * margin:g} pt of its best val. error',
+            'steps to the common target', 'final test error, greedy path (%)',
+            'single sampled path (%)', 'minutes per run']
+  rows = []
   means = {'target': target}
   for name in arms(groups):
     runs = groups[name]
@@ -238,12 +237,12 @@ def _supervision_table(groups: Mapping[str, list[Run]],
                               else float('nan'))
     means[name + '_error'] = statistics.mean(errors)
     seeds = ', '.join(str(run.results['config']['seed']) for run in runs)
-    reached = _mean_std(reach, 1, 0) if reach and None not in reach else (
+    reached = mean_spread(reach, 0, empty='n/a') if reach and None not in reach else (
         f"{sum(r is not None for r in reach)}/{len(reach)} runs reach it")
-    lines.append(f"| {name} | {seeds} | {runs[0].results['steps']:,} | {_mean_std(near, 1, 0)} | "
-                 f'{reached} | {_mean_std(errors, 100)} | {_sampled_cell(runs)} | '
-                 f'{_mean_std(minutes, 1, 1)} |\n')
-  return ''.join(lines), means
+    rows.append([name, seeds, f"{runs[0].results['steps']:,}", mean_spread(near, 0, empty='n/a'),
+                 reached, percent_spread(errors, empty='n/a'), _sampled_cell(runs),
+                 mean_spread(minutes, 1, empty='n/a')])
+  return markdown(header, rows), means
 
 
 def _sampled_cell(runs: Sequence[Run]) -> str:
@@ -252,14 +251,12 @@ def _sampled_cell(runs: Sequence[Run]) -> str:
   if None in errors:
     return 'n/a'
   spread = statistics.mean(std for _, std in errors)
-  return f'{_mean_std([m for m, _ in errors], 100)} (draws ± {100 * spread:.2f})'
+  return f'{percent_spread([m for m, _ in errors], empty="n/a")} (draws ± {100 * spread:.2f})'
 
 
 def _levels_table(groups: Mapping[str, list[Run]]) -> str:
   """Steps until the validation error first reaches each of LEVELS, and the speed-up."""
-  head = ' | '.join(f'to {100 * level:g}%' for level in LEVELS)
-  lines = [f'| method | {head} |\n', '|---|' + '---|' * len(LEVELS) + '\n']
-  reached = {}
+  rows, reached = [], {}
   for name in arms(groups):
     runs = groups[name]
     cells = []
@@ -269,8 +266,9 @@ def _levels_table(groups: Mapping[str, list[Run]]) -> str:
         cells.append(f'{sum(s is not None for s in steps)}/{len(steps)} runs reach it')
       else:
         reached[name, level] = statistics.mean(steps)
-        cells.append(_mean_std(steps, 1, 0))
-    lines.append(f"| {name} | {' | '.join(cells)} |\n")
+        cells.append(mean_spread(steps, 0, empty='n/a'))
+    rows.append([name, *cells])
+  lines = [markdown(['method', *(f'to {100 * level:g}%' for level in LEVELS)], rows)]
   for name in arms(groups)[1:]:
     ratios = [f'{reached["unsupervised", level] / reached[name, level]:.1f}x to '
               f'{100 * level:g}%' for level in LEVELS
@@ -360,9 +358,9 @@ def _supervision_section(groups, paths, source: str, folder: str, stem: str,
       gain = means['unsupervised_error'] - means[f'{name}_error']
       which = '' if name == 'supervised' else f' of {name}'
       parts.append(f'Speed-up{which}: {near:.1f}x in steps to each run\'s near-best, {reach} in '
-                   f'steps to the common target (paper: almost {PAPER_SPEEDUP:.0f}x); test '
+                   f'steps to the common target (paper: almost {PAPER.speedup:.0f}x); test '
                    f'accuracy gain {100 * gain:+.2f} points (paper: '
-                   f'+{100 * PAPER_ACCURACY_GAIN:.1f}).\n\n')
+                   f'+{100 * PAPER.accuracy_gain:.1f}).\n\n')
     parts += ['Steps until the validation error first reaches a level (mean ± std over '
               'seeds):\n\n', _levels_table(groups), '\n']
   figure = f'{stem}_attention{tag}.png'
@@ -398,18 +396,19 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None,
         f"T = {m['num_glimpses']} glimpses of {m['glimpse_size']}x{m['glimpse_size']} px, "
         f"{m['grid_size']}x{m['grid_size']} candidates, S = "
         f"{summary.get('samples', config.get('design', {}).get('samples'))} completions.\n\n",
-        '| quantity | value |\n|---|---|\n',
-        f"| canvases with a sequence | {summary['examples']:,} |\n",
-        f"| generation wall time | {summary['wall_seconds'] / 60:.1f} min "
-        f"({summary['seconds_per_image']:.3f} s per image) |\n",
-        f"| posterior test error, T random glimpses ({posterior['steps']:,} updates) | "
-        f"{100 * posterior['test_error']:.1f}% |\n",
-        f"| posterior error after the designed sequences (stored canvases) | "
-        f"{100 * (1 - summary['posterior_accuracy']):.1f}% |\n",
-        f"| posterior entropy after each designed glimpse (nats) | "
-        f"{', '.join(f'{h:.2f}' for h in summary['entropy_per_step'])} |\n",
-        f"| completion model test NELBO ({completion['steps']:,} updates) | "
-        f"{completion['test_nelbo']:.1f} nats per canvas |\n\n",
+        markdown(['quantity', 'value'], [
+            ['canvases with a sequence', f"{summary['examples']:,}"],
+            ['generation wall time', f"{summary['wall_seconds'] / 60:.1f} min "
+                                     f"({summary['seconds_per_image']:.3f} s per image)"],
+            [f"posterior test error, T random glimpses ({posterior['steps']:,} updates)",
+             f"{100 * posterior['test_error']:.1f}%"],
+            ['posterior error after the designed sequences (stored canvases)',
+             f"{100 * (1 - summary['posterior_accuracy']):.1f}%"],
+            ['posterior entropy after each designed glimpse (nats)',
+             ', '.join(f'{h:.2f}' for h in summary['entropy_per_step'])],
+            [f"completion model test NELBO ({completion['steps']:,} updates)",
+             f"{completion['test_nelbo']:.1f} nats per canvas"]]),
+        '\n',
         f'![EPE maps per step and the glimpses chosen]({figure})\n\n']
     points = design_stopping_points(os.path.join(workdir, 'test_sequences'))
     if points:
@@ -458,12 +457,11 @@ def _stopping_section(groups, source: str, folder: str, stem: str,
   tag = '' if source == 'mnist' else f'_{source}'
   figure = f'{stem}_stopping{tag}.png'
   _plot_stopping(curves, os.path.join(folder, figure))
-  rows = ['| rule | mean glimpses | test error (%) |\n|---|---|---|\n']
-  rows += [f'| stop below predicted gain {t:g} | {g:.2f} | {100 * e:.2f} |\n'
-           for t, g, e in curves['adaptive']]
-  rows += [f'| fixed {g} glimpses | {g} | {100 * e:.2f} |\n' for g, e in curves['fixed']]
-  rows += [f'| {name} | {g:.2f} | {100 * e:.2f} |\n' for name, (g, e) in curves['act']]
-  rows += [f'| design: posterior stops below expected gain {t:g} | {g:.2f} | {100 * e:.2f} |\n'
+  rows = [[f'stop below predicted gain {t:g}', f'{g:.2f}', f'{100 * e:.2f}']
+          for t, g, e in curves['adaptive']]
+  rows += [[f'fixed {g} glimpses', f'{g}', f'{100 * e:.2f}'] for g, e in curves['fixed']]
+  rows += [[name, f'{g:.2f}', f'{100 * e:.2f}'] for name, (g, e) in curves['act']]
+  rows += [[f'design: posterior stops below expected gain {t:g}', f'{g:.2f}', f'{100 * e:.2f}']
            for t, g, e in curves['design']]
   runs = ', '.join(f"{run.name} (seed {run.results['config']['seed']})" for run in shown)
   text = [f'## Adaptive stopping ({source.replace("_", "-")})\n\n', f'Runs: {runs or "none"}.']
@@ -473,7 +471,8 @@ def _stopping_section(groups, source: str, folder: str, stem: str,
                 'gain (the entropy before it less the chosen candidate\'s EPE, from the '
                 'completions) is below the threshold; the learned rule thresholds the gain head '
                 'of the `stopping` RAM.')
-  return [*text, '\n\n', ''.join(rows), f'\n![test error against glimpses]({figure})\n\n']
+  return [*text, '\n\n', markdown(['rule', 'mean glimpses', 'test error (%)'], rows),
+          f'\n![test error against glimpses]({figure})\n\n']
 
 
 def main(argv: Sequence[str] | None = None) -> None:
