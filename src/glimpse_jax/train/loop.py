@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+import optax
 from jax.sharding import Mesh
 
 from glimpse_jax import data, files
@@ -284,8 +285,9 @@ def _start(config: ml_collections.ConfigDict, workdir: str, experiment: Experime
   return loop, state
 
 
-def _initial_state(config: ml_collections.ConfigDict, workdir: str, experiment: Experiment, tx,
-                   batches: _Batches, frozen: Any, checkpointer: Checkpointer, init_key: jax.Array
+def _initial_state(config: ml_collections.ConfigDict, workdir: str, experiment: Experiment,
+                   tx: optax.GradientTransformation, batches: _Batches, frozen: Any,
+                   checkpointer: Checkpointer, init_key: jax.Array
                    ) -> tuple[TrainState, str, dict[str, jax.ShapeDtypeStruct]]:
   """The workdir's checkpoint, else config.init_from's parameters, else scratch; where it came
   from, and the update's batch argument as abstract arrays."""
@@ -421,8 +423,8 @@ class _Run:
   # Training.
   # -------------------------------------------------------------------------------------------
   def _train(self, state: TrainState, stop: StopRequests) -> TrainState:
-    """Updates `state` to num_steps, or until an evaluation stops the run early or a signal
-    does (saved, then raised); returns the last state."""
+    """Updates `state` (each update donates its buffers) to num_steps, or until an evaluation
+    stops the run early or a signal does (saved, then raised); returns the last state."""
     timetable = Timetable.of(self.config, jax.process_count())
     new_accumulator = self._accumulators(state)
     acc, late = new_accumulator(), None  # late: a log interval fetched after the next update
@@ -435,12 +437,13 @@ class _Run:
           self.variances.append((step, self.steps.grad_variance(state, batch, rng, self.frozen)))
         state, acc = self.steps.update(state, acc, batch, self.train_key, self.frozen)
         done = step + 1
-        if late is not None:  # fetched now, it waits for no update but the one just queued
+        if late is not None:  # fetching it waits for the update before the one just queued
           self._report(*late)
           late = None
         due = timetable.due(done, stop.agree() if timetable.checks_signal(done) else None)
-
-        if due.log:  # fetched one update late, or at once when the state is evaluated or saved
+        # Log: an interval's sums are fetched one update late, or at once before the state is
+        # evaluated or saved, which must come from finite updates only.
+        if due.log:
           interval, acc = (done, acc), new_accumulator()
           if due.sync:
             self._report(*interval)
@@ -451,7 +454,7 @@ class _Run:
                                              'bad': acc['bad']}))
         if due.evaluate:
           state = self._evaluate_while_training(state, done)
-        if due.save or self.stopping.stopped:
+        if due.save or self.stopping.stopped:  # the state an early stop ends with is saved too
           self._save(state, done)
         if self.stopping.stopped:
           self.console.line(f'stopped early after step {done} ({self.stopping.reason})')
