@@ -94,7 +94,8 @@ def write_book(results: str = 'results', chapters: Sequence[Chapter] = CHAPTERS)
   index = [
       '# Results\n\n',
       'Every table here is generated from the committed runs by `make results` '
-      '(`glimpse_jax/reports/book.py`): ours beside the paper\'s, with budgets, seeds and wall times. Each '
+      '(`glimpse_jax/reports/book.py`): ours beside the paper\'s, with budgets, seeds and wall '
+      'times. Each '
       'chapter ends with a note on where we agree with the paper and where not.\n\n',
       '| chapter | paper | runs | seeds | wall time (h) | made by |\n',
       '|---|---|---|---|---|---|\n',
@@ -117,7 +118,8 @@ def write_book(results: str = 'results', chapters: Sequence[Chapter] = CHAPTERS)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(prog='python -m glimpse_jax.reports.book', description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(prog='python -m glimpse_jax.reports.book',
+                                   description=__doc__.splitlines()[0])
   parser.add_argument('--results', default='results', help='the folder of committed runs')
   args = parser.parse_args(argv)
   write_book(args.results)

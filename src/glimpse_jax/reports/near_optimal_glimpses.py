@@ -19,7 +19,6 @@ RAM runs, each named from its config: `supervised` (it joined stored sequences),
   `design_stopping.json` beside that store).
 """
 
-import argparse
 import collections
 import json
 import os
@@ -38,6 +37,7 @@ from glimpse_jax.experimental_design import design_stopping
 from glimpse_jax.plots.design_maps import plot_epe_maps
 from glimpse_jax.plots.stopping_curves import plot_stopping_curves
 from glimpse_jax.reports import papers
+from glimpse_jax.reports.cli import chapter_parser
 from glimpse_jax.reports.runs import Run, load_run
 from glimpse_jax.reports.tables import markdown, mean_spread, percent_spread, write_page
 
@@ -476,10 +476,8 @@ def _stopping_section(groups, source: str, folder: str, stem: str,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('runs', nargs='+', help='finished workdirs')
-  parser.add_argument('--out', required=True, help='the markdown file to write')
-  parser.add_argument('--notes', help='a markdown file appended to the page')
+  parser = chapter_parser('python -m glimpse_jax.reports.near_optimal_glimpses',
+                          __doc__.splitlines()[0], runs_help='finished workdirs')
   parser.add_argument('--margin', type=float, default=MARGIN,
                       help='validation error within this of its lowest counts as near-best')
   args = parser.parse_args(argv)

@@ -17,10 +17,8 @@ trained a read; `<stem>_reads_per_step.png`). `_smoke` variants stay out of thes
 section of their own (phases, pre-training headline, test error, minutes).
 """
 
-import argparse
 import collections
 import dataclasses
-import json
 import os
 import shutil
 import statistics
@@ -35,8 +33,9 @@ from matplotlib.ticker import FuncFormatter
 
 from glimpse_jax.plots.read_windows import plot_read_steps
 from glimpse_jax.reports import papers
+from glimpse_jax.reports.cli import chapter_parser
 from glimpse_jax.reports.pretrain_attention_runs import (
-    EXPERIMENT, PipelineRun, budget_of, dataset_of, is_smoke, last_trained, load_pipeline_run,
+    PipelineRun, budget_of, dataset_of, is_smoke, last_trained, load_pipeline_run,
     method_of, phases_of, pretraining_steps, trained_phases, variant_of, widths_of)
 from glimpse_jax.reports.tables import (Column, markdown, markdown_table, mean_spread,
                                         minutes_spread, percent_spread, write_page)
@@ -475,15 +474,13 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(
-      prog='python -m glimpse_jax.reports.pretrain_attention',
-      description='Lindsey 2017 Tables 2-4 from pretrain_attention runs over seeds.')
-  parser.add_argument('runs', nargs='+', help='pipeline workdirs (pipeline.json, phase folders)')
-  parser.add_argument('--out', default='results/pretrain_attention.md',
-                      help='the markdown file; the figures go beside it')
-  parser.add_argument('--notes', default=None,
-                      help='markdown appended as the reading of the numbers (default: '
-                           '<out stem>_notes.md beside --out, when it exists)')
+  parser = chapter_parser(
+      'python -m glimpse_jax.reports.pretrain_attention',
+      'Lindsey 2017 Tables 2-4 from pretrain_attention runs over seeds.',
+      out='results/pretrain_attention.md',
+      runs_help='pipeline workdirs (pipeline.json, phase folders)',
+      notes_help='markdown appended as the reading of the numbers (default: <out stem>_notes.md '
+                 'beside --out, when it exists)')
   args = parser.parse_args(argv)
   notes = args.notes or os.path.splitext(args.out)[0] + '_notes.md'
   if args.notes and not os.path.isfile(notes):

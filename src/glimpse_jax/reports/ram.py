@@ -6,12 +6,12 @@ of each follows from its config (`experiments.ram.paper_row`). Adds the location
 at equal budget, from the runs under `results/ram/policy_grid/` (`scripts/ram_policy_grid.sh`).
 """
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
 
 from glimpse_jax.experiments import ram as experiment
+from glimpse_jax.reports.cli import run_chapter
 from glimpse_jax.reports.overview import (plot_per_glimpse_diagnostics, plot_training_error,
                                           write_seed_chapter)
 from glimpse_jax.reports.runs import (Run, load_run, per_glimpse_values, seed_group,
@@ -48,7 +48,7 @@ def _results(members: Sequence[Run], key: str) -> list:
 
 # The policy grid's table: a line per setting, over its seeds.
 POLICY_GRID_COLUMNS = (
-    Column('task', lambda m: f'{_config(m)["dataset"]["name"]}{_config(m)["dataset"]["canvas_size"]}'),
+    Column('task', lambda m: '{name}{canvas_size}'.format(**_config(m)['dataset'])),
     Column('glimpses', lambda m: str(_config(m)['model']['num_glimpses'])),
     Column('policy gradient', lambda m: (
         'into the core' if _config(m)['model'].get('policy_gradient_to_core', True)
@@ -105,15 +105,8 @@ def write_report(workdirs_: Sequence[str], out: str, notes: str | None = None) -
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(prog='python -m glimpse_jax.reports.ram',
-                                   description=__doc__.splitlines()[0])
-  parser.add_argument('runs', nargs='+', help='workdirs holding results.json')
-  parser.add_argument('--out', default='results/ram.md',
-                      help='the markdown file; the figures go beside it')
-  parser.add_argument('--notes', help='a markdown file appended to the chapter')
-  args = parser.parse_args(argv)
-  write_report(args.runs, args.out, args.notes)
-  sys.stdout.write(f'wrote {args.out}\n')
+  run_chapter(write_report, 'python -m glimpse_jax.reports.ram', __doc__.splitlines()[0],
+              out='results/ram.md', argv=argv)
 
 
 if __name__ == '__main__':

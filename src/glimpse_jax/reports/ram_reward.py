@@ -19,7 +19,6 @@ page adds a table of those collapse diagnostics and, where a reward and setup ha
 locator against its MLP control.
 """
 
-import argparse
 import collections
 import json
 import os
@@ -33,7 +32,8 @@ from matplotlib.figure import Figure
 
 from glimpse_jax.plots.per_glimpse_curves import plot_per_glimpse
 from glimpse_jax.reports import papers
-from glimpse_jax.reports.runs import Run, load_run
+from glimpse_jax.reports.cli import run_chapter
+from glimpse_jax.reports.runs import Run, check_experiment, load_runs_by_name, sort_by_seed
 from glimpse_jax.reports.tables import (Column, markdown_table, mean_spread, minutes_spread,
                                         percent_spread, write_page)
 
@@ -147,17 +147,10 @@ def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
   that appears twice in one method."""
   groups = collections.defaultdict(list)
   for run in runs:
-    config = run.results.get('config', {})
-    if config.get('experiment') != EXPERIMENT:
-      raise ValueError(f'run {run.name!r} is of experiment {config.get("experiment")!r}, not '
-                       f'{EXPERIMENT!r}')
+    check_experiment(run, EXPERIMENT)
+    config = run.results['config']
     groups[method_name(config)].append(run)
-  for name, members in groups.items():
-    seeds = [run.results['config']['seed'] for run in members]
-    if len(set(seeds)) < len(seeds):
-      raise ValueError(f'method {name!r} has seed {max(seeds, key=seeds.count)} twice among runs '
-                       f'{[run.name for run in members]}')
-    members.sort(key=lambda run: run.results['config']['seed'])
+  sort_by_seed(groups, method=lambda name: name)
   return {name: groups[name] for name in sorted(groups, key=_order)}
 
 
@@ -358,7 +351,8 @@ def locator_table(groups: Mapping[str, Sequence[Run]]) -> str:
   columns = [Column('reward', lambda pair: pair[0]),
              *(Column(f'{name} %', lambda pair, name=name: percent_spread(pair[1][name]))
                for name in _LOCATOR_ORDER),
-             Column('lstm - mlp (points)', lambda pair: _difference(pair[1]['lstm'], pair[1]['mlp'])),
+             Column('lstm - mlp (points)',
+                    lambda pair: _difference(pair[1]['lstm'], pair[1]['mlp'])),
              Column('lstm - linear (points)',
                     lambda pair: _difference(pair[1]['lstm'], pair[1]['linear']))]
   return markdown_table(columns, pairs) if pairs else ''
@@ -455,13 +449,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
   `notes`, a markdown file, is appended: the reading of the numbers, kept apart so that
   regenerating the tables never loses it.
   """
-  runs = [load_run(workdir) for workdir in workdirs]
-  by_name = {}
-  for run, workdir in zip(runs, workdirs):
-    if run.name in by_name:
-      raise ValueError(f'two workdirs share the name {run.name!r}: {by_name[run.name]!r} and '
-                       f'{workdir!r}')
-    by_name[run.name] = workdir
+  runs, by_name = load_runs_by_name(workdirs)
   groups = group_runs(runs)
   folder, stem = os.path.dirname(out) or '.', os.path.splitext(os.path.basename(out))[0]
   os.makedirs(folder, exist_ok=True)
@@ -518,17 +506,9 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(
-      prog='python -m glimpse_jax.reports.ram_reward',
-      description='Markdown report and figures of ram_reward runs over seeds.')
-  parser.add_argument('runs', nargs='+', help='workdirs holding results.json and metrics.jsonl')
-  parser.add_argument('--out', default='results/ram_reward.md',
-                      help='the markdown file; the figures go beside it')
-  parser.add_argument('--notes', default=None,
-                      help='a markdown file appended to the report (the reading of the numbers)')
-  args = parser.parse_args(argv)
-  write_report(args.runs, args.out, args.notes)
-  sys.stdout.write(f'wrote {args.out}\n')
+  run_chapter(write_report, 'python -m glimpse_jax.reports.ram_reward',
+              'Markdown report and figures of ram_reward runs over seeds.',
+              out='results/ram_reward.md', argv=argv)
 
 
 if __name__ == '__main__':

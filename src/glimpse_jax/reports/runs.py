@@ -7,7 +7,7 @@ import numbers
 import os
 import re
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 RESULTS_FILE, METRICS_FILE = 'results.json', 'metrics.jsonl'
@@ -40,6 +40,36 @@ def read_records(path: str) -> list[dict[str, Any]]:
     return []
   with open(path) as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+def load_runs_by_name(workdirs_: Sequence[str]) -> tuple[list[Run], dict[str, str]]:
+  """The runs of `workdirs_` and each one's workdir by its name; raises ValueError when two share
+  a name."""
+  runs = [load_run(workdir) for workdir in workdirs_]
+  by_name = {}
+  for run, workdir in zip(runs, workdirs_):
+    if run.name in by_name:
+      raise ValueError(f'two workdirs share the name {run.name!r}: {by_name[run.name]!r} and '
+                       f'{workdir!r}')
+    by_name[run.name] = workdir
+  return runs, by_name
+
+
+def check_experiment(run: Run, experiment: str) -> None:
+  """Raises ValueError unless `run`'s config is of `experiment`."""
+  found = run.results.get('config', {}).get('experiment')
+  if found != experiment:
+    raise ValueError(f'run {run.name!r} is of experiment {found!r}, not {experiment!r}')
+
+
+def sort_by_seed(groups: Mapping[Any, list[Run]], method: Callable[[Any], str]) -> None:
+  """Sorts each group's runs by seed; raises ValueError naming `method(key)` for a seed twice."""
+  for key, members in groups.items():
+    seeds = [run.results['config']['seed'] for run in members]
+    if len(set(seeds)) < len(seeds):
+      raise ValueError(f'method {method(key)!r} has seed {max(seeds, key=seeds.count)} twice '
+                       f'among runs {[run.name for run in members]}')
+    members.sort(key=lambda run: run.results['config']['seed'])
 
 
 def workdirs(results: str, pattern: str) -> list[str]:

@@ -16,7 +16,6 @@ dropout, head: the experiment's `ABLATIONS`), a section "What closes the clutter
 the change of test accuracy each such step makes.
 """
 
-import argparse
 import collections
 import dataclasses
 import json
@@ -33,7 +32,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from glimpse_jax.data.config import index_range
-from glimpse_jax.reports.runs import Run, load_run
+from glimpse_jax.reports.cli import run_chapter
+from glimpse_jax.reports.runs import (Run, check_experiment, load_run, load_runs_by_name,
+                                      sort_by_seed)
 from glimpse_jax.reports.tables import (Column, markdown_table, mean_spread, minutes_spread,
                                         percent_spread, write_page)
 
@@ -143,19 +144,12 @@ def group_runs(runs: Sequence[Run]) -> dict[tuple[str, str], list[Run]]:
   seed that appears twice in one group."""
   groups, keys = collections.defaultdict(list), {}
   for run in runs:
-    config = run.results.get('config', {})
-    if config.get('experiment') != EXPERIMENT:
-      raise ValueError(f'run {run.name!r} is of experiment {config.get("experiment")!r}, not '
-                       f'{EXPERIMENT!r}')
+    check_experiment(run, EXPERIMENT)
+    config = run.results['config']
     key = (method_name(config), _paper(run)[0])
     groups[key].append(run)
     keys[key] = _sort_key(run)
-  for key, members in groups.items():
-    seeds = [run.results['config']['seed'] for run in members]
-    if len(set(seeds)) < len(seeds):
-      raise ValueError(f'method {key[0]!r} has seed {max(seeds, key=seeds.count)} twice among '
-                       f'runs {[run.name for run in members]}')
-    members.sort(key=lambda run: run.results['config']['seed'])
+  sort_by_seed(groups, method=lambda key: key[0])
   return {key: groups[key] for key in sorted(groups, key=lambda k: (keys[k], k))}
 
 
@@ -257,7 +251,8 @@ COLUMNS = (
            lambda m: mean_spread([a / (m.passes * m.flops / 1e9) for a in m.accuracy], 1)),
     Column('greedy / GFLOP', lambda m: mean_spread([a / (m.flops / 1e9) for a in m.greedy], 1)),
     Column('input values', lambda m: f'{m.inputs:,}'),
-    Column('minutes', lambda m: minutes_spread([run.results.get('wall_seconds') for run in m.runs])),
+    Column('minutes',
+           lambda m: minutes_spread([run.results.get('wall_seconds') for run in m.runs])),
 )
 HEADER = [column.header for column in COLUMNS]
 
@@ -379,13 +374,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
   `notes`, a markdown file, is appended: the reading of the numbers, kept apart so that
   regenerating the tables never loses it.
   """
-  runs = [load_run(workdir) for workdir in workdirs]
-  by_name = {}
-  for run, workdir in zip(runs, workdirs):
-    if run.name in by_name:
-      raise ValueError(f'two workdirs share the name {run.name!r}: {by_name[run.name]!r} and '
-                       f'{workdir!r}')
-    by_name[run.name] = workdir
+  runs, by_name = load_runs_by_name(workdirs)
   groups = group_runs(runs)
   costs = {run.name: read_cost(by_name[run.name]) for run in runs}
   rows = summaries(groups, costs)
@@ -434,16 +423,11 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(
-      prog='python -m glimpse_jax.reports.variant_mnist',
-      description='Markdown tables and figures of variant_mnist runs over seeds.')
-  parser.add_argument('runs', nargs='+',
-                      help='workdirs holding results.json, metrics.jsonl and cost.json')
-  parser.add_argument('--out', default='results/variant_mnist.md',
-                      help='the markdown file; the figures go beside it')
-  args = parser.parse_args(argv)
-  write_report(args.runs, args.out)
-  sys.stdout.write(f'wrote {args.out}\n')
+  run_chapter(write_report, 'python -m glimpse_jax.reports.variant_mnist',
+              'Markdown tables and figures of variant_mnist runs over seeds.',
+              out='results/variant_mnist.md',
+              runs_help='workdirs holding results.json, metrics.jsonl and cost.json',
+              argv=argv)
 
 
 if __name__ == '__main__':

@@ -8,7 +8,6 @@ dataset). Adds the scale use and first-glimpse curves and, for every committed m
 gradient variance at that run's snapshots.
 """
 
-import argparse
 import glob
 import json
 import os
@@ -16,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from glimpse_jax.experiments import ws_ram as experiment
+from glimpse_jax.reports.cli import run_chapter
 from glimpse_jax.reports.overview import plot_training_error, write_seed_chapter
 from glimpse_jax.reports.runs import Run, load_run
 from glimpse_jax.reports.tables import markdown, number
@@ -85,15 +85,8 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(prog='python -m glimpse_jax.reports.ws_ram',
-                                   description=__doc__.splitlines()[0])
-  parser.add_argument('runs', nargs='+', help='workdirs holding results.json')
-  parser.add_argument('--out', default='results/ws_ram.md',
-                      help='the markdown file; the figures go beside it')
-  parser.add_argument('--notes', help='a markdown file appended to the chapter')
-  args = parser.parse_args(argv)
-  write_report(args.runs, args.out, args.notes)
-  sys.stdout.write(f'wrote {args.out}\n')
+  run_chapter(write_report, 'python -m glimpse_jax.reports.ws_ram', __doc__.splitlines()[0],
+              out='results/ws_ram.md', argv=argv)
 
 
 if __name__ == '__main__':

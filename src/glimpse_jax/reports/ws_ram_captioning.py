@@ -9,7 +9,6 @@ against updates, mean over seeds with a band from the lowest to the highest seed
 seed's window pictures per method.
 """
 
-import argparse
 import collections
 import dataclasses
 import json
@@ -23,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from glimpse_jax.reports import papers
+from glimpse_jax.reports.cli import run_chapter
 from glimpse_jax.reports.runs import Run, load_run
 from glimpse_jax.reports.tables import Column, markdown, markdown_table, mean_spread, write_page
 
@@ -259,14 +259,8 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(prog='python -m glimpse_jax.reports.ws_ram_captioning',
-                                   description=__doc__.splitlines()[0])
-  parser.add_argument('runs', nargs='+', help='caption-phase workdirs')
-  parser.add_argument('--out', required=True, help='the markdown file to write')
-  parser.add_argument('--notes', help='a markdown file appended to the report')
-  args = parser.parse_args(argv)
-  write_report(args.runs, args.out, args.notes)
-  sys.stdout.write(f'wrote {args.out}\n')
+  run_chapter(write_report, 'python -m glimpse_jax.reports.ws_ram_captioning',
+              __doc__.splitlines()[0], runs_help='caption-phase workdirs', argv=argv)
 
 
 if __name__ == '__main__':
