@@ -81,6 +81,7 @@ def test_the_timetable_of_a_config(data_dir):
   assert loop.Timetable.of(config, process_count=2).signal_every == loop.SIGNAL_CHECK_EVERY
 
 
+@pytest.mark.slow
 def test_a_run_logs_evaluates_and_saves_when_due_and_resumes_after_a_signal(
     data_dir, tmp_path, monkeypatch):
   config = _config(data_dir, keep_checkpoints=10, **{**SCHEDULE, 'grad_variance_every': 0})

@@ -5,8 +5,9 @@ Modules: `experiment` (the interface), `config` (shared fields and checks), `sta
 state and optimizer), `params` (grafting and freezing subtrees), `mesh` (data parallelism,
 prefetching), `step` (pure jittable steps), `checkpoint`, `workdir` (the run's lock: a flock, or
 a lease on an object store), `metrics` (metrics.jsonl, TensorBoard, progress, results),
-`evaluate`, `sources` (frozen models and stored fields from other runs), `loop` (`run`, signals),
-`generate` (data-producing phases), `pipeline` (phases in order: `run_pipeline`).
+`evaluate`, `sources` (frozen models and stored fields from other runs), `start` (a run's
+start-up: batches, jitted steps, the initial state), `loop` (`run`, what is due after each update,
+signals), `generate` (data-producing phases), `pipeline` (phases in order: `run_pipeline`).
 
 A notebook trains an experiment with:
 
