@@ -20,7 +20,7 @@ Usage:
   converge, and "--config.eval_examples_during_training=0" to validate on the whole split):
     CONFIG=supervised (w = 1, batch mean), supervised_w8 (w = 8), supervised_sum (w = 1 summed
     over the batch: the authors' convention, 64 per example);
-    CONFIG=supervised_center: the digit's centre as every step's target, at the authors' strength
+    CONFIG=supervised_center: the digit's center as every step's target, at the authors' strength
     (an upper bound on what easy targets give).
   make experiment NAME=near_optimal_glimpses CONFIG=stopping      # supervised RAM + a head that
       predicts each glimpse's information gain; evaluation sweeps the stopping threshold
@@ -33,7 +33,7 @@ Append `_fashion` to a variant for Fashion-MNIST objects among Fashion-MNIST clu
 
 Choices where the paper leaves freedom (it uses CelebA-HQ and a pre-trained completion network):
 - 60x60 cluttered MNIST (4 pieces of 8x8 clutter), one 16x16 retina patch per glimpse, T = 6
-  glimpses, candidates the centres of a 16x16 grid (`model.grid_size`), S = 8 completions
+  glimpses, candidates the centers of a 16x16 grid (`model.grid_size`), S = 8 completions
   (`design.samples`);
 - the posterior embeds a glimpse with two strided 3x3 convolutions (8, 16 channels) and its
   location with a ReLU layer, averages the embeddings and classifies with a 128-unit MLP; it and
@@ -65,14 +65,15 @@ from glimpse_jax import data, diagnostics, glimpse, objectives, train
 from glimpse_jax.plots.design_maps import (attention_frequency, plot_attention_frequency,
                                      plot_completions)
 from glimpse_jax.experimental_design import greedy_sequences
-from glimpse_jax.nets import (RecurrentAttentionModel, RetinaSpec, draw_noise,
-                              grid_centres, mode_noise, path_values)
+from glimpse_jax.nets import (RecurrentAttentionModel, RetinaSpec, grid_centers, path_values,
+                              ram_noise)
 from glimpse_jax.nets.completion import CompletionVAE, condition, observed_mask
 from glimpse_jax.nets.glimpse_posterior import AttentionalPosterior
+from glimpse_jax.reports import papers
 
 PARTS = ('posterior', 'completion', 'sequences', 'ram')
 # supervised: w = 1, batch mean; _w8: w = 8; _sum: the authors' batch sum (w = 64 per example at
-# batch 64); _center: digit-centre targets at the authors' strength.
+# batch 64); _center: digit-center targets at the authors' strength.
 SUPERVISED = {'supervised': ('mean', 1.0, 'designed'), 'supervised_w8': ('mean', 8.0, 'designed'),
               'supervised_sum': ('sum', 1.0, 'designed'),
               'supervised_center': ('sum', 1.0, 'digit_center')}
@@ -84,7 +85,7 @@ VARIANTS = (*_METHODS, *(f'{m}_fashion' for m in _METHODS if m != 'smoke'))
 SEQUENCES_WORKDIR = 'runs/near_optimal_glimpses-sequences'
 # The paper's claims on CelebA-HQ (no table of numbers for MNIST): supervision reaches near-best
 # validation accuracy in almost 7x fewer iterations and ends 0.4 points more accurate.
-PAPER = {'speedup': 7.0, 'accuracy_gain': 0.004}
+PAPER = papers.NEAR_OPTIMAL_GLIMPSES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,7 +164,7 @@ def _ram(smoke, source, supervised: bool):
   # stronger: 'sum' with w = 1 is 'mean' with w = B).
   config.loss.supervision_reduction = 'mean'
   # Where the supervised examples' targets come from (one of TARGETS): the stored 'designed'
-  # sequences, or the digit's centre (`center` of the canvas) at every step, a heuristic whose
+  # sequences, or the digit's center (`center` of the canvas) at every step, a heuristic whose
   # run bounds what easy targets give. Either way the store chooses which examples are supervised.
   config.supervision = ml_collections.ConfigDict(dict(targets='designed'))
   # The paper's evaluation beside the greedy path: the error of single sampled paths (M = 1),
@@ -239,7 +240,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if targets not in TARGETS:
       raise ValueError(f'supervision.targets must be one of {list(TARGETS)}, got {targets!r}')
     if targets == 'digit_center' and config.dataset.name not in ('translated', 'cluttered'):
-      raise ValueError(f"supervision.targets='digit_center' needs canvases with a digit centre "
+      raise ValueError(f"supervision.targets='digit_center' needs canvases with a digit center "
                        f"(dataset.name 'translated' or 'cluttered'), got {config.dataset.name!r}")
     duplicates = config.eval.sampled_path_duplicates
     if isinstance(duplicates, bool) or not isinstance(duplicates, int) or duplicates < 0:
@@ -270,7 +271,7 @@ def _retina(config):
 
 
 def _read_one(config):
-  """read(image [H, W, C], loc [2]) -> [S, h, w, C]."""
+  """read(image [H, W, C], location [2]) -> [S, h, w, C]."""
   m = config.model
   return functools.partial(glimpse.retina, size=m.glimpse_size, num_scales=m.num_scales,
                            scale_factor=m.scale_factor)
@@ -281,17 +282,17 @@ def random_glimpse_sets(rng, batch: int, config, min_count: int):
   min_count..T."""
   m = config.model
   cells_rng, count_rng = jax.random.split(rng)
-  centres = jnp.asarray(grid_centres(m.grid_size))
+  centers = jnp.asarray(grid_centers(m.grid_size))
   cells = jax.random.randint(cells_rng, (batch, m.num_glimpses), 0, m.grid_size**2)
   counts = jax.random.randint(count_rng, (batch, 1), min_count, m.num_glimpses + 1)
-  return centres[cells], (jnp.arange(m.num_glimpses) < counts).astype(jnp.float32)
+  return centers[cells], (jnp.arange(m.num_glimpses) < counts).astype(jnp.float32)
 
 
-def _observed(config, locs, taken):
+def _observed(config, locations, taken):
   height, width, _ = data.image_shape(config.dataset)
   mask_one = functools.partial(observed_mask, height=height, width=width,
                                size=config.model.glimpse_size)
-  return jax.vmap(mask_one)(locs, taken)  # [B, H, W]
+  return jax.vmap(mask_one)(locations, taken)  # [B, H, W]
 
 
 def _posterior_model(config):
@@ -318,8 +319,8 @@ def _posterior_experiment(config) -> train.Experiment:
   read = jax.vmap(jax.vmap(_read_one(config), (None, 0)))  # over B, then T: [B, T, S, h, w, C]
 
   def inputs(images, rng):
-    locs, mask = random_glimpse_sets(rng, images.shape[0], config, min_count=1)
-    return read(images, locs), locs, mask
+    locations, mask = random_glimpse_sets(rng, images.shape[0], config, min_count=1)
+    return read(images, locations), locations, mask
 
   def init(rng, batch):
     return model.init(rng, *inputs(batch['image'], rng))
@@ -333,16 +334,16 @@ def _posterior_experiment(config) -> train.Experiment:
 
   def evaluate(params, batch, rng):
     # With all T random glimpses: the posterior's accuracy on the sets it was trained on.
-    locs, _ = random_glimpse_sets(rng, batch['image'].shape[0], config, min_count=1)
-    mask = jnp.ones(locs.shape[:2])
-    logits = model.apply(params, read(batch['image'], locs), locs, mask)
+    locations, _ = random_glimpse_sets(rng, batch['image'].shape[0], config, min_count=1)
+    mask = jnp.ones(locations.shape[:2])
+    logits = model.apply(params, read(batch['image'], locations), locations, mask)
     return {'error': (jnp.argmax(logits, -1) != batch['label']).astype(jnp.float32),
             'nll': optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])}
 
   def predict(params, images, rng):
-    locs, _ = random_glimpse_sets(rng, images.shape[0], config, min_count=1)  # [B, T, 2]
-    logits = model.apply(params, read(images, locs), locs, jnp.ones(locs.shape[:2]))
-    return {'probabilities': jax.nn.softmax(logits, -1), 'locations': locs}
+    locations, _ = random_glimpse_sets(rng, images.shape[0], config, min_count=1)  # [B, T, 2]
+    logits = model.apply(params, read(images, locations), locations, jnp.ones(locations.shape[:2]))
+    return {'probabilities': jax.nn.softmax(logits, -1), 'locations': locations}
 
   return train.Experiment(init=init, loss=loss, evaluate=evaluate, predict=predict)
 
@@ -353,8 +354,8 @@ def _completion_experiment(config) -> train.Experiment:
 
   def terms(params, images, rng):
     sets_rng, noise_rng = jax.random.split(rng)
-    locs, taken = random_glimpse_sets(sets_rng, images.shape[0], config, min_count=0)
-    cond = condition(images, _observed(config, locs, taken))
+    locations, taken = random_glimpse_sets(sets_rng, images.shape[0], config, min_count=0)
+    cond = condition(images, _observed(config, locations, taken))
     noise = jax.random.normal(noise_rng, (images.shape[0], latent))
     logits, kl = model.apply(params, images, cond, noise)
     bce = optax.sigmoid_binary_cross_entropy(logits, images).sum((1, 2, 3))  # [B]
@@ -376,19 +377,19 @@ def _completion_experiment(config) -> train.Experiment:
 
   def plots(params, batch, rng, workdir):
     images = batch['image'][:6]
-    locs, taken = random_glimpse_sets(rng, images.shape[0], config, min_count=1)
-    cond = condition(images, _observed(config, locs, taken))
+    locations, taken = random_glimpse_sets(rng, images.shape[0], config, min_count=1)
+    cond = condition(images, _observed(config, locations, taken))
     noise = jax.random.normal(rng, (images.shape[0], 4, latent))
     samples = model.apply(params, cond, noise, method='sample')
     plot_completions(images, cond, samples, f'{workdir}/completions.png')
 
   def predict(params, images, rng):
     sets_rng, noise_rng = jax.random.split(rng)
-    locs, taken = random_glimpse_sets(sets_rng, images.shape[0], config, min_count=1)
-    cond = condition(images, _observed(config, locs, taken))
+    locations, taken = random_glimpse_sets(sets_rng, images.shape[0], config, min_count=1)
+    cond = condition(images, _observed(config, locations, taken))
     noise = jax.random.normal(noise_rng, (images.shape[0], 1, latent))
     samples = model.apply(params, cond, noise, method='sample')
-    return {'completions': samples, 'locations': locs}  # canvases agreeing with the glimpses
+    return {'completions': samples, 'locations': locations}  # canvases agreeing with the glimpses
 
   return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)
 
@@ -397,12 +398,13 @@ def design_functions(config, posterior_params, completion_params):
   """(read, embed, classify, complete) of the experimental design for frozen parameters."""
   posterior, completion = _posterior_model(config), _completion_model(config)
   samples, latent = config.design.samples, config.model.latent
-  embed = lambda patches, locs: posterior.apply(posterior_params, patches, locs, method='embed')
+  embed = lambda patches, locations: posterior.apply(posterior_params, patches, locations,
+                                                     method='embed')
   classify = lambda pooled, count: posterior.apply(posterior_params, pooled, count,
                                                    method='classify')
 
-  def complete(images, locs, taken, rng):
-    cond = condition(images, _observed(config, locs, taken))
+  def complete(images, locations, taken, rng):
+    cond = condition(images, _observed(config, locations, taken))
     noise = jax.random.normal(rng, (images.shape[0], samples, latent))
     return completion.apply(completion_params, cond, noise, method='sample')
 
@@ -410,12 +412,12 @@ def design_functions(config, posterior_params, completion_params):
 
 
 def _sequences_experiment(config) -> train.Experiment:
-  centres = jnp.asarray(grid_centres(config.model.grid_size))
+  centers = jnp.asarray(grid_centers(config.model.grid_size))
 
   def generate(batch, rng, frozen):
     read, embed, classify, complete = design_functions(config, frozen['posterior'],
                                                        frozen['completion'])
-    out = greedy_sequences(batch['image'], rng, centres, config.model.num_glimpses, read=read,
+    out = greedy_sequences(batch['image'], rng, centers, config.model.num_glimpses, read=read,
                            embed=embed, classify=classify, complete=complete)
     correct = (jnp.argmax(out.logits, -1) == batch['label']).astype(jnp.float32)
     step_correct = jnp.argmax(out.step_logits, -1) == batch['label'][:, None]  # [B, T]
@@ -440,7 +442,7 @@ def ram_model(config) -> RecurrentAttentionModel:
 
 def supervision_targets(config, batch) -> jax.Array:
   """The supervised examples' targets [B, T, 2]: the stored designed sequence, or the digit's
-  centre at every step (`supervision.targets`)."""
+  center at every step (`supervision.targets`)."""
   if config.supervision.targets == 'digit_center':
     center = jnp.asarray(batch['center'])  # [B, 2]
     return jnp.broadcast_to(center[:, None], (center.shape[0], config.model.num_glimpses, 2))
@@ -456,13 +458,12 @@ def supervision_scale(config, batch_size: int) -> float:
 def _ram_experiment(config) -> train.Experiment:
   m, spec = config.model, config.loss
   model = ram_model(config)
-  num_choices = m.grid_size**2 if m.locator == 'grid' else 0
   supervised = config.data_from is not None
   thresholds = tuple(float(t) for t in config.stopping.thresholds)
   duplicates = config.eval.sampled_path_duplicates
 
   def noise(rng, batch, samples=()):
-    return draw_noise(rng, (*samples, m.num_glimpses, batch), num_choices)
+    return ram_noise(model, m.num_glimpses, batch, rng, samples)
 
   def init(rng, batch):
     images = jnp.asarray(batch['image'])
@@ -472,24 +473,21 @@ def _ram_experiment(config) -> train.Experiment:
     """Final log-probabilities [B, C]: the halting mixture under ACT, else the last glimpse's."""
     if not m.act:
       return out.logits, None
-    weights, steps, remainder = objectives.act_weights(out.halting.T, spec.act_epsilon)
-    step_logits = jnp.swapaxes(out.step_logits, 0, 1)
-    return objectives.act_outputs(step_logits, weights), (steps, remainder)
+    weights, steps, remainder = objectives.act_weights(out.halting, spec.act_epsilon)
+    return objectives.act_outputs(out.step_logits, weights), (steps, remainder)
 
   def loss(params, batch, rng, step):
     del step
     images, labels = batch['image'], batch['label']
     teacher = {}
     if supervised:
-      teacher = dict(given_locations=jnp.swapaxes(supervision_targets(config, batch), 0, 1),
+      teacher = dict(given_locations=supervision_targets(config, batch),
                      forced=batch['stored'] > 0)
     out = model.apply(params, images, noise(rng, images.shape[0]), **teacher)
     logits, act = outputs(out)
-    step_logits = None
-    if m.classify_every_step and not m.act:
-      step_logits = jnp.swapaxes(out.step_logits, 0, 1)  # [B, T, C]
+    step_logits = out.step_logits if m.classify_every_step and not m.act else None  # [B, T, C]
     per_example, terms = objectives.ram_loss(
-        logits, labels, out.log_probs.T, out.baselines.T, step_logits=step_logits,
+        logits, labels, out.log_probs, out.baselines, step_logits=step_logits,
         supervised=teacher.get('forced'), reinforce_weight=spec.reinforce_weight,
         baseline_weight=spec.baseline_weight,
         supervision_weight=spec.supervision_weight * supervision_scale(config, images.shape[0]))
@@ -499,8 +497,8 @@ def _ram_experiment(config) -> train.Experiment:
       metrics['supervision'] = terms['supervision'].mean()
     metrics.update(diagnostics.location_metrics(images, out, batch, m.glimpse_size))
     if m.predict_gain:
-      targets = objectives.information_gains(jnp.swapaxes(out.step_logits, 0, 1))
-      gain = objectives.gain_loss(out.gains.T, targets)
+      targets = objectives.information_gains(out.step_logits)
+      gain = objectives.gain_loss(out.gains, targets)
       per_example = per_example + spec.gain_weight * gain
       metrics['gain_mse'] = gain.mean()
     if m.act:
@@ -513,26 +511,25 @@ def _ram_experiment(config) -> train.Experiment:
   def evaluate(params, batch, rng):
     images, labels = batch['image'], batch['label']
     batch_size = images.shape[0]
-    greedy = mode_noise((m.num_glimpses, batch_size), num_choices)
-    out = model.apply(params, images, greedy)  # the greedy rollout, read once
+    out = model.apply(params, images, ram_noise(model, m.num_glimpses, batch_size))  # greedy, once
     paths = max(config.eval.mc_samples, duplicates)
-    sampled = jax.vmap(lambda n: outputs(model.apply(params, images, n))[0])(
-        noise(rng, batch_size, (paths,)))  # [max(M, D), B, C]
-    values = path_values(outputs(out)[0], sampled[:config.eval.mc_samples], labels)
+    sampled = jax.vmap(lambda n: outputs(model.apply(params, images, n))[0], out_axes=1)(
+        noise(rng, batch_size, (paths,)))  # [B, max(M, D), C]
+    values = path_values(outputs(out)[0], sampled[:, :config.eval.mc_samples], labels)
     if duplicates:
-      wrong = (jnp.argmax(sampled[:duplicates], -1) != labels).astype(jnp.float32)  # [D, B]
-      values['error_sampled_path'] = wrong.mean(0)
-      values.update({f'error_sampled_path_{k}': wrong[k] for k in range(duplicates)})
+      wrong = (jnp.argmax(sampled[:, :duplicates], -1) != labels[:, None]).astype(jnp.float32)
+      values['error_sampled_path'] = wrong.mean(1)  # [B], over the D paths
+      values.update({f'error_sampled_path_{k}': wrong[:, k] for k in range(duplicates)})
     values.update(diagnostics.location_values(images, out, batch, m.glimpse_size))
     if not m.classify_every_step:
       return values
-    step_logits = jnp.swapaxes(out.step_logits, 0, 1)  # [B, T, C]
+    step_logits = out.step_logits  # [B, T, C]
     wrong = (jnp.argmax(step_logits, -1) != labels[:, None]).astype(jnp.float32)  # [B, T]
     for t in range(m.num_glimpses):
       values[f'error_after_{t + 1}'] = wrong[:, t]
     if m.predict_gain:
       for k, threshold in enumerate(thresholds):
-        steps = objectives.stop_steps(out.gains.T, threshold)
+        steps = objectives.stop_steps(out.gains, threshold)
         stopped = objectives.stopped_outputs(step_logits, steps)
         values[f'glimpses_at_{k}'] = steps.astype(jnp.float32)
         values[f'error_at_{k}'] = (jnp.argmax(stopped, -1) != labels).astype(jnp.float32)
@@ -545,19 +542,19 @@ def _ram_experiment(config) -> train.Experiment:
   def plots(params, batch, rng, workdir):
     del rng
     images = jnp.asarray(batch['image'])
-    out = model.apply(params, images, mode_noise((m.num_glimpses, images.shape[0]), num_choices))
+    out = model.apply(params, images, ram_noise(model, m.num_glimpses, images.shape[0]))
     height, width, _ = data.image_shape(config.dataset)
-    frequency = attention_frequency(jnp.swapaxes(out.locations, 0, 1), height=height, width=width,
+    frequency = attention_frequency(out.locations, height=height, width=width,
                                     size=m.glimpse_size)
     plot_attention_frequency(frequency, f'{workdir}/attention_frequency.png',
                              json_path=f'{workdir}/attention_frequency.json')
 
   def predict(params, images, rng):
     del rng
-    out = model.apply(params, images, mode_noise((m.num_glimpses, images.shape[0]), num_choices))
+    out = model.apply(params, images, ram_noise(model, m.num_glimpses, images.shape[0]))
     log_probs, act = outputs(out)
     values = {'probabilities': jax.nn.softmax(log_probs, -1),  # [B, K]
-              'locations': jnp.swapaxes(jnp.clip(out.locations, -1, 1), 0, 1)}  # [B, T, 2]
+              'locations': jnp.clip(out.locations, -1, 1)}  # [B, T, 2]
     if act is not None:
       values['glimpses'] = act[0]  # [B] ACT's number of glimpses
     return values

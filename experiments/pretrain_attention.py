@@ -84,11 +84,11 @@ Where the paper is silent, this module chooses:
     translated digits with T = 10 reads reached 8-15% training error, then both seeds measured
     lost it within 500 batches (to 81% and 53% test error at batch 2,000; clipped: 8.6%).
   - The heuristic's distances are in the location convention ((x, y) in [-1, 1], the units of the
-    batch's `center`); the read centre is the DRAW grid centre (gX, gY) mapped to it
+    batch's `center`); the read center is the DRAW grid center (gX, gY) mapped to it
     (`glimpse.draw_center`); the L1 term sums |h_dec_t| over every step t. Regular MNIST has no
-    placed digit: its `center` is the image centre, where MNIST puts the digit's centre of mass.
+    placed digit: its `center` is the image center, where MNIST puts the digit's center of mass.
   - The read layer's bias makes the first read a grid spanning 28 pixels (a digit's side) at the
-    image centre, with Gaussians of sigma = stride / 2 (`model.read_init='digit'`; on 28x28 MNIST
+    image center, with Gaussians of sigma = stride / 2 (`model.read_init='digit'`; on 28x28 MNIST
     the runs so far read the whole image, 'blur', see `_contained`). With a zero bias ('zeros',
     plain DRAW) sigma is 1 pixel and the 2x2 grid on 28x28 samples four border pixels, blank in
     MNIST: reconstruction pre-training then
@@ -118,6 +118,7 @@ from glimpse_jax.plots.read_windows import plot_read_windows
 from glimpse_jax.nets.draw import (READ_INITS, READ_NORMS, DrawCore, DrawModel, SequenceClassifier,
                                    read_in_image_mass, read_stats, with_forget_bias)
 from glimpse_jax.objectives import heuristic_loss, mimic_loss, mimic_weight
+from glimpse_jax.reports import papers
 
 OBJECTIVES = ('classification', 'reconstruction', 'heuristic', 'mimic', 'tester')
 HEAD_OF = {'classification': 'classifier', 'mimic': 'classifier', 'tester': 'classifier',
@@ -140,9 +141,7 @@ VARIANTS = ('smoke', *(f'{method}_{dataset}{reads}{suffix}' for suffix in ('', '
                        for dataset in DATASETS))
 
 # The paper's batch counts per phase, then the smoke variants'.
-PRETRAIN_STEPS = {('heuristic', 'translated'): 2_000, ('heuristic', 'regular'): 2_000,
-                  ('reconstruction', 'translated'): 20_000, ('reconstruction', 'regular'): 15_000,
-                  ('classification', 'translated'): 80_000, ('classification', 'regular'): 5_000}
+PRETRAIN_STEPS = papers.PRETRAIN_ATTENTION_STEPS
 CLASSIFY_STEPS = 20_000
 SMOKE_STEPS = {'heuristic': 300, 'reconstruction': 1_000, 'classification': 1_000}
 SMOKE_CLASSIFY_STEPS = 2_000

@@ -20,7 +20,7 @@ Fields for RAM's relatives (defaults give RAM itself):
   model.core             'rnn' (ReLU RNN, the paper's) or 'lstm'.
   model.locator          'linear' (Gaussian, mean tanh(Linear(h))), 'lstm' (the locator's own LSTM
                          of model.locator_features units before that mean) or 'grid' (categorical
-                         over the centres of a model.grid_size x model.grid_size grid).
+                         over the centers of a model.grid_size x model.grid_size grid).
   model.classify_every_step  the classifier after every glimpse; the nll then averages over them.
   model.fused            the rollout with batched weight gradients (`nets/ram_fused.py`); only for
                          core 'rnn', locator 'linear' and no supervision: set it False otherwise.
@@ -29,8 +29,8 @@ Fields for RAM's relatives (defaults give RAM itself):
                          last two need model.classify_every_step.
   loss.discount          gamma in [0, 1] of the returns-to-go each step's baseline predicts.
   loss.supervised_fraction  each training example is, with this probability, teacher-forced to
-                         glimpse at the digit's centre (`center`) at every step and trained on
-                         -log pi(centre) with loss.supervision_weight, instead of REINFORCE.
+                         glimpse at the digit's center (`center`) at every step and trained on
+                         -log pi(center) with loss.supervision_weight, instead of REINFORCE.
   loss.reinforce_weight, loss.baseline_weight  weights of the policy and baseline terms.
   loss.reinforce_time_average  divide the REINFORCE term by the glimpses drawn (the default;
                          False: the sum over T, the paper's estimator, whose push on the core
@@ -47,6 +47,9 @@ box (`on_digit_g<t>`), in training metrics and, on the greedy path, in results.j
 e.g. ARGS="--config.model.locator=grid --config.model.fused=False".
 """
 
+import dataclasses
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -54,35 +57,32 @@ import ml_collections
 from glimpse_jax import data, diagnostics, train
 from glimpse_jax.plots.glimpse_paths import plot_glimpse_paths
 from glimpse_jax.nets import (LOCATORS, MEAN_ACTIVATIONS, RecurrentAttentionModel, RetinaSpec,
-                              draw_noise, evaluate_glimpse_paths, glimpse_predictions,
-                              mode_noise)
-from glimpse_jax.objectives import REWARDS, ram_loss
+                              evaluate_glimpse_paths, glimpse_predictions, ram_noise)
+from glimpse_jax.nets.settings import check_positive_ints
+from glimpse_jax.objectives import REWARDS, loss_metrics, rollout_loss
+from glimpse_jax.reports import papers
 
-# name: (dataset fields, model fields, CPU-sized training steps)
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """A task variant: its dataset and model fields (over get_config's) and CPU-sized budget."""
+
+  dataset: dict[str, Any]
+  model: dict[str, Any]
+  steps: int
+
+
 _TASKS = {
-    'smoke': (dict(name='mnist', canvas_size=28), dict(glimpse_size=8, num_scales=1), 4_000),
-    'mnist': (dict(name='mnist', canvas_size=28), dict(glimpse_size=8, num_scales=1), 60_000),
-    'translated60': (dict(name='translated', canvas_size=60),
-                     dict(glimpse_size=12, num_scales=3, num_glimpses=4), 60_000),
-    'cluttered60': (dict(name='cluttered', canvas_size=60, num_clutter=4),
-                    dict(glimpse_size=12, num_scales=3, num_glimpses=4), 60_000),
-    'cluttered100': (dict(name='cluttered', canvas_size=100, num_clutter=8),
-                     dict(glimpse_size=12, num_scales=4, num_glimpses=4), 60_000),
+    'smoke': Task(dict(name='mnist', canvas_size=28), dict(glimpse_size=8, num_scales=1), 4_000),
+    'mnist': Task(dict(name='mnist', canvas_size=28), dict(glimpse_size=8, num_scales=1), 60_000),
+    'translated60': Task(dict(name='translated', canvas_size=60),
+                         dict(glimpse_size=12, num_scales=3, num_glimpses=4), 60_000),
+    'cluttered60': Task(dict(name='cluttered', canvas_size=60, num_clutter=4),
+                        dict(glimpse_size=12, num_scales=3, num_glimpses=4), 60_000),
+    'cluttered100': Task(dict(name='cluttered', canvas_size=100, num_clutter=8),
+                         dict(glimpse_size=12, num_scales=4, num_glimpses=4), 60_000),
 }
-_PAPER_STEPS = 1_000_000
 VARIANTS = (*_TASKS, *(f'{name}_paper' for name in _TASKS if name != 'smoke'))
-
-
-# The paper's test errors (Mnih et al. 2014, Tables 1-2) by task, glimpses and random locations.
-PAPER_ERRORS = {
-    ('mnist', 6, False): 0.0112, ('mnist', 7, False): 0.0107,
-    ('translated60', 4, False): 0.0154, ('translated60', 6, False): 0.0122,
-    ('translated60', 8, False): 0.0120, ('translated60', 8, True): 0.144,
-    ('cluttered60', 4, False): 0.0496, ('cluttered60', 6, False): 0.0408,
-    ('cluttered60', 8, False): 0.0404, ('cluttered60', 8, True): 0.284,
-    ('cluttered100', 4, False): 0.0941, ('cluttered100', 6, False): 0.0831,
-    ('cluttered100', 8, False): 0.0811,
-}
 
 
 def paper_row(config) -> tuple[str, float] | None:
@@ -93,35 +93,34 @@ def paper_row(config) -> tuple[str, float] | None:
   (`--config.model.num_glimpses=8`) moves the run to its own row.
   """
   dataset, model = config['dataset'], config['model']
-  for task, (task_dataset, task_model, _) in _TASKS.items():
-    if task == 'smoke':
+  for name, task in _TASKS.items():
+    if name == 'smoke':
       continue
-    fields = {**dict(num_glimpses=6), **task_model}
-    if (all(dataset.get(k) == v for k, v in task_dataset.items())
+    fields = {**dict(num_glimpses=6), **task.model}
+    if (all(dataset.get(k) == v for k, v in task.dataset.items())
         and dataset.get('source', 'mnist') == 'mnist'
         and all(model.get(k) == v for k, v in fields.items() if k != 'num_glimpses')
         and model.get('core', 'rnn') == 'rnn' and model.get('locator', 'linear') == 'linear'):
       glimpses, random = model.get('num_glimpses'), bool(model.get('random_locations'))
-      error = PAPER_ERRORS.get((task, glimpses, random))
-      if error is None:
+      row = papers.lookup(papers.RAM, task=name, glimpses=glimpses, random_locations=random)
+      if row is None:
         return None
       kind = 'random glimpses' if random else 'glimpses'
-      return f'{task}, {glimpses} {kind}', error
+      return f'{name}, {glimpses} {kind}', row.test_error
   return None
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The RAM config for variant `arg` (one of VARIANTS; default `mnist`)."""
   variant = train.pick_variant(arg or 'mnist', VARIANTS)
-  task = variant.removesuffix('_paper')
-  dataset, model, steps = _TASKS[task]
+  task = _TASKS[variant.removesuffix('_paper')]
 
   config = train.base_config()
   config.experiment = 'ram'
-  config.dataset.update(dataset)
+  config.dataset.update(task.dataset)
   config.dataset.sample_on_device = True  # canvases drawn inside the step: no host work
   config.batch_size = 128
-  config.num_steps = _PAPER_STEPS if variant.endswith('_paper') else steps
+  config.num_steps = papers.RAM_STEPS if variant.endswith('_paper') else task.steps
   config.optimizer.name = 'adam'
   config.optimizer.learning_rate = 1e-3
   config.optimizer.schedule = 'cosine'
@@ -134,7 +133,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       location_std=0.2, random_locations=False, locator='linear', grid_size=4,
       locator_features=128, classify_every_step=False, fused=True,
       policy_gradient_to_core=True, mean_activation='tanh'))
-  config.model.update(model)
+  config.model.update(task.model)
   config.loss = ml_collections.ConfigDict(dict(
       reinforce_weight=1.0, baseline_weight=1.0, reward='final', discount=1.0,
       supervised_fraction=0.0, supervision_weight=1.0,
@@ -152,18 +151,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return config
 
 
-def _positive_int(value) -> bool:
-  return not isinstance(value, bool) and isinstance(value, int) and value >= 1
-
-
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first RAM-specific field that cannot work."""
   m, loss = config.model, config.loss
   height, width, _ = data.image_shape(config.dataset)
-  for name in ('num_glimpses', 'num_scales', 'scale_factor', 'core_features', 'glimpse_features',
-               'what_features', 'where_features', 'grid_size', 'locator_features'):
-    if not _positive_int(m[name]):
-      raise ValueError(f'model.{name} must be an integer >= 1, got {m[name]!r}')
+  check_positive_ints('model', m, (
+      'num_glimpses', 'num_scales', 'scale_factor', 'core_features', 'glimpse_features',
+      'what_features', 'where_features', 'grid_size', 'locator_features'))
   if not 1 <= m.glimpse_size <= min(height, width):
     raise ValueError(f'model.glimpse_size must be in [1, {min(height, width)}] for a '
                      f'{height}x{width} canvas, got {m.glimpse_size}')
@@ -216,14 +210,12 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   validate(config)
   model = make_model(config)
   m, spec = config.model, config.loss
-  num_choices = m.grid_size**2 if m.locator == 'grid' else 0
 
   def noise(rng, batch, samples=()):
     """Sampling noise [*samples, T, B, ...]; uniform locations for the random baseline."""
-    shape = (*samples, m.num_glimpses, batch)
-    drawn = draw_noise(rng, shape, num_choices)
+    drawn = ram_noise(model, m.num_glimpses, batch, rng, samples)
     if m.random_locations:
-      uniform = jax.random.uniform(jax.random.fold_in(rng, 1), (*shape, 2), minval=-1.0,
+      uniform = jax.random.uniform(jax.random.fold_in(rng, 1), drawn.location.shape, minval=-1.0,
                                    maxval=1.0)
       drawn = drawn._replace(location=uniform)
     return drawn
@@ -232,7 +224,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     # The random baseline has no greedy path: it glimpses at one random draw.
     if m.random_locations:
       return noise(jax.random.fold_in(rng, 1), batch)
-    return mode_noise((m.num_glimpses, batch), num_choices)
+    return ram_noise(model, m.num_glimpses, batch)
 
   def init(rng, batch):
     images = jnp.asarray(batch['image'])
@@ -245,22 +237,19 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     noise_rng, forced_rng = jax.random.split(rng)
     teacher = {}
     if spec.supervised_fraction > 0:
-      # Supervised examples glimpse at the digit's centre at every step.
+      # Supervised examples glimpse at the digit's center at every step.
       forced = jax.random.bernoulli(forced_rng, spec.supervised_fraction, (batch_size,))
-      given = jnp.broadcast_to(batch['center'], (m.num_glimpses, batch_size, 2))
+      given = jnp.broadcast_to(batch['center'][:, None], (batch_size, m.num_glimpses, 2))
       teacher = dict(given_locations=given, forced=forced)
     out = model.apply(params, images, noise(noise_rng, batch_size), **teacher)
-    per_example, terms = ram_loss(
-        out.logits, labels, out.log_probs.T, out.baselines.T,
-        step_logits=None if out.step_logits is None else jnp.swapaxes(out.step_logits, 0, 1),
-        supervised=teacher.get('forced'), reward=spec.reward, discount=spec.discount,
+    per_example, terms = rollout_loss(
+        out, labels, step_logits=out.step_logits, supervised=teacher.get('forced'),
+        reward=spec.reward, discount=spec.discount,
         # The random baseline's locations are not the policy's: nothing to reinforce.
         reinforce_weight=0.0 if m.random_locations else spec.reinforce_weight,
         baseline_weight=spec.baseline_weight, supervision_weight=spec.supervision_weight,
         reinforce_time_average=spec.reinforce_time_average)
-    metrics = {'nll': terms['nll'].mean(), 'reinforce': terms['reinforce'].mean(),
-               'baseline_mse': terms['baseline_mse'].mean(),
-               'error': 1.0 - terms['correct'].mean(),
+    metrics = {**loss_metrics(terms),
                **diagnostics.location_metrics(images, out, batch, m.glimpse_size)}
     if spec.supervised_fraction > 0:
       metrics['supervision'] = terms['supervision'].mean()

@@ -51,7 +51,7 @@ baseline (`loss.baseline=scalar`: the baseline head's bias alone, not a function
 `state` is RAM's per-step baseline), and the NLL of the last glimpse only (`loss.nll_steps=last`;
 the classifier still runs after every glimpse, for the bonus). Not changed: the location std (0.2;
 the Torch RAM's 0.22), the initialisation (its uniform in +-0.1) and the glimpse scale (its +-1
-reaches 12 pixels from the centre, ours the canvas edge at 14). Each part is a field, so
+reaches 12 pixels from the center, ours the canvas edge at 14). Each part is a field, so
 ablations are ARGS on a `*_paper` variant, e.g. `--config.model.policy_gradient_to_core=False`.
 
 One of the paper's "epochs" is 50,000 classifications: `eval_every` = 391 updates of 128 (1,563 of
@@ -97,6 +97,7 @@ report (results/ram_reward.md and its figures):
   .venv/bin/python -m glimpse_jax.report_ram_reward runs/ram_reward/* --out results/ram_reward.md
 """
 
+import dataclasses
 import json
 import os
 
@@ -108,12 +109,13 @@ import numpy as np
 from glimpse_jax import data, diagnostics, train
 from glimpse_jax.plots.per_glimpse_curves import plot_per_glimpse
 from glimpse_jax.plots.glimpse_paths import plot_glimpse_paths
-from glimpse_jax.nets import (MEAN_ACTIVATIONS, RecurrentAttentionModel, RetinaSpec, draw_noise,
-                              glimpse_predictions, mode_noise, path_values)
-from glimpse_jax.objectives import REWARDS, ram_loss
+from glimpse_jax.nets import (MEAN_ACTIVATIONS, RecurrentAttentionModel, RetinaSpec,
+                              glimpse_predictions, path_values, ram_noise)
+from glimpse_jax.objectives import REWARDS, loss_metrics, ram_loss
 from glimpse_jax.objectives.reward_shaping import (OUTPUT_SPACES, SPREAD_FORMS, episode_total,
                                                    output_change, output_spread, output_std,
                                                    reward_bonuses)
+from glimpse_jax.reports import papers
 
 # reward name: its loss fields (the others keep get_config's values)
 REWARD_VARIANTS = {
@@ -123,9 +125,17 @@ REWARD_VARIANTS = {
     'spread': dict(spread_weight=1.0, spread_form='paper'),
     'confidence': dict(spread_weight=1.0, spread_form='confidence'),  # our earlier spread bonus
 }
-# locator name: (model.locator, model.core)
-LOCATOR_VARIANTS = {'linear': ('linear', 'rnn'), 'lstm': ('lstm', 'rnn'), 'mlp': ('mlp', 'rnn'),
-                    'lstm_core': ('linear', 'lstm')}
+@dataclasses.dataclass(frozen=True)
+class LocatorVariant:
+  """A locator variant's `model.locator` and `model.core`."""
+
+  locator: str
+  core: str
+
+
+LOCATOR_VARIANTS = {'linear': LocatorVariant('linear', 'rnn'),
+                    'lstm': LocatorVariant('lstm', 'rnn'), 'mlp': LocatorVariant('mlp', 'rnn'),
+                    'lstm_core': LocatorVariant('linear', 'lstm')}
 PAPER_SUFFIX = '_paper'
 # The Torch RAM's choices a `*_paper` variant takes: {dotted field: value}. The gradient into the
 # core (model.policy_gradient_to_core=True) is every variant's default.
@@ -147,7 +157,7 @@ NLL_STEPS = ('all', 'last')
 _SPECIAL = ('smoke', 'cifar10')
 VARIANTS = (*_SPECIAL, *(f'{reward}_{locator}{setup}' for setup in ('', PAPER_SUFFIX)
                          for reward in REWARD_VARIANTS for locator in LOCATOR_VARIANTS))
-PAPER_EPOCH = 50_000  # classifications per epoch
+PAPER_EPOCH = papers.RAM_REWARD.epoch_examples  # classifications per epoch
 _EPOCHS, _SMOKE_EPOCHS = 20, 3
 # |mu| at or above which a location mean counts as at the canvas edge (a hardtanh mean reaches 1)
 EDGE = 1.0 - 1e-6
@@ -189,12 +199,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.checkpoint_every = 5 * epoch()
   config.optimizer.update(name='adam', learning_rate=1e-3, schedule='constant')
   config.eval.mc_samples = 10
-  model_locator, core = LOCATOR_VARIANTS[locator]
+  locator_variant = LOCATOR_VARIANTS[locator]
   config.model = ml_collections.ConfigDict(dict(
-      num_glimpses=6, glimpse_size=8, num_scales=1, scale_factor=2, core=core,
+      num_glimpses=6, glimpse_size=8, num_scales=1, scale_factor=2, core=locator_variant.core,
       core_features=256, glimpse_features=256, what_features=128, where_features=128,
-      location_std=0.2, locator=model_locator, locator_features=128,
-      fused=(model_locator, core) == ('linear', 'rnn'),
+      location_std=0.2, locator=locator_variant.locator, locator_features=128,
+      fused=(locator_variant.locator, locator_variant.core) == ('linear', 'rnn'),
       # The Torch RAM the paper built on passes the locator's gradient into the core.
       policy_gradient_to_core=True, mean_activation='tanh'))
   config.loss = ml_collections.ConfigDict(dict(
@@ -277,9 +287,9 @@ def scalar_baseline(params) -> jax.Array:
   return params['params']['baseline']['bias'][0]
 
 
-def at_edge(means: jax.Array) -> jax.Array:
+def at_edge(loc_mean: jax.Array) -> jax.Array:
   """1.0 where either coordinate of a location mean has |mu| >= EDGE: [..., 2] -> [...]."""
-  return (jnp.max(jnp.abs(means), -1) >= EDGE).astype(jnp.float32)
+  return (jnp.max(jnp.abs(loc_mean), -1) >= EDGE).astype(jnp.float32)
 
 
 def predicted_fractions(logits: jax.Array, num_classes: int) -> jax.Array:
@@ -294,28 +304,28 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   random_model = make_model(config, random_locations=True)
   m, spec = config.model, config.loss
   num_classes = data.num_classes(config.dataset)
-  time_major = lambda batch: (m.num_glimpses, batch)
+  noise = lambda batch, rng=None, samples=(): ram_noise(model, m.num_glimpses, batch, rng, samples)
 
   def init(rng, batch):
     images = jnp.asarray(batch['image'])
-    return model.init(rng, images, draw_noise(rng, time_major(images.shape[0])))
+    return model.init(rng, images, noise(images.shape[0], rng))
 
   def loss(params, batch, rng, step):
     del step
     images, labels = batch['image'], batch['label']
-    out = model.apply(params, images, draw_noise(rng, time_major(images.shape[0])))
-    step_logits = jnp.swapaxes(out.step_logits, 0, 1)  # [B, T, C]
+    out = model.apply(params, images, noise(images.shape[0], rng))
+    step_logits = out.step_logits  # [B, T, C]
     bonus = reward_bonuses(step_logits, output_change_weight=spec.output_change_weight,
                            spread_weight=spec.spread_weight, space=spec.change_space,
                            spread_form=spec.spread_form)
     shaped = bonus['change'] + bonus['spread']  # [B, T]
     if spec.returns == 'total':
       shaped = episode_total(shaped)  # every step's return: the episode's total reward
-    baselines = out.baselines.T  # [B, T]
+    baselines = out.baselines  # [B, T]
     if spec.baseline == 'scalar':
       baselines = jnp.broadcast_to(scalar_baseline(params), baselines.shape)
     per_example, terms = ram_loss(
-        out.logits, labels, out.log_probs.T, baselines,
+        out.logits, labels, out.log_probs, baselines,
         step_logits=step_logits if spec.nll_steps == 'all' else None,
         reward=spec.reward, reward_bonus=shaped, discount=spec.discount,
         reinforce_weight=spec.reinforce_weight, baseline_weight=spec.baseline_weight,
@@ -323,8 +333,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     logits = jax.lax.stop_gradient(step_logits)
     predicted = predicted_fractions(out.logits, num_classes)  # [C]
     metrics = {
-        'nll': terms['nll'].mean(), 'reinforce': terms['reinforce'].mean(),
-        'baseline_mse': terms['baseline_mse'].mean(), 'error': 1.0 - terms['correct'].mean(),
+        **loss_metrics(terms),
         'reward_task': terms['task_reward'].mean(),
         'reward_change': bonus['change'].sum(-1).mean(),
         'reward_spread': bonus['spread'].sum(-1).mean(),
@@ -334,7 +343,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
         'output_std': output_std(logits).mean(),
         'baseline': baselines.mean(),
         **diagnostics.location_metrics(images, out, batch, m.glimpse_size),
-        **diagnostics.per_glimpse_means('at_edge', at_edge(out.means)),
+        **diagnostics.per_glimpse_means('at_edge', at_edge(out.loc_mean)),
         **{f'pred_frac_{c}': predicted[c] for c in range(num_classes)},
         'pred_max_frac': predicted.max(),
     }
@@ -347,26 +356,27 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     images = batch['image']
     batch_size = images.shape[0]
     apply = lambda noise: model.apply(params, images, noise)
-    greedy = apply(mode_noise(time_major(batch_size)))
-    sampled = jax.vmap(lambda noise: apply(noise).logits)(
-        draw_noise(rng, (config.eval.mc_samples, *time_major(batch_size))))  # [M, B, C]
+    greedy = apply(noise(batch_size))
+    sampled = jax.vmap(lambda drawn: apply(drawn).logits, out_axes=1)(
+        noise(batch_size, rng, (config.eval.mc_samples,)))  # [B, M, C]
     predicted = jax.nn.one_hot(jnp.argmax(greedy.logits, -1), num_classes)  # [B, C]
     return {**path_values(greedy.logits, sampled, batch['label']),
             **diagnostics.location_values(images, greedy, batch, m.glimpse_size),
-            **diagnostics.per_glimpse('at_edge', at_edge(greedy.means)),
+            **diagnostics.per_glimpse('at_edge', at_edge(greedy.loc_mean)),
             **{f'pred_frac_{c}': predicted[:, c] for c in range(num_classes)}}
 
   def per_glimpse(params, images, labels, rng):
     """{path: {'loss', 'error', 'output_change': [T] means}} for the greedy and sampled policy
     paths and for uniformly random glimpses, all read by the trained networks."""
-    shape = time_major(images.shape[0])
-    uniform = jax.random.uniform(jax.random.fold_in(rng, 1), (*shape, 2), minval=-1.0, maxval=1.0)
-    paths = {'policy (greedy)': (model, mode_noise(shape)),
-             'policy (sampled)': (model, draw_noise(rng, shape)),
-             'random glimpses': (random_model, mode_noise(shape)._replace(location=uniform))}
+    greedy = noise(images.shape[0])
+    uniform = jax.random.uniform(jax.random.fold_in(rng, 1), greedy.location.shape, minval=-1.0,
+                                 maxval=1.0)
+    paths = {'policy (greedy)': (model, greedy),
+             'policy (sampled)': (model, noise(images.shape[0], rng)),
+             'random glimpses': (random_model, greedy._replace(location=uniform))}
     curves = {}
-    for name, (net, noise) in paths.items():
-      step_logits = jnp.swapaxes(net.apply(params, images, noise).step_logits, 0, 1)  # [B, T, C]
+    for name, (net, drawn) in paths.items():
+      step_logits = net.apply(params, images, drawn).step_logits  # [B, T, C]
       log_p = jax.nn.log_softmax(step_logits, -1)
       curves[name] = {
           'loss': -jnp.take_along_axis(log_p, labels[:, None, None], -1)[..., 0].mean(0),
@@ -390,7 +400,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     plot_per_glimpse({name: c['loss'] for name, c in curves.items()},
                      os.path.join(workdir, 'glimpse_loss.png'),
                      ylabel='classification loss (NLL)', title='loss after each glimpse')
-    greedy = model.apply(params, images[:8], mode_noise(time_major(8)))
+    greedy = model.apply(params, images[:8], noise(8))
     plot_glimpse_paths(images[:8], jnp.clip(greedy.locations, -1, 1), labels=labels[:8],
                        predictions=jnp.argmax(greedy.logits, -1), glimpse_size=m.glimpse_size,
                        num_scales=m.num_scales, scale_factor=m.scale_factor,
@@ -398,7 +408,6 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
 
   def predict(params, images, rng):
     del rng
-    return glimpse_predictions(model.apply(params, images,
-                                           mode_noise(time_major(images.shape[0]))))
+    return glimpse_predictions(model.apply(params, images, noise(images.shape[0])))
 
   return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)

@@ -44,7 +44,7 @@ splits of 10,000 training, 1,000 validation and 1,000 test canvases, the digit p
 script places one digit (`dataset.placement='sonderby'`: column uniform in 0-11, row min(uniform
 0-39, 12), so 70% of digits on row 12; pieces overwrite one another, the digit is added and the
 sum clipped; `data.canvas.sonderby_top_left`). `cluttered_wedge` (placement 'slope') is our
-earlier reading of the paper's text, a +-45 degree wedge through the centre. The placement field
+earlier reading of the paper's text, a +-45 degree wedge through the center. The placement field
 builds fixed splits only: canvases drawn on the fly (`train_on_the_fly`) keep the wedge. Fashion:
 the 28x28 Fashion-MNIST images; the paper describes no validation split for it, so the last 1,000
 of the 60,000 training images are held out (59,000 train, 1,000 validation, the 10,000 test). An
@@ -117,6 +117,7 @@ The 3-seed sweep of both tables, the CNN ablations and its report (results/varia
 """
 
 import dataclasses
+import functools
 import json
 import os
 
@@ -132,11 +133,12 @@ from glimpse_jax.data import canvas
 from glimpse_jax.data.config import index_range
 from glimpse_jax.plots.glimpse_paths import plot_glimpse_paths, plot_glimpse_sequence
 from glimpse_jax.nets import (RecurrentAttentionModel, RetinaSpec, SelfAttentionCNN, SimpleCNN,
-                              attention_weights, draw_noise, evaluate_glimpse_paths,
-                              flops_per_image, glimpse_predictions, mode_noise,
-                              ram_flops_per_image)
+                              attention_weights, evaluate_glimpse_paths, flops_per_image,
+                              glimpse_predictions, ram_flops_per_image, ram_noise)
 from glimpse_jax.nets.cnn import ConvTrunk
-from glimpse_jax.objectives import ram_loss
+from glimpse_jax.nets.settings import check_positive_ints, is_positive_int
+from glimpse_jax.objectives import loss_metrics, rollout_loss
+from glimpse_jax.reports import papers
 from glimpse_jax.report_variant_mnist import cnn_name
 
 COST_FILE = 'cost.json'  # written by the plots hook: FLOPs and input values per image
@@ -209,21 +211,26 @@ def _cnn(dataset, model, accuracy, options=None):
              optimizer=('adam', 1e-3), options=tuple(options))
 
 
-ROWS = {
-    'ram_cluttered_g4': _ram('cluttered', (4, 12, 3), 0.927),
-    'ram_cluttered_g6': _ram('cluttered', (6, 12, 3), 0.919),
-    'ram_cluttered_g8': _ram('cluttered', (8, 12, 3), 0.935),
-    'ram_cluttered_g6_sgd1e-2': _ram('cluttered', (6, 12, 3), 0.910, ('momentum', 1e-2),
-                                     'torch_ram'),
-    'ram_cluttered_g6_sgd1e-3': _ram('cluttered', (6, 12, 3), 0.919, ('momentum', 1e-3),
-                                     'torch_ram'),
-    'ram_fashion_8x8': _ram('fashion', (6, 8, 1), 0.856),
-    'ram_fashion_7x7x3': _ram('fashion', (6, 7, 3), 0.867),
-    'cnn_fashion': _cnn('fashion', 'simple_cnn', 0.9261),
-    'cnn_cluttered': _cnn('cluttered', 'simple_cnn', 0.9440),
-    'attention_cnn_fashion': _cnn('fashion', 'attention_cnn', 0.9205),
-    'attention_cnn_cluttered': _cnn('cluttered', 'attention_cnn', 0.9510),
+# row variant -> how it trains; its table and accuracy are the paper's (`papers.VARIANT_MNIST`)
+_ROW_SETTINGS = {
+    'ram_cluttered_g4': functools.partial(_ram, 'cluttered', (4, 12, 3)),
+    'ram_cluttered_g6': functools.partial(_ram, 'cluttered', (6, 12, 3)),
+    'ram_cluttered_g8': functools.partial(_ram, 'cluttered', (8, 12, 3)),
+    'ram_cluttered_g6_sgd1e-2': functools.partial(_ram, 'cluttered', (6, 12, 3),
+                                                  optimizer=('momentum', 1e-2),
+                                                  protocol='torch_ram'),
+    'ram_cluttered_g6_sgd1e-3': functools.partial(_ram, 'cluttered', (6, 12, 3),
+                                                  optimizer=('momentum', 1e-3),
+                                                  protocol='torch_ram'),
+    'ram_fashion_8x8': functools.partial(_ram, 'fashion', (6, 8, 1)),
+    'ram_fashion_7x7x3': functools.partial(_ram, 'fashion', (6, 7, 3)),
+    'cnn_fashion': functools.partial(_cnn, 'fashion', 'simple_cnn'),
+    'cnn_cluttered': functools.partial(_cnn, 'cluttered', 'simple_cnn'),
+    'attention_cnn_fashion': functools.partial(_cnn, 'fashion', 'attention_cnn'),
+    'attention_cnn_cluttered': functools.partial(_cnn, 'cluttered', 'attention_cnn'),
 }
+ROWS = {name: settings(accuracy=papers.VARIANT_MNIST[name].accuracy)
+        for name, settings in _ROW_SETTINGS.items()}
 # Steps from our earlier cluttered CNN rows (wedge placement, no normalisation layer, the
 # attention CNN's flattened head) to the paper rows above, one change at a time, so the report can
 # say what each closes: variant -> (paper row, dataset, model fields). Not the paper's rows.
@@ -372,10 +379,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return config
 
 
-def _positive_int(value) -> bool:
-  return not isinstance(value, bool) and isinstance(value, int) and value >= 1
-
-
 def _row_fields(row: Row) -> dict:
   """The config fields that make a run the paper's `row`."""
   fields = {f'dataset.{k}': v for k, v in DATASETS[row.dataset].items()}
@@ -422,11 +425,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
                        'dataset.train_on_the_fly=False or dataset.placement=\'slope\'')
   if m.name == 'ram':
     height, width, _ = data.image_shape(config.dataset)
-    for name in ('num_glimpses', 'num_scales', 'scale_factor', 'what_features', 'where_features',
-                 'glimpse_features', 'core_features'):
-      if not _positive_int(m[name]):
-        raise ValueError(f'model.{name} must be an integer >= 1, got {m[name]!r}')
-    if not _positive_int(m.glimpse_size) or m.glimpse_size > min(height, width):
+    check_positive_ints('model', m, ('num_glimpses', 'num_scales', 'scale_factor', 'what_features',
+                                     'where_features', 'glimpse_features', 'core_features'))
+    if not is_positive_int(m.glimpse_size) or m.glimpse_size > min(height, width):
       raise ValueError(f'model.glimpse_size must be an integer in [1, {min(height, width)}] for '
                        f'a {height}x{width} canvas, got {m.glimpse_size!r}')
     if not m.location_std > 0:
@@ -439,9 +440,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     headlines = ('error', 'error_mc')
   else:
     names = ('hidden',) if m.name == 'simple_cnn' else ('hidden', 'block_size', 'num_heads')
-    for name in names:
-      if not _positive_int(m[name]):
-        raise ValueError(f'model.{name} must be an integer >= 1, got {m[name]!r}')
+    check_positive_ints('model', m, names)
     if not isinstance(m.layer_norm, bool):
       raise ValueError(f'model.layer_norm must be True or False, got {m.layer_norm!r}')
     if isinstance(m.dropout, bool) or not 0 <= m.dropout < 1:
@@ -512,39 +511,34 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
 
 def _ram(config: ml_collections.ConfigDict) -> train.Experiment:
   model, m, spec = make_model(config), config.model, config.loss
-  time_major = lambda batch: (m.num_glimpses, batch)
+  noise = lambda batch, rng=None, samples=(): ram_noise(model, m.num_glimpses, batch, rng, samples)
 
   inputs = lambda images: network_input(config, images)
 
   def init(rng, batch):
     images = jnp.asarray(batch['image'])
-    return model.init(rng, inputs(images), draw_noise(rng, time_major(images.shape[0])))
+    return model.init(rng, inputs(images), noise(images.shape[0], rng))
 
   def loss(params, batch, rng, step):
     del step
     images, labels = batch['image'], batch['label']
-    out = model.apply(params, inputs(images), draw_noise(rng, time_major(images.shape[0])))
-    per_example, terms = ram_loss(out.logits, labels, out.log_probs.T, out.baselines.T,
-                                  reinforce_weight=spec.reinforce_weight,
-                                  baseline_weight=spec.baseline_weight)
+    out = model.apply(params, inputs(images), noise(images.shape[0], rng))
+    per_example, terms = rollout_loss(out, labels, reinforce_weight=spec.reinforce_weight,
+                                      baseline_weight=spec.baseline_weight)
     return per_example.mean(), {
-        'nll': terms['nll'].mean(), 'reinforce': terms['reinforce'].mean(),
-        'baseline_mse': terms['baseline_mse'].mean(), 'error': 1.0 - terms['correct'].mean(),
-        **diagnostics.location_metrics(images, out, batch, m.glimpse_size)}
+        **loss_metrics(terms), **diagnostics.location_metrics(images, out, batch, m.glimpse_size)}
 
   def evaluate(params, batch, rng):
     images = batch['image']
     batch_size = images.shape[0]
     return evaluate_glimpse_paths(
-        lambda noise: model.apply(params, inputs(images), noise),
-        mode_noise(time_major(batch_size)),
-        draw_noise(rng, (config.eval.mc_samples, *time_major(batch_size))), batch,
-        m.glimpse_size)
+        lambda drawn: model.apply(params, inputs(images), drawn), noise(batch_size),
+        noise(batch_size, rng, (config.eval.mc_samples,)), batch, m.glimpse_size)
 
   def plots(params, batch, rng, workdir):
     del rng
     images, labels = jnp.asarray(batch['image'][:8]), batch['label'][:8]
-    out = model.apply(params, inputs(images), mode_noise(time_major(images.shape[0])))
+    out = model.apply(params, inputs(images), noise(images.shape[0]))
     drawn = dict(images=images, locations=jnp.clip(out.locations, -1, 1), labels=labels,
                  predictions=jnp.argmax(out.logits, -1), glimpse_size=m.glimpse_size,
                  num_scales=m.num_scales, scale_factor=m.scale_factor)
@@ -553,8 +547,7 @@ def _ram(config: ml_collections.ConfigDict) -> train.Experiment:
 
   def predict(params, images, rng):
     del rng
-    return glimpse_predictions(model.apply(params, inputs(images),
-                                           mode_noise(time_major(images.shape[0]))))
+    return glimpse_predictions(model.apply(params, inputs(images), noise(images.shape[0])))
 
   return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)
 

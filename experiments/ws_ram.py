@@ -32,11 +32,11 @@ options: `--config.model.learn_std=True`, `--config.loss.num_samples=K`,
 
 Setup choices that decide the result (their measured effects are in `results/ws_ram.md`):
   model.initial_location  'policy' (default, the paper's: at initialisation the first glimpse sits
-      near the canvas centre for every image, so few first glimpses hold the digit) or 'centroid'
+      near the canvas center for every image, so few first glimpses hold the digit) or 'centroid'
       (the first location mean starts at the image's intensity centroid and is learned from there;
       see `WakeSleepRAM`). Metrics `first_on_digit` (training: the proposal's first glimpses, q's
       for ws_q) and `test_first_on_digit` (the greedy prior's): the fraction of first glimpses
-      whose finest patch holds the digit's centre. Per glimpse t, evaluation also reports the
+      whose finest patch holds the digit's center. Per glimpse t, evaluation also reports the
       greedy prior's `saturated_g<t>` (location mean at the edge, |mu| > 0.95), `on_ink_g<t>` and
       `on_digit_g<t>`, and for ws_q `kl_q_prior_g<t>` (KL(q || prior) at q's own samples; also a
       training metric with `saturated_g<t>`).
@@ -73,20 +73,14 @@ from glimpse_jax.diagnostics import (kl_q_prior, location_diagnostics, per_glimp
 from glimpse_jax.plots.glimpse_paths import plot_glimpse_paths
 from glimpse_jax.nets import (RetinaSpec, WakeSleepRAM, WSRAMOutput, draw_noise, mode_noise,
                               path_values)
-from glimpse_jax.objectives import (action_entropy, location_coverage_loss, method_surrogate,
-                                    saturation_penalty, scale_coverage_loss)
+from glimpse_jax.nets.settings import check_positive_ints
+from glimpse_jax.objectives import (METHODS, action_entropy, location_coverage_loss,
+                                    method_surrogate, saturation_penalty, scale_coverage_loss)
+from glimpse_jax.reports import papers
 
-METHODS = ('var', 'ws', 'ws_q')
 INITIAL_LOCATIONS = ('policy', 'centroid')
-# row: (loss.method, loss.control_variates, the paper's name for it, its test error)
-ROWS = {
-    'var': ('var', False, 'VAR', 0.0311),
-    'var_cv': ('var', True, 'VAR + c.v.', 0.0181),
-    'ws': ('ws', False, 'WS-RAM', 0.0423),
-    'ws_cv': ('ws', True, 'WS-RAM + c.v.', 0.0185),
-    'ws_q': ('ws_q', False, 'WS-RAM + q', 0.0259),
-    'ws_q_cv': ('ws_q', True, 'WS-RAM + q + c.v.', 0.0162),
-}
+# row variant -> the paper's row: loss.method, loss.control_variates, its name and test error
+ROWS: dict[str, papers.WsRamRow] = papers.WS_RAM
 VARIANTS = ('smoke', *ROWS, *(f'{row}_paper' for row in ROWS))
 # The paper's table is on 100x100 translated MNIST with digits scaled by 0.5-2 (every row).
 PAPER_DATASET = dict(name='translated_scaled', canvas_size=100, scale_range=(0.5, 2.0),
@@ -108,7 +102,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.dataset.update(name='translated_scaled', canvas_size=100)
   config.dataset.sample_on_device = True  # canvases drawn inside the step: no host work
   config.batch_size = 64
-  config.num_steps = 10_000_000 if paper else 30_000
+  config.num_steps = papers.WS_RAM_STEPS if paper else 30_000
   config.optimizer.update(name='adam', learning_rate=1e-3,
                           schedule='constant' if paper else 'cosine')
   config.eval.mc_samples = 10
@@ -135,9 +129,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                         top_features=64, glimpse_features=64, what_features=64,
                         where_features=32, inference_features=32)
   else:
-    method, control_variates, name, error = ROWS[row]
-    config.loss.update(method=method, control_variates=control_variates)
-    config.paper.update(row=name, test_error=error)
+    record = ROWS[row]
+    config.loss.update(method=record.method, control_variates=record.control_variates)
+    config.paper.update(row=record.name, test_error=record.test_error)
   config.lock()
   return config
 
@@ -150,23 +144,21 @@ def paper_row(config) -> tuple[str, float] | None:
     found = dataset.get(name, 'mnist' if name == 'source' else None)
     if (tuple(found) if isinstance(found, (list, tuple)) else found) != value:
       return None
-  _, _, row, error = _row_of(loss['method'], loss['control_variates'])
-  return row, error
+  row = _row_of(loss['method'], loss['control_variates'])
+  return row.name, row.test_error
 
 
-def _row_of(method: str, control_variates: bool) -> tuple[str, bool, str, float]:
-  return next(r for r in ROWS.values() if r[:2] == (method, bool(control_variates)))
+def _row_of(method: str, control_variates: bool) -> papers.WsRamRow:
+  return papers.lookup(ROWS.values(), method=method, control_variates=bool(control_variates))
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first WS-RAM field that cannot work."""
   m, loss = config.model, config.loss
   height, width, _ = data.image_shape(config.dataset)
-  positive_ints = ('num_glimpses', 'num_scales', 'scale_factor', 'bottom_features', 'top_features',
-                   'glimpse_features', 'what_features', 'where_features', 'inference_features')
-  for name in positive_ints:
-    if isinstance(m[name], bool) or not isinstance(m[name], int) or m[name] < 1:
-      raise ValueError(f'model.{name} must be an integer >= 1, got {m[name]!r}')
+  check_positive_ints('model', m, (
+      'num_glimpses', 'num_scales', 'scale_factor', 'bottom_features', 'top_features',
+      'glimpse_features', 'what_features', 'where_features', 'inference_features'))
   for name in ('glimpse_size', 'low_res_size'):
     if not 1 <= m[name] <= min(height, width):
       raise ValueError(f'model.{name} must be in [1, {min(height, width)}] for a '
@@ -186,10 +178,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not loss.get(name, 0.0) >= 0:
       raise ValueError(f'loss.{name} must be >= 0, got {loss[name]}')
   row = _row_of(loss.method, loss.control_variates)
-  if config.paper.row and config.paper.row != row[2]:
+  if config.paper.row and config.paper.row != row.name:
     raise ValueError(f'paper.row {config.paper.row!r} is not the row of loss.method='
                      f'{loss.method!r}, loss.control_variates={loss.control_variates} '
-                     f'({row[2]!r}); pick that variant or set --config.paper.row=""')
+                     f'({row.name!r}); pick that variant or set --config.paper.row=""')
 
 
 def make_model(config: ml_collections.ConfigDict) -> WakeSleepRAM:
@@ -208,14 +200,14 @@ def make_model(config: ml_collections.ConfigDict) -> WakeSleepRAM:
 
 
 def _label_log_probs(class_log_probs: jax.Array, labels: jax.Array) -> jax.Array:
-  """log p(y | a_k, x) at the true labels: [K, B, C], [B] -> [K, B]."""
-  index = jnp.broadcast_to(labels[None, :, None], (*class_log_probs.shape[:2], 1))
+  """log p(y | a_k, x) at the true labels: [B, K, C], [B] -> [B, K]."""
+  index = jnp.broadcast_to(labels[:, None, None], (*class_log_probs.shape[:2], 1))
   return jnp.take_along_axis(class_log_probs, index, -1)[..., 0]
 
 
 def _errors(class_log_probs: jax.Array, labels: jax.Array) -> jax.Array:
-  """0/1 errors of each rollout's prediction: [K, B, C], [B] -> [K, B]."""
-  return (jnp.argmax(class_log_probs, -1) != labels).astype(jnp.float32)
+  """0/1 errors of each rollout's prediction: [B, K, C], [B] -> [B, K]."""
+  return (jnp.argmax(class_log_probs, -1) != labels[:, None]).astype(jnp.float32)
 
 
 def _gradient_scaled(x: jax.Array, scale: float) -> jax.Array:
@@ -235,13 +227,13 @@ def estimator_surrogate(out: WSRAMOutput, labels: jax.Array, method: str, contro
   averaged over the T glimpses instead of summed, its values (weights, bound) unchanged.
   """
   scale = 1.0 / out.log_prior.shape[-1] if policy_time_average else 1.0
-  log_prior = _gradient_scaled(out.log_prior.sum(-1), scale).T  # [B, K]
-  log_q = None if method != 'ws_q' else _gradient_scaled(out.log_q.sum(-1), scale).T  # [B, K]
-  log_proposal = out.log_proposal.sum(-1).T  # [B, K]
+  log_prior = _gradient_scaled(out.log_prior.sum(-1), scale)  # [B, K]
+  log_q = None if method != 'ws_q' else _gradient_scaled(out.log_q.sum(-1), scale)  # [B, K]
+  log_proposal = out.log_proposal.sum(-1)  # [B, K]
   # Tempered prior samples are importance-weighted by the tempered density; under q the weights
   # use the (tempered) q that drew the samples, and q's update follows log q itself.
   return method_surrogate(
-      method, _label_log_probs(out.class_log_probs, labels).T, log_prior,
+      method, _label_log_probs(out.class_log_probs, labels), log_prior,
       log_proposal if (method == 'ws_q' or tempered) else None, log_q, out.baseline,
       control_variates=control_variates)
 
@@ -257,27 +249,28 @@ def prior_policy_metrics(out: WSRAMOutput, labels: jax.Array,
   v~_k = softmax_k(log p(a_k | x) - log r(a_k)) for the proposal r that drew it, and `prior_ess`
   [1, K] (1 / sum_k v~_k^2, averaged over the batch) says how many rollouts they rest on.
   """
-  errors = _errors(out.class_log_probs, labels)  # [K, B]
+  errors = _errors(out.class_log_probs, labels)  # [B, K]
   num_scales = out.prior.scale_logits.shape[-1]
   if prior_samples:
     metrics = {'error': errors.mean()}
     for s in range(num_scales):
       metrics[f'scale_frac_{s}'] = jnp.mean(out.scales == s)
     return metrics
-  log_v = jax.lax.stop_gradient(out.log_prior.sum(-1) - out.log_proposal.sum(-1))  # [K, B]
-  weights = jax.nn.softmax(log_v, axis=0)  # [K, B] v~, per image
-  metrics = {'error': jnp.sum(weights * errors, 0).mean(),
-             'prior_ess': jnp.mean(1.0 / jnp.sum(weights**2, 0))}
+  log_v = jax.lax.stop_gradient(out.log_prior.sum(-1) - out.log_proposal.sum(-1))  # [B, K]
+  weights = jax.nn.softmax(log_v, axis=1)  # [B, K] v~, per image
+  metrics = {'error': jnp.sum(weights * errors, 1).mean(),
+             'prior_ess': jnp.mean(1.0 / jnp.sum(weights**2, 1))}
   for s in range(num_scales):
-    use = jnp.mean(out.scales == s, -1)  # [K, B] fraction of each rollout's glimpses
-    metrics[f'scale_frac_{s}'] = jnp.sum(weights * use, 0).mean()
+    use = jnp.mean(out.scales == s, -1)  # [B, K] fraction of each rollout's glimpses
+    metrics[f'scale_frac_{s}'] = jnp.sum(weights * use, 1).mean()
   return metrics
 
 
 def patch_holds_center(locations: jax.Array, center: jax.Array, glimpse_size: int,
-                    image_shape: tuple[int, int]) -> jax.Array:
-  """1.0 where the finest patch of a glimpse at `locations` [..., B, 2] contains the digit's
-  centre `center` [B, 2] (both in [-1, 1]), else 0.0: [..., B]."""
+                       image_shape: tuple[int, int]) -> jax.Array:
+  """1.0 where the finest patch of a glimpse at `locations` [B, ..., 2] contains the digit's
+  center `center` [B, 2] (both in [-1, 1]), else 0.0: [B, ...]."""
+  center = center.reshape(center.shape[0], *[1] * (locations.ndim - 2), 2)
   height, width = image_shape
   half = jnp.array([glimpse_size / width, glimpse_size / height])  # half a patch, in loc units
   inside = jnp.abs(jnp.clip(locations, -1, 1) - center) <= half
@@ -333,8 +326,8 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
       # VAR's baseline b(x), regressed on the log-likelihoods here too (it reads a stopped
       # gradient, so nothing else moves): every run's snapshots then carry a fitted b, and
       # `ws_ram_variance` can compare VAR's estimators at any run's parameters.
-      reward = jax.lax.stop_gradient(_label_log_probs(out.class_log_probs, labels))  # [K, B]
-      diagnostics['baseline_loss'] = jnp.mean((reward - out.baseline) ** 2, axis=0)  # [B]
+      reward = jax.lax.stop_gradient(_label_log_probs(out.class_log_probs, labels))  # [B, K]
+      diagnostics['baseline_loss'] = jnp.mean((reward - out.baseline[:, None]) ** 2, axis=1)
       total = total + diagnostics['baseline_loss'].mean()
     metrics = {
         'surrogate': per_example.mean(),
@@ -351,10 +344,10 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
       metrics['log_q'] = out.log_q.sum(-1).mean()
       metrics['error_proposal'] = _errors(out.class_log_probs, labels).mean()
     metrics.update(prior_policy_metrics(out, labels, prior_samples))
-    metrics.update(per_glimpse_means('saturated', saturated(out.prior.loc_mean).mean(0).T))
+    metrics.update(per_glimpse_means('saturated', saturated(out.prior.loc_mean).mean(1)))
     if proposal == 'q':
       metrics.update(per_glimpse_means('kl_q_prior',
-                                       kl_q_prior(out.log_q, out.log_prior).mean(0).T))
+                                       kl_q_prior(out.log_q, out.log_prior).mean(1)))
     if 'center' in batch:  # the proposal's first glimpses whose finest patch holds the digit
       metrics['first_on_digit'] = holds_center(out.locations[:, :, 0], batch['center']).mean()
     return total, metrics
@@ -364,20 +357,19 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     batch_size = images.shape[0]
     greedy = model.apply(params, images, mode_noise((1, batch_size, m.num_glimpses), m.num_scales))
     samples = model.apply(params, images, noise(rng, config.eval.mc_samples, batch_size))
-    values = path_values(greedy.class_log_probs[0], samples.class_log_probs, labels)
-    time_major = lambda a: jnp.swapaxes(a[0], 0, 1)  # [1, B, T, ...] -> [T, B, ...]
-    values.update(location_diagnostics(images, time_major(greedy.prior.loc_mean),
-                                       time_major(greedy.locations), m.glimpse_size,
+    values = path_values(greedy.class_log_probs[:, 0], samples.class_log_probs, labels)
+    values.update(location_diagnostics(images, greedy.prior.loc_mean[:, 0],
+                                       greedy.locations[:, 0], m.glimpse_size,
                                        batch.get('center'), batch.get('box_size')))
     if proposal == 'q':  # KL(q || prior) per glimpse, estimated at q's own samples
       drawn = model.apply(params, images, noise(jax.random.fold_in(rng, 1),
                                                 config.eval.mc_samples, batch_size), labels,
                           proposal='q')
-      values.update(per_glimpse('kl_q_prior', kl_q_prior(drawn.log_q, drawn.log_prior).mean(0).T))
+      values.update(per_glimpse('kl_q_prior', kl_q_prior(drawn.log_q, drawn.log_prior).mean(1)))
     if 'center' in batch:
-      values['first_on_digit'] = holds_center(greedy.locations[0, :, 0], batch['center'])  # [B]
+      values['first_on_digit'] = holds_center(greedy.locations[:, 0, 0], batch['center'])  # [B]
     for s in range(m.num_scales):
-      values[f'scale_frac_{s}'] = jnp.mean(greedy.scales[0] == s, -1)  # [B] over glimpses
+      values[f'scale_frac_{s}'] = jnp.mean(greedy.scales[:, 0] == s, -1)  # [B] over glimpses
     return values
 
   def plots(params, batch, rng, workdir):
@@ -385,18 +377,18 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     images, labels = jnp.asarray(batch['image'][:8]), batch['label'][:8]
     greedy = model.apply(params, images, mode_noise((1, images.shape[0], m.num_glimpses),
                                                     m.num_scales))
-    plot_glimpse_paths(images, jnp.clip(greedy.locations[0], -1, 1).swapaxes(0, 1),
+    plot_glimpse_paths(images, jnp.clip(greedy.locations[:, 0], -1, 1),
                        glimpse_size=m.glimpse_size, num_scales=m.num_scales,
                        scale_factor=m.scale_factor, labels=labels,
-                       predictions=jnp.argmax(greedy.class_log_probs[0], -1),
-                       scales=greedy.scales[0].T, path=f'{workdir}/glimpse_paths.png')
+                       predictions=jnp.argmax(greedy.class_log_probs[:, 0], -1),
+                       scales=greedy.scales[:, 0], path=f'{workdir}/glimpse_paths.png')
 
   def predict(params, images, rng):
     del rng
     greedy = model.apply(params, images, mode_noise((1, images.shape[0], m.num_glimpses),
                                                     m.num_scales))
-    return {'probabilities': jnp.exp(greedy.class_log_probs[0]),  # [B, K]
-            'locations': jnp.clip(greedy.locations[0], -1, 1),  # [B, T, 2]
-            'scales': greedy.scales[0]}  # [B, T]
+    return {'probabilities': jnp.exp(greedy.class_log_probs[:, 0]),  # [B, K]
+            'locations': jnp.clip(greedy.locations[:, 0], -1, 1),  # [B, T, 2]
+            'scales': greedy.scales[:, 0]}  # [B, T]
 
   return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)

@@ -42,6 +42,7 @@ Where the paper is silent, this module chooses:
     weighted bound of each method's own proposal (Figure 6's quantity, comparable across them).
 """
 
+import dataclasses
 import json
 import os
 
@@ -59,21 +60,31 @@ from glimpse_jax.data.config import CAPTION_NAMES
 from glimpse_jax.diagnostics import per_glimpse, saturated
 from glimpse_jax.nets import draw_noise, mode_noise
 from glimpse_jax.nets.captioning import AttentionCaptioner, DigitClassifier
-from glimpse_jax.objectives import method_surrogate
+from glimpse_jax.nets.settings import check_positive_ints
+from glimpse_jax.objectives import METHODS, method_surrogate
+from glimpse_jax.reports import papers
 
-# row: (loss.method, the paper's name, its Flickr8k BLEU-1..4)
-ROWS = {
-    'var': ('var', 'VAR', (62.3, 41.6, 26.9, 17.2)),
-    'ws': ('ws', 'WS-RAM', None),
-    'ws_q': ('ws_q', 'WS-RAM + q', (61.1, 40.4, 26.9, 17.8)),
-}
+# row variant -> the paper's row: loss.method, its name and Flickr8k BLEU-1..4
+ROWS: dict[str, papers.CaptionRow] = papers.WS_RAM_CAPTIONING
 SIZES = ('', '_smoke', '_large')  # the CPU rows, their smoke versions, the 100x100 canvases
 VARIANTS = ('smoke', *(f'{row}{size}' for size in SIZES for row in ROWS))
-# size: (canvas_size, min_digits, max_digits, scale_range, train digits); None = all of them
+
+
+@dataclasses.dataclass(frozen=True)
+class Canvas:
+  """A size's canvases: side, digits per caption, digit scales and training digits (None: all)."""
+
+  canvas_size: int
+  min_digits: int
+  max_digits: int
+  scale_range: tuple[float, float]
+  train_examples: int | None
+
+
 CANVASES = {
-    '_smoke': (48, 1, 2, (0.75, 1.0), 10_000),
-    '': (64, 1, 3, (0.75, 1.0), None),
-    '_large': (100, 2, 5, (0.75, 1.25), None),
+    '_smoke': Canvas(48, 1, 2, (0.75, 1.0), 10_000),
+    '': Canvas(64, 1, 3, (0.75, 1.0), None),
+    '_large': Canvas(100, 2, 5, (0.75, 1.25), None),
 }
 KINDS = ('classifier', 'captioner')
 CAPTIONS_FILE = 'captions.json'
@@ -99,9 +110,7 @@ def _caption_phase(method: str, size: str) -> ml_collections.ConfigDict:
   config = train.base_config()
   config.dataset = data.digit_strings_config()
   config.dataset.update(validation_examples=1_000, eval_examples=2_000 if smoke else 10_000)
-  canvas_size, min_digits, max_digits, scale_range, train_examples = CANVASES[size]
-  config.dataset.update(canvas_size=canvas_size, min_digits=min_digits, max_digits=max_digits,
-                        scale_range=scale_range, train_examples=train_examples)
+  config.dataset.update(dataclasses.asdict(CANVASES[size]))
   config.batch_size = 32
   config.num_steps = 1_500 if smoke else 10_000
   config.log_every = 50 if smoke else 100
@@ -128,7 +137,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if variant == 'smoke':
     variant = 'ws_q_smoke'
   size = next(s for s in SIZES[1:] + ('',) if variant.endswith(s))
-  method = ROWS[variant.removesuffix(size) if size else variant][0]
+  method = ROWS[variant.removesuffix(size) if size else variant].method
   config = train.pipeline_config('ws_ram_captioning', [
       ('cnn', _cnn_phase(size == '_smoke')), ('caption', _caption_phase(method, size))])
   config.lock()
@@ -152,19 +161,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.dataset.name not in CAPTION_NAMES:
     raise ValueError(f'the captioner needs a caption dataset {CAPTION_NAMES}, got '
                      f'dataset.name={config.dataset.name!r}')
-  for name in ('low_res_size', 'window', 'embed_features', 'read_features', 'lstm_features',
-               'inference_features'):
-    value = m[name]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-      raise ValueError(f'model.{name} must be an integer >= 1, got {value!r}')
+  check_positive_ints('model', m, ('low_res_size', 'window', 'embed_features', 'read_features',
+                                   'lstm_features', 'inference_features'))
   if not m.location_std > 0:
     raise ValueError(f'model.location_std must be > 0, got {m.location_std!r}')
   spec = config.loss
-  if spec.method not in ('var', 'ws', 'ws_q'):
-    raise ValueError(f"loss.method must be one of ['var', 'ws', 'ws_q'], got {spec.method!r}")
-  if isinstance(spec.num_samples, bool) or not isinstance(spec.num_samples, int) or (
-      spec.num_samples < 1):
-    raise ValueError(f'loss.num_samples must be an integer >= 1, got {spec.num_samples!r}')
+  if spec.method not in METHODS:
+    raise ValueError(f'loss.method must be one of {list(METHODS)}, got {spec.method!r}')
+  check_positive_ints('loss', spec, ('num_samples',))
   if not spec.temperature > 0:
     raise ValueError(f'loss.temperature must be > 0, got {spec.temperature!r}')
   if spec.method == 'var' and spec.temperature != 1.0:
@@ -197,9 +201,9 @@ def word_mask(caption_length: jax.Array, steps: int) -> jax.Array:
 
 def caption_log_likelihood(word_log_probs: jax.Array, caption: jax.Array,
                            mask: jax.Array) -> jax.Array:
-  """log p(y | a, x) of each sample: [K, B, T, V], [B, T], [B, T] -> [K, B]."""
-  index = jnp.broadcast_to(caption[None, ..., None], (*word_log_probs.shape[:3], 1))
-  return (jnp.take_along_axis(word_log_probs, index, -1)[..., 0] * mask).sum(-1)
+  """log p(y | a, x) of each sample: [B, K, T, V], [B, T], [B, T] -> [B, K]."""
+  index = jnp.broadcast_to(caption[:, None, :, None], (*word_log_probs.shape[:3], 1))
+  return (jnp.take_along_axis(word_log_probs, index, -1)[..., 0] * mask[:, None]).sum(-1)
 
 
 def greedy_errors(words: jax.Array, caption: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
@@ -234,17 +238,17 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     out = model.apply(params, images, noise(rng, spec.num_samples, images.shape[0]),
                       teacher_inputs(caption), caption, proposal=proposal,
                       temperature=spec.temperature)
-    log_likelihood = caption_log_likelihood(out.word_log_probs, caption, mask)  # [K, B]
-    per_sample = lambda a: (a * mask).sum(-1).T  # [K, B, T] -> [B, K]
+    log_likelihood = caption_log_likelihood(out.word_log_probs, caption, mask)  # [B, K]
+    per_sample = lambda a: (a * mask[:, None]).sum(-1)  # [B, K, T] -> [B, K]
     per_example, diagnostics = method_surrogate(
-        spec.method, log_likelihood.T, per_sample(out.log_prior),
+        spec.method, log_likelihood, per_sample(out.log_prior),
         per_sample(out.log_proposal) if (tempered or proposal == 'q') else None,
         per_sample(out.log_q) if proposal == 'q' else None, out.baseline,
         control_variates=spec.control_variates)
     total = per_example.mean()
     if spec.method != 'var':  # b(x) is regressed in every run (it reads a stopped gradient)
-      reward = jax.lax.stop_gradient(log_likelihood)  # [K, B]
-      diagnostics['baseline_loss'] = jnp.mean((reward - out.baseline) ** 2, axis=0)
+      reward = jax.lax.stop_gradient(log_likelihood)  # [B, K]
+      diagnostics['baseline_loss'] = jnp.mean((reward - out.baseline[:, None]) ** 2, axis=1)
       total = total + diagnostics['baseline_loss'].mean()
     words = mask.sum(-1)  # [B]
     metrics = {
@@ -257,7 +261,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     }
     if proposal == 'q':
       metrics['log_q'] = per_sample(out.log_q).mean()
-    chosen = jax.nn.one_hot(out.layers, num_layers) * mask[None, ..., None]  # [K, B, T, L]
+    chosen = jax.nn.one_hot(out.layers, num_layers) * mask[:, None, :, None]  # [B, K, T, L]
     fractions = chosen.sum((0, 1, 2)) / (spec.num_samples * mask.sum())
     for l in range(num_layers):
       metrics[f'layer_frac_{l}'] = fractions[l]
@@ -273,13 +277,13 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     images, caption = batch['image'], batch['caption']
     mask = word_mask(batch['caption_length'], steps)
     greedy = decode(params, images)
-    values = greedy_errors(greedy.words[0], caption, mask)
+    values = greedy_errors(greedy.words[:, 0], caption, mask)
     # Where the greedy prior's location means sit, per word: parked at the edge or not.
-    values.update(per_glimpse('saturated', saturated(greedy.prior.loc_mean[0]).T))
+    values.update(per_glimpse('saturated', saturated(greedy.prior.loc_mean[:, 0])))
     samples = model.apply(params, images, noise(rng, config.eval.mc_samples, images.shape[0]),
                           teacher_inputs(caption))
-    log_likelihood = caption_log_likelihood(samples.word_log_probs, caption, mask)  # [K, B]
-    log_mean = jax.nn.logsumexp(log_likelihood, 0) - jnp.log(config.eval.mc_samples)
+    log_likelihood = caption_log_likelihood(samples.word_log_probs, caption, mask)  # [B, K]
+    log_mean = jax.nn.logsumexp(log_likelihood, 1) - jnp.log(config.eval.mc_samples)
     values['nll'] = -log_mean
     values['nll_word'] = -log_mean / mask.sum(-1)
     return values
@@ -291,18 +295,18 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
     with open(os.path.join(workdir, CAPTIONS_FILE), 'w') as f:
       json.dump(scores, f, indent=1)
     out = decode_jit(params, jnp.asarray(batch['image'][:8]))
-    plot_caption_windows(np.asarray(batch['image'][:8]), np.asarray(out.locations[0]),
-                         np.asarray(out.layers[0]), np.asarray(out.words[0]),
+    plot_caption_windows(np.asarray(batch['image'][:8]), np.asarray(out.locations[:, 0]),
+                         np.asarray(out.layers[:, 0]), np.asarray(out.words[:, 0]),
                          window=config.model.window, vocab=captions.DIGITS,
                          path=os.path.join(workdir, 'caption_windows.png'))
 
   def predict(params, images, rng):
     del rng
     out = decode(params, images)  # greedy captions, K = 1
-    return {'probabilities': jnp.exp(out.word_log_probs[0]),  # [B, L, V] per word
-            'words': out.words[0],  # [B, L] token ids of captions.DIGITS
-            'locations': out.locations[0],  # [B, L, 2] one window per word
-            'scales': out.layers[0]}  # [B, L] the pyramid layer read
+    return {'probabilities': jnp.exp(out.word_log_probs[:, 0]),  # [B, L, V] per word
+            'words': out.words[:, 0],  # [B, L] token ids of captions.DIGITS
+            'locations': out.locations[:, 0],  # [B, L, 2] one window per word
+            'scales': out.layers[:, 0]}  # [B, L] the pyramid layer read
 
   return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)
 
@@ -315,7 +319,7 @@ def test_scores(decode_fn, params, config: ml_collections.ConfigDict, steps: int
   for batch in data.eval_batches(config.dataset, config.eval.batch_size):
     real = np.asarray(batch['mask']) > 0
     out = decode_fn(params, jnp.asarray(batch['image']))
-    words, layers = np.asarray(out.words[0])[real], np.asarray(out.layers[0])[real]
+    words, layers = np.asarray(out.words[:, 0])[real], np.asarray(out.layers[:, 0])[real]
     caption = np.asarray(batch['caption'])[real]
     mask = np.asarray(word_mask(jnp.asarray(batch['caption_length'][real]), steps)) > 0
     for t in range(steps):

@@ -85,8 +85,8 @@ def make_variance_fn(config: ml_collections.ConfigDict, draws: int):
   @jax.jit
   def variances(params, images, labels, rng):
     # The same draws of noise for every row: differences are the estimators', not the luck's.
-    return {row: row_variance(params, images, labels, rng, method, cv)
-            for row, (method, cv, _, _) in ws_ram.ROWS.items()}
+    return {row: row_variance(params, images, labels, rng, paper.method, paper.control_variates)
+            for row, paper in ws_ram.ROWS.items()}
 
   return variances
 
@@ -125,7 +125,7 @@ def plot(result: dict, path: str) -> None:
   FigureCanvasAgg(fig)
   ax = fig.subplots()
   for row, values in result['rows'].items():
-    name = ws_ram.ROWS[row][2]
+    name = ws_ram.ROWS[row].name
     ax.plot(result['steps'], values, 'o-' if row.endswith('_cv') else 'o--', label=name)
   ax.set(xlabel='snapshot (updates)', ylabel='trace of gradient covariance', yscale='log',
          title=f"estimator variance at the same parameters ({result['draws']} draws of "

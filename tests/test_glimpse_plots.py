@@ -31,8 +31,8 @@ def test_retina_boxes_are_every_scale_or_the_chosen_one(only, sides):
 
 def test_glimpse_paths_with_chosen_scales_are_saved(tmp_path):
   images = np.zeros((2, 28, 28, 1), np.float32)
-  locations = np.zeros((3, 2, 2), np.float32)  # [T, N, 2]
-  scales = np.array([[0, 1], [2, 0], [1, 1]])  # [T, N]
+  locations = np.zeros((2, 3, 2), np.float32)  # [N, T, 2]
+  scales = np.array([[0, 2, 1], [1, 0, 1]])  # [N, T]
   path = tmp_path / 'paths.png'
   glimpse_paths.plot_glimpse_paths(images, locations, glimpse_size=4, num_scales=3,
                                    scales=scales, labels=[1, 2], path=str(path))

@@ -20,7 +20,7 @@ from glimpse_jax import data, train
 from glimpse_jax.reports import near_optimal_glimpses as report
 from glimpse_jax.data import sources
 from glimpse_jax.experimental_design import expected_posterior_entropy
-from glimpse_jax.nets import draw_noise, grid_centres
+from glimpse_jax.nets import draw_noise, grid_centers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -85,7 +85,7 @@ def test_designed_sequences_beat_random_glimpses_and_ram_learns(smoke):
   ram = _results(workdir, 'ram')
   assert ram['test_error'] < 0.68, ram['test_error']  # measured 0.626; chance is 0.9
   stored = data.ExampleStore.open(str(workdir / 'sequences' / 'store'))
-  centres = grid_centres(8)
+  centres = grid_centers(8)
   cells = stored.arrays['target_cell']
   np.testing.assert_allclose(stored.arrays['target_location'], centres[cells])
   assert all(len(set(row)) == len(row) for row in cells.tolist())  # no cell twice
@@ -165,10 +165,10 @@ def test_supervision_moves_the_policy_towards_the_targets(locator):
   rng = np.random.default_rng(0)
   batch = {'image': rng.uniform(size=(8, 40, 40, 1)).astype(np.float32),
            'label': rng.integers(0, 10, 8).astype(np.int32),
-           'target_location': grid_centres(4)[rng.integers(0, 16, (8, 3))],
+           'target_location': grid_centers(4)[rng.integers(0, 16, (8, 3))],
            'stored': np.ones(8, np.float32)}
   params = experiment.init(jax.random.key(0), batch)
-  targets = jnp.swapaxes(batch['target_location'], 0, 1)  # [T, B, 2]
+  targets = jnp.asarray(batch['target_location'])  # [B, T, 2]
 
   def target_log_prob(params):
     noise = draw_noise(jax.random.key(1), (3, 8), 16 if locator == 'grid' else 0)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import near_optimal_glimpses as nog
-from glimpse_jax.nets import draw_noise, grid_centres
+from glimpse_jax.nets import draw_noise, grid_centers
 from glimpse_jax.nets.policies import grid_cell
 
 T, B, GRID = 3, 8, 4
@@ -27,7 +27,7 @@ def _batch():
   rng = np.random.default_rng(0)
   return {'image': rng.uniform(size=(B, 40, 40, 1)).astype(np.float32),
           'label': rng.integers(0, 10, B).astype(np.int32),
-          'target_location': grid_centres(GRID)[rng.integers(0, GRID**2, (B, T))],
+          'target_location': grid_centers(GRID)[rng.integers(0, GRID**2, (B, T))],
           'center': rng.uniform(-0.6, 0.6, (B, 2)).astype(np.float32),
           'stored': np.array([1, 0, 1, 1, 0, 0, 1, 0], np.float32)}
 
@@ -44,9 +44,9 @@ def test_the_supervised_term_is_a_batch_mean_or_the_authors_batch_sum():
   # loss makes (same noise: the loss draws it from its rng as it is).
   out = nog.ram_model(config).apply(
       params, batch['image'], draw_noise(jax.random.key(2), (T, B), GRID**2),
-      given_locations=jnp.swapaxes(batch['target_location'], 0, 1),
+      given_locations=jnp.asarray(batch['target_location']),
       forced=jnp.asarray(batch['stored'] > 0))
-  per_example = -np.asarray(out.log_probs).sum(0) * batch['stored']  # [B]
+  per_example = -np.asarray(out.log_probs).sum(1) * batch['stored']  # [B]
   assert per_example[batch['stored'] == 0].max() == 0 and per_example.min() >= 0
   without = _loss(config, params, batch)  # classification, REINFORCE and baseline: batch means
   mean = _loss(_config(supervision_weight=3.0), params, batch)
@@ -77,12 +77,12 @@ def test_digit_centre_targets_are_the_centres_and_the_forced_rollout_takes_their
   params = nog.make_experiment(config).init(jax.random.key(0), batch)
   out = nog.ram_model(config).apply(
       params, batch['image'], draw_noise(jax.random.key(2), (T, B), GRID**2),
-      given_locations=jnp.swapaxes(jnp.asarray(targets), 0, 1),
+      given_locations=jnp.asarray(targets),
       forced=jnp.asarray(batch['stored'] > 0))
   cells = np.asarray(grid_cell(jnp.asarray(batch['center']), GRID))  # [B]
-  taken = np.asarray(out.locations)[:, batch['stored'] > 0]  # [T, stored, 2]
+  taken = np.asarray(out.locations)[batch['stored'] > 0]  # [stored, T, 2]
   np.testing.assert_allclose(taken, np.broadcast_to(
-      grid_centres(GRID)[cells[batch['stored'] > 0]], taken.shape), atol=1e-6)
+      grid_centers(GRID)[cells[batch['stored'] > 0]][:, None], taken.shape), atol=1e-6)
 
 
 @pytest.mark.parametrize('field, value', [('supervision.targets', 'oracle'),

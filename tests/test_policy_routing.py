@@ -42,7 +42,7 @@ def _core_and_glimpse(step_grads):
 
 def _policy_gradient_head(out):
   # REINFORCE's surrogate with fixed advantages: its gradient is the policy gradient.
-  return -jnp.sum(out.log_probs * jnp.linspace(-1.0, 1.0, T * B).reshape(T, B))
+  return -jnp.sum(out.log_probs * jnp.linspace(-1.0, 1.0, T * B).reshape(T, B).T)  # [B, T]
 
 
 @pytest.mark.parametrize('fused, activation', [(False, 'tanh'), (True, 'hardtanh')])

@@ -25,7 +25,7 @@ def _inputs(batch=5, steps=4, height=20, width=17):
 def _objective(model, params, images, noise):
   out = model.apply(params, images, noise)
   logits = out.logits if out.step_logits is None else out.step_logits
-  return (jnp.sum(jnp.sin(logits)) + jnp.sum(out.means ** 2) + jnp.sum(out.baselines)
+  return (jnp.sum(jnp.sin(logits)) + jnp.sum(out.loc_mean ** 2) + jnp.sum(out.baselines)
           + jnp.sum(jnp.cos(out.hidden)) + jnp.sum(out.log_probs))
 
 
@@ -61,8 +61,8 @@ def test_fused_refuses_teacher_forcing_and_step_masks(inputs):
   images, noise = _inputs()
   params = jax.eval_shape(_model().init, jax.random.key(0), images, noise)
   steps, batch = noise.location.shape[:2]
-  extra = ({'given_locations': jnp.zeros((steps, batch, 2)), 'forced': jnp.ones(batch, bool)}
-           if inputs == 'teacher' else {'step_mask': jnp.ones((steps, batch))})
+  extra = ({'given_locations': jnp.zeros((batch, steps, 2)), 'forced': jnp.ones(batch, bool)}
+           if inputs == 'teacher' else {'step_mask': jnp.ones((batch, steps))})
   with pytest.raises(ValueError, match='given_locations|step_mask'):
     jax.eval_shape(lambda p: _model(fused=True).apply(p, images, noise, **extra), params)
 

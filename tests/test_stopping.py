@@ -273,12 +273,12 @@ def _inputs():
 def _fit(model, params, images, noise):
   """The gain head's loss and the model's outputs."""
   out = model.apply(params, images, noise)
-  targets = information_gains(jnp.swapaxes(out.step_logits, 0, 1))  # [B, T]
-  return jnp.mean(gain_loss(out.gains.T, targets)), out
+  targets = information_gains(out.step_logits)  # [B, T]
+  return jnp.mean(gain_loss(out.gains, targets)), out
 
 
 def _ponder(model, params, images, noise):
-  _, steps, remainder = act_weights(model.apply(params, images, noise).halting.T)
+  _, steps, remainder = act_weights(model.apply(params, images, noise).halting)
   return jnp.mean(ponder_cost(steps, remainder))
 
 
@@ -305,10 +305,10 @@ def heads():
 def test_ram_heads_shapes_and_absence(heads):
   model, params, images, noise, evaluate = heads
   _, out, _, _ = evaluate(params)
-  assert out.gains.shape == out.halting.shape == (T, B)
+  assert out.gains.shape == out.halting.shape == (B, T)
   assert ((out.halting > 0) & (out.halting < 1)).all()
   # The gain of the first glimpse is read from the initial state, the same for every image.
-  np.testing.assert_allclose(out.gains[0], out.gains[0, 0], rtol=1e-6)
+  np.testing.assert_allclose(out.gains[:, 0], out.gains[0, 0], rtol=1e-6)
   head = params['params']['halting']
   np.testing.assert_allclose(
       out.halting, jax.nn.sigmoid(out.hidden @ head['kernel'][:, 0] + head['bias'][0]), rtol=1e-5)

@@ -61,13 +61,13 @@ def test_rollout_shapes():
   images, labels, noise = _inputs()
   params = _init(model, images, noise, labels)
   out = jax.jit(lambda p: model.apply(p, images, noise, labels, proposal='q'))(params)
-  assert out.class_log_probs.shape == (K, B, 10)
+  assert out.class_log_probs.shape == (B, K, 10)
   for name in ('log_prior', 'log_q', 'log_proposal', 'scales'):
-    assert getattr(out, name).shape == (K, B, T), name
-  assert out.locations.shape == out.prior.loc_mean.shape == out.q.loc_log_std.shape == (K, B, T, 2)
-  assert out.prior.scale_logits.shape == (K, B, T, S)
+    assert getattr(out, name).shape == (B, K, T), name
+  assert out.locations.shape == out.prior.loc_mean.shape == out.q.loc_log_std.shape == (B, K, T, 2)
+  assert out.prior.scale_logits.shape == (B, K, T, S)
   assert out.baseline.shape == (B,)
-  assert out.bottom.shape == (K, B, T, 12) and out.top.shape == (K, B, T, 10)
+  assert out.bottom.shape == (B, K, T, 12) and out.top.shape == (B, K, T, 10)
   assert out.scales.dtype == jnp.int32 and np.all((out.scales >= 0) & (out.scales < S))
   without_labels = model.apply(params, images, noise)
   assert without_labels.log_q is None and without_labels.q is None
@@ -97,17 +97,19 @@ def test_log_probs_are_evaluated_at_the_proposals_sample(proposal, temperature):
   policy = p['step']['policy']
   prior_mean = np.tanh(top @ policy['mean']['kernel'] + policy['mean']['bias'])  # [B, 2]
   prior_logits = top @ policy['scale']['kernel'] + policy['scale']['bias']  # [B, S]
-  np.testing.assert_allclose(out.prior.loc_mean[0, :, 0], prior_mean, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out.prior.loc_mean[:, 0, 0], prior_mean, rtol=1e-5, atol=1e-6)
 
   acting = out.q if proposal == 'q' else out.prior
-  mean, logits = acting.loc_mean[:, :, 0], acting.scale_logits[:, :, 0]  # [K, B, 2], [K, B, S]
+  mean, logits = acting.loc_mean[:, :, 0], acting.scale_logits[:, :, 0]  # [B, K, 2], [B, K, S]
   std = 0.3 * np.sqrt(temperature)
-  loc = mean + std * np.asarray(noise.location[:, :, 0])
-  scale = np.argmax(logits / temperature + np.asarray(noise.choice[:, :, 0]), -1)
+  # The noise is drawn [K, B, T, ...]: its first glimpse, example first.
+  loc = mean + std * np.swapaxes(np.asarray(noise.location[:, :, 0]), 0, 1)
+  scale = np.argmax(logits / temperature + np.swapaxes(np.asarray(noise.choice[:, :, 0]), 0, 1),
+                    -1)
   np.testing.assert_allclose(out.locations[:, :, 0], loc, rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(out.scales[:, :, 0], scale)
-  expected_prior = (_gaussian(loc, prior_mean, 0.3)
-                    + _categorical(np.broadcast_to(prior_logits, (K, B, S)), scale))
+  expected_prior = (_gaussian(loc, prior_mean[:, None], 0.3)
+                    + _categorical(np.broadcast_to(prior_logits[:, None], (B, K, S)), scale))
   q_mean, q_logits = out.q.loc_mean[:, :, 0], out.q.scale_logits[:, :, 0]
   expected_q = _gaussian(loc, q_mean, 0.3) + _categorical(q_logits, scale)
   expected_proposal = (_gaussian(loc, mean, std) + _categorical(logits / temperature, scale))
@@ -345,18 +347,20 @@ def test_centroid_start_offsets_only_the_first_glimpse():
   c = ws_ram_net.CENTROID_SHRINK * np.asarray(ws_ram_net.intensity_centroid(images))  # [B, 2]
   assert np.all(np.abs(c[:, 0]) > 0.5)
   for dist_a, dist_b in ((a.prior, b.prior), (a.q, b.q)):
-    first = np.tanh(np.arctanh(np.asarray(dist_a.loc_mean[0, :, 0])) + np.arctanh(c))
-    np.testing.assert_allclose(dist_b.loc_mean[0, :, 0], first, rtol=1e-4, atol=1e-5)
+    first = np.tanh(np.arctanh(np.asarray(dist_a.loc_mean[:, 0, 0])) + np.arctanh(c))
+    np.testing.assert_allclose(dist_b.loc_mean[:, 0, 0], first, rtol=1e-4, atol=1e-5)
   # The first location is drawn around q's shifted mean; later means carry no offset of their own.
   np.testing.assert_allclose(b.locations[:, :, 0],
-                             b.q.loc_mean[:, :, 0] + 0.3 * noise.location[:, :, 0],
+                             b.q.loc_mean[:, :, 0] + 0.3 * jnp.swapaxes(noise.location[:, :, 0],
+                                                                        0, 1),
                              rtol=1e-5, atol=1e-6)
   p = params['params']['step']
-  top = np.asarray(b.top[:, :, 0])  # [K, B, D2] the state both policies read at t = 1
+  top = np.asarray(b.top[:, :, 0])  # [B, K, D2] the state both policies read at t = 1
   later_prior = np.tanh(top @ p['policy']['mean']['kernel'] + p['policy']['mean']['bias'])
   np.testing.assert_allclose(b.prior.loc_mean[:, :, 1], later_prior, rtol=1e-4, atol=1e-5)
   q = p['inference']
-  hidden = np.maximum(np.concatenate([top, np.broadcast_to(np.eye(10)[labels], (K, B, 10))], -1)
+  hidden = np.maximum(np.concatenate([top, np.broadcast_to(np.eye(10)[labels][:, None],
+                                                            (B, K, 10))], -1)
                       @ q['hidden']['kernel'] + q['hidden']['bias'], 0)
   later_q = np.tanh(hidden @ q['mean']['kernel'] + q['mean']['bias'])
   np.testing.assert_allclose(b.q.loc_mean[:, :, 1], later_q, rtol=1e-4, atol=1e-5)
@@ -365,11 +369,10 @@ def test_centroid_start_offsets_only_the_first_glimpse():
 def test_patch_holds_center_counts_the_finest_patch():
   # 40x40 canvas, 8 px patch: half a patch is 0.2 in location units.
   center = jnp.array([[0.0, 0.0], [0.5, -0.5]])
-  locations = jnp.array([[[0.19, -0.19], [0.5, -0.5]],
-                         [[0.21, 0.0], [0.3, -0.7]],
-                         [[0.0, 0.0], [1.5, -0.5]]])  # [3, B, 2]
+  locations = jnp.array([[[0.19, -0.19], [0.21, 0.0], [0.0, 0.0]],
+                         [[0.5, -0.5], [0.3, -0.7], [1.5, -0.5]]])  # [B, 3, 2]
   got = ws_ram.patch_holds_center(locations, center, 8, (40, 40))
-  np.testing.assert_array_equal(got, [[1, 1], [0, 1], [1, 0]])
+  np.testing.assert_array_equal(got, [[1, 0, 1], [1, 1, 0]])
 
 
 @pytest.mark.parametrize('field,value', [

@@ -61,14 +61,14 @@ def test_teacher_inputs_mask_and_caption_log_likelihood():
   mask = wc.word_mask(jnp.asarray([3, 2]), 4)
   np.testing.assert_array_equal(mask, [[1, 1, 1, 0], [1, 1, 0, 0]])
   logp = jax.nn.log_softmax(jax.random.normal(jax.random.key(0), (2, 2, 4, 12)), -1)
-  got = np.asarray(wc.caption_log_likelihood(logp, caption, mask))  # [K, B]
+  got = np.asarray(wc.caption_log_likelihood(logp, caption, mask))  # [B, K]
   logp, np_caption, np_mask = np.asarray(logp), np.asarray(caption), np.asarray(mask)
   want = np.zeros((2, 2))
   for k in range(2):
     for b in range(2):
       for t in range(4):
         if np_mask[b, t]:
-          want[k, b] += logp[k, b, t, np_caption[b, t]]
+          want[b, k] += logp[b, k, t, np_caption[b, t]]
   np.testing.assert_allclose(got, want, rtol=1e-5)
   errors = wc.greedy_errors(jnp.asarray([[3, 1, 10, 5], [7, 3, 0, 0]]), caption, mask)
   np.testing.assert_array_equal(errors['error'], [0, 1])  # after the end nothing counts
@@ -110,11 +110,11 @@ def test_greedy_decoding_feeds_back_its_own_words(tiny_captioner):
   apply = jax.jit(lambda words, decode: model.apply(params, images, mode_noise((1, 3, 4), 3),
                                                     words, decode=decode), static_argnums=1)
   greedy = apply(jnp.zeros((3, 4), jnp.int32), True)
-  words = greedy.words[0]  # [B, T]
+  words = greedy.words[:, 0]  # [B, T]
   forced = apply(wc.teacher_inputs(words), False)
   np.testing.assert_allclose(forced.word_log_probs, greedy.word_log_probs, rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(forced.layers, greedy.layers)
-  assert greedy.log_q is None and greedy.word_log_probs.shape == (1, 3, 4, 12)
+  assert greedy.log_q is None and greedy.word_log_probs.shape == (3, 1, 4, 12)
 
 
 def test_q_sees_the_target_word_and_the_pyramid_gets_no_gradient(tiny_captioner):

@@ -17,8 +17,8 @@ from glimpse_jax.nets.evaluation import (evaluate_glimpse_paths, evaluate_paths,
 from glimpse_jax.nets.glimpse_net import GlimpseNetwork
 from glimpse_jax.nets.noise import ActionNoise, draw_noise, mode_noise
 from glimpse_jax.nets.policies import (LOCATORS, MEAN_ACTIVATIONS, LocationAction, Locator,
-                                      grid_cell, grid_centres, location_mean)
-from glimpse_jax.nets.ram import RAMOutput, RecurrentAttentionModel
+                                      grid_cell, grid_centers, location_mean)
+from glimpse_jax.nets.ram import RAMOutput, RecurrentAttentionModel, ram_noise
 from glimpse_jax.nets.ram_flops import ram_flops_per_image, ram_multiply_adds
 from glimpse_jax.nets.retina import RetinaSpec
 from glimpse_jax.nets.ws_ram import WakeSleepRAM, WSRAMOutput

@@ -9,8 +9,9 @@ location (Gaussian, (x, y) in [-1, 1] as everywhere in glimpse_jax); the decoder
 projects them to one feature vector and, with the previous word, predicts word t. The inference
 network q(a_t | state, previous word, y_t) additionally sees the word the glimpse must explain.
 
-The rollout is a pure function of pre-drawn `ActionNoise` for K samples per image, indexed
-[K, B, T, ...] (sample, example, word); `choice` is the layer's Gumbel noise. Sampled actions
+The rollout is a pure function of pre-drawn `ActionNoise` for K samples per image, drawn
+[K, B, T, ...] (sample, example, word); `choice` is the layer's Gumbel noise. Its outputs are batch
+first, [B, K, T, ...] (the scan's time-major outputs transposed once, here). Sampled actions
 carry no gradient. With `decode=True` each step feeds the previous step's most probable word
 instead of the given one (greedy decoding when the noise is zero).
 """
@@ -63,14 +64,16 @@ class DigitClassifier(nn.Module):
 
 
 class CaptionOutput(NamedTuple):
-  word_log_probs: jax.Array  # [K, B, T, V] log p(y_t | y_<t, a_<=t, x) for every word
-  words: jax.Array  # [K, B, T] int32 most probable word per step (what decoding feeds back)
-  log_prior: jax.Array  # [K, B, T] log p(a_t | state, y_<t, x) at the drawn actions
-  log_q: jax.Array | None  # [K, B, T] log q(a_t | state, y_<=t, x), None without targets
-  log_proposal: jax.Array  # [K, B, T] log of the (tempered) density the actions were drawn from
-  prior: ActionDist  # [K, B, T, ...]
-  locations: jax.Array  # [K, B, T, 2] drawn, unclipped (the read uses them clipped)
-  layers: jax.Array  # [K, B, T] int32 drawn layer indices (0 the finest map)
+  """K rollouts of T words per image, batch first."""
+
+  word_log_probs: jax.Array  # [B, K, T, V] log p(y_t | y_<t, a_<=t, x) for every word
+  words: jax.Array  # [B, K, T] int32 most probable word per step (what decoding feeds back)
+  log_prior: jax.Array  # [B, K, T] log p(a_t | state, y_<t, x) at the drawn actions
+  log_q: jax.Array | None  # [B, K, T] log q(a_t | state, y_<=t, x), None without targets
+  log_proposal: jax.Array  # [B, K, T] log of the (tempered) density the actions were drawn from
+  prior: ActionDist  # [B, K, T, ...]
+  locations: jax.Array  # [B, K, T, 2] drawn, unclipped (the read uses them clipped)
+  layers: jax.Array  # [B, K, T] int32 drawn layer indices (0 the finest map)
   baseline: jax.Array  # [B] b(x) from the initial state's input (VAR's control variate)
 
 
@@ -211,7 +214,7 @@ class AttentionCaptioner(_Settings):
     time_major = (jax.tree.map(lambda a: jnp.moveaxis(a, 2, 0), noise),  # [T, K, B, ...]
                   previous_words.T, None if targets is None else targets.T)  # [T, B]
     _, outputs = step(carry, time_major, maps)
-    outputs = jax.tree.map(lambda a: jnp.moveaxis(a, 0, 2), outputs)  # [K, B, T, ...]
+    outputs = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 2), outputs)  # [B, K, T, ...]
     log_probs, words, log_prior, log_q, log_proposal, prior, locations, layers = outputs
     return CaptionOutput(log_probs, words, log_prior, log_q, log_proposal, prior, locations,
                          layers, baseline)

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from glimpse_jax.nets import flops
+from glimpse_jax.nets.settings import is_positive_int
 
 
 class ConvTrunk(nn.Module):
@@ -187,7 +188,7 @@ def blocks(features: jax.Array, block_size: int) -> jax.Array:
   Returns:
     `[B, ceil(h / b) * ceil(w / b), b * b * C]` with `b = block_size`.
   """
-  if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+  if not is_positive_int(block_size):
     raise ValueError(f'block_size must be an integer >= 1, got {block_size!r}')
   b = block_size
   batch, h, w, c = features.shape

@@ -9,7 +9,7 @@ The read is Gregor's (`glimpse.draw_read`, each filter normalised to sum to one 
 `read_norm='image'`) or, with `read_norm='full'`, each filter divided by its whole Gaussian mass,
 so that a filter off the image reads ~nothing instead of a ramp over the image's nearest part
 (`full_mass_read`); `log_gamma_bound > 0` bounds log gamma to that range (`bound_log_gamma`).
-`read_stats` says where the reads went: per step, log gamma, sigma, stride, centre and the share
+`read_stats` says where the reads went: per step, log gamma, sigma, stride, center and the share
 of the filters' Gaussian mass inside the image (`in_image_mass`).
 
 Parameters: `params/draw/step/{read, encoder, latent, decoder}` (the recurrent part that
@@ -31,7 +31,7 @@ READ_INITS = ('blur', 'digit', 'zeros')
 READ_NORMS = ('image', 'full')  # Gregor's (sum to one over the image), or by the whole Gaussian
 DIGIT_SIDE = 28  # pixels spanned by the first read under read_init='digit'
 # On an image no wider than DIGIT_SIDE (28x28 MNIST, whose digits are size-normalised into a
-# centred 20x20 box) the 'digit' grid's box (n strides, as `read_windows.read_windows` draws it).
+# centered 20x20 box) the 'digit' grid's box (n strides, as `read_windows.read_windows` draws it).
 DIGIT_BOX = 20
 READ_PARAMS = 5  # (gx~, gy~, log sigma^2, log delta~, log gamma)
 _SQRT2 = 2 ** 0.5
@@ -83,7 +83,7 @@ class _DrawStep(nn.Module):
 
 
 def read_bias(read_init: str, n: int, height: int, width: int) -> jax.Array:
-  """The read layer's initial bias, hence `g_1`, a grid at the image centre.
+  """The read layer's initial bias, hence `g_1`, a grid at the image center.
 
   'zeros': the grid spans the image with sigma = 1 pixel, so each filter samples one pixel near
   the border, blank in MNIST, and the read's gradients all but vanish. 'blur': the same grid seen
@@ -121,7 +121,7 @@ def bound_log_gamma(read_params: jax.Array, bound: float) -> jax.Array:
 class ReadGeometry(NamedTuple):
   """Where DRAW read grids lie (`glimpse.draw_filterbank`'s equations), in pixels from the
   image's top-left corner (pixel j spans [j, j + 1)); `[...]` the read parameters' batch shape."""
-  center: jax.Array  # [..., 2] the grid centre (gX, gY) as a location (x, y)
+  center: jax.Array  # [..., 2] the grid center (gX, gY) as a location (x, y)
   means_x: jax.Array  # [..., n] the filters' means along x
   means_y: jax.Array  # [..., n] along y
   stride: jax.Array  # [...] delta, pixels
@@ -130,10 +130,10 @@ class ReadGeometry(NamedTuple):
 
 
 def read_geometry(read_params: jax.Array, *, n: int, height: int, width: int) -> ReadGeometry:
-  """The filter means, stride, sigma and centre of `[..., 5]` read parameters on an image of
-  `height` x `width` (1-based pixel centres, as `glimpse.draw_filterbank` counts them)."""
+  """The filter means, stride, sigma and center of `[..., 5]` read parameters on an image of
+  `height` x `width` (1-based pixel centers, as `glimpse.draw_filterbank` counts them)."""
   gx_tilde, gy_tilde, log_variance, log_delta_tilde, log_gamma = jnp.moveaxis(read_params, -1, 0)
-  gx = (width + 1) / 2 * (gx_tilde + 1)  # 1-based pixel centre index
+  gx = (width + 1) / 2 * (gx_tilde + 1)  # 1-based pixel center index
   gy = (height + 1) / 2 * (gy_tilde + 1)
   stride = (max(width, height) - 1) / (n - 1) * jnp.exp(log_delta_tilde)
   offsets = jnp.arange(1, n + 1, dtype=read_params.dtype) - n / 2 - 0.5  # [n]
@@ -181,7 +181,7 @@ def full_mass_read(image: jax.Array, params: jax.Array, *, n: int) -> jax.Array:
   Each filter then sums to its in-image share (`filter_masses`), so a filter off the image reads
   ~0. For sigma >~ 0.5 px it is about `exp(-(a - mu)^2 / 2 sigma^2) / (sqrt(2 pi) sigma)` (up to
   the midpoint rule's error on a filter's cut tail); finer filters keep Gregor's interpolation
-  between pixel centres.
+  between pixel centers.
   """
   height, width, _ = image.shape
   fx, fy, gamma = glimpse.draw_filterbank(params, n=n, height=height, width=width)
@@ -198,7 +198,7 @@ STATS = ('log_gamma', 'sigma', 'stride', 'center_x', 'center_y', 'in_image_mass'
 def read_stats(read_params: jax.Array, *, n: int, height: int,
                width: int) -> dict[str, jax.Array]:
   """Per-example diagnostics of the reads `[B, T, 5]`: `{f'{stat}_g{t}': [B]}` for t = 1..T and
-  each of STATS: log gamma; sigma and stride (pixels); the centre (location x, y); the in-image
+  each of STATS: log gamma; sigma and stride (pixels); the center (location x, y); the in-image
   mass (the mean over the n x n filters of each one's in-image share of its Gaussian mass); and
   off_image, 1 where that mass is below OFF_IMAGE_MASS (a read mostly off the image)."""
   read_params = jax.lax.stop_gradient(read_params)

@@ -6,7 +6,9 @@ Layout: `location` is standard normal `[..., 2]` (a Gaussian location is mean + 
 `choice` is standard Gumbel `[..., N]` for a categorical part of the action over N options (the
 retina scale in WS-RAM, the grid cell of RAM's grid locator), taken by the Gumbel-max trick
 argmax(logits + noise), so zero noise picks the most probable option. The leading axes are the
-model's: RAM's are time-major `[T, B]`, WS-RAM's `[K, B, T]` (rollout, example, glimpse).
+layout each model's scan draws it in, kept so that a seed draws the same actions: RAM's are
+time-major `[T, B]`, WS-RAM's `[K, B, T]` (rollout, example, glimpse). The models' outputs are
+batch first (`[B, T, ...]`, `[B, K, T, ...]`) whatever the noise's layout.
 """
 
 from typing import NamedTuple

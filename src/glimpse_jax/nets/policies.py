@@ -7,7 +7,7 @@ Four locators read the core output h_{t-1} and choose the next glimpse location:
   (Brooks et al.);
 - 'mlp': the same Gaussian head on top of one tanh hidden layer of the same width as the LSTM's,
   with no memory: the control that tells the LSTM's memory from its extra layer;
-- 'grid': a categorical over the centres of a grid_size x grid_size grid of cells tiling [-1, 1]^2
+- 'grid': a categorical over the centers of a grid_size x grid_size grid of cells tiling [-1, 1]^2
   (Harvey et al.), cell index row * grid_size + column, drawn by Gumbel-max from `noise.choice`.
 Zero noise gives the greedy action (the mean, the most probable cell). Drawn actions carry no
 gradient; their log-probabilities do. A forced example takes a given location instead (for the
@@ -30,6 +30,7 @@ import numpy as np
 
 from glimpse_jax.distributions import categorical_log_prob, gaussian_log_prob
 from glimpse_jax.nets.noise import ActionNoise
+from glimpse_jax.nets.settings import is_positive_int
 
 LOCATORS = ('linear', 'lstm', 'grid', 'mlp')
 MEAN_ACTIVATIONS = ('tanh', 'hardtanh')
@@ -39,7 +40,7 @@ UNIFORM_LOG_PROB = -math.log(4.0)
 
 class LocationAction(NamedTuple):
   location: jax.Array  # [B, 2] the action (unclipped; the glimpse reads it clipped to [-1, 1])
-  mean: jax.Array  # [B, 2] the policy mean (for the grid: the expected cell centre)
+  mean: jax.Array  # [B, 2] the policy mean (for the grid: the expected cell center)
   log_prob: jax.Array  # [B] log pi(location | h) of the action taken
 
 
@@ -52,9 +53,9 @@ def location_mean(pre_activation: jax.Array, activation: str) -> jax.Array:
   raise ValueError(f'mean_activation must be one of {list(MEAN_ACTIVATIONS)}, got {activation!r}')
 
 
-def grid_centres(grid_size: int) -> np.ndarray:
-  """[grid_size**2, 2] cell centres (x, y) in [-1, 1], index row * grid_size + column."""
-  if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 1:
+def grid_centers(grid_size: int) -> np.ndarray:
+  """[grid_size**2, 2] cell centers (x, y) in [-1, 1], index row * grid_size + column."""
+  if not is_positive_int(grid_size):
     raise ValueError(f'grid_size must be an integer >= 1, got {grid_size!r}')
   ticks = -1.0 + (2.0 * np.arange(grid_size) + 1.0) / grid_size  # [G]
   ys, xs = np.meshgrid(ticks, ticks, indexing='ij')
@@ -124,17 +125,17 @@ class Locator(nn.Module):
     return carry, action
 
   def _grid(self, h, noise_t, given, forced) -> LocationAction:
-    centres = jnp.asarray(grid_centres(self.grid_size))  # [N, 2]
-    if noise_t.choice is None or noise_t.choice.shape[-1] != centres.shape[0]:
+    centers = jnp.asarray(grid_centers(self.grid_size))  # [N, 2]
+    if noise_t.choice is None or noise_t.choice.shape[-1] != centers.shape[0]:
       shape = None if noise_t.choice is None else noise_t.choice.shape
-      raise ValueError(f'the grid locator needs choice noise [..., {centres.shape[0]}], '
+      raise ValueError(f'the grid locator needs choice noise [..., {centers.shape[0]}], '
                        f'got {shape}')
     logits = nn.Dense(self.grid_size**2, name='logits')(h)  # [B, N]
     cell = jnp.argmax(jax.lax.stop_gradient(logits) + noise_t.choice, -1)  # [B]
     if given is not None:
       cell = jnp.where(forced, grid_cell(given, self.grid_size), cell)
-    mean = jax.nn.softmax(logits) @ centres  # [B, 2] the expected cell centre
-    return LocationAction(centres[cell], mean, categorical_log_prob(logits, cell))
+    mean = jax.nn.softmax(logits) @ centers  # [B, 2] the expected cell center
+    return LocationAction(centers[cell], mean, categorical_log_prob(logits, cell))
 
 
 def _take(given: jax.Array | None, forced: jax.Array | None, drawn: jax.Array) -> jax.Array:

@@ -1,10 +1,11 @@
 """The Recurrent Attention Model of Mnih et al. 2014 as one Flax module, built from swappable parts.
 
-The rollout takes pre-drawn `ActionNoise` with time-major leading axes `[T, B]`, so the same module
-gives sampled paths (training, Monte-Carlo evaluation as a `vmap`) and the greedy path
-(`mode_noise`), and a run is a pure function of its inputs. At each glimpse the locator (see
-`policies`) chooses l_t from h_{t-1}; the sample is an action (no gradient flows through it) and
-the glimpse is read at l_t clipped to [-1, 1], while log-probabilities use the unclipped action.
+The rollout takes pre-drawn `ActionNoise` with time-major leading axes `[T, B]` (the scan's own
+layout, in which the noise is drawn: `ram_noise`), so the same module gives sampled paths
+(training, Monte-Carlo evaluation as a `vmap`) and the greedy path (`mode_noise`), and a run is a
+pure function of its inputs. At each glimpse the locator (see `policies`) chooses l_t from h_{t-1};
+the sample is an action (no gradient flows through it) and the glimpse is read at l_t clipped to
+[-1, 1], while log-probabilities use the unclipped action.
 
 Options for RAM's relatives: the classifier after every glimpse (`classify_every_step`); teacher
 forcing (`given_locations` taken by the `forced` examples, whose log-probs are those of the given
@@ -13,6 +14,9 @@ final logits are those of the last step taken); a head predicting each glimpse's
 from the state before it (`predict_gain`, for adaptive stopping as in Harvey et al.); a halting unit
 on the state after each glimpse (`act`, adaptive computation time as in Graves 2016). The stopping
 rules and losses that use them are in `objectives.stopping`.
+
+Every other array the model takes or returns is batch first, `[B, T, ...]`: the scan runs time-major
+inside and its outputs are transposed once, here, so losses and diagnostics take them as they are.
 """
 
 from typing import NamedTuple
@@ -26,22 +30,29 @@ from glimpse_jax.distributions import gaussian_log_prob
 from glimpse_jax.nets import ram_fused
 from glimpse_jax.nets.cores import core_output, make_core
 from glimpse_jax.nets.glimpse_net import GlimpseNetwork
-from glimpse_jax.nets.noise import ActionNoise
+from glimpse_jax.nets.noise import ActionNoise, draw_noise, mode_noise
 from glimpse_jax.nets.policies import LOCATORS, MEAN_ACTIVATIONS, UNIFORM_LOG_PROB, Locator
 from glimpse_jax.nets.retina import RetinaSpec
 from glimpse_jax.nets.settings import settings_of
 
 
 class RAMOutput(NamedTuple):
+  """A RAM rollout, batch first (the scan's time-major outputs transposed once)."""
+
   logits: jax.Array  # [B, C] after the last glimpse taken
-  step_logits: jax.Array | None  # [T, B, C] after every glimpse (None unless classify_every_step)
-  locations: jax.Array  # [T, B, 2] the locations taken (unclipped; the given ones where forced)
-  means: jax.Array  # [T, B, 2] policy means (the grid's expected cell centre)
-  log_probs: jax.Array  # [T, B] log pi(l_t | h_{t-1}) of the locations taken
-  baselines: jax.Array  # [T, B] predicted reward before each location is chosen
-  hidden: jax.Array  # [T, B, D] core outputs after each glimpse (held after a stop)
-  gains: jax.Array | None = None  # [T, B] predicted information gain of glimpse t (predict_gain)
-  halting: jax.Array | None = None  # [T, B] halting probability after glimpse t (act)
+  step_logits: jax.Array | None  # [B, T, C] after every glimpse (None unless classify_every_step)
+  locations: jax.Array  # [B, T, 2] the locations taken (unclipped; the given ones where forced)
+  loc_mean: jax.Array  # [B, T, 2] policy means (the grid's expected cell center)
+  log_probs: jax.Array  # [B, T] log pi(l_t | h_{t-1}) of the locations taken
+  baselines: jax.Array  # [B, T] predicted reward before each location is chosen
+  hidden: jax.Array  # [B, T, D] core outputs after each glimpse (held after a stop)
+  gains: jax.Array | None = None  # [B, T] predicted information gain of glimpse t (predict_gain)
+  halting: jax.Array | None = None  # [B, T] halting probability after glimpse t (act)
+
+
+def _batch_first(a: jax.Array | None) -> jax.Array | None:
+  """A scan's time-major [T, B, ...] output as [B, T, ...]."""
+  return None if a is None else jnp.swapaxes(a, 0, 1)
 
 
 class _GlimpseSettings(nn.Module):
@@ -126,9 +137,12 @@ class RecurrentAttentionModel(_GlimpseSettings):
     Args:
       images: [B, H, W, C].
       noise: `ActionNoise` of [T, B, ...] arrays (`choice` [T, B, grid_size**2] for the grid).
-      given_locations: [T, B, 2] locations the `forced` examples take (teacher forcing).
+      given_locations: [B, T, 2] locations the `forced` examples take (teacher forcing).
       forced: [B] bool, with `given_locations`.
-      step_mask: [T, B], 1 where the step is taken; 0 holds the example's state.
+      step_mask: [B, T], 1 where the step is taken; 0 holds the example's state.
+
+    Returns:
+      `RAMOutput`, batch first.
     """
     if self.locator not in LOCATORS:
       raise ValueError(f'locator must be one of {list(LOCATORS)}, got {self.locator!r}')
@@ -143,12 +157,13 @@ class RecurrentAttentionModel(_GlimpseSettings):
     if (given_locations is None) != (forced is None):
       raise ValueError('given_locations and forced must be passed together')
     if given_locations is not None:
-      chex.assert_shape(given_locations, (num_steps, batch, 2))
+      chex.assert_shape(given_locations, (batch, num_steps, 2))
       chex.assert_shape(forced, (batch,))
       chex.assert_type(forced, bool)
+      given_locations = jnp.swapaxes(given_locations, 0, 1)  # [T, B, 2], the scan's layout
     if step_mask is not None:
-      chex.assert_shape(step_mask, (num_steps, batch))
-      step_mask = step_mask.astype(bool)
+      chex.assert_shape(step_mask, (batch, num_steps))
+      step_mask = step_mask.astype(bool).T  # [T, B]
     if self.fused:
       self._check_fused(given_locations, step_mask)
 
@@ -165,9 +180,9 @@ class RecurrentAttentionModel(_GlimpseSettings):
       h_prev = jnp.concatenate([h0[None], hidden[:-1]], 0)  # [T, B, D]
       read_by_locator = (h_prev if self.policy_gradient_to_core
                          else jax.lax.stop_gradient(h_prev))
-      means = ram_fused.location_mean(step_params, read_by_locator, self.mean_activation)
+      loc_mean = ram_fused.location_mean(step_params, read_by_locator, self.mean_activation)
       log_probs = (jnp.full((num_steps, batch), UNIFORM_LOG_PROB) if self.random_locations
-                   else gaussian_log_prob(locations, means, self.location_std))
+                   else gaussian_log_prob(locations, loc_mean, self.location_std))
     else:
       scan = nn.scan(RAMStep, variable_broadcast='params', split_rngs={'params': False},
                      in_axes=(0, nn.broadcast, nn.broadcast), out_axes=0)(
@@ -175,7 +190,7 @@ class RecurrentAttentionModel(_GlimpseSettings):
       xs = (noise, given_locations, step_mask)
       _, (hidden, action) = scan(carry, xs, images, forced)
       h_prev = jnp.concatenate([h0[None], hidden[:-1]], 0)
-      locations, means, log_probs = action
+      locations, loc_mean, log_probs = action
 
     classifier = nn.Dense(self.num_classes, name='classifier')
     step_logits = classifier(hidden) if self.classify_every_step else None  # [T, B, C]
@@ -192,21 +207,31 @@ class RecurrentAttentionModel(_GlimpseSettings):
       # Graves's halting unit on the state after glimpse t; its gradient reaches the core, as the
       # ponder cost and the halting-weighted output are meant to shape the computation.
       halting = jax.nn.sigmoid(nn.Dense(1, name='halting')(hidden)[..., 0])  # [T, B]
-    out = RAMOutput(logits, step_logits, locations, means, log_probs, baselines, hidden, gains,
-                    halting)
+    out = RAMOutput(logits, *map(_batch_first, (step_logits, locations, loc_mean, log_probs,
+                                                 baselines, hidden, gains, halting)))
     _check_output(out, num_steps, batch, self.num_classes)
     return out
+
+
+def ram_noise(model: RecurrentAttentionModel, num_glimpses: int, batch: int,
+              rng: jax.Array | None = None, samples: tuple[int, ...] = ()) -> ActionNoise:
+  """The noise a RAM rollout of `num_glimpses` glimpses over `batch` images takes, in the scan's
+  layout [*samples, T, B, ...]: drawn from `rng`, or the greedy path's zeros when `rng` is None
+  (`choice` over the grid's cells for the grid locator)."""
+  shape = (*samples, num_glimpses, batch)
+  num_choices = model.grid_size**2 if model.locator == 'grid' else 0
+  return mode_noise(shape, num_choices) if rng is None else draw_noise(rng, shape, num_choices)
 
 
 def _check_output(out: RAMOutput, num_steps: int, batch: int, num_classes: int) -> None:
   chex.assert_shape(out.logits, (batch, num_classes))
   if out.step_logits is not None:
-    chex.assert_shape(out.step_logits, (num_steps, batch, num_classes))
-  chex.assert_shape([out.locations, out.means], (num_steps, batch, 2))
-  chex.assert_shape([out.log_probs, out.baselines], (num_steps, batch))
-  chex.assert_shape(out.hidden, (num_steps, batch, None))
+    chex.assert_shape(out.step_logits, (batch, num_steps, num_classes))
+  chex.assert_shape([out.locations, out.loc_mean], (batch, num_steps, 2))
+  chex.assert_shape([out.log_probs, out.baselines], (batch, num_steps))
+  chex.assert_shape(out.hidden, (batch, num_steps, None))
   for head in (out.gains, out.halting):
     if head is not None:
-      chex.assert_shape(head, (num_steps, batch))
+      chex.assert_shape(head, (batch, num_steps))
       chex.assert_type(head, float)
   chex.assert_type([out.logits, out.locations, out.log_probs, out.baselines], float)

@@ -11,6 +11,7 @@ image's height and width: a glimpse reads the same number of pixels on any canva
 from collections.abc import Sequence
 
 from glimpse_jax.nets.ram import RecurrentAttentionModel
+from glimpse_jax.nets.settings import is_positive_int
 
 
 def _lstm(inputs: int, features: int) -> int:
@@ -33,7 +34,7 @@ def _locator(model: RecurrentAttentionModel) -> int:
     return _lstm(model.core_features, model.locator_features) + model.locator_features * 2
   if model.locator == 'grid':
     cells = model.grid_size**2
-    return model.core_features * cells + cells * 2  # the logits, then the expected cell centre
+    return model.core_features * cells + cells * 2  # the logits, then the expected cell center
   raise ValueError(f"locator must be one of ['grid', 'linear', 'lstm'], got {model.locator!r}")
 
 
@@ -41,7 +42,7 @@ def ram_multiply_adds(model: RecurrentAttentionModel, channels: int, num_glimpse
   """Multiply-adds of one rollout (greedy or sampled) of `num_glimpses` glimpses on one image of
   `channels` channels (see the module doc for what is counted)."""
   for name, value in (('channels', channels), ('num_glimpses', num_glimpses)):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_positive_int(value):
       raise ValueError(f'{name} must be an integer >= 1, got {value!r}')
   patch = model.retina.num_scales * model.retina.size**2 * channels
   glimpse = (patch * model.what_features + 2 * model.where_features

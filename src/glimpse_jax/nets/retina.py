@@ -9,6 +9,7 @@ import dataclasses
 import jax
 
 from glimpse_jax import glimpse
+from glimpse_jax.nets.settings import is_positive_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +23,7 @@ class RetinaSpec:
   def __post_init__(self):
     for name in ('size', 'num_scales', 'scale_factor'):
       value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      if not is_positive_int(value):
         raise ValueError(f'retina {name} must be an integer >= 1, got {value!r}')
 
   def read(self, images: jax.Array, locs: jax.Array) -> jax.Array:

@@ -9,9 +9,10 @@ only steers where they land. The inference network q(a_t | a_<t, x, y) reads the
 constant) and the one-hot label and proposes actions during training.
 
 The rollout is a pure function of pre-drawn `ActionNoise` for K samples per image (`choice` is the
-scale's Gumbel noise): every array it takes and returns is indexed [K, B, T, ...] (sample, example,
-glimpse). Sampled actions carry no gradient; both log p and log q are evaluated at the sample the
-proposal drew.
+scale's Gumbel noise), drawn [K, B, T, ...] (sample, example, glimpse). Every array it returns is
+batch first, [B, K, T, ...] (example, sample, glimpse): the scan runs time-major inside and its
+outputs are transposed once, here. Sampled actions carry no gradient; both log p and log q are
+evaluated at the sample the proposal drew.
 
 With `fused=True` the rollout's recurrence runs through `ws_ram_fused` (batched weight gradients,
 the policies applied once over every glimpse after it), which computes the same values and
@@ -40,26 +41,35 @@ CENTROID_SHRINK = 0.95
 
 
 class WSRAMOutput(NamedTuple):
-  class_log_probs: jax.Array  # [K, B, C] log p(y | a, x) for every class y
-  log_prior: jax.Array  # [K, B, T] log p(a_t | a_<t, x) at the drawn actions
-  log_q: jax.Array | None  # [K, B, T] log q(a_t | a_<t, x, y), None without labels
-  log_proposal: jax.Array  # [K, B, T] log of the (tempered) density the actions were drawn from
-  prior: ActionDist  # [K, B, T, ...] the prior policy at each glimpse
-  q: ActionDist | None  # [K, B, T, ...] the inference network, None without labels
-  locations: jax.Array  # [K, B, T, 2] drawn, unclipped (the glimpse reads them clipped)
-  scales: jax.Array  # [K, B, T] int32 drawn scale indices
+  """K rollouts per image, batch first (the scan's time-major outputs transposed once)."""
+
+  class_log_probs: jax.Array  # [B, K, C] log p(y | a, x) for every class y
+  log_prior: jax.Array  # [B, K, T] log p(a_t | a_<t, x) at the drawn actions
+  log_q: jax.Array | None  # [B, K, T] log q(a_t | a_<t, x, y), None without labels
+  log_proposal: jax.Array  # [B, K, T] log of the (tempered) density the actions were drawn from
+  prior: ActionDist  # [B, K, T, ...] the prior policy at each glimpse
+  q: ActionDist | None  # [B, K, T, ...] the inference network, None without labels
+  locations: jax.Array  # [B, K, T, 2] drawn, unclipped (the glimpse reads them clipped)
+  scales: jax.Array  # [B, K, T] int32 drawn scale indices
   baseline: jax.Array  # [B] b(x) from the initial top-layer state (VAR's control variate)
-  bottom: jax.Array  # [K, B, T, D1] bottom-layer states after each glimpse
-  top: jax.Array  # [K, B, T, D2] top-layer states after each glimpse
+  bottom: jax.Array  # [B, K, T, D1] bottom-layer states after each glimpse
+  top: jax.Array  # [B, K, T, D2] top-layer states after each glimpse
+
+
+def _batch_first(out: WSRAMOutput) -> WSRAMOutput:
+  """The rollout's [K, B, ...] arrays as [B, K, ...] (`baseline` is [B] already)."""
+  swap = lambda a: jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), a)
+  return WSRAMOutput(*(value if name == 'baseline' else swap(value)
+                       for name, value in zip(WSRAMOutput._fields, out)))
 
 
 def intensity_centroid(images: jax.Array) -> jax.Array:
   """The intensity-weighted mean location (x, y) in [-1, 1] of images [B, H, W, C]: [B, 2];
-  the centre (0, 0) for a blank image."""
+  the center (0, 0) for a blank image."""
   height, width = images.shape[1:3]
   mass = images.astype(jnp.float32).sum(-1)  # [B, H, W]
   total = mass.sum((1, 2))[:, None]  # [B, 1]
-  column = jnp.einsum('bhw,w->b', mass, jnp.arange(width) + 0.5)  # pixel centres
+  column = jnp.einsum('bhw,w->b', mass, jnp.arange(width) + 0.5)  # pixel centers
   row = jnp.einsum('bhw,h->b', mass, jnp.arange(height) + 0.5)
   pixel = jnp.stack([column, row], -1) / jnp.maximum(total, 1e-12)  # [B, 2] (column, row)
   pixel = jnp.where(total > 0, pixel, jnp.array([width / 2, height / 2]))
@@ -135,7 +145,7 @@ class WakeSleepRAM(_StepSettings):
       the glimpse network, and the policy alone trains the top layer and the context network.
     fused: run the rollout through `ws_ram_fused` (same values and gradients, faster updates).
     initial_location: where the policies' first glimpse starts: 'policy' (the paper's: the mean
-      is tanh(Linear(h_0)), near the centre for every image at initialisation) or 'centroid'
+      is tanh(Linear(h_0)), near the center for every image at initialisation) or 'centroid'
       (the image's intensity centroid c(x) enters the first mean of the prior and of q as an
       offset, tanh(Linear(h_0) + artanh(CENTROID_SHRINK * c(x))): at initialisation, where
       Linear(h_0) is small, the first glimpse starts near the ink; the policies still learn to
@@ -158,6 +168,9 @@ class WakeSleepRAM(_StepSettings):
       labels: [B] int class labels; q runs only when they are given (and `init` needs them).
       proposal: 'prior' (p proposes) or 'q' (the inference network proposes; needs labels).
       temperature: sample from the proposal's p^(1/T); 1 for the proposal itself.
+
+    Returns:
+      `WSRAMOutput`, batch first: [B, K, T, ...].
     """
     if proposal not in PROPOSALS:
       raise ValueError(f'proposal must be one of {PROPOSALS}, got {proposal!r}')
@@ -192,8 +205,9 @@ class WakeSleepRAM(_StepSettings):
     outputs = jax.tree.map(lambda a: jnp.moveaxis(a, 0, 2), outputs)  # [K, B, T, ...]
     log_prior, log_q, log_proposal, prior, q, locations, scales, bottoms, tops = outputs
     logits = nn.Dense(self.num_classes, name='classifier')(bottoms[:, :, -1])  # [K, B, C]
-    return WSRAMOutput(jax.nn.log_softmax(logits, -1), log_prior, log_q, log_proposal, prior, q,
-                       locations, scales, baseline, bottoms, tops)
+    return _batch_first(WSRAMOutput(jax.nn.log_softmax(logits, -1), log_prior, log_q,
+                                    log_proposal, prior, q, locations, scales, baseline, bottoms,
+                                    tops))
 
   def _mean_offsets(self, images, num_glimpses):
     """The location means' pre-tanh offsets per glimpse [T, 1, B, 2] (`initial_location`)."""

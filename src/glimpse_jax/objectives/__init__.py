@@ -15,7 +15,8 @@ from glimpse_jax.objectives.exploration import (
     temper_logits,
     temper_std,
 )
-from glimpse_jax.objectives.ram import REWARDS, classification_rewards, ram_loss
+from glimpse_jax.objectives.ram import (REWARDS, classification_rewards, loss_metrics, ram_loss,
+                                        rollout_loss)
 from glimpse_jax.objectives.reinforce import (
     baseline_loss,
     final_rewards,
@@ -43,6 +44,7 @@ from glimpse_jax.objectives.stopping import (
     stopping_curve,
 )
 from glimpse_jax.objectives.wake_sleep import (
+    METHODS,
     importance_diagnostics,
     method_surrogate,
     var_loss,

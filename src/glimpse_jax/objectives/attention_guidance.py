@@ -16,11 +16,11 @@ def safe_norm(x: jax.Array) -> jax.Array:
 
 def heuristic_loss(center: jax.Array, read_center_t: jax.Array, decoder_t: jax.Array,
                    l1_weight: float = 0.001) -> jax.Array:
-  """`sum_t ||x_dig - x_att_t||_2 + l1_weight ||h_dec_t||_1`: look at the digit's centre.
+  """`sum_t ||x_dig - x_att_t||_2 + l1_weight ||h_dec_t||_1`: look at the digit's center.
 
   Args:
-    center: `[2]` the digit's centre `(x, y)` (location convention).
-    read_center_t: `[T, 2]` the read grid's centre at each step, same convention.
+    center: `[2]` the digit's center `(x, y)` (location convention).
+    read_center_t: `[T, 2]` the read grid's center at each step, same convention.
     decoder_t: `[T, hidden]` the decoder outputs `h_dec_t`.
     l1_weight: weight of the L1 penalty on the decoder outputs (0.001 in the paper).
 

@@ -84,7 +84,7 @@ def location_coverage_loss(locations: jax.Array, grid_size: int = 4,
   """KL of a soft histogram of locations over a grid_size x grid_size grid to uniform: [N, 2] -> [].
 
   Each location is shared among the cells in proportion to a Gaussian kernel of width `bandwidth`
-  (default: half a cell) around the cell centres, so the loss is smooth in the locations; pass the
+  (default: half a cell) around the cell centers, so the loss is smooth in the locations; pass the
   policy's mean locations for the gradient to reach the policy.
 
   Returns:
@@ -97,9 +97,9 @@ def location_coverage_loss(locations: jax.Array, grid_size: int = 4,
     raise ValueError(f'grid_size must be >= 1, got {grid_size}')
   bandwidth = 1.0 / grid_size if bandwidth is None else bandwidth
   _check_positive('bandwidth', bandwidth)
-  ticks = (2.0 * jnp.arange(grid_size) + 1.0) / grid_size - 1.0  # [G] cell centres
-  centres = jnp.stack(jnp.meshgrid(ticks, ticks, indexing='ij'), axis=-1).reshape(-1, 2)  # [G^2, 2]
-  sq_dist = jnp.sum((locations[:, None, :] - centres[None, :, :])**2, axis=-1)  # [N, G^2]
+  ticks = (2.0 * jnp.arange(grid_size) + 1.0) / grid_size - 1.0  # [G] cell centers
+  centers = jnp.stack(jnp.meshgrid(ticks, ticks, indexing='ij'), axis=-1).reshape(-1, 2)  # [G^2, 2]
+  sq_dist = jnp.sum((locations[:, None, :] - centers[None, :, :])**2, axis=-1)  # [N, G^2]
   assignment = jax.nn.softmax(-sq_dist / (2.0 * bandwidth**2), axis=-1)  # [N, G^2]
   return _kl_to_uniform(jnp.mean(assignment, axis=0))
 

@@ -2,8 +2,8 @@
 and an optional supervised location term (Mnih et al. 2014; per-step rewards as in Brooks et al.,
 partial supervision and stopping as in Harvey et al.).
 
-Per-example layout: arrays are [B, ...] with a trailing time axis T (a model's time-major outputs
-are transposed by the caller). A `reward_bonus` (e.g. `reward_shaping`'s) joins the rewards before
+Per-example layout: arrays are batch first, [B, ...] with a trailing time axis T, as the models
+return them. A `reward_bonus` (e.g. `reward_shaping`'s) joins the rewards before
 the returns-to-go. The defaults are RAM's: reward 1 for a correct final class at the
 last step, undiscounted, so every step's return is that reward.
 """
@@ -39,6 +39,19 @@ def classification_rewards(correct: jax.Array, scheme: str,
     return correct * taken
   previous = jnp.pad(correct[:, :-1], ((0, 0), (1, 0)))
   return (correct - previous) * taken
+
+
+def rollout_loss(out, labels: jax.Array, **kwargs) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """`ram_loss` of a RAM rollout `out` (`logits` [B, C], `log_probs` and `baselines` [B, T], as
+  `nets.RAMOutput` holds them); `kwargs` are `ram_loss`'s options."""
+  return ram_loss(out.logits, labels, out.log_probs, out.baselines, **kwargs)
+
+
+def loss_metrics(terms: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """The batch means a RAM update logs from `ram_loss`'s terms: nll, reinforce, baseline_mse and
+  the training error."""
+  return {'nll': terms['nll'].mean(), 'reinforce': terms['reinforce'].mean(),
+          'baseline_mse': terms['baseline_mse'].mean(), 'error': 1.0 - terms['correct'].mean()}
 
 
 def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:

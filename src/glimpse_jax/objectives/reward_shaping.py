@@ -15,7 +15,7 @@ caller treats them as constants (no gradient flows through them into the classif
   output's, std_c(O_t) / std_max with std_max = sqrt(C - 1) / C: 0 for the uniform output, 1 for a
   one-hot one (`output_std`). The paper rewards a low spread. Two bonuses (`SPREAD_FORMS`):
   - 'paper': -weight * std_c(O_t) / std_max, in [-weight, 0]: the paper's sign (a low spread, i.e.
-    an output near uniform, is rewarded) and centred (0 for the uniform output, no constant);
+    an output near uniform, is rewarded) and centered (0 for the uniform output, no constant);
   - 'confidence': -weight * (1 - std_c(O_t) / std_max) = weight * std_c / std_max - weight, our
     earlier reading: it rewards a high spread (a confident output) and costs a constant -weight
     per glimpse (-weight * T per episode before anything is learnt). `output_spread` is

@@ -3,7 +3,7 @@
 computation time (Graves 2016, "Adaptive Computation Time for Recurrent Neural Networks").
 
 Per-example layout as in `objectives.ram`: `step_logits [B, T, C]` are the class logits after
-glimpse t = 1..T (a model's time-major outputs are transposed by the caller); `steps [B]` count the
+glimpse t = 1..T (the models' outputs are batch first); `steps [B]` count the
 glimpses taken, 1..T.
 
 - Information gain of glimpse t: H_{t-1} - H_t, H_t the entropy of the classifier's posterior after

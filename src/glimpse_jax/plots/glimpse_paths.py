@@ -48,15 +48,15 @@ def plot_glimpse_paths(images, locations, *, glimpse_size, num_scales, scale_fac
 
   Args:
     images: [N, H, W, C] in [0, 1].
-    locations: [T, N, 2] glimpse centres in the (x, y) in [-1, 1] convention.
+    locations: [N, T, 2] glimpse centers in the (x, y) in [-1, 1] convention.
     glimpse_size, num_scales, scale_factor: the retina that read them.
     labels, predictions: optional [N] integers for the titles.
-    scales: optional [T, N] scale each glimpse read (a model that chooses one scale per glimpse);
+    scales: optional [N, T] scale each glimpse read (a model that chooses one scale per glimpse);
       None: every scale was read.
     path: where the PNG goes.
   """
-  images, locations = np.asarray(images), np.asarray(locations)
-  scales = None if scales is None else np.asarray(scales)
+  images, locations = np.asarray(images), np.swapaxes(np.asarray(locations), 0, 1)  # [T, N, 2]
+  scales = None if scales is None else np.asarray(scales).T  # [T, N]
   num_steps, count = locations.shape[:2]
   height, width = images.shape[1:3]
   fig = Figure(figsize=(2.2 * count, 2.4))  # no pyplot: leaves a notebook's backend alone
@@ -83,10 +83,10 @@ def plot_glimpse_sequence(images, locations, *, glimpse_size, num_scales, scale_
   """Saves one row per image and one column per glimpse, in order: column t shows glimpse t's
   retina boxes (one colour per scale) over the path of the glimpses before it.
 
-  Args are those of `plot_glimpse_paths`: images [N, H, W, C] in [0, 1], locations [T, N, 2] in
+  Args are those of `plot_glimpse_paths`: images [N, H, W, C] in [0, 1], locations [N, T, 2] in
   the (x, y) in [-1, 1] convention, the retina, optional [N] labels and predictions, the PNG path.
   """
-  images, locations = np.asarray(images), np.asarray(locations)
+  images, locations = np.asarray(images), np.swapaxes(np.asarray(locations), 0, 1)  # [T, N, 2]
   num_steps, count = locations.shape[:2]
   if images.shape[0] != count:
     raise ValueError(f'locations are for {count} images, got {images.shape[0]}')
