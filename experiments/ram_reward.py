@@ -36,7 +36,9 @@ Setting (ours): 28x28 MNIST (CIFAR-10: 32x32x3), 6 glimpses of one 8x8 patch, ba
 1e-3 with a constant rate (the Torch RAM's rate barely decays over 20 epochs; a decaying one would
 hide a late collapse). The classifier runs after every glimpse; its NLL averages over the glimpses.
 The rewards enter returns-to-go against a baseline read from the core state (RAM's). The policy
-gradient reaches the core (`model.policy_gradient_to_core`, as in the Torch RAM).
+gradient reaches the core (`model.policy_gradient_to_core`, as in the Torch RAM) and the REINFORCE
+term is averaged over the glimpses (`loss.reinforce_time_average`, RAM's default; summed, its push
+on the core grows with T and parked the location means at the canvas edge).
 
 Paper setup (`*_paper`, PAPER_SETUP): the Torch RAM's choices the paper built on, as options of
 the same parts. SGD at 0.01 with momentum 0.9 damped by 0.9 (dpnn's default: v <- 0.9 v + 0.1 g),
@@ -44,7 +46,8 @@ i.e. optax's momentum SGD at 1e-3 (`optimizer.name=momentum`, `optimizer.learnin
 0.01 there is the undamped reading, 10x larger steps), batch 32, HardTanh on the location mean
 (`model.mean_activation=hardtanh`) and on the sample: every variant's glimpse reads the sample
 clipped to [-1, 1] while its log-probability is the unclipped sample's, which is what the Torch
-RAM's ReinforceNormal followed by HardTanh does. One total reward per episode
+RAM's ReinforceNormal followed by HardTanh does. REINFORCE summed over the glimpses
+(`loss.reinforce_time_average=False`). One total reward per episode
 (`loss.returns=total`: the bonuses are summed into the last glimpse, so with the 'final' reward and
 no discount every step's return is the episode's total R) against a single learned scalar
 baseline (`loss.baseline=scalar`: the baseline head's bias alone, not a function of the state;
@@ -149,6 +152,7 @@ PAPER_SETUP = {
     'optimizer.momentum': 0.9,
     'model.mean_activation': 'hardtanh',
     'loss.returns': 'total', 'loss.baseline': 'scalar', 'loss.nll_steps': 'last',
+    'loss.reinforce_time_average': False,  # the Torch RAM sums REINFORCE over the glimpses
 }
 RETURNS = ('to_go', 'total')
 BASELINES = ('state', 'scalar')
@@ -210,7 +214,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss = ml_collections.ConfigDict(dict(
       reward='final', output_change_weight=0.0, spread_weight=0.0, change_space='probs',
       spread_form='paper', discount=1.0, reinforce_weight=1.0, baseline_weight=1.0,
-      reinforce_time_average=False, returns='to_go', baseline='state', nll_steps='all'))
+      reinforce_time_average=True, returns='to_go', baseline='state', nll_steps='all'))
   config.loss.update(REWARD_VARIANTS[reward])
   if paper:
     for field, value in PAPER_SETUP.items():
