@@ -54,6 +54,7 @@ Choices where the paper leaves freedom (it uses CelebA-HQ and a pre-trained comp
   glimpse whose predicted gain falls below the threshold (`stopping.thresholds`).
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -72,11 +73,24 @@ from glimpse_jax.nets.glimpse_posterior import AttentionalPosterior
 from glimpse_jax.reports import papers
 
 PARTS = ('posterior', 'completion', 'sequences', 'ram')
+
+
+@dataclasses.dataclass(frozen=True)
+class Supervision:
+  """A supervised variant's `loss.supervision_reduction`, `loss.supervision_weight` and
+  `supervision.targets`."""
+
+  reduction: str
+  weight: float
+  targets: str
+
+
 # supervised: w = 1, batch mean; _w8: w = 8; _sum: the authors' batch sum (w = 64 per example at
 # batch 64); _center: digit-center targets at the authors' strength.
-SUPERVISED = {'supervised': ('mean', 1.0, 'designed'), 'supervised_w8': ('mean', 8.0, 'designed'),
-              'supervised_sum': ('sum', 1.0, 'designed'),
-              'supervised_center': ('sum', 1.0, 'digit_center')}
+SUPERVISED = {'supervised': Supervision('mean', 1.0, 'designed'),
+              'supervised_w8': Supervision('mean', 8.0, 'designed'),
+              'supervised_sum': Supervision('sum', 1.0, 'designed'),
+              'supervised_center': Supervision('sum', 1.0, 'digit_center')}
 _METHODS = ('sequences', *SUPERVISED, 'unsupervised', 'stopping', 'act', 'smoke')
 REDUCTIONS = ('mean', 'sum')
 ACT_PONDER_WEIGHTS = (0.01, 0.05, 0.1, 0.2, 0.5, 1.0)  # the sweep of `act`'s loss.ponder_weight
@@ -198,9 +212,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   else:
     config = _ram(False, source, supervised=method != 'unsupervised')
     if method in SUPERVISED:
-      reduction, weight, targets = SUPERVISED[method]
-      config.loss.update(supervision_reduction=reduction, supervision_weight=weight)
-      config.supervision.targets = targets
+      supervision = SUPERVISED[method]
+      config.loss.update(supervision_reduction=supervision.reduction,
+                         supervision_weight=supervision.weight)
+      config.supervision.targets = supervision.targets
     if method == 'stopping':
       config.model.update(classify_every_step=True, predict_gain=True)
     elif method == 'act':

@@ -233,32 +233,54 @@ ROWS = {name: settings(accuracy=papers.VARIANT_MNIST[name].accuracy)
         for name, settings in _ROW_SETTINGS.items()}
 # Steps from our earlier cluttered CNN rows (wedge placement, no normalisation layer, the
 # attention CNN's flattened head) to the paper rows above, one change at a time, so the report can
-# say what each closes: variant -> (paper row, dataset, model fields). Not the paper's rows.
+# say what each closes. Not the paper's rows.
+@dataclasses.dataclass(frozen=True)
+class Ablation:
+  """A step towards a paper row: the row, the dataset (a key of DATASETS) and model fields."""
+
+  row: str
+  dataset: str
+  options: tuple[tuple[str, object], ...]
+
+
 _PLAIN_ATTENTION = (('head', 'flatten'), ('hidden', SelfAttentionCNN.hidden),
                     ('layer_norm', False), ('dropout', 0.0))
 ABLATIONS = {
-    'cnn_cluttered_wedge_plain': ('cnn_cluttered', 'cluttered_wedge',
-                                  (('layer_norm', False), ('dropout', 0.0))),
-    'cnn_cluttered_plain': ('cnn_cluttered', 'cluttered', (('layer_norm', False), ('dropout', 0.0))),
-    'cnn_cluttered_dropout': ('cnn_cluttered', 'cluttered', (('layer_norm', False), ('dropout', 0.5))),
-    'cnn_cluttered_wedge': ('cnn_cluttered', 'cluttered_wedge', _SIMPLE),
-    'attention_cnn_cluttered_wedge_plain': ('attention_cnn_cluttered', 'cluttered_wedge',
-                                            _PLAIN_ATTENTION),
-    'attention_cnn_cluttered_plain': ('attention_cnn_cluttered', 'cluttered', _PLAIN_ATTENTION),
-    'attention_cnn_cluttered_dropout': ('attention_cnn_cluttered', 'cluttered',
-                                        (*_PLAIN_ATTENTION[:3], ('dropout', 0.5))),
-    'attention_cnn_cluttered_weighted': ('attention_cnn_cluttered', 'cluttered',
-                                         (*_ATTENTION[:2], ('layer_norm', False),
-                                          ('dropout', 0.5))),
-    'attention_cnn_cluttered_wedge': ('attention_cnn_cluttered', 'cluttered_wedge', _ATTENTION),
+    'cnn_cluttered_wedge_plain': Ablation('cnn_cluttered', 'cluttered_wedge',
+                                          (('layer_norm', False), ('dropout', 0.0))),
+    'cnn_cluttered_plain': Ablation('cnn_cluttered', 'cluttered',
+                                    (('layer_norm', False), ('dropout', 0.0))),
+    'cnn_cluttered_dropout': Ablation('cnn_cluttered', 'cluttered',
+                                      (('layer_norm', False), ('dropout', 0.5))),
+    'cnn_cluttered_wedge': Ablation('cnn_cluttered', 'cluttered_wedge', _SIMPLE),
+    'attention_cnn_cluttered_wedge_plain': Ablation('attention_cnn_cluttered', 'cluttered_wedge',
+                                                    _PLAIN_ATTENTION),
+    'attention_cnn_cluttered_plain': Ablation('attention_cnn_cluttered', 'cluttered',
+                                              _PLAIN_ATTENTION),
+    'attention_cnn_cluttered_dropout': Ablation('attention_cnn_cluttered', 'cluttered',
+                                                (*_PLAIN_ATTENTION[:3], ('dropout', 0.5))),
+    'attention_cnn_cluttered_weighted': Ablation('attention_cnn_cluttered', 'cluttered',
+                                                 (*_ATTENTION[:2], ('layer_norm', False),
+                                                  ('dropout', 0.5))),
+    'attention_cnn_cluttered_wedge': Ablation('attention_cnn_cluttered', 'cluttered_wedge',
+                                              _ATTENTION),
 }
-# smoke variant: (the row it shortens, its shared fields); the CNNs' batches of 32 see 6,400
-# canvases in 200 updates, as fast as 50 batches of 128 on a CPU.
+
+
+@dataclasses.dataclass(frozen=True)
+class Smoke:
+  """A smoke variant: the row it shortens and its top-level config fields."""
+
+  row: str
+  fields: dict[str, int]
+
+
+# The CNNs' batches of 32 see 6,400 canvases in 200 updates, as fast as 50 batches of 128 on a CPU.
 SMOKES = {
-    'ram_smoke': ('ram_cluttered_g4', dict(num_steps=2_340, eval_every=1_170, batch_size=128)),
-    'cnn_smoke': ('cnn_cluttered', dict(num_steps=200, eval_every=100, batch_size=32)),
-    'attention_cnn_smoke': ('attention_cnn_cluttered',
-                            dict(num_steps=200, eval_every=100, batch_size=32)),
+    'ram_smoke': Smoke('ram_cluttered_g4', dict(num_steps=2_340, eval_every=1_170, batch_size=128)),
+    'cnn_smoke': Smoke('cnn_cluttered', dict(num_steps=200, eval_every=100, batch_size=32)),
+    'attention_cnn_smoke': Smoke('attention_cnn_cluttered',
+                                 dict(num_steps=200, eval_every=100, batch_size=32)),
 }
 _RAM_ROWS = tuple(name for name, row in ROWS.items() if row.model == 'ram')
 VARIANTS = (*SMOKES, *ROWS, *(f'{name}_paper' for name in _RAM_ROWS), *ABLATIONS)
@@ -318,12 +340,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   name = variant.removesuffix('_paper')
   smoke = SMOKES.get(name)
   ablation = ABLATIONS.get(name)
-  row = ROWS[smoke[0] if smoke else ablation[0] if ablation else name]
+  row = ROWS[smoke.row if smoke else ablation.row if ablation else name]
 
   config = train.base_config()
   config.experiment = 'variant_mnist'
   config.dataset.placement = config_dict.placeholder(str)  # None: the dataset name's own
-  config.dataset.update(DATASETS[ablation[1] if ablation else row.dataset])
+  config.dataset.update(DATASETS[ablation.dataset if ablation else row.dataset])
   config.batch_size = 32 if row.protocol == 'torch_ram' else 128
   if row.model != 'ram':
     epochs = _CNN_EPOCHS
@@ -338,13 +360,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   epoch = epoch_steps(config.dataset, config.batch_size)
   config.log_every = max(1, min(100, epoch, epoch * epochs // 10))
   if smoke:
-    config.update(smoke[1])
+    config.update(smoke.fields)
     config.checkpoint_every = 0
     config.log_every = max(1, min(100, config.eval_every, config.num_steps // 10))
   config.eval.splits = ('validation', 'test')
   opt_name, rate = row.optimizer
   config.optimizer.update(name=opt_name, learning_rate=rate, schedule='constant')
-  config.model = _model_config(row, ablation[2] if ablation else None)
+  config.model = _model_config(row, ablation.options if ablation else None)
   if row.protocol == 'torch_ram':
     # The 2018 PyTorch RAM: SGD with momentum 0.5, batch 32, 200 epochs, the rate divided by 10
     # when the validation loss (here the greedy path's NLL) has not improved for the patience.

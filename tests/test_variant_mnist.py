@@ -92,7 +92,8 @@ def test_fields_counted_in_epochs_follow_the_batch_size(name, epoch):
 
 
 def test_ablations_change_one_setting_of_their_paper_row_at_a_time():
-  for name, (base, dataset, options) in variant_mnist.ABLATIONS.items():
+  for name, ablation in variant_mnist.ABLATIONS.items():
+    base, dataset, options = ablation.row, ablation.dataset, ablation.options
     config, paper = variant_mnist.get_config(name), variant_mnist.get_config(base)
     variant_mnist.validate(config)
     assert config.paper.row == '' and config.dataset.placement == (

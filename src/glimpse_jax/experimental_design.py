@@ -20,13 +20,13 @@ import jax.numpy as jnp
 from glimpse_jax.distributions import categorical_entropy
 from glimpse_jax.objectives import stop_steps
 
-# read(image [H, W, C], loc [2]) -> patches [S, h, w, C] (the retina)
+# read(image [H, W, C], location [2]) -> patches [S, h, w, C] (the retina)
 Read = Callable[[jax.Array, jax.Array], jax.Array]
-# embed(patches [..., S, h, w, C], locs [..., 2]) -> [..., F]
+# embed(patches [..., S, h, w, C], locations [..., 2]) -> [..., F]
 Embed = Callable[[jax.Array, jax.Array], jax.Array]
 # classify(pooled sum [..., F], count [...]) -> logits [..., K]
 Classify = Callable[[jax.Array, jax.Array], jax.Array]
-# complete(images [B, H, W, C], locs [B, T, 2], taken [B, T], rng) -> completions [B, S, H, W, C]
+# complete(images [B, H, W, C], locations [B, T, 2], taken [B, T], rng) -> [B, S, H, W, C]
 Complete = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
@@ -57,8 +57,8 @@ def expected_posterior_entropy(read: Read, embed: Embed, classify: Classify,
   """
   chex.assert_rank([pooled_sum, count, completions, candidates], [1, 0, 4, 2])
   patches = jax.vmap(jax.vmap(read, (None, 0)), (0, None))(completions, candidates)  # [S, N, ...]
-  locs = jnp.broadcast_to(candidates, (completions.shape[0], *candidates.shape))  # [S, N, 2]
-  embedded = embed(patches, locs)  # [S, N, F]
+  locations = jnp.broadcast_to(candidates, (completions.shape[0], *candidates.shape))  # [S, N, 2]
+  embedded = embed(patches, locations)  # [S, N, F]
   logits = classify(pooled_sum + embedded, jnp.broadcast_to(count + 1.0, embedded.shape[:-1]))
   return categorical_entropy(logits).mean(0)  # [N]
 
@@ -82,20 +82,21 @@ def greedy_sequences(images: jax.Array, rng: jax.Array, candidates: jax.Array, n
       read, embed, classify, pooled, count, completions, candidates)
 
   def step(carry, t):
-    pooled, locs, taken, visited, before = carry  # [B, F], [B, T, 2], [B, T], [B, N], [B]
+    pooled, locations, taken, visited, before = carry  # [B, F], [B, T, 2], [B, T], [B, N], [B]
     count = taken.sum(-1)  # [B]
-    completions = complete(images, locs, taken, jax.random.fold_in(rng, t))  # [B, S, H, W, C]
+    completions = complete(images, locations, taken, jax.random.fold_in(rng, t))  # [B, S, H, W, C]
     epe = jax.vmap(epe_one)(pooled, count, completions)  # [B, N]
     cell = jnp.argmin(jnp.where(visited, jnp.inf, epe), -1).astype(jnp.int32)  # [B]
     gain = before - jnp.take_along_axis(epe, cell[:, None], -1)[:, 0]  # [B]
     visited = visited.at[jnp.arange(batch), cell].set(True)
-    loc = candidates[cell]  # [B, 2]
-    pooled = pooled + embed(jax.vmap(read)(images, loc), loc)  # [B, F]
-    locs = locs.at[:, t].set(loc)
+    location = candidates[cell]  # [B, 2]
+    pooled = pooled + embed(jax.vmap(read)(images, location), location)  # [B, F]
+    locations = locations.at[:, t].set(location)
     taken = taken.at[:, t].set(1.0)
     logits = classify(pooled, count + 1.0)  # [B, K]
     entropy = categorical_entropy(logits)  # [B]
-    return (pooled, locs, taken, visited, entropy), (loc, cell, epe, entropy, gain, logits)
+    return ((pooled, locations, taken, visited, entropy),
+            (location, cell, epe, entropy, gain, logits))
 
   # The embedding's width, from shapes alone (nothing is computed).
   width = jax.eval_shape(lambda: embed(jax.vmap(read)(images[:1], candidates[:1]),
@@ -106,11 +107,11 @@ def greedy_sequences(images: jax.Array, rng: jax.Array, candidates: jax.Array, n
   prior = categorical_entropy(classify(jnp.zeros((batch, width)), jnp.zeros((batch,))))  # H_0
   init = (jnp.zeros((batch, width)), jnp.zeros((batch, num_steps, 2)),
           jnp.zeros((batch, num_steps)), jnp.zeros((batch, candidates.shape[0]), bool), prior)
-  (pooled, _, taken, _, _), (locs, cells, epe, entropy, gain, step_logits) = jax.lax.scan(
+  (pooled, _, taken, _, _), (locations, cells, epe, entropy, gain, step_logits) = jax.lax.scan(
       step, init, jnp.arange(num_steps))
   logits = classify(pooled, taken.sum(-1))
   swap = lambda x: jnp.swapaxes(x, 0, 1)
-  return Sequences(swap(locs), swap(cells), swap(epe), swap(entropy), logits, swap(gain),
+  return Sequences(swap(locations), swap(cells), swap(epe), swap(entropy), logits, swap(gain),
                    swap(step_logits))
 
 

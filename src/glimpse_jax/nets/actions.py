@@ -43,13 +43,13 @@ class ActionDist(NamedTuple):
     Returns:
       (location [..., 2] unclipped, scale [...] int32).
     """
-    loc = self.loc_mean + jnp.exp(self.loc_log_std) * loc_noise
+    location = self.loc_mean + jnp.exp(self.loc_log_std) * loc_noise
     scale = jnp.argmax(self.scale_logits + scale_noise, axis=-1).astype(jnp.int32)
-    return jax.lax.stop_gradient(loc), scale
+    return jax.lax.stop_gradient(location), scale
 
-  def log_prob(self, loc: jax.Array, scale: jax.Array) -> jax.Array:
-    """log N(loc; mean, std^2) + log Cat(scale; softmax(logits)): [..., 2], [...] -> [...]."""
-    return (gaussian_log_prob(loc, self.loc_mean, jnp.exp(self.loc_log_std))
+  def log_prob(self, location: jax.Array, scale: jax.Array) -> jax.Array:
+    """log N(location; mean, std^2) + log Cat(scale; softmax(logits)): [..., 2], [...] -> [...]."""
+    return (gaussian_log_prob(location, self.loc_mean, jnp.exp(self.loc_log_std))
             + categorical_log_prob(self.scale_logits, scale))
 
 

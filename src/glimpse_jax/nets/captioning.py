@@ -101,7 +101,7 @@ def read_window(feature_map: jax.Array, locations: jax.Array, size: int) -> jax.
   Returns:
     [K, B, size * size * C].
   """
-  one = lambda fmap, loc: glimpse.retina(fmap, loc, size=size, num_scales=1)[0]
+  one = lambda fmap, location: glimpse.retina(fmap, location, size=size, num_scales=1)[0]
   per_example = jax.vmap(one)  # over B
   windows = jax.vmap(per_example, in_axes=(None, 0))(feature_map, locations)  # [K, B, s, s, C]
   return windows.reshape(*windows.shape[:2], -1)
@@ -131,8 +131,8 @@ class CaptionStep(_Settings):
       q = head('inference', self.inference_features)(
           jnp.concatenate([jax.lax.stop_gradient(state), target_code], -1))
     acting = (q if self.proposal == 'q' else prior).temper(self.temperature)
-    loc, layer = acting.sample(noise_t.location, noise_t.choice)  # [K, B, 2], [K, B]
-    seen = jnp.clip(loc, -1.0, 1.0)
+    location, layer = acting.sample(noise_t.location, noise_t.choice)  # [K, B, 2], [K, B]
+    seen = jnp.clip(location, -1.0, 1.0)
     reads = jnp.stack([
         nn.Dense(self.read_features, name=f'read{l}')(read_window(fmap, seen, self.window))
         for l, fmap in enumerate(maps)], axis=-2)  # [K, B, L, F]
@@ -141,9 +141,9 @@ class CaptionStep(_Settings):
         lstm_carry, jnp.concatenate([embedded, nn.relu(feature)], -1))
     log_probs = jax.nn.log_softmax(nn.Dense(self.vocab_size, name='words')(h), -1)  # [K, B, V]
     words = jnp.argmax(log_probs, -1).astype(jnp.int32)  # [K, B]
-    log_q = None if q is None else q.log_prob(loc, layer)
-    outputs = (log_probs, words, prior.log_prob(loc, layer), log_q, acting.log_prob(loc, layer),
-               prior, loc, layer)
+    log_q = None if q is None else q.log_prob(location, layer)
+    outputs = (log_probs, words, prior.log_prob(location, layer), log_q,
+               acting.log_prob(location, layer), prior, location, layer)
     return (lstm_carry, words), outputs
 
 

@@ -21,15 +21,15 @@ from glimpse_jax.distributions import gaussian_kl
 from glimpse_jax.glimpse import loc_to_pixel
 
 
-def observed_mask(locs: jax.Array, taken: jax.Array, *, height: int, width: int,
+def observed_mask(locations: jax.Array, taken: jax.Array, *, height: int, width: int,
                   size: int) -> jax.Array:
-  """[H, W] 1 on the pixels the `taken` [N] glimpses' size x size patches at `locs` [N, 2] read.
+  """[H, W] 1 on the pixels read by the `taken` [N] glimpses' patches at `locations` [N, 2].
 
   The windows are the retina's finest patches (top-left pixel floor(c - size / 2 + 0.5)). This
   builds the completion model's whole-image condition once per glimpse set; the glimpses
   themselves are read by the retina.
   """
-  corner = jnp.floor(loc_to_pixel(locs, height, width) - size / 2 + 0.5)  # [N, 2] (col, row)
+  corner = jnp.floor(loc_to_pixel(locations, height, width) - size / 2 + 0.5)  # [N, 2] (col, row)
   rows = jnp.arange(height, dtype=corner.dtype)
   cols = jnp.arange(width, dtype=corner.dtype)
   in_rows = (rows >= corner[:, 1:2]) & (rows < corner[:, 1:2] + size)  # [N, H]

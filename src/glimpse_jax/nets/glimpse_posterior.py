@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 
 class GlimpseEmbedding(nn.Module):
-  """e(patch, loc): two strided 3x3 convolutions on the patch, a ReLU layer on the location.
+  """e(patch, location): two strided 3x3 convolutions on the patch, a ReLU layer on the location.
 
   Attributes:
     features: width of the embedding.
@@ -23,15 +23,15 @@ class GlimpseEmbedding(nn.Module):
   channels: tuple[int, int] = (8, 16)
 
   @nn.compact
-  def __call__(self, patches: jax.Array, locs: jax.Array) -> jax.Array:
-    # patches: [..., S, h, w, C] retina output (scales stacked as channels); locs: [..., 2]
+  def __call__(self, patches: jax.Array, locations: jax.Array) -> jax.Array:
+    # patches: [..., S, h, w, C] retina output (scales stacked as channels); locations: [..., 2]
     *lead, scales, height, width, channels = patches.shape
     x = jnp.moveaxis(patches, -4, -2).reshape(-1, height, width, scales * channels)  # [N, h, w, SC]
     for i, width_i in enumerate(self.channels):
       x = nn.relu(nn.Conv(width_i, (3, 3), strides=2, name=f'conv{i}')(x))
     what = nn.relu(nn.Dense(self.features, name='what')(x.reshape(x.shape[0], -1)))
     what = what.reshape(*lead, self.features)  # [..., F]
-    where = nn.relu(nn.Dense(self.features // 2, name='where')(locs))  # [..., F/2]
+    where = nn.relu(nn.Dense(self.features // 2, name='where')(locations))  # [..., F/2]
     return nn.relu(nn.Dense(self.features, name='combine')(jnp.concatenate([what, where], -1)))
 
 
@@ -53,9 +53,9 @@ class AttentionalPosterior(nn.Module):
     self.hidden = nn.Dense(self.features)
     self.out = nn.Dense(self.num_classes)
 
-  def embed(self, patches: jax.Array, locs: jax.Array) -> jax.Array:
+  def embed(self, patches: jax.Array, locations: jax.Array) -> jax.Array:
     """[..., S, h, w, C], [..., 2] -> [..., F] one embedding per glimpse."""
-    return self.embedding(patches, locs)
+    return self.embedding(patches, locations)
 
   def classify(self, pooled_sum: jax.Array, count: jax.Array) -> jax.Array:
     """Logits [..., num_classes] from the sum [..., F] of `count` [...] glimpses' embeddings.
@@ -65,7 +65,7 @@ class AttentionalPosterior(nn.Module):
     mean = pooled_sum / jnp.maximum(count, 1.0)[..., None]
     return self.out(nn.relu(self.hidden(mean)))
 
-  def __call__(self, patches: jax.Array, locs: jax.Array, mask: jax.Array) -> jax.Array:
+  def __call__(self, patches: jax.Array, locations: jax.Array, mask: jax.Array) -> jax.Array:
     """Logits [B, num_classes] from glimpses [B, N, S, h, w, C] at [B, N, 2], mask [B, N]."""
-    embeddings = self.embed(patches, locs) * mask[..., None]  # [B, N, F]
+    embeddings = self.embed(patches, locations) * mask[..., None]  # [B, N, F]
     return self.classify(embeddings.sum(-2), mask.sum(-1))

@@ -62,9 +62,9 @@ def grid_centers(grid_size: int) -> np.ndarray:
   return np.stack([xs.ravel(), ys.ravel()], -1).astype(np.float32)
 
 
-def grid_cell(loc: jax.Array, grid_size: int) -> jax.Array:
+def grid_cell(location: jax.Array, grid_size: int) -> jax.Array:
   """Index of the grid cell containing each location, clamped to the grid: [..., 2] -> [...] int32."""
-  cols_rows = jnp.clip(jnp.floor((loc + 1.0) / 2.0 * grid_size), 0, grid_size - 1)
+  cols_rows = jnp.clip(jnp.floor((location + 1.0) / 2.0 * grid_size), 0, grid_size - 1)
   return (cols_rows[..., 1] * grid_size + cols_rows[..., 0]).astype(jnp.int32)
 
 
@@ -117,11 +117,12 @@ class Locator(nn.Module):
         h = jnp.tanh(nn.Dense(self.features, name='hidden')(h))  # [B, features]
       mean = location_mean(nn.Dense(2, name='mean')(h), self.mean_activation)  # [B, 2]
       drawn = jax.lax.stop_gradient(mean + self.location_std * noise_t.location)
-      loc = _take(given, forced, drawn)
-      action = LocationAction(loc, mean, gaussian_log_prob(loc, mean, self.location_std))
+      location = _take(given, forced, drawn)
+      action = LocationAction(location, mean, gaussian_log_prob(location, mean, self.location_std))
     if self.random_locations:
-      loc = _take(given, forced, noise_t.location)
-      action = LocationAction(loc, action.mean, jnp.full(loc.shape[:-1], UNIFORM_LOG_PROB))
+      location = _take(given, forced, noise_t.location)
+      action = LocationAction(location, action.mean,
+                              jnp.full(location.shape[:-1], UNIFORM_LOG_PROB))
     return carry, action
 
   def _grid(self, h, noise_t, given, forced) -> LocationAction:

@@ -46,34 +46,34 @@ def _forward(spec: RolloutSpec, p: Params, images: jax.Array, noise: jax.Array):
 
   def step(h, noise_t):
     if spec.random_locations:
-      loc = noise_t
+      location = noise_t
     else:
-      loc = location_mean(p, h, spec.mean_activation) + spec.location_std * noise_t
-    seen = jnp.clip(loc, -1.0, 1.0)
+      location = location_mean(p, h, spec.mean_activation) + spec.location_std * noise_t
+    seen = jnp.clip(location, -1.0, 1.0)
     patch = spec.read(images, seen)  # [B, P]
     h_what = jax.nn.relu(_dense(p['glimpse']['what'], patch))
     h_where = jax.nn.relu(_dense(p['glimpse']['where'], seen))
     h_both = jnp.concatenate([h_what, h_where], -1)
     g = jax.nn.relu(_dense(p['glimpse']['combine'], h_both))
     h_new = jax.nn.relu(_dense(w_rec, jnp.concatenate([g, h], -1)))
-    return h_new, (h_new, loc, patch, seen, h_both, g)
+    return h_new, (h_new, location, patch, seen, h_both, g)
 
   batch = images.shape[0]
   h0 = jnp.zeros((batch, w_rec['bias'].shape[0]), images.dtype)
   _, outs = jax.lax.scan(step, h0, noise)
-  return outs  # hidden [T,B,D], loc [T,B,2], patch [T,B,P], seen [T,B,2], h_both, g
+  return outs  # hidden [T,B,D], location [T,B,2], patch [T,B,P], seen [T,B,2], h_both, g
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def rollout(spec: RolloutSpec, step_params: Params, images: jax.Array, noise: jax.Array):
   """Runs T glimpses: returns (hidden [T, B, D], locations [T, B, 2]); locations carry no gradient."""
-  hidden, loc, *_ = _forward(spec, step_params, images, noise)
-  return hidden, loc
+  hidden, location, *_ = _forward(spec, step_params, images, noise)
+  return hidden, location
 
 
 def _rollout_fwd(spec, step_params, images, noise):
-  hidden, loc, patch, seen, h_both, g = _forward(spec, step_params, images, noise)
-  return (hidden, loc), (step_params, hidden, patch, seen, h_both, g)
+  hidden, location, patch, seen, h_both, g = _forward(spec, step_params, images, noise)
+  return (hidden, location), (step_params, hidden, patch, seen, h_both, g)
 
 
 def _rollout_bwd(spec, residuals, cotangents):

@@ -26,22 +26,23 @@ class RetinaSpec:
       if not is_positive_int(value):
         raise ValueError(f'retina {name} must be an integer >= 1, got {value!r}')
 
-  def read(self, images: jax.Array, locs: jax.Array) -> jax.Array:
-    """Every scale, flattened: images [B, H, W, C], locs [B, 2] -> [B, num_scales*size*size*C]."""
-    read_one = lambda image, loc: glimpse.retina(
-        image, loc, size=self.size, num_scales=self.num_scales, scale_factor=self.scale_factor)
-    patches = jax.vmap(read_one)(images, locs)  # [B, S, size, size, C]
+  def read(self, images: jax.Array, locations: jax.Array) -> jax.Array:
+    """Every scale, flattened: images [B, H, W, C], locations [B, 2] -> [B, P], the
+    P = num_scales * size * size * C values read."""
+    read_one = lambda image, location: glimpse.retina(
+        image, location, size=self.size, num_scales=self.num_scales, scale_factor=self.scale_factor)
+    patches = jax.vmap(read_one)(images, locations)  # [B, S, size, size, C]
     return patches.reshape(patches.shape[0], -1)
 
-  def read_at_scale(self, images: jax.Array, locs: jax.Array, scales: jax.Array) -> jax.Array:
+  def read_at_scale(self, images: jax.Array, locations: jax.Array, scales: jax.Array) -> jax.Array:
     """One chosen scale per glimpse, flattened: [B, H, W, C], [K, B, 2], [K, B] -> [K, B, P].
 
     Arguments are images, locations and scale indices; K indexes rollouts of the same images and
     P = size*size*C.
     """
-    read_one = lambda image, loc, scale: glimpse.retina_at_scale(
-        image, loc, scale, size=self.size, num_scales=self.num_scales,
+    read_one = lambda image, location, scale: glimpse.retina_at_scale(
+        image, location, scale, size=self.size, num_scales=self.num_scales,
         scale_factor=self.scale_factor)
     per_example = jax.vmap(read_one)  # over B
-    patches = jax.vmap(per_example, in_axes=(None, 0, 0))(images, locs, scales)
+    patches = jax.vmap(per_example, in_axes=(None, 0, 0))(images, locations, scales)
     return patches.reshape(*scales.shape, -1)

@@ -112,17 +112,17 @@ class WSRAMStep(_StepSettings):
       q = head('inference', self.inference_features)(
           jnp.concatenate([jax.lax.stop_gradient(top), labels], -1), offset_t)
     acting = (q if self.proposal == 'q' else prior).temper(self.temperature)
-    loc, scale = acting.sample(noise_t.location, noise_t.choice)  # [K, B, 2], [K, B]
-    seen = jnp.clip(loc, -1.0, 1.0)
+    location, scale = acting.sample(noise_t.location, noise_t.choice)  # [K, B, 2], [K, B]
+    seen = jnp.clip(location, -1.0, 1.0)
     where = jnp.concatenate([seen, jax.nn.one_hot(scale, self.retina.num_scales)], -1)
     g = GlimpseNetwork(self.what_features, self.where_features, self.glimpse_features,
                        name='glimpse')(self.retina.read_at_scale(images, seen, scale), where)
     bottom, _ = ReLURNNCell(self.bottom_features, name='bottom')(bottom, g)
     top_input = bottom if self.policy_gradient_to_bottom else jax.lax.stop_gradient(bottom)
     top, _ = ReLURNNCell(self.top_features, name='top')(top, top_input)
-    log_q = None if q is None else q.log_prob(loc, scale)
-    outputs = (prior.log_prob(loc, scale), log_q, acting.log_prob(loc, scale), prior, q, loc,
-               scale, bottom, top)
+    log_q = None if q is None else q.log_prob(location, scale)
+    outputs = (prior.log_prob(location, scale), log_q, acting.log_prob(location, scale), prior, q,
+               location, scale, bottom, top)
     return (bottom, top), outputs
 
 

@@ -85,8 +85,8 @@ def _forward(spec: RolloutSpec, p: Params, images: jax.Array, top0: jax.Array, n
       acting = spec.inference(p, top, label_code, offset_t)
     else:
       acting = spec.policy(p, top, offset_t)
-    loc, scale = acting.temper(spec.temperature).sample(noise_t.location, noise_t.choice)
-    seen = jnp.clip(loc, -1.0, 1.0)
+    location, scale = acting.temper(spec.temperature).sample(noise_t.location, noise_t.choice)
+    seen = jnp.clip(location, -1.0, 1.0)
     where = jnp.concatenate([seen, jax.nn.one_hot(scale, num_scales, dtype=seen.dtype)], -1)
     patch = spec.read(images, seen, scale)  # [K, B, P]
     h_both = jnp.concatenate([jax.nn.relu(_dense(p['glimpse']['what'], patch)),
@@ -94,7 +94,7 @@ def _forward(spec: RolloutSpec, p: Params, images: jax.Array, top0: jax.Array, n
     g = jax.nn.relu(_dense(p['glimpse']['combine'], h_both))
     bottom = jax.nn.relu(_dense(p['bottom']['recurrent'], jnp.concatenate([g, bottom], -1)))
     top = jax.nn.relu(_dense(p['top']['recurrent'], jnp.concatenate([bottom, top], -1)))
-    return (bottom, top), (bottom, top, loc, scale, patch, where, h_both, g)
+    return (bottom, top), (bottom, top, location, scale, patch, where, h_both, g)
 
   features = p['bottom']['recurrent']['bias'].shape[0]
   bottom0 = jnp.zeros((*top0.shape[:-1], features), top0.dtype)
