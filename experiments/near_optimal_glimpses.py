@@ -62,7 +62,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from glimpse_jax import data, diagnostics, glimpse, objectives, train
+from glimpse_jax import data, diagnostics, glimpse, objectives, papers, train
 from glimpse_jax.plots.design_maps import (attention_frequency, plot_attention_frequency,
                                      plot_completions)
 from glimpse_jax.experimental_design import greedy_sequences
@@ -70,7 +70,6 @@ from glimpse_jax.nets import (RecurrentAttentionModel, RetinaSpec, grid_centers,
                               ram_noise)
 from glimpse_jax.nets.completion import CompletionVAE, condition, observed_mask
 from glimpse_jax.nets.glimpse_posterior import AttentionalPosterior
-from glimpse_jax.reports import papers
 
 PARTS = ('posterior', 'completion', 'sequences', 'ram')
 

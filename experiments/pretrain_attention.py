@@ -113,12 +113,11 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from glimpse_jax import data, glimpse, train
+from glimpse_jax import data, glimpse, papers, train
 from glimpse_jax.plots.read_windows import plot_read_windows
 from glimpse_jax.nets.draw import (READ_INITS, READ_NORMS, DrawCore, DrawModel, SequenceClassifier,
                                    read_in_image_mass, read_stats, with_forget_bias)
 from glimpse_jax.objectives import heuristic_loss, mimic_loss, mimic_weight
-from glimpse_jax.reports import papers
 
 OBJECTIVES = ('classification', 'reconstruction', 'heuristic', 'mimic', 'tester')
 HEAD_OF = {'classification': 'classifier', 'mimic': 'classifier', 'tester': 'classifier',

@@ -54,13 +54,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from glimpse_jax import data, diagnostics, train
+from glimpse_jax import data, diagnostics, papers, train
 from glimpse_jax.plots.glimpse_paths import plot_glimpse_paths
 from glimpse_jax.nets import (LOCATORS, MEAN_ACTIVATIONS, RecurrentAttentionModel, RetinaSpec,
                               evaluate_glimpse_paths, glimpse_predictions, ram_noise)
 from glimpse_jax.nets.settings import check_positive_ints
 from glimpse_jax.objectives import REWARDS, loss_metrics, rollout_loss
-from glimpse_jax.reports import papers
 
 
 @dataclasses.dataclass(frozen=True)

@@ -109,7 +109,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from glimpse_jax import data, diagnostics, train
+from glimpse_jax import data, diagnostics, papers, train
 from glimpse_jax.plots.per_glimpse_curves import plot_per_glimpse
 from glimpse_jax.plots.glimpse_paths import plot_glimpse_paths
 from glimpse_jax.nets import (MEAN_ACTIVATIONS, RecurrentAttentionModel, RetinaSpec,
@@ -118,7 +118,6 @@ from glimpse_jax.objectives import REWARDS, loss_metrics, ram_loss
 from glimpse_jax.objectives.reward_shaping import (OUTPUT_SPACES, SPREAD_FORMS, episode_total,
                                                    output_change, output_spread, output_std,
                                                    reward_bonuses)
-from glimpse_jax.reports import papers
 
 # reward name: its loss fields (the others keep get_config's values)
 REWARD_VARIANTS = {

@@ -127,7 +127,7 @@ import ml_collections
 import optax
 from ml_collections import config_dict
 
-from glimpse_jax import data, diagnostics, train
+from glimpse_jax import data, diagnostics, papers, train
 from glimpse_jax.plots.attention_maps import plot_attention_maps
 from glimpse_jax.data import canvas
 from glimpse_jax.data.config import index_range
@@ -135,11 +135,9 @@ from glimpse_jax.plots.glimpse_paths import plot_glimpse_paths, plot_glimpse_seq
 from glimpse_jax.nets import (RecurrentAttentionModel, RetinaSpec, SelfAttentionCNN, SimpleCNN,
                               attention_weights, evaluate_glimpse_paths, flops_per_image,
                               glimpse_predictions, ram_flops_per_image, ram_noise)
-from glimpse_jax.nets.cnn import ConvTrunk
+from glimpse_jax.nets.cnn import ConvTrunk, cnn_name
 from glimpse_jax.nets.settings import check_positive_ints, is_positive_int
 from glimpse_jax.objectives import loss_metrics, rollout_loss
-from glimpse_jax.reports import papers
-from glimpse_jax.report_variant_mnist import cnn_name
 
 COST_FILE = 'cost.json'  # written by the plots hook: FLOPs and input values per image
 MODELS = ('ram', 'simple_cnn', 'attention_cnn')

@@ -67,7 +67,7 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_dict
 
-from glimpse_jax import data, train
+from glimpse_jax import data, papers, train
 from glimpse_jax.diagnostics import (kl_q_prior, location_diagnostics, per_glimpse,
                                     per_glimpse_means, saturated)
 from glimpse_jax.plots.glimpse_paths import plot_glimpse_paths
@@ -76,7 +76,6 @@ from glimpse_jax.nets import (RetinaSpec, WakeSleepRAM, WSRAMOutput, draw_noise,
 from glimpse_jax.nets.settings import check_positive_ints
 from glimpse_jax.objectives import (METHODS, action_entropy, location_coverage_loss,
                                     method_surrogate, saturation_penalty, scale_coverage_loss)
-from glimpse_jax.reports import papers
 
 INITIAL_LOCATIONS = ('policy', 'centroid')
 # row variant -> the paper's row: loss.method, loss.control_variates, its name and test error

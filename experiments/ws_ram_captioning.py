@@ -53,7 +53,7 @@ import numpy as np
 import optax
 import sacrebleu
 
-from glimpse_jax import data, train
+from glimpse_jax import data, papers, train
 from glimpse_jax.plots.caption_windows import plot_caption_windows
 from glimpse_jax.data import captions
 from glimpse_jax.data.config import CAPTION_NAMES
@@ -62,7 +62,6 @@ from glimpse_jax.nets import draw_noise, mode_noise
 from glimpse_jax.nets.captioning import AttentionCaptioner, DigitClassifier
 from glimpse_jax.nets.settings import check_positive_ints
 from glimpse_jax.objectives import METHODS, method_surrogate
-from glimpse_jax.reports import papers
 
 # row variant -> the paper's row: loss.method, its name and Flickr8k BLEU-1..4
 ROWS: dict[str, papers.CaptionRow] = papers.WS_RAM_CAPTIONING

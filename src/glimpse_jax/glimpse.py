@@ -1,7 +1,7 @@
 """Glimpse kernels: location <-> pixel maps, the multi-scale retina, the DRAW read.
 
 Conventions (see DESIGN.md): images are `[H, W, C]`; a location is `(x, y)` in `[-1, 1]` with x the
-column (left to right) and y the row (top to bottom), `(0, 0)` the image centre and `(-1, -1)` its
+column (left to right) and y the row (top to bottom), `(0, 0)` the image center and `(-1, -1)` its
 top-left corner. Pixel j spans `[j, j + 1)` in continuous pixel coordinates.
 
 The kernels take one example; callers `jax.vmap` over batch and Monte-Carlo samples and `jax.jit`.
@@ -54,9 +54,9 @@ def _per_axis(like, along_x, along_y):
 
 
 def retina(image, loc, *, size, num_scales, scale_factor=2):
-  """Reads `num_scales` concentric square patches centred on `loc`, each averaged to size x size.
+  """Reads `num_scales` concentric square patches centered on `loc`, each averaged to size x size.
 
-  Patch s has side `size * scale_factor**s` and is centred on `c = loc_to_pixel(loc, H, W)` in
+  Patch s has side `size * scale_factor**s` and is centered on `c = loc_to_pixel(loc, H, W)` in
   continuous pixel coordinates (pixel j spans `[j, j + 1)`): its top-left pixel is
   `floor(c - side / 2 + 0.5)` per axis. Pixels outside the image read as zero. Each patch is then
   area-averaged over `scale_factor**s` x `scale_factor**s` blocks. The cost is that of gathering
@@ -133,7 +133,7 @@ def _as_float(x):
 
 
 def _top_left(center, side):
-  """Integer `(left, top)` pixel of the side x side patch centred on `center` `(column, row)`."""
+  """Integer `(left, top)` pixel of the side x side patch centered on `center` `(column, row)`."""
   corner = jnp.floor(center - side / 2 + 0.5).astype(jnp.int32)  # [2]
   return corner[0], corner[1]
 
@@ -151,7 +151,7 @@ def _zero_filled_window(image, top, left, side):
 
 
 def _concentric_crop(window, center, side, top, left):
-  """The side x side patch centred on `center`, cut from the larger zero-filled `window`.
+  """The side x side patch centered on `center`, cut from the larger zero-filled `window`.
 
   When `window`'s side minus `side` is even the patch sits at a fixed offset; when it is odd (odd
   `size`, even `scale_factor`, finest scale) the offset is one of two values, picked per axis.
@@ -188,11 +188,11 @@ def _area_average(patch, factor):
 def draw_filterbank(params, *, n, height, width, zero_indexed=False):
   """The Gaussian filterbank of the DRAW read (Gregor et al. 2015, eqs. 19-25).
 
-  `params = (gx~, gy~, log sigma^2, log delta~, log gamma)`. The grid centre is
+  `params = (gx~, gy~, log sigma^2, log delta~, log gamma)`. The grid center is
   `gX = (W + 1) / 2 * (gx~ + 1)`, `gY = (H + 1) / 2 * (gy~ + 1)`, the stride
   `delta = (max(W, H) - 1) / (n - 1) * exp(log delta~)`, the filter means
   `mu_i = g + (i - n / 2 - 0.5) * delta` for `i = 1..n`, and `F[i, a]` is proportional to
-  `exp(-(a - mu_i)^2 / (2 sigma^2))` over pixel centres `a = 1..W` (rows `b = 1..H`), each filter
+  `exp(-(a - mu_i)^2 / (2 sigma^2))` over pixel centers `a = 1..W` (rows `b = 1..H`), each filter
   normalised to sum to one (plus `DRAW_FILTER_FLOOR` in the denominator).
 
   Args:
@@ -201,7 +201,7 @@ def draw_filterbank(params, *, n, height, width, zero_indexed=False):
     height: image height H.
     width: image width W.
     zero_indexed: count `i` and `a` from 0 as the public DRAW codes do, which puts the grid one
-      pixel and one stride off the centre the equations define.
+      pixel and one stride off the center the equations define.
 
   Returns:
     `(fx [n, W], fy [n, H], gamma)`.
@@ -222,7 +222,7 @@ def draw_filterbank(params, *, n, height, width, zero_indexed=False):
 
 
 def _gaussian_filters(means, first, length, variance):
-  """Rows of `[n, length]` normalised Gaussians over pixel centres `first .. first + length - 1`."""
+  """Rows of `[n, length]` normalised Gaussians over pixel centers `first .. first + length - 1`."""
   pixels = jnp.arange(first, first + length, dtype=means.dtype)  # [length]
   weights = jnp.exp(-jnp.square(pixels[None, :] - means[:, None]) / (2 * variance))  # [n, length]
   return weights / (weights.sum(axis=-1, keepdims=True) + DRAW_FILTER_FLOOR)
@@ -253,10 +253,10 @@ def draw_read(image, params, *, n, zero_indexed=False):
 
 
 def draw_center(params, *, height, width, zero_indexed=False):
-  """The centre `(gX, gY)` of DRAW read grids as locations `(x, y)` (see `draw_filterbank`).
+  """The center `(gX, gY)` of DRAW read grids as locations `(x, y)` (see `draw_filterbank`).
 
-  `gX` counts pixel centres from 1 (from 0 when `zero_indexed`), so its continuous pixel
-  coordinate is `gX - 0.5` (`gX + 0.5`); `gx~ = 0` is the image centre `x = 0`.
+  `gX` counts pixel centers from 1 (from 0 when `zero_indexed`), so its continuous pixel
+  coordinate is `gX - 0.5` (`gX + 0.5`); `gx~ = 0` is the image center `x = 0`.
 
   Args:
     params: `[..., 5]` read parameters; only `gx~` and `gy~` matter.

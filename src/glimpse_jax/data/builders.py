@@ -161,7 +161,7 @@ class Cluttered(_CanvasBuilder, skip_registration=True):
 
 
 class ClutteredSlope(_CanvasBuilder, skip_registration=True):
-  """Cluttered, the digit on a line through the centre of slope within +-45 degrees (Wu et al.)."""
+  """Cluttered, the digit on a line through the center of slope within +-45 degrees (Wu et al.)."""
   name = "cluttered_slope"
 
 

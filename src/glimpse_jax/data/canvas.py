@@ -13,7 +13,7 @@ log-uniformly from `scale_range` (so shrinking and growing by the same factor ar
 shrinking averages source pixels by area, growing interpolates bilinearly.
 Placement: 'uniform' puts the digit's top-left corner at a uniformly random pixel where the digit
 fits; 'slope' (our reading of Wu, Xu & Lee's text, a wedge) keeps it on a line through the canvas
-centre with slope within +-45 degrees (see `slope_top_left`); 'sonderby' places it as Sonderby's
+center with slope within +-45 degrees (see `slope_top_left`); 'sonderby' places it as Sonderby's
 `create_mnist_sequence.py` does for one digit, the generator of the widely used 40x40 cluttered
 set (see `sonderby_top_left`), and composes that canvas as the script does: clutter pieces
 overwrite one another, then the digit is added and the sum saturates (clipped to [0, 1], here 255).
@@ -57,7 +57,7 @@ class CanvasSpec:
                          f"{self.scale_range!r}")
       if self.canvas_size < _DIGIT + 2:
         raise ValueError(f"placement 'sonderby' needs canvas_size >= {_DIGIT + 2} (a column "
-                         f"range on each side of the centred digit), got {self.canvas_size}")
+                         f"range on each side of the centered digit), got {self.canvas_size}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,10 +116,10 @@ def slope_top_left(rng, room):
   """Top-left pixels `[B, 2]` (row, column) of digits placed along a slope within +-45 degrees.
 
   The row is uniform over the `room + 1` rows where the digit fits; the column is then uniform over
-  the columns where it fits and the line from the canvas centre to the digit's centre has a slope
+  the columns where it fits and the line from the canvas center to the digit's center has a slope
   (rise over run) in [-1, 1]: `|2 * column - room| >= |2 * row - room|`. The allowed columns are
   `[0, low]` and `[room - low, room]` with `low = min(row, room - row)`: two wedges mirrored about
-  the centre, never empty, the whole row when the digit is vertically centred.
+  the center, never empty, the whole row when the digit is vertically centered.
 
   Args:
     rng: a `np.random.Generator`.
@@ -231,7 +231,7 @@ def _paste(canvas, batch_rows, top_left, patches, how):
 
 
 def targets(layout, spec):
-  """The digit's centre `[B, 2]` (x, y) in the location convention and its side `[B]` (float32)."""
+  """The digit's center `[B, 2]` (x, y) in the location convention and its side `[B]` (float32)."""
   half = 0.5 * layout.size[:, None]
   center_pixel = (layout.top_left[:, ::-1] + half).astype(np.float32)  # [B, 2] (column, row)
   center = glimpse.pixel_to_loc(center_pixel, spec.canvas_size, spec.canvas_size)
@@ -271,7 +271,7 @@ def _resize_matrix(in_size, out_size):
     overlap = np.minimum((out + 1) * step, src + 1) - np.maximum(out * step, src)
     weights = np.clip(overlap, 0.0, None) / step
   else:
-    # Bilinear between the two source pixel centres nearest to the output pixel centre.
+    # Bilinear between the two source pixel centers nearest to the output pixel center.
     position = np.clip((out + 0.5) * step - 0.5, 0.0, in_size - 1.0)
     weights = np.clip(1.0 - np.abs(position - src), 0.0, None)
   weights = weights.astype(np.float32)

@@ -26,12 +26,12 @@ def default_config():
       inside a canvas; Mnih et al. 2014), 'translated_scaled' (rescaled by a random factor, then
       translated; Ba et al. 2015), 'cluttered' (translated among pieces of other digits;
       Mnih et al. 2014) or 'cluttered_slope' (Wu, Xu & Lee's cluttered translated MNIST: as
-      'cluttered', but the digit's centre lies on a line through the canvas centre with a slope
+      'cluttered', but the digit's center lies on a line through the canvas center with a slope
       within +-45 degrees: its row is uniform where the digit fits, then its column is uniform
-      where it fits and |row offset| <= |column offset| from the centre). Their text samples "a y,
+      where it fits and |row offset| <= |column offset| from the center). Their text samples "a y,
       then an x constrained ... along a slope within +-45 degrees", a phrase from the generators of
       digit sequences (Sonderby et al. 2015), where the slope joins consecutive digits and so
-      constrains nothing for one digit; reading it as the slope of the line from the canvas centre
+      constrains nothing for one digit; reading it as the slope of the line from the canvas center
       keeps their order (y first, x given y) and the usual sense of slope (rise over run). Their
       setting: canvas_size=40, num_clutter=5, clutter_size=5, train_on_the_fly=False,
       train_examples=11_000, validation_examples=1_000, eval_examples=1_000.

@@ -7,8 +7,8 @@ digits' labels in reading order followed by the end token (`captions.DIGITS`).
 
 Guarantees, for every pair of digits of a canvas:
 - their boxes intersect in at most `max_overlap` of the smaller box's area;
-- their centres' columns differ by at least a quarter of the smaller digit's side, so the reading
-  order, by centre column from left to right, is never a tie and never a judgement call between
+- their centers' columns differ by at least a quarter of the smaller digit's side, so the reading
+  order, by center column from left to right, is never a tie and never a judgement call between
   digits stacked one above the other.
 Placement draws every canvas's count and digits, then its sizes, then places the digits slot by
 slot, each at the first of `_CANDIDATES` uniformly drawn positions that keeps the guarantees.
@@ -150,7 +150,7 @@ def _place(rng, spec, count):
         f"{_MAX_REDRAWS} tries with max_overlap={spec.max_overlap} and "
         f"scale_range={spec.scale_range}: lower max_digits or scale_range, or raise canvas_size "
         "or max_overlap")
-  # Reading order: by twice the centre column; empty slots last.
+  # Reading order: by twice the center column; empty slots last.
   key = np.where(filled, 2 * corner[..., 1] + size, np.iinfo(np.int64).max)
   order = np.argsort(key, axis=1, kind="stable")  # [B, D]
   return np.take_along_axis(size, order, 1), np.take_along_axis(corner, order[..., None], 1)
@@ -167,7 +167,7 @@ def _allowed(candidates, side, corners, sizes, max_overlap):
   shared = np.prod(np.clip(stop - start, 0, None), axis=-1)  # [n, T, m] intersection areas
   smaller = np.minimum(side[:, None], sizes)[:, None, :]  # [n, 1, m]
   overlap_ok = shared <= max_overlap * smaller**2
-  # Twice the centre columns' distance, at least half the smaller side.
+  # Twice the center columns' distance, at least half the smaller side.
   twice_gap = np.abs(2 * candidates[:, :, None, 1] + side[:, None, None]
                      - (2 * corners[..., 1] + sizes)[:, None, :])  # [n, T, m]
   gap_ok = 2 * twice_gap >= smaller
@@ -200,7 +200,7 @@ def make_examples(layout, spec, images, labels):
 
   Returns:
     image uint8 [B, H, W, 1]; caption int32 [B, L] and caption_length int32 [B] (digits plus the
-    end token; `captions.DIGITS` ids); digit_center float32 [B, D, 2] (each digit's centre in the
+    end token; `captions.DIGITS` ids); digit_center float32 [B, D, 2] (each digit's center in the
     location convention, in reading order; 0 for empty slots); digit_size float32 [B, D] (side in
     pixels, 0 for empty slots); digit_index int32 [B, D] (each digit's index in `images`, -1 for
     empty slots). D = max_digits, L = D + 1.

@@ -86,7 +86,7 @@ def _check_split(cfg, split):
 
 
 def _plain_arrays(cfg, split, start, stop):
-  """Plain source images `[start, stop)` of a split: centred (location (0, 0)), box_size = side."""
+  """Plain source images `[start, stop)` of a split: centered (location (0, 0)), box_size = side."""
   if cfg.source == cifar.SOURCE:
     images, labels = cifar.load_cifar10(split, cfg.data_dir, download=cfg.download)
   else:

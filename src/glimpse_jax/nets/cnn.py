@@ -18,7 +18,8 @@ acts only when called with `train=True` (and a 'dropout' rng).
 """
 
 import math
-from typing import Sequence
+from collections.abc import Mapping
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -211,3 +212,17 @@ def flops_per_image(model: nn.Module, image_shape: Sequence[int]) -> int:
   image = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
   variables = jax.eval_shape(model.init, jax.random.key(0), image)
   return 2 * flops.multiply_adds(model.apply, variables, image)
+
+
+def cnn_name(model: Mapping[str, Any], dataset: str) -> str:
+  """A CNN's name from its model fields (`name`, and `head`, `hidden`, `layer_norm`, `dropout`
+  where set) on the dataset named `dataset`."""
+  name = 'simple CNN' if model['name'] == 'simple_cnn' else 'self-attention CNN'
+  name = f'{name}, {dataset}'
+  if model.get('head') == 'weighted_sum':
+    name += f", weighted-sum head of {model['hidden']}"
+  if model.get('layer_norm'):
+    name += ', layer norm'
+  if model.get('dropout'):
+    name += f", dropout {model['dropout']:g}"
+  return name

@@ -24,7 +24,7 @@ def _show(ax, image, height, width):
 
 def _draw_retina(ax, cx, cy, *, glimpse_size, num_scales, scale_factor, alpha, lw=1.0,
                  only=None):
-  """The retina's `num_scales` boxes centred on pixel coordinates (cx, cy), one colour per scale;
+  """The retina's `num_scales` boxes centered on pixel coordinates (cx, cy), one colour per scale;
   `only` the box of that scale (a glimpse that read one chosen scale)."""
   for s in range(num_scales) if only is None else (int(only),):
     side = glimpse_size * scale_factor**s
@@ -63,9 +63,9 @@ def plot_glimpse_paths(images, locations, *, glimpse_size, num_scales, scale_fac
   axes = fig.subplots(1, count, squeeze=False)
   for n, ax in enumerate(axes[0]):
     _show(ax, images[n], height, width)
-    centres = loc_to_pixel(locations[:, n], height, width)  # [T, 2] in pixels
-    ax.plot(centres[:, 0], centres[:, 1], '-', color='yellow', lw=0.8)
-    for t, (cx, cy) in enumerate(centres):
+    centers = loc_to_pixel(locations[:, n], height, width)  # [T, 2] in pixels
+    ax.plot(centers[:, 0], centers[:, 1], '-', color='yellow', lw=0.8)
+    for t, (cx, cy) in enumerate(centers):
       _draw_retina(ax, cx, cy, glimpse_size=glimpse_size, num_scales=num_scales,
                    scale_factor=scale_factor, alpha=0.35 + 0.65 * (t + 1) / num_steps,
                    only=None if scales is None else scales[t, n])
@@ -94,11 +94,11 @@ def plot_glimpse_sequence(images, locations, *, glimpse_size, num_scales, scale_
   fig = Figure(figsize=(1.6 * num_steps, 1.7 * count))
   axes = fig.subplots(count, num_steps, squeeze=False)
   for n in range(count):
-    centres = loc_to_pixel(locations[:, n], height, width)  # [T, 2] in pixels
+    centers = loc_to_pixel(locations[:, n], height, width)  # [T, 2] in pixels
     for t, ax in enumerate(axes[n]):
       _show(ax, images[n], height, width)
-      ax.plot(centres[:t + 1, 0], centres[:t + 1, 1], '.-', color='yellow', lw=0.6, ms=2)
-      _draw_retina(ax, *centres[t], glimpse_size=glimpse_size, num_scales=num_scales,
+      ax.plot(centers[:t + 1, 0], centers[:t + 1, 1], '.-', color='yellow', lw=0.6, ms=2)
+      _draw_retina(ax, *centers[t], glimpse_size=glimpse_size, num_scales=num_scales,
                    scale_factor=scale_factor, alpha=1.0, lw=1.2)
       if n == 0:
         ax.set_title(f'glimpse {t + 1}', fontsize=8)

@@ -12,7 +12,7 @@ def read_windows(read_params, *, n, height, width):
   """The boxes `(left, top, side_x, side_y)` of DRAW read grids, in image pixel coordinates.
 
   A box spans the n filter means (Gregor et al. 2015, eqs. 19-22) plus half a stride on each side,
-  with pixel j (from 0) centred on j as matplotlib draws images.
+  with pixel j (from 0) centered on j as matplotlib draws images.
 
   Args:
     read_params: `[..., 5]` `(gx~, gy~, log sigma^2, log delta~, log gamma)`.
@@ -23,10 +23,10 @@ def read_windows(read_params, *, n, height, width):
     `[..., 4]` boxes.
   """
   read_params = np.asarray(read_params, np.float64)
-  gx = (width + 1) / 2 * (read_params[..., 0] + 1) - 1  # 1-based pixel centres -> from 0
+  gx = (width + 1) / 2 * (read_params[..., 0] + 1) - 1  # 1-based pixel centers -> from 0
   gy = (height + 1) / 2 * (read_params[..., 1] + 1) - 1
   delta = (max(height, width) - 1) / (n - 1) * np.exp(read_params[..., 3])
-  half = n / 2 * delta  # from the grid centre to a box side: (n - 1) / 2 strides + half of one
+  half = n / 2 * delta  # from the grid center to a box side: (n - 1) / 2 strides + half of one
   return np.stack([gx - half, gy - half, 2 * half, 2 * half], axis=-1)
 
 

@@ -32,11 +32,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from glimpse_jax import data
+from glimpse_jax import data, papers
 from glimpse_jax.experimental_design import design_stopping
 from glimpse_jax.plots.design_maps import plot_epe_maps
 from glimpse_jax.plots.stopping_curves import plot_stopping_curves
-from glimpse_jax.reports import papers
 from glimpse_jax.reports.cli import chapter_parser
 from glimpse_jax.reports.runs import Run, load_run
 from glimpse_jax.reports.tables import markdown, mean_spread, percent_spread, write_page

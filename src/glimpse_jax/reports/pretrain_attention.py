@@ -31,8 +31,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from glimpse_jax import papers
 from glimpse_jax.plots.read_windows import plot_read_steps
-from glimpse_jax.reports import papers
 from glimpse_jax.reports.cli import chapter_parser
 from glimpse_jax.reports.pretrain_attention_runs import (
     PipelineRun, budget_of, dataset_of, is_smoke, last_trained, load_pipeline_run,

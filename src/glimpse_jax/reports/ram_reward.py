@@ -30,8 +30,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from glimpse_jax import papers
 from glimpse_jax.plots.per_glimpse_curves import plot_per_glimpse
-from glimpse_jax.reports import papers
 from glimpse_jax.reports.cli import run_chapter
 from glimpse_jax.reports.runs import Run, check_experiment, load_runs_by_name, sort_by_seed
 from glimpse_jax.reports.tables import (Column, markdown_table, mean_spread, minutes_spread,

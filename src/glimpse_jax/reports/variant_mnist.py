@@ -32,6 +32,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from glimpse_jax.data.config import index_range
+from glimpse_jax.nets.cnn import cnn_name
 from glimpse_jax.reports.cli import run_chapter
 from glimpse_jax.reports.runs import (Run, check_experiment, load_run, load_runs_by_name,
                                       sort_by_seed)
@@ -84,20 +85,6 @@ def _optimizer(config: Mapping[str, Any]) -> str:
   if config.get('batch_size', 128) != 128:
     text += f", batch {config['batch_size']}"
   return text
-
-
-def cnn_name(model: Mapping[str, Any], dataset: str) -> str:
-  """A CNN's name from its model fields (`name`, and `head`, `hidden`, `layer_norm`, `dropout`
-  where set) on the dataset named `dataset`."""
-  name = 'simple CNN' if model['name'] == 'simple_cnn' else 'self-attention CNN'
-  name = f'{name}, {dataset}'
-  if model.get('head') == 'weighted_sum':
-    name += f", weighted-sum head of {model['hidden']}"
-  if model.get('layer_norm'):
-    name += ', layer norm'
-  if model.get('dropout'):
-    name += f", dropout {model['dropout']:g}"
-  return name
 
 
 def method_name(config: Mapping[str, Any]) -> str:

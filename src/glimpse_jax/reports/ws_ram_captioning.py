@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from glimpse_jax.reports import papers
+from glimpse_jax import papers
 from glimpse_jax.reports.cli import run_chapter
 from glimpse_jax.reports.runs import Run, load_run
 from glimpse_jax.reports.tables import Column, markdown, markdown_table, mean_spread, write_page
