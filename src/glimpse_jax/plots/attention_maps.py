@@ -1,11 +1,12 @@
 """Pictures of self-attention over image blocks: how much attention each block receives."""
 
 import math
-import os
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from glimpse_jax.plots.saving import save
 
 
 def received_attention(weights: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
@@ -76,7 +77,4 @@ def plot_attention_maps(images, weights, *, token_side, labels=None, predictions
     axes[n, 0].text(-0.08, 0.5, ', '.join(title), transform=axes[n, 0].transAxes, rotation=90,
                     fontsize=7, ha='right', va='center')
   fig.tight_layout()
-  if path is not None:
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    fig.savefig(path, dpi=100)
-  return fig
+  return save(fig, path)

@@ -1,7 +1,6 @@
 """Pictures of a captioning attention model: per generated word, the window it read."""
 
 import math
-import os
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -10,6 +9,7 @@ from matplotlib.patches import Rectangle
 
 from glimpse_jax.glimpse import loc_to_pixel
 from glimpse_jax.plots.glimpse_paths import _SCALE_COLOURS, _show
+from glimpse_jax.plots.saving import save
 
 
 def pyramid_window_boxes(locations, layers, *, window, height, width):
@@ -70,7 +70,4 @@ def plot_caption_windows(images, locations, layers, words, *, window, vocab, pat
         break
     ax.set_title(' '.join(said), fontsize=9)
   fig.suptitle('window read per word (colour: layer; red finest)', fontsize=10)
-  if path is not None:
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    fig.savefig(path, dpi=80)
-  return fig
+  return save(fig, path, dpi=80)

@@ -13,6 +13,7 @@ from matplotlib.patches import Rectangle
 
 from glimpse_jax.glimpse import loc_to_pixel
 from glimpse_jax.nets.completion import observed_mask
+from glimpse_jax.plots.saving import save
 
 
 def _figure(rows: int, cols: int, cell: float = 1.8):
@@ -53,9 +54,7 @@ def plot_attention_frequency(frequency: np.ndarray, path: str | None, *,
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  if path is not None:
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    fig.savefig(path, dpi=90)
+  save(fig, path, dpi=90)
   if json_path:
     os.makedirs(os.path.dirname(json_path) or '.', exist_ok=True)
     with open(json_path, 'w') as f:
@@ -76,10 +75,7 @@ def plot_completions(images, conditions, samples, path: str | None = None) -> Fi
   for j, name in enumerate(['image', 'observed'] + [f'sample {s + 1}' for s in range(count)]):
     axes[0, j].set_title(name, fontsize=8)
   fig.tight_layout()
-  if path is not None:
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    fig.savefig(path, dpi=90)
-  return fig
+  return save(fig, path, dpi=90)
 
 
 def plot_epe_maps(images, locations, epe, *, grid_size: int, glimpse_size: int,
@@ -115,7 +111,4 @@ def plot_epe_maps(images, locations, epe, *, grid_size: int, glimpse_size: int,
               va='center')
     ax.set_title('glimpses' if labels is None else f'label {int(labels[i])}', fontsize=8)
   fig.tight_layout()
-  if path is not None:
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    fig.savefig(path, dpi=90)
-  return fig
+  return save(fig, path, dpi=90)

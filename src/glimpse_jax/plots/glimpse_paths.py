@@ -1,12 +1,11 @@
 """Pictures of where a glimpse model looked: each step's retina patches drawn as boxes."""
 
-import os
-
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from glimpse_jax.glimpse import loc_to_pixel
+from glimpse_jax.plots.saving import save
 
 _SCALE_COLOURS = ('tab:red', 'tab:orange', 'tab:green', 'tab:cyan', 'tab:purple')
 
@@ -72,10 +71,7 @@ def plot_glimpse_paths(images, locations, *, glimpse_size, num_scales, scale_fac
       ax.text(cx, cy, str(t + 1), color='yellow', fontsize=7, ha='center', va='center')
     ax.set_title(_title(n, labels, predictions), fontsize=8)
   fig.tight_layout()
-  if path is not None:
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    fig.savefig(path, dpi=100)
-  return fig
+  return save(fig, path)
 
 
 def plot_glimpse_sequence(images, locations, *, glimpse_size, num_scales, scale_factor=2,
@@ -105,7 +101,4 @@ def plot_glimpse_sequence(images, locations, *, glimpse_size, num_scales, scale_
     axes[n, 0].text(-0.08, 0.5, _title(n, labels, predictions), transform=axes[n, 0].transAxes,
                     rotation=90, fontsize=7, ha='right', va='center')
   fig.tight_layout()
-  if path is not None:
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    fig.savefig(path, dpi=100)
-  return fig
+  return save(fig, path)

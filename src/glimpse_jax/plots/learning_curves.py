@@ -1,11 +1,12 @@
 """Learning curves of a run from its metrics.jsonl records."""
 
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from glimpse_jax.plots.saving import save
 
 
 def _series(records: Iterable[Mapping[str, Any]], kind: str, name: str, split: str | None = None):
@@ -45,7 +46,4 @@ def plot_learning_curves(records: list[Mapping[str, Any]], path: str | None = No
     if ax.get_legend_handles_labels()[0]:
       ax.legend()
   fig.tight_layout()
-  if path is not None:
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    fig.savefig(path, dpi=100)
-  return fig
+  return save(fig, path)

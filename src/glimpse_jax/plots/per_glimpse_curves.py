@@ -1,11 +1,12 @@
 """Curves of a value after each glimpse (loss, output change), one line per way of glimpsing."""
 
-import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from glimpse_jax.plots.saving import save
 
 
 def plot_per_glimpse(curves: Mapping[str, Sequence[float]], path: str | None, *, ylabel: str,
@@ -40,7 +41,4 @@ def plot_per_glimpse(curves: Mapping[str, Sequence[float]], path: str | None, *,
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  if path is not None:
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    fig.savefig(path, dpi=100)
-  return fig
+  return save(fig, path)

@@ -1,11 +1,11 @@
 """Pictures of where a DRAW read looked: each step's grid of filters drawn as a box."""
 
-import os
-
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+
+from glimpse_jax.plots.saving import save
 
 
 def read_windows(read_params, *, n, height, width):
@@ -62,10 +62,7 @@ def plot_read_windows(images, read_params, *, n, path=None, labels=None, predict
              if values is not None]
     ax.set_title(', '.join(title), fontsize=8)
   fig.tight_layout()
-  if path is not None:
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    fig.savefig(path, dpi=100)
-  return fig
+  return save(fig, path)
 
 
 def plot_read_steps(lines, path=None, stats=(('in_image_mass', 'in-image mass'),
@@ -96,7 +93,4 @@ def plot_read_steps(lines, path=None, stats=(('in_image_mass', 'in-image mass'),
   handles, labels = axes[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc='lower center', fontsize=6, ncol=2, frameon=False)
   fig.tight_layout(rect=(0, 0.12 * min(1.0, len(lines) / 6) + 0.02, 1, 1))
-  if path is not None:
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    fig.savefig(path, dpi=100)
-  return fig
+  return save(fig, path)

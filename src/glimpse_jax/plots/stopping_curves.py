@@ -1,12 +1,13 @@
 """Test error against the mean number of glimpses, one series per way of choosing when to stop."""
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from glimpse_jax.plots.saving import save
 
 # How each kind of method is drawn: a threshold sweep as a line with small markers, fixed numbers
 # of glimpses as points joined by a dashed line, ACT runs (one point per ponder weight) as points.
@@ -62,7 +63,4 @@ def plot_stopping_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[fl
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  if path is not None:
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    fig.savefig(path, dpi=100)
-  return fig
+  return save(fig, path)
