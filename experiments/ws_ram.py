@@ -65,6 +65,7 @@ Setup choices that decide the result (their measured effects are in `results/ws_
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from ml_collections import config_dict
 
 from glimpse_jax import data, papers, train
@@ -391,3 +392,56 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
             'scales': greedy.scales[:, 0]}  # [B, T]
 
   return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)
+
+
+def size_bins(sizes, edges) -> np.ndarray:
+  """The bin of each digit side `sizes` [B] among `edges` [N + 1] (increasing): bin i holds
+  edges[i] <= size < edges[i + 1], the last bin closed on the right; -1 outside [edges[0],
+  edges[-1]]. numpy, [B] int."""
+  sizes, edges = np.asarray(sizes, np.float64), np.asarray(edges, np.float64)
+  if edges.ndim != 1 or edges.size < 2 or not np.all(np.diff(edges) > 0):
+    raise ValueError(f'edges must be 2 or more increasing values, got {edges.tolist()}')
+  bins = np.searchsorted(edges, sizes, side='right') - 1
+  bins[sizes == edges[-1]] = edges.size - 2
+  bins[(sizes < edges[0]) | (sizes > edges[-1])] = -1
+  return bins
+
+
+def scale_by_size(scales, on_ink, sizes, edges, num_scales: int = 3) -> dict:
+  """The chosen glimpse scale against the digit's size (Ba et al. 2015, Figure 4).
+
+  Args:
+    scales: [B, T] int, the scale index of each glimpse (0 the finest).
+    on_ink: [B, T] bool, whether the glimpse's finest patch holds ink.
+    sizes: [B], the digit's side in pixels.
+    edges: [N + 1] increasing size-bin edges (`size_bins`).
+    num_scales: how many scales the retina has.
+
+  Returns:
+    {'edges', 'num_scales', 'examples', 'glimpses', 'outside' (examples outside the edges),
+    'on_ink_fraction' [N] (of the bin's glimpses), and for 'on_ink' (glimpses on ink only) and
+    'all': {'count' [N] glimpses, 'fractions' [N][num_scales] (None for an empty bin)}}: plain
+    Python values, ready for json.
+  """
+  scales, on_ink = np.asarray(scales), np.asarray(on_ink, bool)
+  if scales.ndim != 2 or scales.shape != on_ink.shape or np.shape(sizes) != scales.shape[:1]:
+    raise ValueError(f'scales and on_ink must be [B, T] and sizes [B], got {scales.shape}, '
+                     f'{on_ink.shape}, {np.shape(sizes)}')
+  if scales.size and not 0 <= scales.min() <= scales.max() < num_scales:
+    raise ValueError(f'scales must lie in [0, {num_scales}), got {scales.min()}..{scales.max()}')
+  bins = np.broadcast_to(size_bins(sizes, edges)[:, None], scales.shape)  # [B, T]
+  num_bins = len(edges) - 1
+
+  def summary(kept):  # [B, T] bool -> counts and scale fractions per bin
+    counts = [int(np.sum(kept & (bins == b))) for b in range(num_bins)]
+    fractions = [None if not counts[b] else
+                 [float(np.sum(kept & (bins == b) & (scales == s)) / counts[b])
+                  for s in range(num_scales)] for b in range(num_bins)]
+    return {'count': counts, 'fractions': fractions}
+
+  ink, every = summary(on_ink), summary(np.ones_like(on_ink))
+  return {'edges': [float(e) for e in edges], 'num_scales': num_scales,
+          'examples': int(scales.shape[0]), 'glimpses': int(scales.shape[1]),
+          'outside': int(np.sum(bins[:, 0] < 0)) if scales.shape[1] else 0,
+          'on_ink_fraction': [i / a if a else None for i, a in zip(ink['count'], every['count'])],
+          'on_ink': ink, 'all': every}
