@@ -18,7 +18,12 @@ the steps up to a caption's end token count. Sizes (`CANVASES`):
                    10,000 updates in about 10 minutes on one core;
   <method>_large   100x100 canvases of 2-5 digits scaled 0.75-1.25 (21-35 px), for accelerators
                    (about 20 minutes per 10,000 updates on one shared CPU core);
-  <method>_smoke   48x48 canvases of 1-2 digits, narrow widths, 300 + 1,500 updates.
+  <method>_smoke   48x48 canvases of 1-2 digits, narrow widths, 300 + 1,500 updates;
+  <method>_sizes   64x64 canvases of 2-4 digits scaled 0.25-1.0 (7-28 px), the pyramid trained on
+                   28x28 canvases of digits at the same scales: digit sizes that span the three
+                   windows (6, 12 and 24 px), packed closer than the coarse window is wide, so
+                   that which layer to read depends on the digit (the paper's rows cannot test
+                   it: on their canvases only the coarse window holds a digit).
 
 Per word, a layer (categorical: the scale; on 64x64 canvases maps of 32x32, 16x16 and 8x8 cells,
 a cell 2, 4 and 8 px) and a location (Gaussian, std 0.1) are drawn; a 3x3-cell window of that
@@ -30,14 +35,17 @@ image as in the classification experiment (`objectives.method_surrogate`).
 Where the paper is silent, this module chooses:
   - q(a_t | ...) sees the decoder state, the previous word and the word y_t the glimpse must
     explain (the target word of this step: the only information q has beyond the prior's).
-  - The initial LSTM state comes from a 10x10 view of the whole canvas (as WS-RAM's top layer
-    does); VAR's baseline reads it.
+  - The decoder starts from a zero state: a view of the whole canvas would tell the predictor
+    how many digits there are, and where. VAR's baseline b(x) reads a 10x10 view of the whole
+    canvas. `model.initial_view=True` lets that view set the initial LSTM state too (as WS-RAM's
+    top layer does in classification); the `_smoke` variants do, so that their 1,500 updates
+    learn something.
   - Adam at 1e-3, batch 32, 10,000 updates (the paper's Figure 6 spans its first 10,000).
   - Test metrics from greedy decoding (mean location, most probable layer and word): `error`
     (exact caption wrong), `token_error`, and after training corpus BLEU-1..4 with sacrebleu
     (digits as words, no tokenisation, no smoothing; null for orders above the most digits a
     caption has) written to `captions.json` beside results.json, with the layer chosen
-    per word position; `nll` on the test split is -log (1/K) sum_k p(y | a_k, x), prior samples.
+    per word position and against the side of the digit the word names (`SIZE_BINS`); `nll` on the test split is -log (1/K) sum_k p(y | a_k, x), prior samples.
   - Training curves: `nll_word`, -log (1/K) sum_k w_k per word of the caption, the importance-
     weighted bound of each method's own proposal (Figure 6's quantity, comparable across them).
 """
@@ -65,34 +73,47 @@ from glimpse_jax.objectives import METHODS, method_surrogate
 
 # row variant -> the paper's row: loss.method, its name and Flickr8k BLEU-1..4
 ROWS: dict[str, papers.CaptionRow] = papers.WS_RAM_CAPTIONING
-SIZES = ('', '_smoke', '_large')  # the CPU rows, their smoke versions, the 100x100 canvases
+SIZES = ('', '_smoke', '_large', '_sizes')  # the CPU rows, smoke, 100x100, digit sizes 7-28 px
 VARIANTS = ('smoke', *(f'{row}{size}' for size in SIZES for row in ROWS))
 
 
 @dataclasses.dataclass(frozen=True)
 class Canvas:
-  """A size's canvases: side, digits per caption, digit scales and training digits (None: all)."""
+  """A size's canvases: side, digits per caption, digit scales, training digits (None: all) and
+  the digit scales the pyramid is trained on (None: plain 28x28 MNIST digits)."""
 
   canvas_size: int
   min_digits: int
   max_digits: int
   scale_range: tuple[float, float]
   train_examples: int | None
+  pyramid_scale_range: tuple[float, float] | None = None
+
+  def dataset_fields(self) -> dict:
+    """The caption phase's dataset fields."""
+    fields = dataclasses.asdict(self)
+    del fields['pyramid_scale_range']
+    return fields
 
 
 CANVASES = {
     '_smoke': Canvas(48, 1, 2, (0.75, 1.0), 10_000),
     '': Canvas(64, 1, 3, (0.75, 1.0), None),
     '_large': Canvas(100, 2, 5, (0.75, 1.25), None),
+    '_sizes': Canvas(64, 2, 4, (0.25, 1.0), None, pyramid_scale_range=(0.25, 1.0)),
 }
+# Digit sides (px) binned for the layer-against-size readout: [7, 12), [12, 17), ... [22, 29).
+SIZE_BINS = (7, 12, 17, 22, 29)
 KINDS = ('classifier', 'captioner')
 CAPTIONS_FILE = 'captions.json'
 BLEU_ORDERS = (1, 2, 3, 4)
 
 
-def _cnn_phase(smoke: bool) -> ml_collections.ConfigDict:
+def _cnn_phase(smoke: bool, scale_range: tuple[float, float] | None) -> ml_collections.ConfigDict:
   config = train.base_config()
   config.dataset.update(name='mnist', eval_examples=2_000 if smoke else 10_000)
+  if scale_range is not None:  # digits at the captions' scales, anywhere on a 28x28 canvas
+    config.dataset.update(name='translated_scaled', scale_range=scale_range)
   config.batch_size = 64
   config.num_steps = 300 if smoke else 2_000
   config.log_every = 100
@@ -109,7 +130,7 @@ def _caption_phase(method: str, size: str) -> ml_collections.ConfigDict:
   config = train.base_config()
   config.dataset = data.digit_strings_config()
   config.dataset.update(validation_examples=1_000, eval_examples=2_000 if smoke else 10_000)
-  config.dataset.update(dataclasses.asdict(CANVASES[size]))
+  config.dataset.update(CANVASES[size].dataset_fields())
   config.batch_size = 32
   config.num_steps = 1_500 if smoke else 10_000
   config.log_every = 50 if smoke else 100
@@ -122,6 +143,7 @@ def _caption_phase(method: str, size: str) -> ml_collections.ConfigDict:
   config.optimizer.freeze = ('params/cnn',)
   config.model = ml_collections.ConfigDict(dict(
       kind='captioner', cnn_features=(8, 16, 16) if smoke else (8, 16, 32), low_res_size=10,
+      initial_view=smoke,  # from zeros, 1,500 updates leave 79% of smoke captions wrong
       window=3, embed_features=16 if smoke else 32, read_features=32 if smoke else 128,
       lstm_features=64 if smoke else 128, inference_features=32 if smoke else 64,
       location_std=0.1, learn_std=False))
@@ -138,7 +160,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   size = next(s for s in SIZES[1:] + ('',) if variant.endswith(s))
   method = ROWS[variant.removesuffix(size) if size else variant].method
   config = train.pipeline_config('ws_ram_captioning', [
-      ('cnn', _cnn_phase(size == '_smoke')), ('caption', _caption_phase(method, size))])
+      ('cnn', _cnn_phase(size == '_smoke', CANVASES[size].pyramid_scale_range)),
+      ('caption', _caption_phase(method, size))])
   config.lock()
   return config
 
@@ -181,7 +204,8 @@ def make_model(config: ml_collections.ConfigDict):
     return DigitClassifier(tuple(m.cnn_features), data.num_classes(config.dataset))
   return AttentionCaptioner(
       cnn_features=tuple(m.cnn_features), low_res_size=m.low_res_size,
-      vocab_size=len(captions.DIGITS), start=captions.DIGITS.start, window=m.window,
+      initial_view=m.initial_view, vocab_size=len(captions.DIGITS), start=captions.DIGITS.start,
+      window=m.window,
       embed_features=m.embed_features, read_features=m.read_features,
       lstm_features=m.lstm_features, inference_features=m.inference_features,
       location_std=m.location_std, learn_std=m.learn_std)
@@ -245,7 +269,7 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
         per_sample(out.log_q) if proposal == 'q' else None, out.baseline,
         control_variates=spec.control_variates)
     total = per_example.mean()
-    if spec.method != 'var':  # b(x) is regressed in every run (it reads a stopped gradient)
+    if spec.method != 'var':  # b(x) is regressed in every run (VAR's surrogate holds its own)
       reward = jax.lax.stop_gradient(log_likelihood)  # [B, K]
       diagnostics['baseline_loss'] = jnp.mean((reward - out.baseline[:, None]) ** 2, axis=1)
       total = total + diagnostics['baseline_loss'].mean()
@@ -310,11 +334,36 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)
 
 
+def layer_counts_by_size(layers: np.ndarray, digit_size: np.ndarray,
+                         bins: tuple[int, ...] = SIZE_BINS, num_layers: int = 3) -> np.ndarray:
+  """How often each layer is chosen for a word against the side of the digit it names.
+
+  Args:
+    layers: [B, T] int, the layer read at each word (T > D: the end token's step follows).
+    digit_size: [B, D] side in pixels of the digit each word names, in reading order; 0 for
+      empty slots.
+    bins: edges in pixels; bin i holds sides in [bins[i], bins[i + 1]).
+    num_layers: L.
+
+  Returns:
+    [len(bins) - 1, L] counts; digits outside the bins are left out.
+  """
+  sides = np.asarray(digit_size)  # [B, D]
+  chosen = np.asarray(layers)[:, :sides.shape[1]]  # [B, D]
+  which = np.digitize(sides, bins) - 1  # [B, D]
+  keep = (sides > 0) & (which >= 0) & (which < len(bins) - 1)
+  counts = np.zeros((len(bins) - 1, num_layers))
+  np.add.at(counts, (which[keep], chosen[keep]), 1)
+  return counts
+
+
 def test_scores(decode_fn, params, config: ml_collections.ConfigDict, steps: int) -> dict:
   """Greedy captions of the whole test split: sacrebleu BLEU-1..4, exact-caption accuracy, and
-  how often each layer is chosen at each word position (over the words that count)."""
+  how often each layer is chosen at each word position (over the words that count) and against
+  the side of the digit a word names (`SIZE_BINS`)."""
   vocab, num_layers = captions.DIGITS, len(config.model.cnn_features)
   targets, predictions, layer_counts = [], [], np.zeros((steps, num_layers))
+  size_counts = np.zeros((len(SIZE_BINS) - 1, num_layers))
   for batch in data.eval_batches(config.dataset, config.eval.batch_size):
     real = np.asarray(batch['mask']) > 0
     out = decode_fn(params, jnp.asarray(batch['image']))
@@ -323,6 +372,8 @@ def test_scores(decode_fn, params, config: ml_collections.ConfigDict, steps: int
     mask = np.asarray(word_mask(jnp.asarray(batch['caption_length'][real]), steps)) > 0
     for t in range(steps):
       layer_counts[t] += np.bincount(layers[mask[:, t], t], minlength=num_layers)
+    size_counts += layer_counts_by_size(layers, np.asarray(batch['digit_size'])[real],
+                                        num_layers=num_layers)
     targets.append(caption)
     predictions.append(words)
   targets, predictions = np.concatenate(targets), np.concatenate(predictions)
@@ -336,13 +387,16 @@ def test_scores(decode_fn, params, config: ml_collections.ConfigDict, steps: int
                                               ).corpus_score(hypotheses, references).score
           if n <= config.dataset.max_digits else None
           for n in BLEU_ORDERS}
-  layer_fraction = layer_counts / np.maximum(layer_counts.sum(-1, keepdims=True), 1)
+  fraction = lambda counts: (counts / np.maximum(counts.sum(-1, keepdims=True), 1)).tolist()
   return {
       **bleu,
       'sequence_accuracy': float(captions.sequence_accuracy(targets, predictions, vocab).mean()),
       'examples': int(targets.shape[0]),
-      'layer_fraction_by_position': layer_fraction.tolist(),
+      'layer_fraction_by_position': fraction(layer_counts),
       'words_by_position': layer_counts.sum(-1).astype(int).tolist(),
+      'size_bins': list(SIZE_BINS),  # digit sides in px: [7, 12), [12, 17), ...
+      'layer_fraction_by_size': fraction(size_counts),
+      'words_by_size': size_counts.sum(-1).astype(int).tolist(),
       'samples': [{'target': text(t), 'greedy': text(p)}
                   for t, p in zip(targets[:10], predictions[:10])],
   }

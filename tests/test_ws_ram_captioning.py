@@ -269,9 +269,10 @@ def test_notebook_trains_the_smoke_pipeline_which_learns_and_scores_its_captions
 # ---------------------------------------------------------------------------------------------
 # The report, on made-up runs.
 # ---------------------------------------------------------------------------------------------
-def _fake_run(folder, method, seed, bleu1, nll_scale, **loss):
+def _fake_run(folder, method, seed, bleu1, nll_scale, initial_view=False, by_size=None, **loss):
   folder.mkdir(parents=True)
   config = {'seed': seed, 'loss': {'method': method, **loss},
+            'model': {'initial_view': initial_view},
             'dataset': {'canvas_size': 100, 'min_digits': 2, 'max_digits': 5 if method == 'var' else 3}}
   (folder / 'results.json').write_text(json.dumps({
       'config': config, 'steps': 10_000, 'wall_seconds': 600.0, 'test_token_error': 0.1,
@@ -283,7 +284,7 @@ def _fake_run(folder, method, seed, bleu1, nll_scale, **loss):
   (folder / wc.CAPTIONS_FILE).write_text(json.dumps({
       'bleu1': bleu1, 'bleu2': 50.0, 'bleu3': 40.0, 'bleu4': 30.0, 'sequence_accuracy': 0.7,
       'examples': 100, 'layer_fraction_by_position': [[0.0, 0.25, 0.75], [0.0, 0.0, 1.0]],
-      'words_by_position': [100, 60], 'samples': []}))
+      'words_by_position': [100, 60], 'samples': [], **(by_size or {})}))
   return str(folder)
 
 
@@ -320,3 +321,48 @@ def test_report_keeps_other_estimator_settings_apart_and_refuses_a_seed_twice(tm
   runs.append(_fake_run(tmp_path / 'again-seed0', 'var', 0, 61.0, 100.0))
   with pytest.raises(ValueError, match='seed 0 twice'):
     rc.write_report(runs, str(tmp_path / 'book' / 'captioning.md'))
+
+
+def test_report_tables_the_layer_against_digit_size_and_keeps_the_view_apart(tmp_path):
+  from glimpse_jax.reports import ws_ram_captioning as rc  # pylint: disable=g-import-not-at-top
+  by_size = lambda small: {'size_bins': [7, 12, 29], 'words_by_size': [40, 60],
+                           'layer_fraction_by_size': [[small, 1 - small, 0.0], [0.0, 0.2, 0.8]]}
+  runs = [_fake_run(tmp_path / 'ws-seed0', 'ws', 0, 60.0, 100.0, by_size=by_size(1.0)),
+          _fake_run(tmp_path / 'ws-seed1', 'ws', 1, 60.0, 100.0, by_size=by_size(0.5)),
+          _fake_run(tmp_path / 'ws-view-seed0', 'ws', 0, 60.0, 100.0, initial_view=True)]
+  markdown = rc.write_report(runs, str(tmp_path / 'book' / 'captioning.md'))
+  assert '| WS-RAM | 100x100, 2-3 digits | 7-11 | 40 | 75.0 | 25.0 | 0.0 |' in markdown
+  assert '| WS-RAM | 100x100, 2-3 digits | 12-28 | 60 | 0.0 | 20.0 | 80.0 |' in markdown
+  assert '| WS-RAM (view) | 100x100, 2-3 digits | 0 | 60.0 |' in markdown  # its own row
+  assert 'WS-RAM (view) | 100x100, 2-3 digits | 7-11' not in markdown  # no readout: no line
+
+
+def test_layer_counts_by_size_bins_each_digit_word_by_its_side():
+  layers = np.asarray([[0, 1, 2, 2], [2, 0, 1, 0]])  # [B, T]: the last step is the end token
+  sides = np.asarray([[7, 16, 28], [30, 11, 0]])  # [B, D]: 30 px is past the bins, 0 is empty
+  counts = wc.layer_counts_by_size(layers, sides, bins=(7, 12, 17, 29), num_layers=3)
+  np.testing.assert_array_equal(counts, [[2, 0, 0], [0, 1, 0], [0, 0, 1]])
+
+
+def test_the_whole_canvas_view_reaches_the_decoder_only_when_switched_on():
+  images = jax.random.uniform(jax.random.key(2), (2, 20, 20, 1))
+  caption = jnp.asarray([[1, 2, 10, 11], [4, 10, 11, 11]])
+  noise = mode_noise((1, 2, 4), 3)
+  for view in (False, True):
+    model = AttentionCaptioner(**TINY, initial_view=view)
+    params = model.init(jax.random.key(3, impl='rbg'), images, noise, wc.teacher_inputs(caption))
+
+    def outputs(context):
+      p = {'params': {**params['params'], 'context': context}}
+      out = model.apply(p, images, noise, wc.teacher_inputs(caption))
+      return out.word_log_probs, out.baseline
+
+    context = params['params']['context']
+    moved = jax.tree.map(lambda w: w + 0.5, context)
+    (words, baseline), (moved_words, moved_baseline) = outputs(context), outputs(moved)
+    assert not np.allclose(baseline, moved_baseline)  # b(x) reads the view either way
+    assert np.allclose(words, moved_words) != view, view
+    # Where the decoder ignores the view, b(x) trains it; where it starts from it, b(x) does not.
+    grads = jax.grad(lambda c: outputs(c)[1].sum())(context)
+    trained = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads)) > 0
+    assert trained != view, view

@@ -148,11 +148,16 @@ class CaptionStep(_Settings):
 
 
 class AttentionCaptioner(_Settings):
-  """The pyramid, the decoder's initial state from a low-resolution view, the scanned words.
+  """The pyramid, the baseline (and optionally the initial state) from a low-resolution view of
+  the whole image, the scanned words.
 
   Attributes:
     cnn_features: the pyramid's filters per layer (L layers to choose from).
-    low_res_size: side of the low-resolution view of the image that sets the initial LSTM state.
+    low_res_size: side of the low-resolution view of the whole image that VAR's baseline b(x)
+      reads.
+    initial_view: the same view also sets the LSTM's initial state; off, the decoder starts from
+      zeros and sees the image only through its windows (the paper's design: the whole-canvas
+      view would tell the predictor how many digits there are and roughly where).
     vocab_size: V words (targets and inputs); `start` is the first step's input.
     start: the start token's id.
     window: side of the window read from the chosen map, in cells.
@@ -165,6 +170,7 @@ class AttentionCaptioner(_Settings):
 
   cnn_features: Sequence[int] = (16, 32, 32)
   low_res_size: int = 10
+  initial_view: bool = False
   start: int = 11
   freeze_cnn: bool = True
 
@@ -202,9 +208,12 @@ class AttentionCaptioner(_Settings):
     maps = PyramidCNN(self.cnn_features, name='cnn')(images)
     if self.freeze_cnn:
       maps = [jax.lax.stop_gradient(m) for m in maps]
-    context = ContextNetwork(self.low_res_size, self.lstm_features, name='context')(images)
-    baseline = nn.Dense(1, name='baseline')(jax.lax.stop_gradient(context))[:, 0]  # [B]
-    hidden = jnp.broadcast_to(context, (num_samples, *context.shape))  # [K, B, D]
+    view = ContextNetwork(self.low_res_size, self.lstm_features, name='context')(images)  # [B, D]
+    # b(x) trains the view only where the decoder does not start from it.
+    baseline_input = jax.lax.stop_gradient(view) if self.initial_view else view
+    baseline = nn.Dense(1, name='baseline')(baseline_input)[:, 0]  # [B]
+    initial = view if self.initial_view else jnp.zeros_like(view)
+    hidden = jnp.broadcast_to(initial, (num_samples, *initial.shape))  # [K, B, D]
     carry = ((jnp.zeros_like(hidden), hidden),
              jnp.full((num_samples, batch), self.start, jnp.int32))
     step = nn.scan(CaptionStep, variable_broadcast='params', split_rngs={'params': False},

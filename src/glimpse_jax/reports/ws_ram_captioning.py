@@ -22,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from glimpse_jax import papers
+from glimpse_jax.data.sources import DIGIT_SIZE
 from glimpse_jax.reports.cli import run_chapter
 from glimpse_jax.reports.runs import Run, load_run
 from glimpse_jax.reports.tables import Column, markdown, markdown_table, mean_spread, write_page
@@ -45,7 +46,8 @@ def read_scores(workdir: str) -> dict:
 
 def method_of(run: Run) -> str:
   """The run's estimator: `loss.method`, then what differs from the paper's setting (control
-  variates, T = 1, K = 5), e.g. 'ws_q' or 'ws_q-nocv-T2-K10'."""
+  variates, T = 1, K = 5, a decoder blind to the whole canvas), e.g. 'ws_q' or
+  'ws_q-nocv-T2-K10-view'."""
   loss = run.results['config']['loss']
   parts = [loss['method']]
   if not loss.get('control_variates', True):
@@ -54,6 +56,9 @@ def method_of(run: Run) -> str:
     parts.append(f"T{loss['temperature']:g}")
   if loss.get('num_samples', 5) != 5:
     parts.append(f"K{loss['num_samples']}")
+  # Runs from before the switch existed started from the whole-canvas view.
+  if run.results['config'].get('model', {}).get('initial_view', True):
+    parts.append('view')
   return '-'.join(parts)
 
 
@@ -64,9 +69,13 @@ def method_name(method: str) -> str:
 
 
 def canvases_of(run: Run) -> str:
-  """The run's data, e.g. '64x64, 1-3 digits'."""
+  """The run's data, e.g. '64x64, 1-3 digits, 21-28 px'."""
   d = run.results['config']['dataset']
-  return f"{d['canvas_size']}x{d['canvas_size']}, {d['min_digits']}-{d['max_digits']} digits"
+  text = f"{d['canvas_size']}x{d['canvas_size']}, {d['min_digits']}-{d['max_digits']} digits"
+  if 'scale_range' in d:
+    low, high = (round(DIGIT_SIZE * s) for s in d['scale_range'])
+    text += f', {low}-{high} px'
+  return text
 
 
 def group_runs(runs: Sequence[Run]) -> dict[tuple[str, str], list[Run]]:
@@ -199,7 +208,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
   figure = f'{stem}_training_nll.png'
   plot_training_nll(groups, os.path.join(folder, figure))
 
-  methods, curve_rows, layer_rows = [], [], []
+  methods, curve_rows, layer_rows, size_rows = [], [], [], []
   for key, members in groups.items():
     name = method_name(key[1])
     s = [scores[run.name] for run in members]
@@ -215,6 +224,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
       if words[t]:
         layer_rows.append([name, key[0], str(t + 1), f'{int(words[t]):,}',
                            *(f'{100 * f:.1f}' for f in row)])
+    size_rows += _size_rows(name, key[0], s)
   num_layers = len(next(iter(scores.values()))['layer_fraction_by_position'][0])
   text = [
       '# WS-RAM captioning: multi-scale attention over a convolutional pyramid '
@@ -245,6 +255,15 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
       markdown(['method', 'canvases', 'word', 'words',
                 *(f'layer {l} %' for l in range(num_layers))], layer_rows),
   ]
+  if size_rows:
+    text += [
+        '\n## Layer chosen against the digit\'s side (greedy, test split, mean over seeds)\n\n',
+        'Each digit word, binned by the side in pixels of the digit it names (whatever word was '
+        'decoded). On 64x64 canvases the three windows are 6, 12 and 24 px wide (3 cells of 2, '
+        '4 and 8 px): a layer that follows size moves right down the table. Runs from before '
+        'this readout are not in it.\n\n',
+        markdown(['method', 'canvases', 'digit side (px)', 'words',
+                  *(f'layer {l} %' for l in range(num_layers))], size_rows)]
   for key, members in groups.items():
     source = os.path.join(folders[members[0].name], 'caption_windows.png')
     if os.path.isfile(source):
@@ -256,6 +275,18 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
                   f"{members[0].results['config']['seed']}: the window read per generated word "
                   f'(colour: layer)\n\n![{method} windows]({name})\n')
   return write_page(text, out, notes)
+
+
+def _size_rows(name: str, canvases: str, scores: Sequence[dict]) -> list[list[str]]:
+  """The layer-against-digit-size lines of one method's runs; none unless every run has them."""
+  if not scores or not all('layer_fraction_by_size' in x for x in scores):
+    return []
+  fractions = np.mean([x['layer_fraction_by_size'] for x in scores], axis=0)  # [bins, L]
+  words = scores[0]['words_by_size']  # [bins] the same test split in every run
+  edges = scores[0]['size_bins']
+  return [[name, canvases, f'{edges[i]}-{edges[i + 1] - 1}', f'{int(words[i]):,}',
+           *(f'{100 * f:.1f}' for f in row)]
+          for i, row in enumerate(fractions) if words[i]]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
