@@ -65,9 +65,11 @@ import optax
 from glimpse_jax import data, diagnostics, glimpse, objectives, papers, train
 from glimpse_jax.plots.design_maps import (attention_frequency, plot_attention_frequency,
                                      plot_completions)
-from glimpse_jax.experimental_design import greedy_sequences
+from glimpse_jax.experimental_design import (Posterior, canvas_posterior, greedy_sequences,
+                                             pooled_posterior)
 from glimpse_jax.nets import (RecurrentAttentionModel, RetinaSpec, grid_centers, path_values,
                               ram_noise)
+from glimpse_jax.nets.canvas_posterior import CanvasPosterior
 from glimpse_jax.nets.completion import CompletionVAE, condition, observed_mask
 from glimpse_jax.nets.glimpse_posterior import AttentionalPosterior
 
@@ -92,6 +94,8 @@ SUPERVISED = {'supervised': Supervision('mean', 1.0, 'designed'),
               'supervised_center': Supervision('sum', 1.0, 'digit_center')}
 _METHODS = ('sequences', *SUPERVISED, 'unsupervised', 'stopping', 'act', 'smoke')
 REDUCTIONS = ('mean', 'sum')
+POSTERIORS = ('pooled', 'canvas')  # `model.posterior`: mean-pooled glimpses, or the masked canvas
+COMPLETIONS = ('mean', 'sample')  # `design.completion`: the decoder's mean image, or drawn pixels
 ACT_PONDER_WEIGHTS = (0.01, 0.05, 0.1, 0.2, 0.5, 1.0)  # the sweep of `act`'s loss.ponder_weight
 TARGETS = ('designed', 'digit_center')
 VARIANTS = (*_METHODS, *(f'{m}_fashion' for m in _METHODS if m != 'smoke'))
@@ -122,7 +126,8 @@ def _base(part: str, smoke: bool, source: str) -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict(dict(
       part=part, glimpse_size=12 if smoke else 16, num_scales=1, scale_factor=2,
       num_glimpses=4 if smoke else 6, grid_size=8 if smoke else 16,
-      posterior_features=128, posterior_channels=(8, 16),
+      posterior='pooled' if smoke else 'canvas', posterior_features=128,
+      posterior_channels=(8, 16), canvas_channels=(8, 16, 32),
       latent=16 if smoke else 32, completion_features=(8, 16) if smoke else (16, 32),
       core_features=256, glimpse_features=256, what_features=128, where_features=128,
       locator='grid', location_std=0.2, classify_every_step=False, predict_gain=False,
@@ -130,7 +135,14 @@ def _base(part: str, smoke: bool, source: str) -> ml_collections.ConfigDict:
   config.loss = ml_collections.ConfigDict(dict(
       supervision_weight=1.0, reinforce_weight=1.0, baseline_weight=1.0, gain_weight=1.0,
       ponder_weight=0.0, act_epsilon=0.01))
-  config.design = ml_collections.ConfigDict(dict(samples=4 if smoke else 8))
+  # The design's completions: `samples` S per step, each the decoder's 'mean' image given a
+  # latent or a 'sample' of its pixels (`completion`, one of COMPLETIONS); `epe_batch_size`
+  # images have their EPE maps computed at once (0: the whole batch), which bounds the memory of
+  # the canvas posterior's S x N outcomes. The smoke variant keeps the pooled posterior and mean
+  # completions (what its notebook's figures were measured with).
+  config.design = ml_collections.ConfigDict(dict(
+      samples=4 if smoke else 64, completion='mean' if smoke else 'sample',
+      epe_batch_size=0 if smoke else 4))
   config.stopping = ml_collections.ConfigDict(dict(
       thresholds=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)))
   return config
@@ -240,8 +252,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
                'posterior_features', 'core_features'):
     if isinstance(m[name], bool) or not isinstance(m[name], int) or m[name] < 1:
       raise ValueError(f'model.{name} must be an integer >= 1, got {m[name]!r}')
-  if config.design.samples < 1:
-    raise ValueError(f'design.samples must be >= 1, got {config.design.samples}')
+  if m.posterior not in POSTERIORS:
+    raise ValueError(f'model.posterior must be one of {list(POSTERIORS)}, got {m.posterior!r}')
+  channels = tuple(m.canvas_channels)
+  if not channels or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1
+                             for c in channels):
+    raise ValueError(f'model.canvas_channels must be integers >= 1, got {m.canvas_channels!r}')
+  design = config.design
+  if isinstance(design.samples, bool) or not isinstance(design.samples, int) or design.samples < 1:
+    raise ValueError(f'design.samples must be an integer >= 1, got {design.samples!r}')
+  if design.completion not in COMPLETIONS:
+    raise ValueError(f'design.completion must be one of {list(COMPLETIONS)}, got '
+                     f'{design.completion!r}')
+  batch = design.epe_batch_size
+  if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
+    raise ValueError(f'design.epe_batch_size must be an integer >= 0 (0: the whole batch), got '
+                     f'{batch!r}')
   for name in ('supervision_weight', 'reinforce_weight', 'baseline_weight', 'gain_weight',
                'ponder_weight'):
     if not loss[name] >= 0:
@@ -310,7 +336,11 @@ def _observed(config, locations, taken):
 
 
 def _posterior_model(config):
+  """The posterior of `model.posterior`: mean-pooled glimpse embeddings, or the masked canvas."""
   m = config.model
+  if m.posterior == 'canvas':
+    return CanvasPosterior(data.num_classes(config.dataset), m.posterior_features,
+                           tuple(m.canvas_channels))
   return AttentionalPosterior(data.num_classes(config.dataset), m.posterior_features,
                               tuple(m.posterior_channels))
 
@@ -332,9 +362,16 @@ def _posterior_experiment(config) -> train.Experiment:
   model = _posterior_model(config)
   read = jax.vmap(jax.vmap(_read_one(config), (None, 0)))  # over B, then T: [B, T, S, h, w, C]
 
+  def posterior_inputs(images, locations, mask):
+    """The model's inputs for glimpses at `locations` [B, T, 2] kept by `mask` [B, T]: the
+    patches, or the canvas and the pixels observed [B, H, W]."""
+    if config.model.posterior == 'canvas':
+      return images, _observed(config, locations, mask)
+    return read(images, locations), locations, mask
+
   def inputs(images, rng):
     locations, mask = random_glimpse_sets(rng, images.shape[0], config, min_count=1)
-    return read(images, locations), locations, mask
+    return posterior_inputs(images, locations, mask)
 
   def init(rng, batch):
     return model.init(rng, *inputs(batch['image'], rng))
@@ -350,13 +387,13 @@ def _posterior_experiment(config) -> train.Experiment:
     # With all T random glimpses: the posterior's accuracy on the sets it was trained on.
     locations, _ = random_glimpse_sets(rng, batch['image'].shape[0], config, min_count=1)
     mask = jnp.ones(locations.shape[:2])
-    logits = model.apply(params, read(batch['image'], locations), locations, mask)
+    logits = model.apply(params, *posterior_inputs(batch['image'], locations, mask))
     return {'error': (jnp.argmax(logits, -1) != batch['label']).astype(jnp.float32),
             'nll': optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])}
 
   def predict(params, images, rng):
     locations, _ = random_glimpse_sets(rng, images.shape[0], config, min_count=1)  # [B, T, 2]
-    logits = model.apply(params, read(images, locations), locations, jnp.ones(locations.shape[:2]))
+    logits = model.apply(params, *posterior_inputs(images, locations, jnp.ones(locations.shape[:2])))
     return {'probabilities': jax.nn.softmax(logits, -1), 'locations': locations}
 
   return train.Experiment(init=init, loss=loss, evaluate=evaluate, predict=predict)
@@ -409,20 +446,45 @@ def _completion_experiment(config) -> train.Experiment:
 
 
 def design_functions(config, posterior_params, completion_params):
-  """(read, embed, classify, complete) of the experimental design for frozen parameters."""
+  """(read, embed, classify, complete) of the experimental design for frozen parameters.
+
+  With `model.posterior='pooled'`, `embed` and `classify` are the posterior's two halves
+  (`experimental_design.Embed`, `Classify`); with 'canvas' there is no per-glimpse embedding
+  (`embed` is None) and `classify` maps a canvas and its mask to logits
+  (`experimental_design.ClassifyCanvas`). `complete` draws `design.samples` completions of the
+  kind `design.completion` names. `design_posterior` makes them one `Posterior`.
+  """
   posterior, completion = _posterior_model(config), _completion_model(config)
   samples, latent = config.design.samples, config.model.latent
-  embed = lambda patches, locations: posterior.apply(posterior_params, patches, locations,
-                                                     method='embed')
-  classify = lambda pooled, count: posterior.apply(posterior_params, pooled, count,
-                                                   method='classify')
+  if config.model.posterior == 'canvas':
+    embed = None
+    classify = lambda canvas, mask: posterior.apply(posterior_params, canvas, mask)
+  else:
+    embed = lambda patches, locations: posterior.apply(posterior_params, patches, locations,
+                                                       method='embed')
+    classify = lambda pooled, count: posterior.apply(posterior_params, pooled, count,
+                                                     method='classify')
 
   def complete(images, locations, taken, rng):
     cond = condition(images, _observed(config, locations, taken))
     noise = jax.random.normal(rng, (images.shape[0], samples, latent))
-    return completion.apply(completion_params, cond, noise, method='sample')
+    pixel_noise = None
+    if config.design.completion == 'sample':  # [B, S, H, W, C]
+      pixel_noise = jax.random.uniform(jax.random.fold_in(rng, 1),
+                                       (images.shape[0], samples, *images.shape[1:]))
+    return completion.apply(completion_params, cond, noise, pixel_noise, method='sample')
 
   return _read_one(config), embed, classify, complete
+
+
+def design_posterior(config, read, embed, classify) -> Posterior:
+  """The design's `Posterior` from `design_functions`' pieces, as `model.posterior` says."""
+  if config.model.posterior == 'canvas':
+    height, width, _ = data.image_shape(config.dataset)
+    window = lambda location: observed_mask(location[None], jnp.ones(1), height=height,
+                                            width=width, size=config.model.glimpse_size)
+    return canvas_posterior(classify, window)
+  return pooled_posterior(read, embed, classify)
 
 
 def _sequences_experiment(config) -> train.Experiment:
@@ -431,8 +493,10 @@ def _sequences_experiment(config) -> train.Experiment:
   def generate(batch, rng, frozen):
     read, embed, classify, complete = design_functions(config, frozen['posterior'],
                                                        frozen['completion'])
-    out = greedy_sequences(batch['image'], rng, centers, config.model.num_glimpses, read=read,
-                           embed=embed, classify=classify, complete=complete)
+    out = greedy_sequences(batch['image'], rng, centers, config.model.num_glimpses,
+                           complete=complete,
+                           posterior=design_posterior(config, read, embed, classify),
+                           epe_batch_size=config.design.epe_batch_size)
     correct = (jnp.argmax(out.logits, -1) == batch['label']).astype(jnp.float32)
     step_correct = jnp.argmax(out.step_logits, -1) == batch['label'][:, None]  # [B, T]
     return {'target_location': out.locations, 'target_cell': out.cells, 'epe': out.epe,

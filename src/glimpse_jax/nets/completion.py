@@ -6,8 +6,11 @@ The condition is the canvas with only the observed pixels kept and the observati
 - posterior q(z | x, c): the same CNN on the full image and the condition (training only);
 - decoder p(x | z, c): z as a coarse map, upsampled twice with the condition's maps joined in,
   Bernoulli logits per pixel.
-A completion is the decoder's mean with the observed pixels put back, so every sample agrees with
-the glimpses seen. Trained by the negative ELBO: binary cross-entropy + KL(q || p).
+A completion is drawn from the model given the condition: a latent from the prior p(z | c), then
+either the decoder's mean image given it, or (with `pixel_noise`) pixels drawn from the decoder's
+Bernoulli likelihood, so that completions vary pixel by pixel as well as through the latent. The
+observed pixels are put back either way, so every sample agrees with the glimpses seen. Trained by
+the negative ELBO: binary cross-entropy + KL(q || p).
 
 Choices where Harvey et al. leave freedom (they use a pre-trained image-completion network): a
 small convolutional CVAE, a latent of `latent` Gaussians, maps at 1/2 and 1/4 of the canvas side.
@@ -96,15 +99,23 @@ class CompletionVAE(nn.Module):
     x = nn.relu(self.up1(jnp.concatenate([x, half], -1)))[:, :height, :width]
     return self.out(jnp.concatenate([x, cond], -1))
 
-  def sample(self, cond: jax.Array, noise: jax.Array) -> jax.Array:
+  def sample(self, cond: jax.Array, noise: jax.Array,
+             pixel_noise: jax.Array | None = None) -> jax.Array:
     """Completions [B, S, H, W, C] in [0, 1] for standard-normal `noise` [B, S, Z]: the
-    condition [B, H, W, C + 1] is encoded once per image; observed pixels are the condition's."""
+    condition [B, H, W, C + 1] is encoded once per image; observed pixels are the condition's.
+
+    Without `pixel_noise` a completion is the decoder's mean image; with uniform `pixel_noise`
+    [B, S, H, W, C] in [0, 1) each pixel is 1 where the noise is below the decoder's Bernoulli
+    probability, 0 elsewhere (a draw of the likelihood).
+    """
     (mean, log_std), (half, quarter) = self.encode_condition(cond)
     batch, samples = noise.shape[:2]
     z = mean[:, None] + jnp.exp(log_std)[:, None] * noise  # [B, S, Z]
     tile = lambda x: jnp.repeat(x, samples, axis=0)  # [B * S, ...]
     logits = self.decode(z.reshape(batch * samples, -1), tile(cond), (tile(half), tile(quarter)))
     probs = jax.nn.sigmoid(logits).reshape(batch, samples, *logits.shape[1:])
+    if pixel_noise is not None:
+      probs = (pixel_noise < probs).astype(probs.dtype)
     observed, mask = cond[:, None, ..., :-1], cond[:, None, ..., -1:]
     return mask * observed + (1.0 - mask) * probs
 
