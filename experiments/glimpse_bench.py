@@ -1,0 +1,395 @@
+"""One benchmark across the glimpse methods: the same task, the same retina, the same budget.
+
+Usage:
+  make experiment NAME=glimpse_bench CONFIG=cluttered60            # every method, T = 2/4/6/8,
+  make experiment NAME=glimpse_bench CONFIG=translated60           # 3 seeds, the CPU budget below
+  make experiment NAME=glimpse_bench CONFIG=translated60_fashion   # Fashion-MNIST objects
+  make experiment NAME=glimpse_bench CONFIG=cluttered60_smoke      # every method, T = 2 and 4,
+                                                                   # seed 0, a few updates each
+  make experiment NAME=glimpse_bench CONFIG=cluttered60_paper      # 1M updates of 128, for GPU/TPU
+Every (method, T, seed) trains in its own workdir `<workdir>/<method>-g<T>-seed<s>` (the CNNs,
+which take no glimpses, in `<workdir>/<method>-seed<s>`; a method of several phases in
+`<workdir>/<run>/<phase>`), by the experiment module that owns the method and the shared loop:
+the benchmark is one pipeline whose phases are those runs (`train.run_pipeline`), so a restarted
+benchmark skips the finished runs and resumes the interrupted one from its checkpoint. One run
+alone: ARGS="--phase=ram-g4-seed0"; the seeds are the benchmark's, so leave `--config.seed` and
+SEEDS out. The chapter (`glimpse_jax.reports.glimpse_bench`) reads the workdirs.
+
+This module trains nothing itself and is no method: it sits above the experiments (as the
+reports do), importing each method's module by name (`glimpse_jax.experiments.<name>`), and lives
+here only so that `make experiment` reaches it. `make_experiment(config)` is the module of the
+run's `config.experiment`, whose config.json therefore names that experiment (`glimpse_jax.
+load_run` and the chapters read a bench run as one of their own).
+
+Tasks (TASKS; the retina fixed per task, in one place): 60x60 canvases of 28x28 digits, cluttered
+(4 pieces of 8x8 clutter, the RAM paper's) or translated, of MNIST digits, and translated
+Fashion-MNIST objects. The retina is RAM's on these canvases: 12x12 patches at 3 scales, each
+twice the last (12, 24, 48 px). Training canvases are drawn on the fly by the host's seeded
+generator for every method (`dataset.sample_on_device=False`, also for RAM and WS-RAM, whose own
+variants draw them in the step): at one batch size and seed every method sees the same canvases
+at every update. The test split is the fixed 10,000-canvas split of `dataset.seed` 0; no
+validation split (no method stops early or lowers its rate on a plateau: every run trains its
+budget).
+
+Methods (METHODS; each keeps its module's own optimizer, rate and schedule):
+  ram            RAM, linear Gaussian locator (ram.py, REINFORCE averaged over the glimpses).
+  ram_lstm       RAM with the locator's own LSTM (ram.py's `model.locator='lstm'`, the LSTM locator
+                 of Brooks et al.; ram_reward.py trains it with a classifier after every glimpse,
+                 which would change two things at once, so the row takes ram.py's loss).
+  ws_ram_q_cv    WS-RAM + q with control variates (ws_ram.py `ws_q_cv`): 12x12 patches at one of
+                 the 3 scales per glimpse (its categorical scale choice), plus its 10x10 view of
+                 the whole canvas for the top layer.
+  ram_center     RAM with digit-center supervision (ram.py's `loss.supervised_fraction`: a tenth
+                 of the examples, as the near-optimal glimpses' stored fraction, teacher-forced
+                 to the digit's center at every glimpse and trained on -log pi(center), w = 1).
+                 near_optimal_glimpses.py's `supervised_center` is not used: its supervised
+                 examples are those of the designed-sequence store, so it needs that pipeline.
+  draw_heuristic DRAW read (pretrain_attention.py `heuristic_translated`): T reads, heuristic
+                 pre-training then classification from the grafted read.
+  draw_reconstruction  the same after reconstruction pre-training.
+                 DRAW's read is a DRAW_READ_SIZE x DRAW_READ_SIZE grid of Gaussian filters:
+                 21 x 21 = 441 input values per glimpse against the retina's 3 x 12 x 12 = 432
+                 (no N gives 432 exactly; 21 is the nearest).
+  random         RAM's network on uniformly random glimpse locations (ram.py
+                 `model.random_locations`): nothing to reinforce.
+  cnn            the simple CNN of variant_mnist.py (`cnn_cluttered`: layer norm, dropout 0.5),
+  attention_cnn  and its self-attention CNN, on the whole canvas: reference lines, no glimpses.
+Not wired (NOT_WIRED): RAM with the near-optimal (BOED) sequences as supervision, which needs
+the hour-long sequence-design pipeline per task (near_optimal_glimpses.py `sequences`, its
+store read by `data_from`); oracle glimpses at the digit center, which no existing config gives
+(a teacher-forced RAM evaluates its own policy, not the center).
+
+Budgets (BUDGETS; the same for every method of a task; DRAW's pre-training comes on top):
+  CPU (no suffix)  6,000 updates of batch 64 per run, a checkpoint and a 1,000-image test
+                   evaluation every 1,000 updates, the whole test split at the end (10 sampled
+                   paths where a method reports them); DRAW pre-training 500 (heuristic) or
+                   2,000 (reconstruction) updates; T = 2, 4, 6, 8 and seeds 0, 1, 2: 7 glimpse
+                   methods x 4 x 3 + 2 CNNs x 3 = 90 runs per task, about 2-6 minutes each on 2
+                   CPU cores (not yet measured at this budget).
+  `_smoke`         4 updates of 16 per run (DRAW pre-training 2), 64 test canvases, T = 2 and 4,
+                   seed 0: 16 runs and 4 pre-training phases, mostly compilation.
+  `_paper`         RAM's paper budget for every method, 1M updates of 128 (papers.RAM_STEPS),
+                   DRAW pre-training at Lindsey's translated counts; evaluation every 10,000.
+Not yet: Lindsey's glimpse tester over every method, greedy paths on fixed images, FLOPs.
+"""
+
+import dataclasses
+import importlib
+import re
+import types
+from collections.abc import Callable
+
+import ml_collections
+from ml_collections import config_dict
+
+from glimpse_jax import data, papers, train
+
+EXPERIMENTS_PACKAGE = 'glimpse_jax.experiments'
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks: the dataset and the retina, one place.
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Retina:
+  """The glimpse every method of a task reads: `num_scales` patches of `glimpse_size` pixels,
+  each `scale_factor` times the last."""
+
+  glimpse_size: int
+  num_scales: int
+  scale_factor: int
+
+  @property
+  def values(self) -> int:
+    """Input values of one glimpse (one channel)."""
+    return self.num_scales * self.glimpse_size**2
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """A task: its dataset fields (over data.default_config()'s) and its retina."""
+
+  dataset: dict
+  retina: Retina
+
+
+RETINA_60 = Retina(glimpse_size=12, num_scales=3, scale_factor=2)
+# Every task: canvases drawn on the fly by the host's generator, the fixed test split of seed 0.
+_COMMON_DATASET = dict(train_on_the_fly=True, compose_on_device=True, sample_on_device=False,
+                       seed=0, validation_examples=0, train_examples=None)
+TASKS = {
+    'cluttered60': Task(dict(_COMMON_DATASET, name='cluttered', source='mnist', canvas_size=60,
+                             num_clutter=4, clutter_size=8), RETINA_60),
+    'translated60': Task(dict(_COMMON_DATASET, name='translated', source='mnist',
+                              canvas_size=60), RETINA_60),
+    'translated60_fashion': Task(dict(_COMMON_DATASET, name='translated', source='fashion_mnist',
+                                      canvas_size=60), RETINA_60),
+}
+DRAW_READ_SIZE = 21  # 21 x 21 = 441 values a read, the nearest square to the retina's 432
+GLIMPSES = (2, 4, 6, 8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Budgets.
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """What every run of a benchmark variant trains and evaluates (module doc)."""
+
+  num_steps: int
+  batch_size: int
+  glimpses: tuple[int, ...]
+  seeds: tuple[int, ...]
+  eval_every: int
+  eval_examples_during_training: int
+  checkpoint_every: int
+  log_every: int
+  eval_examples: int | None  # test canvases; None: the whole split
+  eval_batch_size: int
+  mc_samples: int
+  pretrain_steps: dict  # DRAW's pre-training objective -> updates
+
+
+BUDGETS = {
+    '': Budget(num_steps=6_000, batch_size=64, glimpses=GLIMPSES, seeds=(0, 1, 2),
+               eval_every=1_000, eval_examples_during_training=1_000, checkpoint_every=1_000,
+               log_every=100, eval_examples=None, eval_batch_size=500, mc_samples=10,
+               pretrain_steps={'heuristic': 500, 'reconstruction': 2_000}),
+    '_smoke': Budget(num_steps=4, batch_size=16, glimpses=(2, 4), seeds=(0,), eval_every=0,
+                     eval_examples_during_training=64, checkpoint_every=0, log_every=2,
+                     eval_examples=64, eval_batch_size=64, mc_samples=2,
+                     pretrain_steps={'heuristic': 2, 'reconstruction': 2}),
+    '_paper': Budget(num_steps=papers.RAM_STEPS, batch_size=128, glimpses=GLIMPSES,
+                     seeds=(0, 1, 2), eval_every=10_000, eval_examples_during_training=1_000,
+                     checkpoint_every=10_000, log_every=1_000, eval_examples=None,
+                     eval_batch_size=500, mc_samples=10,
+                     pretrain_steps={objective: papers.PRETRAIN_ATTENTION_STEPS[objective,
+                                                                                'translated']
+                                     for objective in ('heuristic', 'reconstruction')}),
+}
+VARIANTS = tuple(f'{task}{suffix}' for suffix in BUDGETS for task in TASKS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Methods.
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A method: the experiment module and variant it trains with, the fields that make it the
+  method (`settings(phase config, task, T)`), whether it takes glimpses, and the phase whose
+  results are the method's ('' for a single-phase run)."""
+
+  label: str
+  experiment: str
+  variant: str
+  settings: Callable[[ml_collections.ConfigDict, Task, int], None]
+  glimpses: bool = True
+  result_phase: str = ''
+
+
+def _ram_settings(**fields) -> Callable:
+  """RAM's retina and T, then `fields` as `model.<name>` or `loss.<name>` (a dotted key)."""
+
+  def settings(config, task, glimpses):
+    r = task.retina
+    config.model.update(num_glimpses=glimpses, glimpse_size=r.glimpse_size,
+                        num_scales=r.num_scales, scale_factor=r.scale_factor)
+    for dotted, value in fields.items():
+      group, name = dotted.split('__')
+      config[group][name] = value
+
+  return settings
+
+
+def _ws_ram_settings(config, task, glimpses):
+  r = task.retina
+  config.model.update(num_glimpses=glimpses, glimpse_size=r.glimpse_size,
+                      num_scales=r.num_scales, scale_factor=r.scale_factor)
+  config.paper.update(row='', test_error=None)  # not the paper's 100x100 table
+
+
+def _draw_settings(config, task, glimpses):
+  del task  # the read's size is DRAW_READ_SIZE on every 60x60 task
+  config.model.update(read_size=DRAW_READ_SIZE, glimpses=glimpses, unroll=1)
+
+
+def _cnn_settings(config, task, glimpses):
+  del task, glimpses
+  config.paper.update(table=0, row='', accuracy=None, test_error=None)
+
+
+METHODS = {
+    'ram': Method('RAM', 'ram', 'cluttered60', _ram_settings()),
+    'ram_lstm': Method('RAM, LSTM locator', 'ram', 'cluttered60',
+                       _ram_settings(model__locator='lstm', model__fused=False)),
+    'ws_ram_q_cv': Method('WS-RAM + q + c.v.', 'ws_ram', 'ws_q_cv', _ws_ram_settings),
+    'ram_center': Method('RAM, digit-center supervision', 'ram', 'cluttered60',
+                         _ram_settings(model__fused=False, loss__supervised_fraction=0.1)),
+    'draw_heuristic': Method('DRAW, heuristic pre-training', 'pretrain_attention',
+                             'heuristic_translated', _draw_settings, result_phase='classify'),
+    'draw_reconstruction': Method('DRAW, reconstruction pre-training', 'pretrain_attention',
+                                  'reconstruction_translated', _draw_settings,
+                                  result_phase='classify'),
+    'random': Method('random glimpses', 'ram', 'cluttered60',
+                     _ram_settings(model__random_locations=True)),
+    'cnn': Method('simple CNN (no glimpses)', 'variant_mnist', 'cnn_cluttered', _cnn_settings,
+                  glimpses=False),
+    'attention_cnn': Method('self-attention CNN (no glimpses)', 'variant_mnist',
+                            'attention_cnn_cluttered', _cnn_settings, glimpses=False),
+}
+# Methods of the issue this benchmark does not train yet, and why.
+NOT_WIRED = {
+    'ram_boed': 'RAM supervised by near-optimal (BOED) sequences: needs the sequence-design '
+                'pipeline (near_optimal_glimpses `sequences`, about an hour per task) before its '
+                'runs read the store through data_from',
+    'oracle': 'glimpses at the digit center: no existing config evaluates a fixed center path '
+              '(a teacher-forced RAM is evaluated on its own policy)',
+}
+
+
+def experiment_module(name: str) -> types.ModuleType:
+  """The installed experiment module `name`."""
+  return importlib.import_module(f'{EXPERIMENTS_PACKAGE}.{name}')
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs.
+# ---------------------------------------------------------------------------------------------
+def split_variant(variant: str) -> tuple[str, str]:
+  """`<task>[_smoke|_paper]` -> (task, budget suffix); ValueError naming anything else."""
+  train.pick_variant(variant, VARIANTS)
+  for suffix in ('_smoke', '_paper'):
+    if variant.endswith(suffix):
+      return variant.removesuffix(suffix), suffix
+  return variant, ''
+
+
+def _check(kind: str, value, allowed) -> None:
+  if value not in allowed:
+    raise ValueError(f'unknown {kind} {value!r}; choose one of: '
+                     f'{", ".join(str(a) for a in allowed)}')
+
+
+def run_name(method: str, glimpses: int | None, seed: int) -> str:
+  """A run's workdir name: `<method>-g<T>-seed<s>`, `<method>-seed<s>` without glimpses."""
+  return f'{method}-seed{seed}' if glimpses is None else f'{method}-g{glimpses}-seed{seed}'
+
+
+RUN_NAME = re.compile(r'^(?P<method>[a-z0-9_]+?)(-g(?P<glimpses>\d+))?-seed(?P<seed>\d+)$')
+
+
+def _task_dataset(old: ml_collections.ConfigDict, task: Task,
+                  budget: Budget) -> ml_collections.ConfigDict:
+  """The task's dataset fields; the module's own extra fields (e.g. `placement`) set to None,
+  its data and cache folders kept."""
+  dataset = data.default_config()
+  dataset.update(task.dataset)
+  dataset.eval_examples = budget.eval_examples
+  for name in ('data_dir', 'cache_dir', 'download'):
+    dataset[name] = old[name]
+  for name in old.keys():
+    if name not in dataset:
+      dataset[name] = config_dict.placeholder(str if old[name] is None else type(old[name]))
+  return dataset
+
+
+def _apply(config: ml_collections.ConfigDict, method: Method, task: Task, glimpses: int,
+           budget: Budget, seed: int, num_steps: int) -> None:
+  """Puts one phase of `method` on the task, T, budget and seed."""
+  config.dataset = _task_dataset(config.dataset, task, budget)
+  config.update(seed=seed, batch_size=budget.batch_size, num_steps=num_steps,
+                eval_every=budget.eval_every if budget.eval_every < num_steps else 0,
+                eval_examples_during_training=budget.eval_examples_during_training,
+                checkpoint_every=budget.checkpoint_every, log_every=budget.log_every,
+                checkpoint_at=(), grad_variance_every=0)
+  config.eval.update(batch_size=budget.eval_batch_size, mc_samples=budget.mc_samples,
+                     splits=('test',))
+  config.early_stopping.patience = 0
+  config.optimizer.plateau.patience = 0
+  method.settings(config, task, glimpses)
+
+
+def method_config(method: str, task: str, glimpses: int | None = None, seed: int = 0,
+                  budget: str = '') -> ml_collections.ConfigDict:
+  """The config of `method` on `task` at T = `glimpses` (None for a method without glimpses):
+  a config of the method's own experiment (a pipeline for a method of several phases), locked.
+
+  Raises:
+    ValueError: naming an unknown method, task, budget or glimpse count.
+  """
+  _check('method', method, METHODS)
+  _check('task', task, TASKS)
+  _check('budget', budget, BUDGETS)
+  spec, the_task, the_budget = METHODS[method], TASKS[task], BUDGETS[budget]
+  if spec.glimpses:
+    _check('glimpse count T', glimpses, GLIMPSES)
+  elif glimpses is not None:
+    raise ValueError(f'method {method!r} takes no glimpses, got glimpses={glimpses!r}')
+  config = experiment_module(spec.experiment).get_config(spec.variant)
+  with config.unlocked():
+    if train.is_pipeline(config):
+      for name in config.pipeline:
+        phase = config.phases[name]
+        objective = phase.loss.get('objective', '')
+        steps = the_budget.pretrain_steps.get(objective, the_budget.num_steps)
+        if name == spec.result_phase:
+          steps = the_budget.num_steps
+        _apply(phase, spec, the_task, glimpses, the_budget, seed, steps)
+    else:
+      _apply(config, spec, the_task, glimpses, the_budget, seed, the_budget.num_steps)
+  config.lock()
+  return config
+
+
+def bench_runs(variant: str) -> list[tuple[str, str, int | None, int]]:
+  """(run name, method, T or None, seed) of every run of benchmark `variant`, in training
+  order: seed by seed, so a benchmark cut short holds every method at the first seeds."""
+  _, suffix = split_variant(variant)
+  budget = BUDGETS[suffix]
+  runs = []
+  for seed in budget.seeds:
+    for glimpses in budget.glimpses:
+      runs += [(run_name(m, glimpses, seed), m, glimpses, seed)
+               for m, spec in METHODS.items() if spec.glimpses]
+    runs += [(run_name(m, None, seed), m, None, seed)
+             for m, spec in METHODS.items() if not spec.glimpses]
+  return runs
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The benchmark of variant `arg` (one of VARIANTS; default `cluttered60_smoke`): a pipeline
+  whose phases are the runs (`<run>`, or `<run>/<phase>` for a method of several phases)."""
+  task, suffix = split_variant(arg or 'cluttered60_smoke')
+  phases, experiments = [], {}
+  for run, method, glimpses, seed in bench_runs(arg or 'cluttered60_smoke'):
+    config = method_config(method, task, glimpses, seed, suffix)
+    experiment = METHODS[method].experiment
+    if not train.is_pipeline(config):
+      phases.append((run, config.copy_and_resolve_references()))
+      experiments[run] = experiment
+      continue
+    names = {name: f'{run}/{name}' for name in config.pipeline}
+    for name in config.pipeline:
+      phase = config.phases[name].copy_and_resolve_references()
+      with phase.unlocked():
+        for field in ('init_from', 'data_from'):
+          if phase[field] in names:
+            phase[field] = names[phase[field]]
+        for frozen, source in phase.frozen.items():
+          if source in names:
+            phase.frozen[frozen] = names[source]
+      phases.append((names[name], phase))
+      experiments[names[name]] = experiment
+  bench = train.pipeline_config('glimpse_bench', phases)
+  for name, experiment in experiments.items():
+    bench.phases[name].experiment = experiment  # the run's own module trains and reads it
+  bench.lock()
+  return bench
+
+
+def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
+  """The experiment of one run: its own module's (`config.experiment`)."""
+  if config.experiment == 'glimpse_bench':
+    raise ValueError('experiment glimpse_bench is a pipeline of other experiments\' runs; '
+                     'train it with train.run_pipeline, which builds each phase')
+  return experiment_module(config.experiment).make_experiment(config)
