@@ -326,13 +326,14 @@ def test_report_keeps_other_estimator_settings_apart_and_refuses_a_seed_twice(tm
 def test_report_tables_the_layer_against_digit_size_and_keeps_the_view_apart(tmp_path):
   from glimpse_jax.reports import ws_ram_captioning as rc  # pylint: disable=g-import-not-at-top
   by_size = lambda small: {'size_bins': [7, 12, 29], 'words_by_size': [40, 60],
-                           'layer_fraction_by_size': [[small, 1 - small, 0.0], [0.0, 0.2, 0.8]]}
+                           'layer_fraction_by_size': [[small, 1 - small, 0.0], [0.0, 0.2, 0.8]],
+                           'word_error_by_size': [small / 2, 0.1]}
   runs = [_fake_run(tmp_path / 'ws-seed0', 'ws', 0, 60.0, 100.0, by_size=by_size(1.0)),
           _fake_run(tmp_path / 'ws-seed1', 'ws', 1, 60.0, 100.0, by_size=by_size(0.5)),
           _fake_run(tmp_path / 'ws-view-seed0', 'ws', 0, 60.0, 100.0, initial_view=True)]
   markdown = rc.write_report(runs, str(tmp_path / 'book' / 'captioning.md'))
-  assert '| WS-RAM | 100x100, 2-3 digits | 7-11 | 40 | 75.0 | 25.0 | 0.0 |' in markdown
-  assert '| WS-RAM | 100x100, 2-3 digits | 12-28 | 60 | 0.0 | 20.0 | 80.0 |' in markdown
+  assert '| WS-RAM | 100x100, 2-3 digits | 7-11 | 40 | 75.0 | 25.0 | 0.0 | 37.5 ± 17.7 |' in markdown
+  assert '| WS-RAM | 100x100, 2-3 digits | 12-28 | 60 | 0.0 | 20.0 | 80.0 | 10.0 ± 0.0 |' in markdown
   assert '| WS-RAM (view) | 100x100, 2-3 digits | 0 | 60.0 |' in markdown  # its own row
   assert 'WS-RAM (view) | 100x100, 2-3 digits | 7-11' not in markdown  # no readout: no line
 
@@ -340,8 +341,11 @@ def test_report_tables_the_layer_against_digit_size_and_keeps_the_view_apart(tmp
 def test_layer_counts_by_size_bins_each_digit_word_by_its_side():
   layers = np.asarray([[0, 1, 2, 2], [2, 0, 1, 0]])  # [B, T]: the last step is the end token
   sides = np.asarray([[7, 16, 28], [30, 11, 0]])  # [B, D]: 30 px is past the bins, 0 is empty
-  counts = wc.layer_counts_by_size(layers, sides, bins=(7, 12, 17, 29), num_layers=3)
-  np.testing.assert_array_equal(counts, [[2, 0, 0], [0, 1, 0], [0, 0, 1]])
+  wrong = np.asarray([[True, False, True, True], [False, False, True, True]])
+  counts = wc.layer_counts_by_size(layers, sides, bins=(7, 12, 17, 29), num_layers=3,
+                                   wrong=wrong)
+  # layers 0, 1, 2, then the wrong words: 7 and 11 px (one wrong), 16 px, 28 px (wrong)
+  np.testing.assert_array_equal(counts, [[2, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 1]])
 
 
 def test_the_whole_canvas_view_reaches_the_decoder_only_when_switched_on():

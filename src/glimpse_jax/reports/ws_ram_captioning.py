@@ -259,11 +259,11 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
     text += [
         '\n## Layer chosen against the digit\'s side (greedy, test split, mean over seeds)\n\n',
         'Each digit word, binned by the side in pixels of the digit it names (whatever word was '
-        'decoded). On 64x64 canvases the three windows are 6, 12 and 24 px wide (3 cells of 2, '
+        'decoded); *word error*: how often that word is wrong. On 64x64 canvases the three windows are 6, 12 and 24 px wide (3 cells of 2, '
         '4 and 8 px): a layer that follows size moves right down the table. Runs from before '
         'this readout are not in it.\n\n',
         markdown(['method', 'canvases', 'digit side (px)', 'words',
-                  *(f'layer {l} %' for l in range(num_layers))], size_rows)]
+                  *(f'layer {l} %' for l in range(num_layers)), 'word error %'], size_rows)]
   for key, members in groups.items():
     source = os.path.join(folders[members[0].name], 'caption_windows.png')
     if os.path.isfile(source):
@@ -284,8 +284,11 @@ def _size_rows(name: str, canvases: str, scores: Sequence[dict]) -> list[list[st
   fractions = np.mean([x['layer_fraction_by_size'] for x in scores], axis=0)  # [bins, L]
   words = scores[0]['words_by_size']  # [bins] the same test split in every run
   edges = scores[0]['size_bins']
+  errors = [x.get('word_error_by_size') for x in scores]
+  error = (lambda i: mean_spread([100 * e[i] for e in errors], 1)) if all(errors) else (
+      lambda i: '-')
   return [[name, canvases, f'{edges[i]}-{edges[i + 1] - 1}', f'{int(words[i]):,}',
-           *(f'{100 * f:.1f}' for f in row)]
+           *(f'{100 * f:.1f}' for f in row), error(i)]
           for i, row in enumerate(fractions) if words[i]]
 
 
