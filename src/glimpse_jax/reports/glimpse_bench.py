@@ -1,0 +1,235 @@
+"""The cross-method benchmark's chapter: per task, every method's test error at T = 2/4/6/8.
+
+Writes the page from one or more benchmark workdirs (`make experiment NAME=glimpse_bench
+CONFIG=<task>`, one workdir per task):
+
+    .venv/bin/python -m glimpse_jax.reports.glimpse_bench runs/glimpse_bench-cluttered60 \
+        runs/glimpse_bench-translated60 --out results/glimpse_bench.md
+
+One table per task (the task named by its runs' dataset fields, `glimpse_bench.TASKS`): a line
+per method and T with its seeds, the greedy test error and, where the method reports it, the
+error of the sampled paths averaged (`error_mc`; 10 paths at the CPU and paper budgets), mean ± sample std over seeds in percent; the
+input values one image's prediction reads (T glimpses of the retina's scales, one scale of
+WS-RAM's plus its low-resolution view, T DRAW reads of n x n, the whole canvas for a CNN); the
+wall minutes and updates of every phase of the run (DRAW's pre-training included); and
+`<stem>_<task>_error_by_glimpses.png`, test error against T per method, the CNNs as horizontal
+lines. Runs still training (no results.json in their result phase) are left out and counted.
+"""
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from glimpse_jax.experiments import glimpse_bench as bench
+from glimpse_jax.plots.saving import save
+from glimpse_jax.reports.cli import run_chapter
+from glimpse_jax.reports.runs import Run, is_number, load_run
+from glimpse_jax.reports.tables import Column, markdown_table, mean_spread, minutes_spread
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchRun:
+  """One (method, T, seed) of a benchmark: its result phase's run and every phase's run."""
+
+  task: str
+  method: str
+  glimpses: int | None
+  seed: int
+  result: Run
+  phases: tuple[Run, ...]
+
+  @property
+  def updates(self) -> int:
+    return sum(int(p.results.get('steps', 0)) for p in self.phases)
+
+  @property
+  def wall_seconds(self) -> float:
+    return sum(float(p.results.get('wall_seconds', 0.0)) for p in self.phases)
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """A table line: one method at one T (None for a method without glimpses), over seeds."""
+
+  method: str
+  glimpses: int | None
+  runs: tuple[BenchRun, ...]
+
+
+def task_of(config: dict) -> str:
+  """The task whose dataset fields a run's config holds; ValueError when none does."""
+  dataset = config.get('dataset', {})
+  for name, task in bench.TASKS.items():
+    if all(dataset.get(k) == task.dataset[k] for k in ('name', 'source', 'canvas_size')):
+      if task.dataset['name'] != 'cluttered' or dataset.get('num_clutter') == task.dataset.get(
+          'num_clutter'):
+        return name
+  raise ValueError(f'no benchmark task has the dataset {dataset.get("name")!r} of '
+                   f'{dataset.get("source")!r} at {dataset.get("canvas_size")!r} px')
+
+
+def values_read(config: dict) -> int | None:
+  """Input values one image's prediction reads, from a run's config (None: unknown model)."""
+  experiment, model, dataset = config['experiment'], config['model'], config['dataset']
+  channels = 1  # every benchmark task is grayscale
+  if experiment == 'ws_ram':
+    return model['num_glimpses'] * model['glimpse_size']**2 + model['low_res_size']**2
+  if experiment == 'pretrain_attention':
+    return model['glimpses'] * model['read_size']**2 * channels
+  if experiment == 'variant_mnist' and model.get('name') != 'ram':
+    return dataset['canvas_size']**2 * channels
+  if 'num_glimpses' in model and 'num_scales' in model:
+    return model['num_glimpses'] * model['num_scales'] * model['glimpse_size']**2 * channels
+  return None
+
+
+def read_bench(workdir: str) -> tuple[list[BenchRun], list[str]]:
+  """The finished runs of a benchmark workdir, and the names of the unfinished ones."""
+  runs, unfinished = [], []
+  for name in sorted(os.listdir(workdir)):
+    match = bench.RUN_NAME.match(name)
+    folder = os.path.join(workdir, name)
+    if match is None or not os.path.isdir(folder) or match['method'] not in bench.METHODS:
+      continue
+    method = bench.METHODS[match['method']]
+    if method.result_phase:
+      phase_dirs = sorted(os.path.join(folder, p) for p in os.listdir(folder)
+                          if os.path.isdir(os.path.join(folder, p)))
+      result_dir = os.path.join(folder, method.result_phase)
+    else:
+      phase_dirs, result_dir = [folder], folder
+    if not all(os.path.isfile(os.path.join(d, 'results.json')) for d in [result_dir, *phase_dirs]):
+      unfinished.append(name)
+      continue
+    phases = tuple(load_run(d, prefix=f'{name}/' if method.result_phase else '')
+                   for d in phase_dirs)
+    result = load_run(result_dir, prefix=f'{name}/' if method.result_phase else '')
+    glimpses = int(match['glimpses']) if match['glimpses'] else None
+    runs.append(BenchRun(task_of(result.results['config']), match['method'], glimpses,
+                         int(match['seed']), result, phases))
+  return runs, unfinished
+
+
+def rows_by_task(runs: Sequence[BenchRun]) -> dict[str, list[Row]]:
+  """Each task's lines in the registry's method order, then T; ValueError for a seed twice."""
+  groups: dict[tuple[str, str, int | None], list[BenchRun]] = {}
+  for run in runs:
+    groups.setdefault((run.task, run.method, run.glimpses), []).append(run)
+  order = list(bench.METHODS)
+  tables: dict[str, list[Row]] = {}
+  for (task, method, glimpses), members in sorted(
+      groups.items(), key=lambda kv: (list(bench.TASKS).index(kv[0][0]), order.index(kv[0][1]),
+                                      kv[0][2] or 0)):
+    seeds = [m.seed for m in members]
+    if len(set(seeds)) < len(seeds):
+      raise ValueError(f'{task}: method {method!r} at T={glimpses} has seed '
+                       f'{max(seeds, key=seeds.count)} twice')
+    members.sort(key=lambda m: m.seed)
+    tables.setdefault(task, []).append(Row(method, glimpses, tuple(members)))
+  return tables
+
+
+def _values(row: Row, name: str) -> list[Any]:
+  return [r.result.results.get(f'test_{name}') for r in row.runs]
+
+
+def _same(values: Sequence[Any]) -> str:
+  found = sorted({v for v in values if v is not None})
+  return ' / '.join(f'{v:,}' for v in found) if found else '-'
+
+
+COLUMNS = (
+    Column('method', lambda row: bench.METHODS[row.method].label),
+    Column('T', lambda row: '-' if row.glimpses is None else str(row.glimpses)),
+    Column('seeds', lambda row: ', '.join(str(r.seed) for r in row.runs)),
+    Column('test error (%), greedy', lambda row: mean_spread(_values(row, 'error'), scale=100)),
+    Column('test error (%), sampled paths averaged',
+           lambda row: mean_spread(_values(row, 'error_mc'), scale=100)),
+    Column('input values per image',
+           lambda row: _same([values_read(r.result.results['config']) for r in row.runs])),
+    Column('wall minutes', lambda row: minutes_spread([r.wall_seconds for r in row.runs])),
+    Column('updates', lambda row: _same([r.updates for r in row.runs])),
+)
+
+
+def plot_error_by_glimpses(rows: Sequence[Row], task: str, path: str | None) -> Figure:
+  """Mean test error (%) against T per glimpse method, seeds' spread as error bars; the methods
+  without glimpses as horizontal lines."""
+  fig = Figure(figsize=(6.5, 4.5))
+  FigureCanvasAgg(fig)
+  ax = fig.add_subplot()
+  by_method: dict[str, list[Row]] = {}
+  for row in rows:
+    by_method.setdefault(row.method, []).append(row)
+  for method, members in by_method.items():
+    label = bench.METHODS[method].label
+    errors = [[100 * float(v) for v in _values(r, 'error') if is_number(v)] for r in members]
+    if members[0].glimpses is None:
+      if errors[0]:
+        ax.axhline(np.mean(errors[0]), linestyle='--', linewidth=1, label=label,
+                   color=f'C{list(bench.METHODS).index(method)}')
+      continue
+    ts = [r.glimpses for r in members if r.glimpses is not None]
+    ax.errorbar(ts, [np.mean(e) for e in errors],
+                yerr=[np.std(e, ddof=1) if len(e) > 1 else 0.0 for e in errors], marker='o',
+                capsize=3, label=label, color=f'C{list(bench.METHODS).index(method)}')
+  ax.set_xticks(bench.GLIMPSES)
+  ax.set_xlabel('glimpses T')
+  ax.set_ylabel('test error (%), greedy')
+  ax.set_title(task)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  return save(fig, path)
+
+
+def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) -> str:
+  """Writes the markdown file `out` and its figures beside it; returns the markdown."""
+  runs, unfinished = [], []
+  for workdir in workdirs:
+    found, left = read_bench(workdir)
+    runs += found
+    unfinished += [os.path.join(workdir, name) for name in left]
+  folder, stem = os.path.dirname(out) or '.', os.path.splitext(os.path.basename(out))[0]
+  os.makedirs(folder, exist_ok=True)
+  parts = ['# One benchmark across the glimpse methods\n\n',
+           'Every method on the same canvases, retina and budget (`experiments/glimpse_bench.py`'
+           ' says which module and fields make each method, and the budgets). Test error in '
+           'percent, mean ± sample std over seeds; wall minutes and updates over every phase '
+           'of a run.\n']
+  for task, rows in rows_by_task(runs).items():
+    figure = f'{stem}_{task}_error_by_glimpses.png'
+    plot_error_by_glimpses(rows, task, os.path.join(folder, figure))
+    retina = bench.TASKS[task].retina
+    parts += [f'\n## {task}\n\n',
+              f'Retina: {retina.num_scales} scales of {retina.glimpse_size}x'
+              f'{retina.glimpse_size} ({retina.values} values a glimpse); DRAW reads '
+              f'{bench.DRAW_READ_SIZE}x{bench.DRAW_READ_SIZE}.\n\n',
+              markdown_table(COLUMNS, rows), f'\n![error against T]({figure})\n']
+  if unfinished:
+    parts.append(f'\n{len(unfinished)} runs not finished: '
+                 f'{", ".join(os.path.basename(u) for u in unfinished)}.\n')
+  missing = ', '.join(f'{name} ({why})' for name, why in bench.NOT_WIRED.items())
+  parts.append(f'\nNot in the benchmark yet: {missing}.\n')
+  text = ''.join(parts)
+  if notes is not None:
+    with open(notes) as f:
+      text += '\n' + f.read()
+  with open(out, 'w') as f:
+    f.write(text)
+  return text
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  run_chapter(write_report, 'python -m glimpse_jax.reports.glimpse_bench',
+              'The cross-method benchmark: test error against glimpses per task.', argv=argv,
+              runs_help='benchmark workdirs (make experiment NAME=glimpse_bench CONFIG=<task>)')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,187 @@
+"""The cross-method benchmark: its registry puts every method on every task and T through the
+method's own experiment, its names fail loudly, its chapter renders, and (slow tier) its smoke
+variant trains every run end to end."""
+
+import json
+import os
+import time
+
+import pytest
+
+from experiments import glimpse_bench as gb
+from glimpse_jax import train
+from glimpse_jax.reports import glimpse_bench as report
+
+
+def _phases(config):
+  """A config's phases: [(name, phase config)], one unnamed for a single-phase config."""
+  if train.is_pipeline(config):
+    return [(name, config.phases[name]) for name in config.pipeline]
+  return [('', config)]
+
+
+def _glimpse_count(phase):
+  model = phase.model
+  return model['glimpses'] if phase.experiment == 'pretrain_attention' else model.get(
+      'num_glimpses')
+
+
+@pytest.mark.parametrize('task', list(gb.TASKS))
+def test_every_method_and_glimpse_count_is_a_valid_config_of_its_experiment(task):
+  for name, method in gb.METHODS.items():
+    module = gb.experiment_module(method.experiment)
+    for glimpses in (gb.GLIMPSES if method.glimpses else (None,)):
+      config = gb.method_config(name, task, glimpses, seed=2)
+      assert config.experiment == method.experiment
+      for phase_name, phase in _phases(config):
+        train.validate(phase)
+        module.validate(phase)  # the experiment's own checks
+        where = f'{name} T={glimpses} {phase_name}'
+        for field, value in gb.TASKS[task].dataset.items():
+          assert phase.dataset[field] == value, (where, field)
+        assert phase.seed == 2 and phase.num_steps > 0, where
+        assert phase.eval.splits == ('test',) and phase.early_stopping.patience == 0, where
+        if method.glimpses:
+          assert _glimpse_count(phase) == glimpses, where
+      last = _phases(config)[-1][1]
+      assert last.num_steps == gb.BUDGETS[''].num_steps, name
+      if method.glimpses and method.experiment != 'pretrain_attention':
+        retina = gb.TASKS[task].retina
+        assert (last.model.glimpse_size, last.model.num_scales) == (retina.glimpse_size,
+                                                                   retina.num_scales), name
+  assert gb.method_config('draw_heuristic', task, 4).phases.classify.model.read_size == 21
+  assert 21**2 - gb.RETINA_60.values == 9  # the nearest square to the retina's 432 values
+
+
+def test_every_method_builds_its_experiment():
+  for name in gb.METHODS:
+    glimpses = 2 if gb.METHODS[name].glimpses else None
+    config = gb.method_config(name, 'translated60_fashion', glimpses, budget='_smoke')
+    for _, phase in _phases(config):
+      experiment = gb.make_experiment(phase)
+      assert callable(experiment.loss) or callable(experiment.generate), name
+
+
+@pytest.mark.parametrize('call, message', [
+    (lambda: gb.get_config('cluttered100'), "'cluttered100'"),
+    (lambda: gb.get_config('cluttered60_tiny'), "'cluttered60_tiny'"),
+    (lambda: gb.method_config('ram_gru', 'cluttered60', 4), "method 'ram_gru'"),
+    (lambda: gb.method_config('ram', 'mnist28', 4), "task 'mnist28'"),
+    (lambda: gb.method_config('ram', 'cluttered60', 3), 'glimpse count T 3'),
+    (lambda: gb.method_config('ram', 'cluttered60', None), 'glimpse count T None'),
+    (lambda: gb.method_config('cnn', 'cluttered60', 4), 'takes no glimpses, got glimpses=4'),
+    (lambda: gb.method_config('ram', 'cluttered60', 4, budget='_huge'), "budget '_huge'"),
+])
+def test_bad_names_fail_naming_the_value(call, message):
+  with pytest.raises(ValueError, match=message.replace('(', r'\(')):
+    call()
+
+
+def test_a_benchmark_is_one_pipeline_of_runs_in_their_own_workdirs(tmp_path):
+  config = gb.get_config('cluttered60_smoke')
+  methods_with_glimpses = sum(m.glimpses for m in gb.METHODS.values())
+  runs = gb.bench_runs('cluttered60_smoke')
+  assert len(runs) == methods_with_glimpses * 2 + 2  # T = 2, 4 and the two CNNs, seed 0
+  assert 'ram-g4-seed0' in config.pipeline and 'cnn-seed0' in config.pipeline
+  assert config.phases['ram-g4-seed0'].experiment == 'ram'
+  classify = config.phases['draw_heuristic-g2-seed0/classify']
+  assert classify.experiment == 'pretrain_attention'
+  assert classify.init_from == 'draw_heuristic-g2-seed0/pretrain'
+  workdirs = {name: path for name, _, path in train.pipeline.resolved_phases(config,
+                                                                              str(tmp_path))}
+  assert workdirs['ram-g2-seed0'] == str(tmp_path / 'ram-g2-seed0')
+  assert workdirs['draw_heuristic-g2-seed0/classify'] == str(
+      tmp_path / 'draw_heuristic-g2-seed0' / 'classify')
+  resolved = dict((n, c) for n, c, _ in train.pipeline.resolved_phases(config, str(tmp_path)))
+  assert resolved['draw_heuristic-g2-seed0/classify'].init_from == str(
+      tmp_path / 'draw_heuristic-g2-seed0' / 'pretrain')
+  full = gb.get_config('translated60')
+  assert len(full.pipeline) == 3 * (4 * (methods_with_glimpses + 2) + 2)  # + DRAW's pre-training
+  assert full.phases['ram-g8-seed2'].num_steps == 6_000
+  assert gb.get_config('translated60_paper').phases['ram-g8-seed2'].num_steps == 1_000_000
+  with pytest.raises(ValueError, match='pipeline of other experiments'):
+    gb.make_experiment(config)
+
+
+def _fake_run(folder, config, error, error_mc=None, steps=100, wall=60.0):
+  folder.mkdir(parents=True)
+  results = {'config': config, 'steps': steps, 'wall_seconds': wall, 'test_error': error}
+  if error_mc is not None:
+    results['test_error_mc'] = error_mc
+  (folder / 'results.json').write_text(json.dumps(results))
+  (folder / 'metrics.jsonl').write_text(json.dumps({'kind': 'train', 'step': steps}) + '\n')
+
+
+def _config(method, glimpses, seed, task='cluttered60'):
+  config = gb.method_config(method, task, glimpses, seed)
+  if train.is_pipeline(config):
+    return {name: json.loads(config.phases[name].to_json_best_effort())
+            for name in config.pipeline}
+  return json.loads(config.to_json_best_effort())
+
+
+def test_the_chapter_tables_each_task_from_made_up_runs(tmp_path):
+  bench = tmp_path / 'bench'
+  for seed, error in ((0, 0.10), (1, 0.20)):
+    _fake_run(bench / f'ram-g4-seed{seed}', _config('ram', 4, seed), error, error + 0.01)
+  _fake_run(bench / 'ram-g2-seed0', _config('ram', 2, 0), 0.30)
+  _fake_run(bench / 'ws_ram_q_cv-g2-seed0', _config('ws_ram_q_cv', 2, 0), 0.25)
+  draw = _config('draw_heuristic', 4, 0)
+  _fake_run(bench / 'draw_heuristic-g4-seed0' / 'pretrain', draw['pretrain'], 0.0, steps=500,
+            wall=30.0)
+  _fake_run(bench / 'draw_heuristic-g4-seed0' / 'classify', draw['classify'], 0.05, steps=6_000,
+            wall=90.0)
+  (bench / 'draw_reconstruction-g4-seed0' / 'pretrain').mkdir(parents=True)  # still training
+  _fake_run(bench / 'cnn-seed0', _config('cnn', None, 0), 0.02)
+  other = tmp_path / 'other'
+  _fake_run(other / 'random-g8-seed0', _config('random', 8, 0, 'translated60'), 0.5)
+  out = tmp_path / 'book' / 'glimpse_bench.md'
+  markdown = report.write_report([str(bench), str(other)], str(out))
+  assert '| RAM | 4 | 0, 1 | 15.00 ± 7.07 | 16.00 ± 7.07 | 1,728 | 1.0 ± 0.0 | 100 |' in markdown
+  assert '| RAM | 2 | 0 | 30.00 | - | 864 |' in markdown
+  assert '| WS-RAM + q + c.v. | 2 | 0 | 25.00 | - | 388 |' in markdown  # 2 x 144 + 10 x 10
+  # DRAW: 4 reads of 21 x 21; wall and updates over both phases
+  assert '| DRAW, heuristic pre-training | 4 | 0 | 5.00 | - | 1,764 | 2.0 | 6,500 |' in markdown
+  assert '| simple CNN (no glimpses) | - | 0 | 2.00 | - | 3,600 |' in markdown
+  assert markdown.index('## cluttered60') < markdown.index('## translated60')
+  assert '| random glimpses | 8 | 0 | 50.00 |' in markdown.split('## translated60')[1]
+  assert 'RAM |' not in markdown.split('## translated60')[1].replace('random glimpses', '')
+  assert '1 runs not finished: draw_reconstruction-g4-seed0' in markdown
+  assert 'ram_boed' in markdown and 'oracle' in markdown
+  for task in ('cluttered60', 'translated60'):
+    assert (out.parent / f'glimpse_bench_{task}_error_by_glimpses.png').stat().st_size > 0
+  _fake_run(bench / 'copy' / 'ram-g4-seed0', _config('ram', 4, 0), 0.1)  # not a bench run name
+  os.rename(bench / 'copy' / 'ram-g4-seed0', bench / 'ram-g04-seed0')
+  with pytest.raises(ValueError, match="method 'ram' at T=4 has seed 0 twice"):
+    report.write_report([str(bench)], str(out))
+
+
+def test_values_read_and_task_of_a_config():
+  assert report.values_read(_config('ram_lstm', 6, 0)) == 6 * 3 * 144
+  assert report.values_read(_config('attention_cnn', None, 0)) == 3_600
+  assert report.task_of(_config('random', 2, 0, 'translated60_fashion')) == 'translated60_fashion'
+  with pytest.raises(ValueError, match="'mnist' of 'mnist' at 28 px"):
+    report.task_of({'dataset': {'name': 'mnist', 'source': 'mnist', 'canvas_size': 28}})
+
+
+@pytest.mark.slow
+def test_the_smoke_benchmark_trains_every_run_and_resumes_finished(data_dir, tmp_path,
+                                                                    monkeypatch):
+  monkeypatch.setenv('GLIMPSE_DATA_DIR', data_dir)
+  monkeypatch.setenv('GLIMPSE_CACHE_DIR', str(tmp_path / 'tfds'))
+  config = gb.get_config('cluttered60_smoke')
+  workdir = str(tmp_path / 'bench')
+  start = time.perf_counter()
+  results = train.run_pipeline(config, workdir, gb.make_experiment)
+  seconds = time.perf_counter() - start
+  assert set(results) == set(config.pipeline)
+  for run, method, glimpses, _ in gb.bench_runs('cluttered60_smoke'):
+    result_phase = gb.METHODS[method].result_phase
+    name = f'{run}/{result_phase}' if result_phase else run
+    assert results[name]['steps'] == 4 and 0 <= results[name]['test_error'] <= 1, name
+  assert seconds < 180 * max(1.0, os.getloadavg()[0] / 2), seconds  # the issue's 3 minutes
+  again = time.perf_counter()
+  train.run_pipeline(config, workdir, gb.make_experiment)  # every run finished: all skipped
+  assert time.perf_counter() - again < 30
+  markdown = report.write_report([workdir], str(tmp_path / 'book' / 'glimpse_bench.md'))
+  assert markdown.count('| 4 |') >= 7 and '| simple CNN (no glimpses) | - | 0 |' in markdown
