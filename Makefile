@@ -15,7 +15,7 @@ SEEDS ?=
 GLIMPSE_DATA_DIR ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
 export GLIMPSE_DATA_DIR
 
-.PHONY: install test test-all test-latest experiment bench results clean
+.PHONY: install test test-all test-latest experiment bench-methods bench results clean
 
 install: $(VENV)/.installed
 
@@ -79,6 +79,15 @@ else
 	set -e; for seed in $$(seq 0 $$(($(SEEDS) - 1))); do \
 	  $(RUN) --workdir=$(WORKDIR)-seed$$seed --config.seed=$$seed $(ARGS); done
 endif
+
+# `make bench-methods TASK=<task>[_smoke|_paper]`: every method of the cross-method benchmark
+# (src/glimpse_jax/glimpse_bench.py) on one task, each run in <workdir>/<method>-g<T>-seed<s>;
+# a restart skips the finished runs. WORKDIR (default runs/glimpse_bench-<TASK>), PHASE (one run)
+# and ARGS as for `experiment`.
+TASK ?= cluttered60_smoke
+BENCH_WORKDIR = $(if $(filter command line environment,$(origin WORKDIR)),$(WORKDIR),runs/glimpse_bench-$(TASK))
+bench-methods: install
+	$(PY) main.py --config=src/glimpse_jax/glimpse_bench.py:$(TASK) --workdir=$(BENCH_WORKDIR) $(if $(PHASE),--phase=$(PHASE),) $(ARGS)
 
 # The results book (results/README.md and a page per experiment) from the committed runs.
 results: install

@@ -4,13 +4,18 @@ variant trains every run end to end."""
 
 import json
 import os
+import pathlib
+import subprocess
 import time
 
 import pytest
 
-from experiments import glimpse_bench as gb
+from glimpse_jax import cli
+from glimpse_jax import glimpse_bench as gb
 from glimpse_jax import train
 from glimpse_jax.reports import glimpse_bench as report
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _phases(config):
@@ -101,6 +106,26 @@ def test_a_benchmark_is_one_pipeline_of_runs_in_their_own_workdirs(tmp_path):
   assert gb.get_config('translated60_paper').phases['ram-g8-seed2'].num_steps == 1_000_000
   with pytest.raises(ValueError, match='pipeline of other experiments'):
     gb.make_experiment(config)
+
+
+def test_make_and_the_command_reach_the_benchmark(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k not in ('MAKEFLAGS', 'MFLAGS', 'MAKELEVEL')}
+  make = lambda *args: subprocess.run(
+      ['make', '--no-print-directory', '-n', 'bench-methods', *args], capture_output=True,
+      text=True, check=False, cwd=REPO, env=env)
+  out = make('TASK=translated60').stdout
+  assert ('main.py --config=src/glimpse_jax/glimpse_bench.py:translated60 '
+          '--workdir=runs/glimpse_bench-translated60') in out
+  out = make('WORKDIR=/tmp/b', 'PHASE=ram-g2-seed0').stdout
+  assert 'glimpse_bench.py:cluttered60_smoke --workdir=/tmp/b --phase=ram-g2-seed0' in out
+  argv, module = cli.resolve_config_argument(
+      ['glimpse-jax', f'--config={REPO}/src/glimpse_jax/glimpse_bench.py:translated60_smoke',
+       f'--workdir={tmp_path}'])
+  assert module.get_config('translated60_smoke').phases['ram-g2-seed0'].dataset.name == (
+      'translated')
+  with pytest.raises(cli.CommandError, match="unknown variant 'translated61'"):
+    cli.resolve_config_argument(
+        ['glimpse-jax', f'--config={REPO}/src/glimpse_jax/glimpse_bench.py:translated61'])
 
 
 def _fake_run(folder, config, error, error_mc=None, steps=100, wall=60.0):

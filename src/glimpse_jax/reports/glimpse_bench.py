@@ -1,19 +1,19 @@
 """The cross-method benchmark's chapter: per task, every method's test error at T = 2/4/6/8.
 
-Writes the page from one or more benchmark workdirs (`make experiment NAME=glimpse_bench
-CONFIG=<task>`, one workdir per task):
+Writes the page from one or more benchmark workdirs (`make bench-methods TASK=<task>`, one
+workdir per task):
 
     .venv/bin/python -m glimpse_jax.reports.glimpse_bench runs/glimpse_bench-cluttered60 \
         runs/glimpse_bench-translated60 --out results/glimpse_bench.md
 
 One table per task (the task named by its runs' dataset fields, `glimpse_bench.TASKS`): a line
 per method and T with its seeds, the greedy test error and, where the method reports it, the
-error of the sampled paths averaged (`error_mc`; 10 paths at the CPU and paper budgets), mean ± sample std over seeds in percent; the
-input values one image's prediction reads (T glimpses of the retina's scales, one scale of
-WS-RAM's plus its low-resolution view, T DRAW reads of n x n, the whole canvas for a CNN); the
-wall minutes and updates of every phase of the run (DRAW's pre-training included); and
-`<stem>_<task>_error_by_glimpses.png`, test error against T per method, the CNNs as horizontal
-lines. Runs still training (no results.json in their result phase) are left out and counted.
+error of the sampled paths averaged (`error_mc`; 10 paths at the CPU and paper budgets), mean ±
+sample std over seeds in percent; the input values one image's prediction reads (T glimpses of
+the retina's scales, one scale of WS-RAM's plus its low-resolution view, T DRAW reads of n x n,
+the whole canvas for a CNN); the wall minutes and updates of every phase of the run (DRAW's
+pre-training included); and `<stem>_<task>_error_by_glimpses.png`, test error against T per
+method, the CNNs as horizontal lines. Runs still training (no results.json in their result phase) are left out and counted.
 """
 
 import dataclasses
@@ -26,7 +26,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from glimpse_jax.experiments import glimpse_bench as bench
+from glimpse_jax import glimpse_bench as bench
 from glimpse_jax.plots.saving import save
 from glimpse_jax.reports.cli import run_chapter
 from glimpse_jax.reports.runs import Run, is_number, load_run
@@ -198,7 +198,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
   folder, stem = os.path.dirname(out) or '.', os.path.splitext(os.path.basename(out))[0]
   os.makedirs(folder, exist_ok=True)
   parts = ['# One benchmark across the glimpse methods\n\n',
-           'Every method on the same canvases, retina and budget (`experiments/glimpse_bench.py`'
+           'Every method on the same canvases, retina and budget (`glimpse_jax/glimpse_bench.py`'
            ' says which module and fields make each method, and the budgets). Test error in '
            'percent, mean ± sample std over seeds; wall minutes and updates over every phase '
            'of a run.\n']
@@ -228,7 +228,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
 def main(argv: Sequence[str] | None = None) -> None:
   run_chapter(write_report, 'python -m glimpse_jax.reports.glimpse_bench',
               'The cross-method benchmark: test error against glimpses per task.', argv=argv,
-              runs_help='benchmark workdirs (make experiment NAME=glimpse_bench CONFIG=<task>)')
+              runs_help='benchmark workdirs (make bench-methods TASK=<task>)')
 
 
 if __name__ == '__main__':

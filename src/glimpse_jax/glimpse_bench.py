@@ -1,25 +1,27 @@
 """One benchmark across the glimpse methods: the same task, the same retina, the same budget.
 
 Usage:
-  make experiment NAME=glimpse_bench CONFIG=cluttered60            # every method, T = 2/4/6/8,
-  make experiment NAME=glimpse_bench CONFIG=translated60           # 3 seeds, the CPU budget below
-  make experiment NAME=glimpse_bench CONFIG=translated60_fashion   # Fashion-MNIST objects
-  make experiment NAME=glimpse_bench CONFIG=cluttered60_smoke      # every method, T = 2 and 4,
-                                                                   # seed 0, a few updates each
-  make experiment NAME=glimpse_bench CONFIG=cluttered60_paper      # 1M updates of 128, for GPU/TPU
-Every (method, T, seed) trains in its own workdir `<workdir>/<method>-g<T>-seed<s>` (the CNNs,
-which take no glimpses, in `<workdir>/<method>-seed<s>`; a method of several phases in
-`<workdir>/<run>/<phase>`), by the experiment module that owns the method and the shared loop:
-the benchmark is one pipeline whose phases are those runs (`train.run_pipeline`), so a restarted
-benchmark skips the finished runs and resumes the interrupted one from its checkpoint. One run
-alone: ARGS="--phase=ram-g4-seed0"; the seeds are the benchmark's, so leave `--config.seed` and
-SEEDS out. The chapter (`glimpse_jax.reports.glimpse_bench`) reads the workdirs.
+  make bench-methods TASK=cluttered60            # every method, T = 2/4/6/8, 3 seeds, the CPU
+  make bench-methods TASK=translated60           # budget below, into runs/glimpse_bench-<TASK>
+  make bench-methods TASK=translated60_fashion   # Fashion-MNIST objects
+  make bench-methods TASK=cluttered60_smoke      # every method, T = 2 and 4, seed 0, a few
+                                                 # updates each (the default TASK)
+  make bench-methods TASK=cluttered60_paper      # 1M updates of 128 per run, for GPU/TPU
+which is `main.py --config=src/glimpse_jax/glimpse_bench.py:<TASK> --workdir=<workdir>` (WORKDIR=
+chooses the folder, ARGS= adds flags). Every (method, T, seed) trains in its own workdir
+`<workdir>/<method>-g<T>-seed<s>` (the CNNs, which take no glimpses, in
+`<workdir>/<method>-seed<s>`; a method of several phases in `<workdir>/<run>/<phase>`), by the experiment module that owns the
+method and the shared loop: the benchmark is one pipeline whose phases are those runs
+(`train.run_pipeline`), so a restarted benchmark skips the finished runs and resumes the
+interrupted one from its checkpoint. One run alone: PHASE=ram-g4-seed0; the seeds are the
+benchmark's, so leave `--config.seed` out. The chapter (`glimpse_jax.reports.glimpse_bench`)
+reads the workdirs.
 
-This module trains nothing itself and is no method: it sits above the experiments (as the
-reports do), importing each method's module by name (`glimpse_jax.experiments.<name>`), and lives
-here only so that `make experiment` reaches it. `make_experiment(config)` is the module of the
-run's `config.experiment`, whose config.json therefore names that experiment (`glimpse_jax.
-load_run` and the chapters read a bench run as one of their own).
+This module trains nothing itself and is no method: it sits above the experiments, beside the
+reports (floor 5), importing each method's module by name (`glimpse_jax.experiments.<name>`), so it
+is not one of `experiments/` (which never import each other). `make_experiment(config)` is the
+module of the run's `config.experiment`, whose config.json therefore names that experiment
+(`glimpse_jax.load_run` and the chapters read a bench run as one of their own).
 
 Tasks (TASKS; the retina fixed per task, in one place): 60x60 canvases of 28x28 digits, cluttered
 (4 pieces of 8x8 clutter, the RAM paper's) or translated, of MNIST digits, and translated
