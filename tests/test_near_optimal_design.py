@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from experiments import near_optimal_glimpses as nog
-from glimpse_jax import glimpse
+from glimpse_jax import data, glimpse, train
 from glimpse_jax.experimental_design import canvas_posterior, greedy_sequences
 from glimpse_jax.nets import grid_centers
 from glimpse_jax.nets.canvas_posterior import CanvasPosterior
@@ -245,3 +245,45 @@ def test_the_window_is_the_retinas_finest_patch():
   expected = np.zeros((SIZE, SIZE), np.float32)
   expected.flat[patch[patch > 0].astype(int) - 1] = 1.0
   np.testing.assert_array_equal(mask[0], expected)
+
+
+def test_the_completion_phase_pictures_the_completions_the_design_takes(tmp_path, monkeypatch):
+  phases = _pipeline(completion='sample')
+  experiment = nog.make_experiment(phases.completion)
+  batch = _batch(6)
+  params = jax.jit(experiment.init)(jax.random.key(0), batch)
+  drawn = []
+  monkeypatch.setattr(nog, 'plot_completions', lambda images, cond, samples, path: drawn.append(
+      (np.asarray(cond), np.asarray(samples))))
+  experiment.plots(params, batch, jax.random.key(1), str(tmp_path))
+  (cond, samples), = drawn
+  assert samples.shape == (6, 4, SIZE, SIZE, 1)
+  unseen = samples[np.broadcast_to(cond[:, None, ..., -1:] == 0, samples.shape)]
+  assert set(np.unique(unseen)) <= {0.0, 1.0}  # drawn pixels, as the design's
+
+
+@pytest.mark.slow
+def test_a_shrunk_sequences_pipeline_designs_with_the_canvas_posterior(data_dir, tmp_path):
+  """The `sequences` variant's design (canvas posterior, sampled completions) through the loop:
+  two steps of each training phase on 200 canvases, sequences for a tenth of them."""
+  config = nog.get_config('sequences')
+  with config.unlocked():
+    config.pipeline = ('posterior', 'completion', 'sequences')
+    del config.phases['test_sequences']
+    for name in config.pipeline:
+      phase = _tiny(config.phases[name])
+      phase.dataset.update(data_dir=data_dir, download=False, cache_dir=str(tmp_path / 'tfds'),
+                           canvas_size=40, train_examples=200, validation_examples=40,
+                           eval_examples=40)
+      phase.model.glimpse_size = 12
+      phase.update(num_steps=2, log_every=1, checkpoint_every=0, eval_every=0)
+      phase.eval.batch_size = 20
+    config.phases.sequences.generate.chunk_size = 20
+  results = train.run_pipeline(config, str(tmp_path / 'run'), nog.make_experiment)
+  assert 0 <= results['posterior']['test_error'] <= 1
+  count = results['sequences']['examples']  # a tenth of the 160 training canvases
+  assert count == 16 and results['sequences']['written_examples'] == count
+  stored = data.ExampleStore.open(str(tmp_path / 'run' / 'sequences' / 'store'))
+  cells = stored.arrays['target_cell']
+  assert cells.shape == (count, 2) and all(len(set(row)) == 2 for row in cells.tolist())
+  assert np.all(np.isfinite(stored.arrays['epe']))

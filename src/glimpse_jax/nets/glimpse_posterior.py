@@ -4,6 +4,8 @@ Each (patch, location) pair is embedded by a small CNN and a location pathway; t
 averaged over the glimpses taken (order-invariant, any number, a mask for padding) and an MLP
 maps the mean to class logits. Pooling is a sum and a count, so the experimental-design search
 embeds the glimpses already taken once and adds one candidate's embedding at a time (`classify`).
+Averaging loses where the glimpses lie relative to each other; `canvas_posterior.CanvasPosterior`
+reads the observed pixels in place instead, at the cost of one whole-canvas evaluation per outcome.
 """
 
 import flax.linen as nn
