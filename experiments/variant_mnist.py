@@ -95,7 +95,8 @@ glimpses on one image), `attention_maps.png` (self-attention CNN: the attention 
 receives, per head and averaged), and the loop's `learning_curve.png`.
 
 Other choices made here: the REINFORCE and baseline terms weigh 1, as in RAM (PyTorch
-reimplementations of RAM often weigh REINFORCE by 0.01: `--config.loss.reinforce_weight=0.01`);
+reimplementations of RAM often weigh REINFORCE by 0.01: `--config.loss.reinforce_weight=0.01`),
+and REINFORCE is averaged over the glimpses (`loss.reinforce_time_average`, RAM's default);
 the final model is reported, not the best one (the loop keeps no best checkpoint; the report adds
 the test accuracy at the evaluation of best validation accuracy).
 
@@ -375,7 +376,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # The paper's accuracy averages class log-probabilities over 10 sampled glimpse paths.
     config.headline = 'error_mc'
     config.eval.mc_samples = 10
-    config.loss = ml_collections.ConfigDict(dict(reinforce_weight=1.0, baseline_weight=1.0))
+    # REINFORCE averaged over the glimpses, RAM's default (experiments/ram.py): summed, its push
+    # on the core grows with T and parks the location means at the edges. The PyTorch RAM sums
+    # (False), with a detached locator (`model.policy_gradient_to_core=False`).
+    config.loss = ml_collections.ConfigDict(dict(reinforce_weight=1.0, baseline_weight=1.0,
+                                                 reinforce_time_average=True))
   else:
     config.headline = 'error'
     config.loss = ml_collections.ConfigDict()
@@ -544,7 +549,8 @@ def _ram(config: ml_collections.ConfigDict) -> train.Experiment:
     images, labels = batch['image'], batch['label']
     out = model.apply(params, inputs(images), noise(images.shape[0], rng))
     per_example, terms = rollout_loss(out, labels, reinforce_weight=spec.reinforce_weight,
-                                      baseline_weight=spec.baseline_weight)
+                                      baseline_weight=spec.baseline_weight,
+                                      reinforce_time_average=spec.reinforce_time_average)
     return per_example.mean(), {
         **loss_metrics(terms), **diagnostics.location_metrics(images, out, batch, m.glimpse_size)}
 
