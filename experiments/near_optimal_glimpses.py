@@ -152,7 +152,8 @@ def _base(part: str, smoke: bool, source: str) -> ml_collections.ConfigDict:
   # latent or a 'sample' of its pixels (`completion`, one of COMPLETIONS); `epe_batch_size`
   # images have their EPE maps computed at once (0: the whole batch), which bounds the memory of
   # the canvas posterior's S x N outcomes. The smoke variant keeps the pooled posterior and mean
-  # completions (what its notebook's figures were measured with).
+  # completions (what its notebook's figures were measured with; the canvas posterior overfits
+  # its 2,500 training canvases: test NLL 2.01 after 2,000 steps, 2.39 after 8,000).
   config.design = ml_collections.ConfigDict(dict(
       samples=4 if smoke else 64, completion='mean' if smoke else 'sample',
       epe_batch_size=0 if smoke else 1))
