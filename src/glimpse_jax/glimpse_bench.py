@@ -66,10 +66,17 @@ Budgets (BUDGETS; the same for every method of a task; DRAW's pre-training comes
                    evaluation every 1,000 updates, the whole test split at the end (10 sampled
                    paths where a method reports them); DRAW pre-training 500 (heuristic) or
                    2,000 (reconstruction) updates; T = 2, 4, 6, 8 and seeds 0, 1, 2: 7 glimpse
-                   methods x 4 x 3 + 2 CNNs x 3 = 90 runs per task, about 2-6 minutes each on 2
-                   CPU cores (not yet measured at this budget).
+                   methods x 4 x 3 + 2 CNNs x 3 = 90 runs per task. Updates per second at T = 8
+                   on cluttered60, measured over 300 updates on 2 CPU cores shared with other
+                   training runs (load ~7): RAM 66, RAM with the LSTM locator 24, WS-RAM + q
+                   23, DRAW's classification (21 x 21 reads) 5.3, the self-attention CNN 2.5,
+                   the simple CNN ~2: at 6,000 updates from ~1.5 min (RAM) to ~50 min (the
+                   CNNs) a run, about 10 hours a task at that load, DRAW's and the CNNs' runs
+                   most of it.
   `_smoke`         4 updates of 16 per run (DRAW pre-training 2), 64 test canvases, T = 2 and 4,
-                   seed 0: 16 runs and 4 pre-training phases, mostly compilation.
+                   seed 0: 16 runs and 4 pre-training phases, all but the compiling negligible:
+                   6 min on the loaded 2 cores above (18 s a phase), more than the 3 minutes
+                   aimed at.
   `_paper`         RAM's paper budget for every method, 1M updates of 128 (papers.RAM_STEPS),
                    DRAW pre-training at Lindsey's translated counts; evaluation every 10,000.
 Not yet: Lindsey's glimpse tester over every method, greedy paths on fixed images, FLOPs.
