@@ -17,7 +17,6 @@ method, the CNNs as horizontal lines. Runs still training (no results.json in th
 """
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
