@@ -1,7 +1,8 @@
 """Seconds per image of near-optimal glimpse sequences (experiments/near_optimal_glimpses.py).
 
 Times the sequences phase's jitted `generate` (greedy minimum-EPE sequences: T = 6 steps, each
-scoring the 16x16 grid's 256 candidates with S = 8 completions of a 60x60 cluttered canvas) on one
+scoring the 16x16 grid's 256 candidates with the variant's `design.samples` completions of a 60x60
+cluttered canvas: 64 drawn completions read by the canvas posterior in `sequences`) on one
 device-resident batch, with freshly initialised posterior and completion networks (the cost does
 not depend on their weights). Prints seconds per image (median of timed batches after warm-up)
 and the minutes the variant's 10% of the training set would take at that rate.

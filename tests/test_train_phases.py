@@ -281,6 +281,7 @@ def test_generate_phase_resumes_and_joins_by_index(data_dir, tmp_path, monkeypat
   assert data.ExampleStore(os.path.join(interrupted, 'store')).num_done == 2
   resumed = train.generate(config, interrupted, experiment)
   assert resumed['written_examples'] == 512 - 200
+  assert resumed['seconds_per_example'] == pytest.approx(resumed['wall_seconds'] / (512 - 200))
   ours, theirs = train.open_store(reference), train.open_store(interrupted)
   np.testing.assert_array_equal(ours.indices, theirs.indices)
   np.testing.assert_array_equal(ours.arrays['teacher_logits'], theirs.arrays['teacher_logits'])

@@ -106,15 +106,18 @@ def _generate(config, workdir, experiment, mesh) -> dict[str, Any]:
       store.write_chunk(chunk, arrays)
     written += chunk_indices.size
     seconds = time.perf_counter() - start
-    console.progress(done, (done - first_done) / seconds, f'{written / seconds:.0f} examples/s')
+    console.progress(done, (done - first_done) / seconds,
+                     f'{written / seconds:.3g} examples/s, {seconds / written:.3g} s/example')
+  wall = time.perf_counter() - start
   results = {
       'kind': 'generate',
       'examples': int(indices.size),
       'split': config.generate.split,
       'chunks': store.num_chunks,
       'written_examples': written,
-      'wall_seconds': time.perf_counter() - start,
-      'examples_per_second': written / (time.perf_counter() - start) if written else None,
+      'wall_seconds': wall,
+      'examples_per_second': written / wall if written else None,
+      'seconds_per_example': wall / written if written else None,
       'config': json.loads(config.to_json_best_effort()),
   }
   console.close()
