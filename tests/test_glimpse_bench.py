@@ -2,11 +2,11 @@
 method's own experiment, its names fail loudly, its chapter renders, and (slow tier) its smoke
 variant trains every run end to end."""
 
+import glob
 import json
 import os
 import pathlib
 import subprocess
-import time
 
 import pytest
 
@@ -196,17 +196,16 @@ def test_the_smoke_benchmark_trains_every_run_and_resumes_finished(data_dir, tmp
   monkeypatch.setenv('GLIMPSE_CACHE_DIR', str(tmp_path / 'tfds'))
   config = gb.get_config('cluttered60_smoke')
   workdir = str(tmp_path / 'bench')
-  start = time.perf_counter()
   results = train.run_pipeline(config, workdir, gb.make_experiment)
-  seconds = time.perf_counter() - start
   assert set(results) == set(config.pipeline)
   for run, method, glimpses, _ in gb.bench_runs('cluttered60_smoke'):
     result_phase = gb.METHODS[method].result_phase
     name = f'{run}/{result_phase}' if result_phase else run
     assert results[name]['steps'] == 4 and 0 <= results[name]['test_error'] <= 1, name
-  assert seconds < 180 * max(1.0, os.getloadavg()[0] / 2), seconds  # the issue's 3 minutes
-  again = time.perf_counter()
+  # Each run's own results.json (the pipeline's summary beside them is rewritten every time).
+  written = {path: os.stat(path).st_mtime_ns
+             for path in glob.glob(os.path.join(workdir, '*', '**', 'results.json'), recursive=True)}
   train.run_pipeline(config, workdir, gb.make_experiment)  # every run finished: all skipped
-  assert time.perf_counter() - again < 30
+  assert written and all(os.stat(path).st_mtime_ns == t for path, t in written.items())
   markdown = report.write_report([workdir], str(tmp_path / 'book' / 'glimpse_bench.md'))
   assert markdown.count('| 4 |') >= 7 and '| simple CNN (no glimpses) | - | 0 |' in markdown
