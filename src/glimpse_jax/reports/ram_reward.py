@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from glimpse_jax import papers
 from glimpse_jax.plots.per_glimpse_curves import plot_per_glimpse
 from glimpse_jax.reports.cli import run_chapter
+from glimpse_jax.reports.overview import diagnostics_section
 from glimpse_jax.reports.runs import Run, check_experiment, load_runs_by_name, sort_by_seed
 from glimpse_jax.reports.tables import (Column, markdown_table, mean_spread, minutes_spread,
                                         percent_spread, write_page)
@@ -492,6 +493,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
              'end on all test images and per epoch on the first ones.\n\n', diagnostics]
     if plot_diagnostics(groups, os.path.join(folder, figure('diagnostics'))):
       text.append(f'\n![collapse diagnostics per epoch]({figure("diagnostics")})\n')
+  text += diagnostics_section(runs, folder, stem)  # per glimpse: saturated means, ink, digit
   locators = locator_table(groups)
   if locators:
     text += ['\nThe LSTM locator against its control, an MLP locator with one tanh layer of the '

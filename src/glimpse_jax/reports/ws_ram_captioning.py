@@ -13,6 +13,7 @@ import collections
 import dataclasses
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -268,8 +269,8 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
     source = os.path.join(folders[members[0].name], 'caption_windows.png')
     if os.path.isfile(source):
       method = key[1]
-      size = members[0].results['config']['dataset']['canvas_size']
-      name = f'{stem}_{method}_{size}px_windows.png'
+      canvases = re.sub(r'[^0-9a-z]+', '-', key[0]).strip('-')  # '64x64-1-3-digits-21-28-px'
+      name = f'{stem}_{method}_{canvases}_windows.png'
       shutil.copyfile(source, os.path.join(folder, name))
       text.append(f'\n{method_name(method)}, {key[0]}, seed '
                   f"{members[0].results['config']['seed']}: the window read per generated word "
