@@ -370,3 +370,28 @@ def test_the_whole_canvas_view_reaches_the_decoder_only_when_switched_on():
     grads = jax.grad(lambda c: outputs(c)[1].sum())(context)
     trained = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads)) > 0
     assert trained != view, view
+
+
+@pytest.mark.slow
+def test_the_layer_entropy_bonus_is_subtracted_from_the_loss_and_named_when_negative():
+  rng = np.random.default_rng(0)
+  batch = {'image': rng.uniform(size=(2, 24, 24, 1)).astype(np.float32),
+           'caption': np.asarray([[1, 2, 10], [4, 10, 11]], np.int32),
+           'caption_length': np.asarray([3, 2], np.int32)}
+  config = wc.get_config('ws_smoke').phases.caption
+  with config.unlocked():
+    config.experiment = 'ws_ram_captioning'
+    config.model.update(**TINY)
+    config.dataset.update(canvas_size=24, max_digits=2)
+    config.loss.update(num_samples=2, layer_entropy_weight=0.5)
+  experiment = wc.make_experiment(config)
+  params = jax.jit(experiment.init)(jax.random.key(0, impl='rbg'), batch)
+  total, metrics = jax.jit(lambda p: experiment.loss(p, batch, jax.random.key(1), 0))(params)
+  assert 0 < float(metrics['layer_entropy']) <= np.log(3) + 1e-6  # 3 layers
+  np.testing.assert_allclose(
+      total, metrics['surrogate'] + metrics['baseline_loss'] - 0.5 * metrics['layer_entropy'],
+      rtol=1e-5)
+  with config.unlocked():
+    config.loss.layer_entropy_weight = -1.0
+  with pytest.raises(ValueError, match='loss.layer_entropy_weight must be >= 0, got -1.0'):
+    wc.make_experiment(config)
