@@ -136,13 +136,18 @@ def test_greedy_sequences_with_the_canvas_posterior_and_a_few_images_at_a_time()
     design(epe_batch_size=-1)
 
 
-def test_sampled_completions_vary_pixel_by_pixel_and_keep_the_observed_pixels():
-  phases = _pipeline(completion='sample')
+def _completions(completion):
+  """The sequences phase's config, its frozen parameters, a batch's images and `complete`."""
+  phases = _pipeline(completion=completion)
   config = phases.sequences
   batch = _batch()
   frozen = _frozen(phases, batch)
-  _, _, _, complete = nog.design_functions(config, frozen['posterior'], frozen['completion'])
-  images = jnp.asarray(batch['image'])
+  complete = nog.design_functions(config, frozen['posterior'], frozen['completion'])[3]
+  return config, frozen, jnp.asarray(batch['image']), complete
+
+
+def test_sampled_completions_vary_pixel_by_pixel_and_keep_the_observed_pixels():
+  config, _, images, complete = _completions('sample')
   locations = jnp.array([[[-0.4, -0.4], [0.5, 0.3]]] * 2)  # [B, T, 2]
   taken = jnp.array([[1.0, 0.0], [1.0, 1.0]])
   seen = nog._observed(config, locations, taken)[:, None, ..., None]  # [B, 1, H, W, 1]
@@ -160,12 +165,7 @@ def test_sampled_completions_vary_pixel_by_pixel_and_keep_the_observed_pixels():
 
 
 def test_mean_completions_are_the_decoders_mean_image_as_before():
-  phases = _pipeline(completion='mean')
-  config = phases.sequences
-  batch = _batch()
-  frozen = _frozen(phases, batch)
-  _, _, _, complete = nog.design_functions(config, frozen['posterior'], frozen['completion'])
-  images = jnp.asarray(batch['image'])
+  config, frozen, images, complete = _completions('mean')
   locations = jnp.array([[[-0.4, -0.4], [0.5, 0.3]]] * 2)
   taken = jnp.ones((2, 2))
   rng = jax.random.key(3)
