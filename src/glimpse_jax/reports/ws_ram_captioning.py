@@ -47,8 +47,8 @@ def read_scores(workdir: str) -> dict:
 
 def method_of(run: Run) -> str:
   """The run's estimator: `loss.method`, then what differs from the paper's setting (control
-  variates, T = 1, K = 5, a decoder blind to the whole canvas), e.g. 'ws_q' or
-  'ws_q-nocv-T2-K10-view'."""
+  variates, T = 1, K = 5, no layer-entropy bonus, a decoder blind to the whole canvas), e.g.
+  'ws_q' or 'ws_q-nocv-T2-K10-H0.1-view'."""
   loss = run.results['config']['loss']
   parts = [loss['method']]
   if not loss.get('control_variates', True):
@@ -57,6 +57,8 @@ def method_of(run: Run) -> str:
     parts.append(f"T{loss['temperature']:g}")
   if loss.get('num_samples', 5) != 5:
     parts.append(f"K{loss['num_samples']}")
+  if loss.get('layer_entropy_weight', 0.0):
+    parts.append(f"H{loss['layer_entropy_weight']:g}")
   # Runs from before the switch existed started from the whole-canvas view.
   if run.results['config'].get('model', {}).get('initial_view', True):
     parts.append('view')
