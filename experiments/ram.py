@@ -13,7 +13,8 @@ Usage (the default variant is `mnist`):
                                                # 9.41/8.31/8.11% (4/6/8 glimpses)
   make experiment NAME=ram CONFIG=mnist_paper  # any variant + `_paper`: the long budget, for GPU/TPU
 Options: ARGS="--config.model.num_glimpses=8" (any table row), "--config.model.random_locations=True"
-(the random-glimpse baseline). CPU-sized variants take tens of minutes on 2 cores; wall times and
+(the random-glimpse baseline), "--config.model.fixed_locations=center" (the oracle: every glimpse
+at the digit's center from the batch). CPU-sized variants take tens of minutes on 2 cores; wall times and
 numbers are in the README.
 
 Fields for RAM's relatives (defaults give RAM itself):
@@ -41,6 +42,10 @@ Fields for RAM's relatives (defaults give RAM itself):
                          classifier alone, as in kevinzakka's PyTorch RAM). The runs in
                          results/ram-* predate both fields: True with REINFORCE summed over T.
   model.mean_activation  'tanh' (the paper's) or 'hardtanh' (the Torch RAM's) location mean.
+  model.fixed_locations  None (the policy's locations) or 'center': every glimpse, in training and
+                         evaluation, at the digit's center the batch carries (`center`), the
+                         oracle path; nothing to reinforce (as for model.random_locations).
+                         `predict` then needs the images' `centers` [B, 2].
 Every run logs, per glimpse t, the share of location means parked at the edge (`saturated_g<t>`,
 |mu| > 0.95), of glimpses whose finest patch holds ink (`on_ink_g<t>`) and overlaps the digit's
 box (`on_digit_g<t>`), in training metrics and, on the greedy path, in results.json.
@@ -53,6 +58,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+
+from ml_collections import config_dict
 
 from glimpse_jax import data, diagnostics, papers, train
 from glimpse_jax.plots.glimpse_paths import plot_glimpse_paths
@@ -82,6 +89,7 @@ _TASKS = {
                          dict(glimpse_size=12, num_scales=4, num_glimpses=4), 60_000),
 }
 VARIANTS = (*_TASKS, *(f'{name}_paper' for name in _TASKS if name != 'smoke'))
+FIXED_LOCATIONS = ('center',)  # model.fixed_locations besides None
 
 
 def paper_row(config) -> tuple[str, float] | None:
@@ -99,7 +107,8 @@ def paper_row(config) -> tuple[str, float] | None:
     if (all(dataset.get(k) == v for k, v in task.dataset.items())
         and dataset.get('source', 'mnist') == 'mnist'
         and all(model.get(k) == v for k, v in fields.items() if k != 'num_glimpses')
-        and model.get('core', 'rnn') == 'rnn' and model.get('locator', 'linear') == 'linear'):
+        and model.get('core', 'rnn') == 'rnn' and model.get('locator', 'linear') == 'linear'
+        and model.get('fixed_locations') is None):
       glimpses, random = model.get('num_glimpses'), bool(model.get('random_locations'))
       row = papers.lookup(papers.RAM, task=name, glimpses=glimpses, random_locations=random)
       if row is None:
@@ -132,6 +141,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       location_std=0.2, random_locations=False, locator='linear', grid_size=4,
       locator_features=128, classify_every_step=False, fused=True,
       policy_gradient_to_core=True, mean_activation='tanh'))
+  config.model.fixed_locations = config_dict.placeholder(str)  # None, or one of FIXED_LOCATIONS
   config.model.update(task.model)
   config.loss = ml_collections.ConfigDict(dict(
       reinforce_weight=1.0, baseline_weight=1.0, reward='final', discount=1.0,
@@ -169,6 +179,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if m.mean_activation not in MEAN_ACTIVATIONS:
     raise ValueError(f'model.mean_activation must be one of {list(MEAN_ACTIVATIONS)}, got '
                      f'{m.mean_activation!r}')
+  fixed = m.get('fixed_locations')
+  if fixed is not None:
+    if fixed not in FIXED_LOCATIONS:
+      raise ValueError(f'model.fixed_locations must be None or one of {list(FIXED_LOCATIONS)}, '
+                       f'got {fixed!r}')
+    if m.random_locations:
+      raise ValueError(f'model.fixed_locations={fixed!r} and model.random_locations=True both '
+                       'choose the locations; set one')
+    if loss.supervised_fraction > 0:
+      raise ValueError(f'model.fixed_locations={fixed!r} has no policy to supervise, got '
+                       f'loss.supervised_fraction={loss.supervised_fraction}')
   for name in ('reinforce_weight', 'baseline_weight', 'supervision_weight'):
     if not loss[name] >= 0:
       raise ValueError(f'loss.{name} must be >= 0, got {loss[name]}')
@@ -199,7 +220,9 @@ def make_model(config: ml_collections.ConfigDict) -> RecurrentAttentionModel:
       core=m.core, core_features=m.core_features, glimpse_features=m.glimpse_features,
       what_features=m.what_features, where_features=m.where_features, locator=m.locator,
       location_std=m.location_std, grid_size=m.grid_size, locator_features=m.locator_features,
-      random_locations=m.random_locations, classify_every_step=m.classify_every_step,
+      # Fixed locations ride in the noise, as the random baseline's do.
+      random_locations=m.random_locations or m.get('fixed_locations') is not None,
+      classify_every_step=m.classify_every_step,
       fused=m.fused, policy_gradient_to_core=m.policy_gradient_to_core,
       mean_activation=m.mean_activation)
 
@@ -209,25 +232,41 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   validate(config)
   model = make_model(config)
   m, spec = config.model, config.loss
+  fixed = m.get('fixed_locations')
 
-  def noise(rng, batch, samples=()):
-    """Sampling noise [*samples, T, B, ...]; uniform locations for the random baseline."""
+  def fix(drawn, centers):
+    """`drawn` with every location at the digit's center [B, 2] for the oracle."""
+    if fixed is None:
+      return drawn
+    if centers is None:
+      raise ValueError(f'model.fixed_locations={fixed!r} glimpses at the digit\'s center: the '
+                       'batch must carry `center` [B, 2] (predict: pass centers=)')
+    centers = jnp.asarray(centers, drawn.location.dtype)  # [B, 2]
+    return drawn._replace(location=jnp.broadcast_to(centers, drawn.location.shape))
+
+  def batch_centers(batch):
+    return batch.get('center') if fixed is not None else None
+
+  def noise(rng, batch, samples=(), centers=None):
+    """Sampling noise [*samples, T, B, ...]; uniform locations for the random baseline, the
+    digit's `centers` [B, 2] for the oracle."""
     drawn = ram_noise(model, m.num_glimpses, batch, rng, samples)
     if m.random_locations:
       uniform = jax.random.uniform(jax.random.fold_in(rng, 1), drawn.location.shape, minval=-1.0,
                                    maxval=1.0)
       drawn = drawn._replace(location=uniform)
-    return drawn
+    return fix(drawn, centers)
 
-  def greedy_noise(rng, batch):
+  def greedy_noise(rng, batch, centers=None):
     # The random baseline has no greedy path: it glimpses at one random draw.
     if m.random_locations:
       return noise(jax.random.fold_in(rng, 1), batch)
-    return ram_noise(model, m.num_glimpses, batch)
+    return fix(ram_noise(model, m.num_glimpses, batch), centers)
 
   def init(rng, batch):
     images = jnp.asarray(batch['image'])
-    return model.init(rng, images, noise(rng, images.shape[0]))
+    centers = None if fixed is None else jnp.zeros((images.shape[0], 2))  # shapes only
+    return model.init(rng, images, noise(rng, images.shape[0], centers=centers))
 
   def loss(params, batch, rng, step):
     del step
@@ -240,12 +279,13 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
       forced = jax.random.bernoulli(forced_rng, spec.supervised_fraction, (batch_size,))
       given = jnp.broadcast_to(batch['center'][:, None], (batch_size, m.num_glimpses, 2))
       teacher = dict(given_locations=given, forced=forced)
-    out = model.apply(params, images, noise(noise_rng, batch_size), **teacher)
+    out = model.apply(params, images, noise(noise_rng, batch_size, centers=batch_centers(batch)),
+                      **teacher)
     per_example, terms = rollout_loss(
         out, labels, step_logits=out.step_logits, supervised=teacher.get('forced'),
         reward=spec.reward, discount=spec.discount,
-        # The random baseline's locations are not the policy's: nothing to reinforce.
-        reinforce_weight=0.0 if m.random_locations else spec.reinforce_weight,
+        # The random and oracle locations are not the policy's: nothing to reinforce.
+        reinforce_weight=0.0 if m.random_locations or fixed else spec.reinforce_weight,
         baseline_weight=spec.baseline_weight, supervision_weight=spec.supervision_weight,
         reinforce_time_average=spec.reinforce_time_average)
     metrics = {**loss_metrics(terms),
@@ -256,22 +296,24 @@ def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
 
   def evaluate(params, batch, rng):
     images = batch['image']
-    batch_size = images.shape[0]
+    batch_size, centers = images.shape[0], batch_centers(batch)
     return evaluate_glimpse_paths(lambda n: model.apply(params, images, n),
-                                  greedy_noise(rng, batch_size),
-                                  noise(rng, batch_size, (config.eval.mc_samples,)), batch,
-                                  m.glimpse_size)
+                                  greedy_noise(rng, batch_size, centers),
+                                  noise(rng, batch_size, (config.eval.mc_samples,), centers),
+                                  batch, m.glimpse_size)
 
   def plots(params, batch, rng, workdir):
     images = jnp.asarray(batch['image'][:8])
-    out = model.apply(params, images, greedy_noise(rng, images.shape[0]))
+    centers = None if fixed is None else batch['center'][:8]
+    out = model.apply(params, images, greedy_noise(rng, images.shape[0], centers))
     plot_glimpse_paths(images, jnp.clip(out.locations, -1, 1), labels=batch['label'][:8],
                        predictions=jnp.argmax(out.logits, -1), glimpse_size=m.glimpse_size,
                        num_scales=m.num_scales, scale_factor=m.scale_factor,
                        path=f'{workdir}/glimpse_paths.png')
 
-  def predict(params, images, rng):
+  def predict(params, images, rng, centers=None):
+    # centers [B, 2]: the digits' centers, which the oracle (model.fixed_locations) glimpses at.
     return glimpse_predictions(model.apply(params, images,
-                                           greedy_noise(rng, images.shape[0])))
+                                           greedy_noise(rng, images.shape[0], centers)))
 
   return train.Experiment(init=init, loss=loss, evaluate=evaluate, plots=plots, predict=predict)

@@ -56,6 +56,9 @@ def test_every_method_and_glimpse_count_is_a_valid_config_of_its_experiment(task
                                                                    retina.num_scales), name
   assert gb.method_config('draw_heuristic', task, 4).phases.classify.model.read_size == 21
   assert 21**2 - gb.RETINA_60.values == 9  # the nearest square to the retina's 432 values
+  oracle = gb.method_config('oracle', task, 4).model
+  assert oracle.fixed_locations == 'center' and not oracle.random_locations
+  assert 'oracle' not in gb.NOT_WIRED
 
 
 def test_every_method_builds_its_experiment():
@@ -158,6 +161,7 @@ def test_the_chapter_tables_each_task_from_made_up_runs(tmp_path):
             wall=90.0)
   (bench / 'draw_reconstruction-g4-seed0' / 'pretrain').mkdir(parents=True)  # still training
   _fake_run(bench / 'cnn-seed0', _config('cnn', None, 0), 0.02)
+  _fake_run(bench / 'oracle-g2-seed0', _config('oracle', 2, 0), 0.04, 0.04)
   other = tmp_path / 'other'
   _fake_run(other / 'random-g8-seed0', _config('random', 8, 0, 'translated60'), 0.5)
   out = tmp_path / 'book' / 'glimpse_bench.md'
@@ -173,6 +177,8 @@ def test_the_chapter_tables_each_task_from_made_up_runs(tmp_path):
   assert 'RAM |' not in markdown.split('## translated60')[1].replace('random glimpses', '')
   assert '1 runs not finished: draw_reconstruction-g4-seed0' in markdown
   assert 'ram_boed' in markdown and 'oracle' in markdown
+  assert '| oracle glimpses (digit center) | 2 | 0 | 4.00 | 4.00 | 864 |' in markdown
+  assert 'oracle (' not in markdown.split('Not in the benchmark yet')[1]  # wired
   for task in ('cluttered60', 'translated60'):
     assert (out.parent / f'glimpse_bench_{task}_error_by_glimpses.png').stat().st_size > 0
   _fake_run(bench / 'copy' / 'ram-g4-seed0', _config('ram', 4, 0), 0.1)  # not a bench run name

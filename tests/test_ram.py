@@ -167,6 +167,7 @@ def test_evaluate_reports_greedy_and_monte_carlo_errors():
     ('loss.supervised_fraction', 0.5, 'model.fused'),
     ('model.locator', 'grid', 'model.fused'),
     ('model.core', 'lstm', 'model.fused'),
+    ('model.fixed_locations', 'corner', "model.fixed_locations .*'corner'"),
 ])
 def test_bad_config_fails_naming_the_field(field, value, message):
   config = ram.get_config('smoke')
@@ -175,6 +176,67 @@ def test_bad_config_fails_naming_the_field(field, value, message):
     config[section][name] = value
   with pytest.raises(ValueError, match=message):
     ram.make_experiment(config)
+
+
+def _oracle(**fields):
+  """A tiny oracle RAM (model.fixed_locations='center'), a batch of 4 with made-up centers, and
+  its initial parameters."""
+  config = ram.get_config('smoke')
+  with config.unlocked():
+    config.model.update(num_glimpses=3, fixed_locations='center', core_features=16,
+                        glimpse_features=16, what_features=8, where_features=8,
+                        locator_features=8, **fields)
+    config.eval.mc_samples = 2
+  experiment = ram.make_experiment(config)
+  rng = np.random.default_rng(0)
+  batch = {'image': rng.uniform(size=(4, 28, 28, 1)).astype(np.float32),
+           'label': np.arange(4, dtype=np.int32),
+           'center': rng.uniform(-0.8, 0.8, size=(4, 2)).astype(np.float32),  # [B, 2]
+           'box_size': np.full(4, 10.0, np.float32)}
+  return experiment, batch, jax.jit(experiment.init)(jax.random.key(0, impl='rbg'), batch)
+
+
+@pytest.mark.parametrize('fields', [{}, {'locator': 'lstm', 'fused': False}])
+def test_the_oracle_glimpses_at_the_batch_centers(fields):
+  experiment, batch, params = _oracle(**fields)
+  predict = jax.jit(lambda p, images, c: experiment.predict(p, images, jax.random.key(1),
+                                                            centers=c))
+  out = predict(params, batch['image'], batch['center'])
+  np.testing.assert_allclose(out['locations'],
+                             np.broadcast_to(batch['center'][:, None], (4, 3, 2)))
+  with pytest.raises(ValueError, match="fixed_locations='center'.*center"):
+    experiment.predict(params, jnp.asarray(batch['image']), jax.random.key(1))
+  if not fields:
+    # Evaluation's greedy and sampled paths read the same centers: predict's classes.
+    metrics = jax.jit(experiment.evaluate)(params, batch, jax.random.key(2))
+    wrong = (np.argmax(out['probabilities'], -1) != batch['label']).astype(np.float32)
+    np.testing.assert_array_equal(metrics['error'], wrong)
+    np.testing.assert_array_equal(metrics['error_mc'], wrong)
+
+
+def test_the_oracle_trains_on_the_centers_and_reinforces_nothing():
+  experiment, batch, params = _oracle()
+  loss = jax.jit(jax.value_and_grad(lambda p, b: experiment.loss(p, b, jax.random.key(3), 0)[0]))
+  value, grads = loss(params, batch)
+  assert float(value) != float(loss(params, dict(batch, center=-batch['center']))[0])
+  locator = grads['params']['step']['location']  # no gradient reaches the locator
+  assert jax.tree.leaves(locator) and all(np.abs(g).max() == 0 for g in jax.tree.leaves(locator))
+
+
+def test_the_oracle_takes_no_other_location_choice():
+  for field, value, message in (('model.random_locations', True, 'both choose the locations'),
+                                ('loss.supervised_fraction', 0.1, 'no policy to supervise')):
+    config = ram.get_config('smoke')
+    section, name = field.split('.')
+    with config.unlocked():
+      config.model.update(fixed_locations='center', fused=False)
+      config[section][name] = value
+    with pytest.raises(ValueError, match=message):
+      ram.make_experiment(config)
+  assert ram.paper_row(ram.get_config('cluttered60')) is not None
+  config = ram.get_config('cluttered60')
+  config.model.fixed_locations = 'center'
+  assert ram.paper_row(config) is None  # no paper row glimpses at the center
 
 
 def test_unknown_variant_lists_the_allowed_ones():

@@ -54,19 +54,21 @@ Methods (METHODS; each keeps its module's own optimizer, rate and schedule):
                  (no N gives 432 exactly; 21 is the nearest).
   random         RAM's network on uniformly random glimpse locations (ram.py
                  `model.random_locations`): nothing to reinforce.
+  oracle         RAM's network with every glimpse at the digit's center the batch carries, in
+                 training and evaluation (ram.py `model.fixed_locations='center'`): nothing to
+                 reinforce; with `random`, it bounds what a policy's choice of places is worth.
   cnn            the simple CNN of variant_mnist.py (`cnn_cluttered`: layer norm, dropout 0.5),
   attention_cnn  and its self-attention CNN, on the whole canvas: reference lines, no glimpses.
 Not wired (NOT_WIRED): RAM with the near-optimal (BOED) sequences as supervision, which needs
 the hour-long sequence-design pipeline per task (near_optimal_glimpses.py `sequences`, its
-store read by `data_from`); oracle glimpses at the digit center, which no existing config gives
-(a teacher-forced RAM evaluates its own policy, not the center).
+store read by `data_from`).
 
 Budgets (BUDGETS; the same for every method of a task; DRAW's pre-training comes on top):
   CPU (no suffix)  6,000 updates of batch 64 per run, a checkpoint and a 1,000-image test
                    evaluation every 1,000 updates, the whole test split at the end (10 sampled
                    paths where a method reports them); DRAW pre-training 500 (heuristic) or
-                   2,000 (reconstruction) updates; T = 2, 4, 6, 8 and seeds 0, 1, 2: 7 glimpse
-                   methods x 4 x 3 + 2 CNNs x 3 = 90 runs per task. Updates per second at T = 8
+                   2,000 (reconstruction) updates; T = 2, 4, 6, 8 and seeds 0, 1, 2: 8 glimpse
+                   methods x 4 x 3 + 2 CNNs x 3 = 102 runs per task. Updates per second at T = 8
                    on cluttered60, measured over 300 updates on 2 CPU cores shared with other
                    training runs (load ~7): RAM 66, RAM with the LSTM locator 24, WS-RAM + q
                    23, DRAW's classification (21 x 21 reads) 5.3, the self-attention CNN 2.5,
@@ -241,6 +243,8 @@ METHODS = {
                                   result_phase='classify'),
     'random': Method('random glimpses', 'ram', 'cluttered60',
                      _ram_settings(model__random_locations=True)),
+    'oracle': Method('oracle glimpses (digit center)', 'ram', 'cluttered60',
+                     _ram_settings(model__fixed_locations='center')),
     'cnn': Method('simple CNN (no glimpses)', 'variant_mnist', 'cnn_cluttered', _cnn_settings,
                   glimpses=False),
     'attention_cnn': Method('self-attention CNN (no glimpses)', 'variant_mnist',
@@ -251,8 +255,6 @@ NOT_WIRED = {
     'ram_boed': 'RAM supervised by near-optimal (BOED) sequences: needs the sequence-design '
                 'pipeline (near_optimal_glimpses `sequences`, about an hour per task) before its '
                 'runs read the store through data_from',
-    'oracle': 'glimpses at the digit center: no existing config evaluates a fixed center path '
-              '(a teacher-forced RAM is evaluated on its own policy)',
 }
 
 
