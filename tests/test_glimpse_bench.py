@@ -178,6 +178,16 @@ def test_the_chapter_tables_each_task_from_made_up_runs(tmp_path):
   assert '1 runs not finished: draw_reconstruction-g4-seed0' in markdown
   assert 'ram_boed' in markdown and 'oracle' in markdown
   assert '| oracle glimpses (digit center) | 2 | 0 | 4.00 | 4.00 | 864 |' in markdown
+  # FLOPs of a greedy prediction and accuracy per GFLOP: RAM at T = 2 of its widths (what 128,
+  # where 128, glimpse 256, core 256), by hand.
+  ram_flops = 2 * (2 * (432 * 128 + 2 * 128 + 256 * 256 + 512 * 256 + 256 * 2) + 256 * 10)
+  assert report.flops_per_prediction(_config('ram', 2, 0)) == ram_flops == 1_015_808
+  per_gflop = round(70 / (ram_flops / 1e9))
+  assert f'| RAM | 2 | 0 | 30.00 | - | 864 | 1.0 | 100 | 1.02 | {per_gflop} |' in markdown
+  cnn_flops = report.flops_per_prediction(_config('cnn', None, 0))
+  assert cnn_flops > 10 * ram_flops  # a pass over the whole canvas
+  assert (f'| simple CNN (no glimpses) | - | 0 | 2.00 | - | 3,600 | 1.0 | 100 | '
+          f'{cnn_flops / 1e6:.2f} | {round(98 / (cnn_flops / 1e9))} |') in markdown
   assert 'oracle (' not in markdown.split('Not in the benchmark yet')[1]  # wired
   for task in ('cluttered60', 'translated60'):
     assert (out.parent / f'glimpse_bench_{task}_error_by_glimpses.png').stat().st_size > 0
@@ -193,6 +203,35 @@ def test_values_read_and_task_of_a_config():
   assert report.task_of(_config('random', 2, 0, 'translated60_fashion')) == 'translated60_fashion'
   with pytest.raises(ValueError, match="'mnist' of 'mnist' at 28 px"):
     report.task_of({'dataset': {'name': 'mnist', 'source': 'mnist', 'canvas_size': 28}})
+
+
+def test_flops_per_prediction_by_hand_on_a_tiny_ram():
+  config = _config('ram', 2, 0)
+  config['model'].update(what_features=4, where_features=2, glimpse_features=8, core_features=6)
+  # A glimpse: the 3 x 12 x 12 patch -> what, (x, y) -> where, [what, where] -> glimpse, the
+  # ReLU core [glimpse, h] -> h, the location mean h -> 2; then the classifier h -> 10 once.
+  per_glimpse = 432 * 4 + 2 * 2 + (4 + 2) * 8 + (8 + 6) * 6 + 6 * 2
+  assert report.flops_per_prediction(config) == 2 * (2 * per_glimpse + 6 * 10)
+  lstm = _config('ram_lstm', 2, 0)
+  lstm['model'].update(what_features=4, where_features=2, glimpse_features=8, core_features=6,
+                       locator_features=3)
+  locator = (6 + 3) * 4 * 3 + 3 * 2  # the locator's LSTM cell on h, then its mean
+  assert report.flops_per_prediction(lstm) == 2 * (2 * (per_glimpse - 6 * 2 + locator) + 6 * 10)
+  assert report.flops_per_prediction({'experiment': 'ram_reward'}) is None  # no counter
+
+
+@pytest.mark.parametrize('method', ['ws_ram_q_cv', 'draw_heuristic'])
+def test_traced_flops_grow_by_one_glimpse_cost_per_glimpse(method):
+  def count(glimpses):
+    config = _config(method, 2, 0)
+    if method.startswith('draw'):
+      config = config['classify']
+      config['model']['glimpses'] = glimpses
+    else:
+      config['model']['num_glimpses'] = glimpses
+    return report.flops_per_prediction(config)
+  two, three, four = count(2), count(3), count(4)
+  assert 0 < two < three < four and four - two == 2 * (three - two)
 
 
 @pytest.mark.slow

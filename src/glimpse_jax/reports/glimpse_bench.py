@@ -12,20 +12,28 @@ error of the sampled paths averaged (`error_mc`; 10 paths at the CPU and paper b
 sample std over seeds in percent; the input values one image's prediction reads (T glimpses of
 the retina's scales, one scale of WS-RAM's plus its low-resolution view, T DRAW reads of n x n,
 the whole canvas for a CNN); the wall minutes and updates of every phase of the run (DRAW's
-pre-training included); and `<stem>_<task>_error_by_glimpses.png`, test error against T per
-method, the CNNs as horizontal lines. Runs still training (no results.json in their result phase) are left out and counted.
+pre-training included); the FLOPs of one greedy prediction on one image and the greedy accuracy
+per GFLOP (`flops_per_prediction`); and `<stem>_<task>_error_by_glimpses.png`, test error
+against T per method, the CNNs as horizontal lines. Runs still training (no results.json in their result phase) are left out and counted.
 """
 
 import dataclasses
+import functools
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from glimpse_jax import data
 from glimpse_jax import glimpse_bench as bench
+from glimpse_jax.nets import flops, flops_per_image, ram_flops_per_image
 from glimpse_jax.plots.saving import save
 from glimpse_jax.reports.cli import run_chapter
 from glimpse_jax.reports.runs import Run, is_number, load_run
@@ -88,6 +96,62 @@ def values_read(config: dict) -> int | None:
   return None
 
 
+# How each experiment's FLOPs are counted: by a hand counter of its network, or traced from its
+# `predict` (the matrix products and convolutions of its jaxpr, `nets.flops.multiply_adds`).
+FLOP_COUNTS = {
+    'ram': 'RAM and its relatives (ram.py) by hand from the layer widths '
+           '(`nets.ram_flops_per_image`, the baseline, which only training uses, left out)',
+    'variant_mnist': 'the CNNs traced over one forward pass (`nets.flops_per_image`)',
+    'ws_ram': 'WS-RAM traced over its greedy `predict`',
+    'pretrain_attention': 'DRAW traced over its greedy `predict` (its filterbank reads are '
+                          'matrix products)',
+}
+
+
+def flops_per_prediction(config: dict) -> int | None:
+  """FLOPs (2 per multiply-add of the matrix products and convolutions; elementwise work left
+  out) of one greedy prediction on one image, from a run's config (None: no count for its
+  experiment). RAM's and its relatives' by `nets.ram_flops_per_image` (the training-only
+  baseline left out), the CNNs' by `nets.flops_per_image`, WS-RAM's and DRAW's traced from the
+  experiment's own `predict`. A prediction averaged over M sampled paths costs M times this."""
+  return _flops(json.dumps(config, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=None)
+def _flops(config_json: str) -> int | None:
+  config = ml_collections.ConfigDict(json.loads(config_json))
+  experiment = config.experiment
+  if experiment not in FLOP_COUNTS:
+    return None
+  shape = tuple(data.image_shape(config.dataset))
+  module = bench.experiment_module(experiment)
+  if experiment == 'ram':
+    return ram_flops_per_image(module.make_model(config), shape, config.model.num_glimpses)
+  if experiment == 'variant_mnist':
+    model = module.make_model(config)
+    if config.model.name == 'ram':
+      return ram_flops_per_image(model, shape, config.model.num_glimpses)
+    return flops_per_image(model, shape)
+  with config.unlocked():
+    config.frozen = {}  # what the prediction computes needs no frozen parameters' values
+  method = module.make_experiment(config)
+  images = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
+  batch = {'image': images, 'label': jax.ShapeDtypeStruct((1,), jnp.int32),
+           'center': jax.ShapeDtypeStruct((1, 2), jnp.float32)}
+  params = jax.eval_shape(method.init, jax.random.key(0), batch)
+  return 2 * flops.multiply_adds(lambda p, x: method.predict(p, x, jax.random.key(0)), params,
+                                 images)
+
+
+def accuracy_per_gflop(run: 'BenchRun') -> float | None:
+  """Greedy test accuracy (%) per GFLOP of one greedy prediction (None when either is missing)."""
+  error, cost = run.result.results.get('test_error'), flops_per_prediction(
+      run.result.results['config'])
+  if not is_number(error) or not cost:
+    return None
+  return 100 * (1 - float(error)) / (cost / 1e9)
+
+
 def read_bench(workdir: str) -> tuple[list[BenchRun], list[str]]:
   """The finished runs of a benchmark workdir, and the names of the unfinished ones."""
   runs, unfinished = [], []
@@ -143,6 +207,11 @@ def _same(values: Sequence[Any]) -> str:
   return ' / '.join(f'{v:,}' for v in found) if found else '-'
 
 
+def _mflops(row: Row) -> str:
+  found = sorted({flops_per_prediction(r.result.results['config']) for r in row.runs} - {None})
+  return ' / '.join(f'{f / 1e6:,.2f}' for f in found) if found else '-'
+
+
 COLUMNS = (
     Column('method', lambda row: bench.METHODS[row.method].label),
     Column('T', lambda row: '-' if row.glimpses is None else str(row.glimpses)),
@@ -154,6 +223,9 @@ COLUMNS = (
            lambda row: _same([values_read(r.result.results['config']) for r in row.runs])),
     Column('wall minutes', lambda row: minutes_spread([r.wall_seconds for r in row.runs])),
     Column('updates', lambda row: _same([r.updates for r in row.runs])),
+    Column('MFLOPs per prediction', _mflops),
+    Column('accuracy (%) per GFLOP',
+           lambda row: mean_spread([accuracy_per_gflop(r) for r in row.runs], digits=0)),
 )
 
 
@@ -200,7 +272,10 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
            'Every method on the same canvases, retina and budget (`glimpse_jax/glimpse_bench.py`'
            ' says which module and fields make each method, and the budgets). Test error in '
            'percent, mean ± sample std over seeds; wall minutes and updates over every phase '
-           'of a run.\n']
+           'of a run. FLOPs: 2 per multiply-add of the matrix products and convolutions of one '
+           'greedy prediction on one image (elementwise work left out; averaging M sampled '
+           'paths costs M times as much): ' + '; '.join(FLOP_COUNTS.values())
+           + '. A method whose experiment has no count shows -.\n']
   for task, rows in rows_by_task(runs).items():
     figure = f'{stem}_{task}_error_by_glimpses.png'
     plot_error_by_glimpses(rows, task, os.path.join(folder, figure))
