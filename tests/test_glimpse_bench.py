@@ -7,12 +7,17 @@ import json
 import os
 import pathlib
 import subprocess
+import types
 
+import ml_collections
+import numpy as np
 import pytest
 
+import glimpse_jax
 from glimpse_jax import cli
 from glimpse_jax import glimpse_bench as gb
 from glimpse_jax import train
+from glimpse_jax.plots.method_paths import MethodPaths, plot_method_paths
 from glimpse_jax.reports import glimpse_bench as report
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -234,6 +239,88 @@ def test_traced_flops_grow_by_one_glimpse_cost_per_glimpse(method):
   assert 0 < two < three < four and four - two == 2 * (three - two)
 
 
+def _made_up_paths(steps=3, count=8, seed=0):
+  rng = np.random.default_rng(seed)
+  locations = rng.uniform(-0.7, 0.7, (count, steps, 2)).astype(np.float32)
+  reads = np.concatenate([locations, np.zeros((count, steps, 3), np.float32)], -1)
+  return locations, reads, rng.integers(0, 3, (count, steps))
+
+
+def test_the_paths_picture_draws_one_row_per_method_and_each_glimpse_box():
+  locations, reads, scales = _made_up_paths()
+  images = np.random.default_rng(1).uniform(size=(8, 60, 60, 1))
+  rows = [MethodPaths('RAM', locations, np.arange(8), glimpse_size=12, num_scales=3),
+          MethodPaths('WS-RAM', locations, None, glimpse_size=12, num_scales=3, scales=scales),
+          MethodPaths('DRAW', locations, np.arange(8), reads=reads, read_size=21)]
+  fig = plot_method_paths(images, rows, labels=np.arange(8))
+  axes = np.reshape(fig.axes, (3, 8))
+  assert [len(ax.patches) for ax in axes[:, 5]] == [3 * 3, 3, 3]  # T x scales, T, T
+  assert axes[0, 2].get_title() == 'label 2, pred 2' and axes[1, 2].get_title() == ''
+  with pytest.raises(ValueError, match=r'WS-RAM: locations must be \[7, T, 2\]'):
+    plot_method_paths(images[:7], rows[1:2])
+  with pytest.raises(ValueError, match='DRAW: reads must be'):
+    plot_method_paths(images, [MethodPaths('DRAW', locations, reads=reads[:, :2], read_size=21)])
+
+
+def test_the_chapter_draws_each_methods_greedy_paths_from_its_run(tmp_path, monkeypatch):
+  bench = tmp_path / 'bench'
+  for method in ('oracle', 'ram', 'ws_ram_q_cv'):
+    for glimpses in (2, 4):
+      _fake_run(bench / f'{method}-g{glimpses}-seed0', _config(method, glimpses, 0), 0.1)
+      (bench / f'{method}-g{glimpses}-seed0' / 'checkpoints').mkdir()
+  draw = _config('draw_heuristic', 4, 0)
+  _fake_run(bench / 'draw_heuristic-g4-seed0' / 'pretrain', draw['pretrain'], 0.0)
+  _fake_run(bench / 'draw_heuristic-g4-seed0' / 'classify', draw['classify'], 0.05)
+  (bench / 'draw_heuristic-g4-seed0' / 'classify' / 'checkpoints').mkdir()
+  _fake_run(bench / 'random-g4-seed0', _config('random', 4, 0), 0.5)  # no checkpoint: no row
+  _fake_run(bench / 'ram_lstm-g4-seed1', _config('ram_lstm', 4, 1), 0.2)  # seed 1: no row
+  rng = np.random.default_rng(0)
+  test = {'image': rng.integers(0, 256, (10, 60, 60, 1)).astype(np.uint8),
+          'label': np.arange(10, dtype=np.int32),
+          'center': rng.uniform(-0.5, 0.5, (10, 2)).astype(np.float32)}
+  monkeypatch.setattr(report.data, 'load_split', lambda cfg, split: test)
+  locations, reads, scales = _made_up_paths(steps=4)
+
+  def oracle_predict(params, images, rng, centers=None):
+    assert images.shape == (8, 60, 60, 1) and float(images.max()) <= 1.0
+    return {'probabilities': np.eye(10)[:8],
+            'locations': np.broadcast_to(np.asarray(centers)[:, None], (8, 4, 2))}
+
+  def load_run(workdir):
+    config = ml_collections.ConfigDict(json.loads(
+        (pathlib.Path(workdir) / 'results.json').read_text())['config'])
+    return types.SimpleNamespace(config=config, params=None,
+                                 experiment=types.SimpleNamespace(predict=oracle_predict))
+
+  def predict(run, images):
+    assert run.config.model.get('fixed_locations') is None  # the oracle goes through its own
+    out = {'probabilities': np.eye(10)[::-1][:8], 'locations': locations}
+    if run.config.experiment == 'ws_ram':
+      out['scales'] = scales
+    if run.config.experiment == 'pretrain_attention':
+      out['reads'] = reads
+    return out
+
+  monkeypatch.setattr(glimpse_jax, 'load_run', load_run)
+  monkeypatch.setattr(glimpse_jax, 'predict', predict)
+  drawn = []
+  monkeypatch.setattr(report, 'plot_method_paths',
+                      lambda images, rows, **kw: drawn.append((images, rows, kw)))
+  markdown = report.write_report([str(bench)], str(tmp_path / 'book' / 'glimpse_bench.md'))
+  assert 'Greedy glimpse paths at T = 4, seed 0' in markdown
+  assert '![greedy glimpse paths](glimpse_bench_cluttered60_paths.png)' in markdown
+  (images, rows, kw), = drawn
+  assert [row.label for row in rows] == ['RAM', 'WS-RAM + q + c.v.', 'DRAW, heuristic pre-training',
+                                         'oracle glimpses (digit center)']
+  np.testing.assert_allclose(images, test['image'][:8] / 255.0)
+  np.testing.assert_array_equal(kw['labels'], np.arange(8))
+  np.testing.assert_allclose(rows[3].locations[:, 2], test['center'][:8])
+  assert rows[0].glimpse_size == 12 and rows[0].num_scales == 3 and rows[0].scales is None
+  np.testing.assert_array_equal(rows[1].scales, scales)
+  assert rows[2].read_size == 21 and rows[2].reads is reads
+  np.testing.assert_array_equal(rows[0].predictions, np.arange(10)[::-1][:8])
+
+
 @pytest.mark.slow
 def test_the_smoke_benchmark_trains_every_run_and_resumes_finished(data_dir, tmp_path,
                                                                     monkeypatch):
@@ -254,3 +341,5 @@ def test_the_smoke_benchmark_trains_every_run_and_resumes_finished(data_dir, tmp
   assert written and all(os.stat(path).st_mtime_ns == t for path, t in written.items())
   markdown = report.write_report([workdir], str(tmp_path / 'book' / 'glimpse_bench.md'))
   assert markdown.count('| 4 |') >= 7 and '| simple CNN (no glimpses) | - | 0 |' in markdown
+  assert 'Greedy glimpse paths at T = 4, seed 0' in markdown  # from the runs' checkpoints
+  assert (tmp_path / 'book' / 'glimpse_bench_cluttered60_paths.png').stat().st_size > 0

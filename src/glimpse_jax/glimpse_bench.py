@@ -81,8 +81,8 @@ Budgets (BUDGETS; the same for every method of a task; DRAW's pre-training comes
                    aimed at.
   `_paper`         RAM's paper budget for every method, 1M updates of 128 (papers.RAM_STEPS),
                    DRAW pre-training at Lindsey's translated counts; evaluation every 10,000.
-Not yet: Lindsey's glimpse tester over every method, greedy paths on fixed images. FLOPs per
-prediction are the chapter's (`reports/glimpse_bench.flops_per_prediction`).
+Not yet: Lindsey's glimpse tester over every method. FLOPs per prediction and the greedy paths of
+every method on the same eight test canvases are the chapter's (`reports/glimpse_bench`).
 """
 
 import dataclasses

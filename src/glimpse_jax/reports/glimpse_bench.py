@@ -14,7 +14,11 @@ the retina's scales, one scale of WS-RAM's plus its low-resolution view, T DRAW 
 the whole canvas for a CNN); the wall minutes and updates of every phase of the run (DRAW's
 pre-training included); the FLOPs of one greedy prediction on one image and the greedy accuracy
 per GFLOP (`flops_per_prediction`); and `<stem>_<task>_error_by_glimpses.png`, test error
-against T per method, the CNNs as horizontal lines. Runs still training (no results.json in their result phase) are left out and counted.
+against T per method, the CNNs as horizontal lines; `<stem>_<task>_paths.png`, the greedy glimpse
+paths of every glimpse method on the first 8 test canvases, one row per method, at the largest T
+of seed 0 (`plot_paths`: each run loaded by `glimpse_jax.load_run` and run by
+`glimpse_jax.predict`; the oracle's predict given the canvases' digit centers). Runs still
+training (no results.json in their result phase) are left out and counted.
 """
 
 import dataclasses
@@ -31,9 +35,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+import glimpse_jax
 from glimpse_jax import data
 from glimpse_jax import glimpse_bench as bench
 from glimpse_jax.nets import flops, flops_per_image, ram_flops_per_image
+from glimpse_jax.plots.method_paths import MethodPaths, plot_method_paths
 from glimpse_jax.plots.saving import save
 from glimpse_jax.reports.cli import run_chapter
 from glimpse_jax.reports.runs import Run, is_number, load_run
@@ -50,6 +56,7 @@ class BenchRun:
   seed: int
   result: Run
   phases: tuple[Run, ...]
+  workdir: str = ''  # the result phase's folder (its config.json and checkpoints)
 
   @property
   def updates(self) -> int:
@@ -175,7 +182,7 @@ def read_bench(workdir: str) -> tuple[list[BenchRun], list[str]]:
     result = load_run(result_dir, prefix=f'{name}/' if method.result_phase else '')
     glimpses = int(match['glimpses']) if match['glimpses'] else None
     runs.append(BenchRun(task_of(result.results['config']), match['method'], glimpses,
-                         int(match['seed']), result, phases))
+                         int(match['seed']), result, phases, result_dir))
   return runs, unfinished
 
 
@@ -259,6 +266,59 @@ def plot_error_by_glimpses(rows: Sequence[Row], task: str, path: str | None) -> 
   return save(fig, path)
 
 
+PATH_IMAGES = 8  # the first test canvases of the task, the same for every method
+PATH_SEED = 0
+
+
+def path_runs(runs: Sequence[BenchRun], task: str) -> tuple[int | None, list[BenchRun]]:
+  """The T of the paths picture (the largest of the task's finished glimpse runs of seed
+  PATH_SEED) and those runs at that T in the registry's order, the ones with a checkpoint."""
+  chosen = [r for r in runs if r.task == task and r.glimpses is not None and r.seed == PATH_SEED]
+  if not chosen:
+    return None, []
+  glimpses = max(r.glimpses for r in chosen)
+  order = list(bench.METHODS)
+  found = sorted((r for r in chosen if r.glimpses == glimpses), key=lambda r: order.index(
+      r.method))
+  return glimpses, [r for r in found if os.path.isdir(os.path.join(r.workdir, 'checkpoints'))]
+
+
+def method_paths(run: BenchRun, images: np.ndarray, centers: np.ndarray) -> MethodPaths:
+  """One method's greedy paths on `images` [N, H, W, C] in [0, 1] through
+  `glimpse_jax.load_run` and `glimpse_jax.predict`; the oracle (`model.fixed_locations`) is
+  given the digits' `centers` [N, 2], which images alone do not hold."""
+  loaded = glimpse_jax.load_run(run.workdir)
+  model = loaded.config.model
+  if model.get('fixed_locations') is not None:
+    out = loaded.experiment.predict(loaded.params, jnp.asarray(images), jax.random.key(0),
+                                    centers=jnp.asarray(centers))
+    out = {name: np.asarray(value) for name, value in out.items()}
+  else:
+    out = glimpse_jax.predict(loaded, images)
+  predictions = np.argmax(out['probabilities'], -1) if 'probabilities' in out else None
+  label = bench.METHODS[run.method].label
+  if 'reads' in out:
+    return MethodPaths(label, out['locations'], predictions, reads=out['reads'],
+                       read_size=model.read_size)
+  return MethodPaths(label, out['locations'], predictions, glimpse_size=model.glimpse_size,
+                     num_scales=model.num_scales, scale_factor=model.scale_factor,
+                     scales=out.get('scales'))
+
+
+def plot_paths(runs: Sequence[BenchRun], task: str, path: str | None) -> int | None:
+  """Draws the greedy paths of every glimpse method at the task's chosen T (`path_runs`) on the
+  first PATH_IMAGES test canvases, one row per method; returns that T (None: nothing drawn)."""
+  glimpses, chosen = path_runs(runs, task)
+  if not chosen:
+    return None
+  dataset = ml_collections.ConfigDict(chosen[0].result.results['config']['dataset'])
+  test = data.load_split(dataset, 'test')
+  images = np.asarray(test['image'][:PATH_IMAGES], np.float32) / 255.0  # [N, H, W, C]
+  rows = [method_paths(r, images, np.asarray(test['center'][:PATH_IMAGES])) for r in chosen]
+  plot_method_paths(images, rows, labels=np.asarray(test['label'][:PATH_IMAGES]), path=path)
+  return glimpses
+
+
 def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) -> str:
   """Writes the markdown file `out` and its figures beside it; returns the markdown."""
   runs, unfinished = [], []
@@ -285,6 +345,13 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
               f'{retina.glimpse_size} ({retina.values} values a glimpse); DRAW reads '
               f'{bench.DRAW_READ_SIZE}x{bench.DRAW_READ_SIZE}.\n\n',
               markdown_table(COLUMNS, rows), f'\n![error against T]({figure})\n']
+    paths = f'{stem}_{task}_paths.png'
+    glimpses = plot_paths(runs, task, os.path.join(folder, paths))
+    if glimpses is not None:
+      parts.append(f'\nGreedy glimpse paths at T = {glimpses}, seed {PATH_SEED}, on the first '
+                   f'{PATH_IMAGES} test canvases: one row per method (boxes: the retina\'s '
+                   'scales, the one scale WS-RAM chose, DRAW\'s read window; numbered in '
+                   f'order).\n\n![greedy glimpse paths]({paths})\n')
   if unfinished:
     parts.append(f'\n{len(unfinished)} runs not finished: '
                  f'{", ".join(os.path.basename(u) for u in unfinished)}.\n')
