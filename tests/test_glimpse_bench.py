@@ -109,7 +109,8 @@ def test_a_benchmark_is_one_pipeline_of_runs_in_their_own_workdirs(tmp_path):
   assert resolved['draw_heuristic-g2-seed0/classify'].init_from == str(
       tmp_path / 'draw_heuristic-g2-seed0' / 'pretrain')
   full = gb.get_config('translated60')
-  assert len(full.pipeline) == 3 * (4 * (methods_with_glimpses + 2) + 2)  # + DRAW's pre-training
+  # + DRAW's pre-training, + the glimpse tester's two phases after every glimpse run
+  assert len(full.pipeline) == 3 * (4 * (3 * methods_with_glimpses + 2) + 2)
   assert full.phases['ram-g8-seed2'].num_steps == 6_000
   assert gb.get_config('translated60_paper').phases['ram-g8-seed2'].num_steps == 1_000_000
   with pytest.raises(ValueError, match='pipeline of other experiments'):

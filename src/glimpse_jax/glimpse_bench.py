@@ -81,8 +81,9 @@ Budgets (BUDGETS; the same for every method of a task; DRAW's pre-training comes
                    aimed at.
   `_paper`         RAM's paper budget for every method, 1M updates of 128 (papers.RAM_STEPS),
                    DRAW pre-training at Lindsey's translated counts; evaluation every 10,000.
-Not yet: Lindsey's glimpse tester over every method. FLOPs per prediction and the greedy paths of
-every method on the same eight test canvases are the chapter's (`reports/glimpse_bench`).
+After every glimpse run, Lindsey's glimpse tester (`<run>/tester_record`, `<run>/tester`; the
+tester section below, `glimpse_tester.py`). FLOPs per prediction and the greedy paths of every
+method on the same eight test canvases are the chapter's (`reports/glimpse_bench`).
 """
 
 import dataclasses
@@ -94,7 +95,7 @@ from collections.abc import Callable
 import ml_collections
 from ml_collections import config_dict
 
-from glimpse_jax import data, papers, train
+from glimpse_jax import data, glimpse_tester, papers, train
 
 EXPERIMENTS_PACKAGE = 'glimpse_jax.experiments'
 
@@ -368,9 +369,79 @@ def bench_runs(variant: str) -> list[tuple[str, str, int | None, int]]:
   return runs
 
 
+# ---------------------------------------------------------------------------------------------
+# The glimpse tester: glimpse quality, independent of the classifier (glimpse_tester.py).
+# ---------------------------------------------------------------------------------------------
+# After every glimpse run, two phases in `<workdir>/<run>/`: `tester_record` stores the frozen
+# run's greedy locations on the task's fixed training canvases (dataset seed 0, the same for
+# every method: the runs' own canvases, drawn on the fly, are never kept), and `tester` trains
+# one network, the same for every method and T (glimpse_tester.MODEL: RAM's glimpse network, an
+# LSTM core of 128, the classifier), forced to those locations, reading the task's retina; it is
+# tested at the run's locations on the test split. Its test error (`<run>/tester/results.json`,
+# the chapter's tester column) measures where a method looks, not how it reads: DRAW's reads
+# enter by their centers only (not their stride, sigma or intensity), WS-RAM's by its locations
+# (all the retina's scales are read, not the one it chose). Random glimpses and the oracle
+# (the digit's center at every glimpse, recorded from the canvas, as the oracle's predict needs
+# the centers: any run with `model.fixed_locations='center'`) bound it.
+# Budgets (TESTER_BUDGETS, the same for every method of a variant):
+#   CPU (no suffix)  2,500 updates of 64 over the 60,000 fixed training canvases of the source
+#                    split (2.7 epochs), the whole test split at the end. Measured on cluttered60
+#                    at T = 8, nice 10 on the 2 cores shared with other training (tested: a RAM
+#                    run of 300 updates): recording 60,000 canvases 21 s, the tester 67 s (~50
+#                    updates/s), about 1.5 min per glimpse run, so ~2 h more per task at 3 seeds;
+#                    building the fixed split, once per task, ~10 s. Its test error 38.4%; over
+#                    10,000 canvases (16 epochs) the tester overfits: 8% training, 48.5% test.
+#   `_smoke`         4 updates of 16 over 64 fixed canvases, the smoke's 64 test canvases
+#                    (~17 s a glimpse run, nearly all compiling).
+#   `_paper`         10,000 updates of 128 (Lindsey's tester's 10,000 batches) over the same
+#                    60,000 canvases.
+TESTER_BUDGETS = {
+    '': glimpse_tester.TesterBudget(num_steps=2_500, batch_size=64, train_canvases=None,
+                                    checkpoint_every=500, log_every=100),
+    '_smoke': glimpse_tester.TesterBudget(num_steps=4, batch_size=16, train_canvases=64,
+                                          checkpoint_every=0, log_every=2),
+    '_paper': glimpse_tester.TesterBudget(num_steps=10_000, batch_size=128, train_canvases=None,
+                                          checkpoint_every=1_000, log_every=1_000),
+}
+TESTER_PHASES = (glimpse_tester.RECORD, glimpse_tester.TESTER)
+
+
+def tester_source(config: ml_collections.ConfigDict) -> str:
+  """Where a run's tested locations come from: 'center' for a run glimpsing at the digit's
+  center (`model.fixed_locations='center'`, the oracle, whose predict needs the centers),
+  else 'predict'."""
+  last = config.phases[config.pipeline[-1]] if train.is_pipeline(config) else config
+  return 'center' if last.model.get('fixed_locations') == 'center' else 'predict'
+
+
+def tester_phases(run: str, method: str, task: str, glimpses: int, seed: int, suffix: str = '',
+                  config: ml_collections.ConfigDict | None = None
+                  ) -> list[tuple[str, ml_collections.ConfigDict]]:
+  """The `<run>/tester_record` and `<run>/tester` phases of the glimpse run `run` of `method`
+  (its result phase frozen as the tested run); `config`: the run's `method_config`, if built."""
+  if config is None:
+    config = method_config(method, task, glimpses, seed, suffix)
+  result_phase = METHODS[method].result_phase
+  source = tester_source(config)
+  tested = None if source == 'center' else (f'{run}/{result_phase}' if result_phase else run)
+  retina, budget = TASKS[task].retina, BUDGETS[suffix]
+  phases = glimpse_tester.phase_configs(
+      task_dataset=TASKS[task].dataset, glimpses=glimpses,
+      retina=(retina.glimpse_size, retina.num_scales, retina.scale_factor),
+      budget=TESTER_BUDGETS[suffix], seed=seed, run=tested, source=source,
+      eval_examples=budget.eval_examples, eval_batch_size=budget.eval_batch_size)
+  named = []
+  for name, phase in phases:
+    if phase.kind == 'train':
+      phase.data_from = f'{run}/{glimpse_tester.RECORD}'
+    named.append((f'{run}/{name}', phase))
+  return named
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The benchmark of variant `arg` (one of VARIANTS; default `cluttered60_smoke`): a pipeline
-  whose phases are the runs (`<run>`, or `<run>/<phase>` for a method of several phases)."""
+  whose phases are the runs (`<run>`, or `<run>/<phase>` for a method of several phases), each
+  glimpse run followed by its tester's phases (`<run>/tester_record`, `<run>/tester`)."""
   task, suffix = split_variant(arg or 'cluttered60_smoke')
   phases, experiments = [], {}
   for run, method, glimpses, seed in bench_runs(arg or 'cluttered60_smoke'):
@@ -379,19 +450,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if not train.is_pipeline(config):
       phases.append((run, config.copy_and_resolve_references()))
       experiments[run] = experiment
-      continue
-    names = {name: f'{run}/{name}' for name in config.pipeline}
-    for name in config.pipeline:
-      phase = config.phases[name].copy_and_resolve_references()
-      with phase.unlocked():
-        for field in ('init_from', 'data_from'):
-          if phase[field] in names:
-            phase[field] = names[phase[field]]
-        for frozen, source in phase.frozen.items():
-          if source in names:
-            phase.frozen[frozen] = names[source]
-      phases.append((names[name], phase))
-      experiments[names[name]] = experiment
+    else:
+      names = {name: f'{run}/{name}' for name in config.pipeline}
+      for name in config.pipeline:
+        phase = config.phases[name].copy_and_resolve_references()
+        with phase.unlocked():
+          for field in ('init_from', 'data_from'):
+            if phase[field] in names:
+              phase[field] = names[phase[field]]
+          for frozen, source in phase.frozen.items():
+            if source in names:
+              phase.frozen[frozen] = names[source]
+        phases.append((names[name], phase))
+        experiments[names[name]] = experiment
+    if glimpses is not None:
+      for name, phase in tester_phases(run, method, task, glimpses, seed, suffix, config):
+        phases.append((name, phase))
+        experiments[name] = glimpse_tester.EXPERIMENT
   bench = train.pipeline_config('glimpse_bench', phases)
   for name, experiment in experiments.items():
     bench.phases[name].experiment = experiment  # the run's own module trains and reads it
@@ -400,8 +475,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
-  """The experiment of one run: its own module's (`config.experiment`)."""
+  """The experiment of one run: its own module's (`config.experiment`), or a tester phase's
+  (`glimpse_tester`)."""
   if config.experiment == 'glimpse_bench':
     raise ValueError('experiment glimpse_bench is a pipeline of other experiments\' runs; '
                      'train it with train.run_pipeline, which builds each phase')
+  if config.experiment == glimpse_tester.EXPERIMENT:
+    return glimpse_tester.make_experiment(config)
   return experiment_module(config.experiment).make_experiment(config)

@@ -38,6 +38,7 @@ from matplotlib.figure import Figure
 import glimpse_jax
 from glimpse_jax import data
 from glimpse_jax import glimpse_bench as bench
+from glimpse_jax import glimpse_tester
 from glimpse_jax.nets import flops, flops_per_image, ram_flops_per_image
 from glimpse_jax.plots.method_paths import MethodPaths, plot_method_paths
 from glimpse_jax.plots.saving import save
@@ -57,6 +58,7 @@ class BenchRun:
   result: Run
   phases: tuple[Run, ...]
   workdir: str = ''  # the result phase's folder (its config.json and checkpoints)
+  tester: Run | None = None  # its glimpse tester (`<run>/tester`), once finished
 
   @property
   def updates(self) -> int:
@@ -170,7 +172,8 @@ def read_bench(workdir: str) -> tuple[list[BenchRun], list[str]]:
     method = bench.METHODS[match['method']]
     if method.result_phase:
       phase_dirs = sorted(os.path.join(folder, p) for p in os.listdir(folder)
-                          if os.path.isdir(os.path.join(folder, p)))
+                          if os.path.isdir(os.path.join(folder, p))
+                          and p not in bench.TESTER_PHASES)  # the tester's are not the run's
       result_dir = os.path.join(folder, method.result_phase)
     else:
       phase_dirs, result_dir = [folder], folder
@@ -181,8 +184,11 @@ def read_bench(workdir: str) -> tuple[list[BenchRun], list[str]]:
                    for d in phase_dirs)
     result = load_run(result_dir, prefix=f'{name}/' if method.result_phase else '')
     glimpses = int(match['glimpses']) if match['glimpses'] else None
+    tester_dir = os.path.join(folder, glimpse_tester.TESTER)
+    tester = (load_run(tester_dir, prefix=f'{name}/')
+              if os.path.isfile(os.path.join(tester_dir, 'results.json')) else None)
     runs.append(BenchRun(task_of(result.results['config']), match['method'], glimpses,
-                         int(match['seed']), result, phases, result_dir))
+                         int(match['seed']), result, phases, result_dir, tester))
   return runs, unfinished
 
 
@@ -233,6 +239,10 @@ COLUMNS = (
     Column('MFLOPs per prediction', _mflops),
     Column('accuracy (%) per GFLOP',
            lambda row: mean_spread([accuracy_per_gflop(r) for r in row.runs], digits=0)),
+    # The glimpse tester (glimpse_bench.py): one network for every method, trained and tested at
+    # the run's greedy locations; '-' until a run's tester has finished.
+    Column('tester error (%)', lambda row: mean_spread(
+        [r.tester.results.get('test_error') if r.tester else None for r in row.runs], scale=100)),
 )
 
 
