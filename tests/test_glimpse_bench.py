@@ -94,9 +94,10 @@ def test_a_benchmark_is_one_pipeline_of_runs_in_their_own_workdirs(tmp_path):
   config = gb.get_config('cluttered60_smoke')
   methods_with_glimpses = sum(m.glimpses for m in gb.METHODS.values())
   runs = gb.bench_runs('cluttered60_smoke')
-  assert len(runs) == methods_with_glimpses * 2 + 2  # T = 2, 4 and the two CNNs, seed 0
-  assert 'ram-g4-seed0' in config.pipeline and 'cnn-seed0' in config.pipeline
-  assert config.phases['ram-g4-seed0'].experiment == 'ram'
+  assert len(runs) == methods_with_glimpses + 2  # T = 2 and the two CNNs, seed 0
+  assert 'ram-g2-seed0' in config.pipeline and 'cnn-seed0' in config.pipeline
+  assert not any('-g4-' in name for name in config.pipeline)
+  assert config.phases['ram-g2-seed0'].experiment == 'ram'
   classify = config.phases['draw_heuristic-g2-seed0/classify']
   assert classify.experiment == 'pretrain_attention'
   assert classify.init_from == 'draw_heuristic-g2-seed0/pretrain'
@@ -342,5 +343,5 @@ def test_the_smoke_benchmark_trains_every_run_and_resumes_finished(data_dir, tmp
   assert written and all(os.stat(path).st_mtime_ns == t for path, t in written.items())
   markdown = report.write_report([workdir], str(tmp_path / 'book' / 'glimpse_bench.md'))
   assert markdown.count('| 4 |') >= 7 and '| simple CNN (no glimpses) | - | 0 |' in markdown
-  assert 'Greedy glimpse paths at T = 4, seed 0' in markdown  # from the runs' checkpoints
+  assert 'Greedy glimpse paths at T = 2, seed 0' in markdown  # from the runs' checkpoints
   assert (tmp_path / 'book' / 'glimpse_bench_cluttered60_paths.png').stat().st_size > 0

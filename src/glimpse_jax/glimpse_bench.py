@@ -4,8 +4,8 @@ Usage:
   make bench-methods TASK=cluttered60            # every method, T = 2/4/6/8, 3 seeds, the CPU
   make bench-methods TASK=translated60           # budget below, into runs/glimpse_bench-<TASK>
   make bench-methods TASK=translated60_fashion   # Fashion-MNIST objects
-  make bench-methods TASK=cluttered60_smoke      # every method, T = 2 and 4, seed 0, a few
-                                                 # updates each (the default TASK)
+  make bench-methods TASK=cluttered60_smoke      # every method, T = 2, seed 0, a few updates
+                                                 # each (the default TASK)
   make bench-methods TASK=cluttered60_paper      # 1M updates of 128 per run, for GPU/TPU
 which is `main.py --config=src/glimpse_jax/glimpse_bench.py:<TASK> --workdir=<workdir>` (WORKDIR=
 chooses the folder, ARGS= adds flags). Every (method, T, seed) trains in its own workdir
@@ -75,10 +75,16 @@ Budgets (BUDGETS; the same for every method of a task; DRAW's pre-training comes
                    the simple CNN ~2: at 6,000 updates from ~1.5 min (RAM) to ~50 min (the
                    CNNs) a run, about 10 hours a task at that load, DRAW's and the CNNs' runs
                    most of it.
-  `_smoke`         4 updates of 16 per run (DRAW pre-training 2), 64 test canvases, T = 2 and 4,
-                   seed 0: 16 runs and 4 pre-training phases, all but the compiling negligible:
-                   6 min on the loaded 2 cores above (18 s a phase), more than the 3 minutes
-                   aimed at.
+  `_smoke`         4 updates of 16 per run (DRAW pre-training 2), 64 test canvases, T = 2 only
+                   (every method still runs once), seed 0: 10 runs, 2 pre-training phases and
+                   the tester's 16, all but the compiling negligible. Wall time of the whole
+                   command on the 2 shared cores (load ~5, nice 10): 8 min 56 s at T = 2 and 4
+                   before the tester (22 phases), 5 min 54 s at T = 2 with it (28 phases: the
+                   12 of the methods ~3.8 min, the tester's 16 ~2 min, XLA compiling most of
+                   both; the plots hooks ~35 s of it). With JAX_DISABLE_MOST_OPTIMIZATIONS=1 and a
+                   JAX_COMPILATION_CACHE_DIR (the 8 testers compile one network) in the
+                   environment: 3 min 55 s. Still over the 3 minutes aimed at on a loaded
+                   machine.
   `_paper`         RAM's paper budget for every method, 1M updates of 128 (papers.RAM_STEPS),
                    DRAW pre-training at Lindsey's translated counts; evaluation every 10,000.
 After every glimpse run, Lindsey's glimpse tester (`<run>/tester_record`, `<run>/tester`; the
@@ -168,7 +174,7 @@ BUDGETS = {
                eval_every=1_000, eval_examples_during_training=1_000, checkpoint_every=1_000,
                log_every=100, eval_examples=None, eval_batch_size=500, mc_samples=10,
                pretrain_steps={'heuristic': 500, 'reconstruction': 2_000}),
-    '_smoke': Budget(num_steps=4, batch_size=16, glimpses=(2, 4), seeds=(0,), eval_every=0,
+    '_smoke': Budget(num_steps=4, batch_size=16, glimpses=(2,), seeds=(0,), eval_every=0,
                      eval_examples_during_training=64, checkpoint_every=0, log_every=2,
                      eval_examples=64, eval_batch_size=64, mc_samples=2,
                      pretrain_steps={'heuristic': 2, 'reconstruction': 2}),
