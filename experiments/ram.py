@@ -14,8 +14,8 @@ Usage (the default variant is `mnist`):
   make experiment NAME=ram CONFIG=mnist_paper  # any variant + `_paper`: the long budget, for GPU/TPU
 Options: ARGS="--config.model.num_glimpses=8" (any table row), "--config.model.random_locations=True"
 (the random-glimpse baseline), "--config.model.fixed_locations=center" (the oracle: every glimpse
-at the digit's center from the batch). CPU-sized variants take tens of minutes on 2 cores; wall times and
-numbers are in the README.
+at the digit's center from the batch). CPU-sized variants take tens of minutes on 2 cores; wall
+times and numbers are in the README.
 
 Fields for RAM's relatives (defaults give RAM itself):
   model.core             'rnn' (ReLU RNN, the paper's) or 'lstm'.
@@ -58,7 +58,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-
 from ml_collections import config_dict
 
 from glimpse_jax import data, diagnostics, papers, train
