@@ -626,7 +626,15 @@ def test_setup_names_list_the_torch_rams_choices_a_run_takes():
     config.optimizer.update(name='adam', learning_rate=1e-3)
     config.model.policy_gradient_to_core = True
   assert report_ram_reward.setup_name(config.to_dict()) == (
-      'batch 32, hardtanh mean, total R, scalar baseline, last-step NLL')
+      'paper setup without SGD 0.01 momentum 0.9 (damped)')
+  with config.unlocked():
+    config.batch_size = 128
+  assert report_ram_reward.setup_name(config.to_dict()) == (
+      'hardtanh mean, total R, scalar baseline, last-step NLL')
+  tanh = ram_reward.get_config('logchange_linear_paper')
+  with tanh.unlocked():
+    tanh.model.mean_activation = 'tanh'
+  assert report_ram_reward.setup_name(tanh.to_dict()) == 'paper setup without hardtanh mean'
 
 
 def test_report_shows_paper_rows_their_diagnostics_and_the_locator_control(tmp_path):
@@ -670,8 +678,8 @@ def test_the_report_agrees_with_the_experiments_paper_setup():
   undamped = ram_reward.get_config('logchange_linear_paper')
   with undamped.unlocked():
     undamped.optimizer.learning_rate = 0.01
-  assert report_ram_reward.setup_name(undamped.to_dict()).endswith(
-      'last-step NLL, momentum 0.01 (momentum 0.9)')
+  assert report_ram_reward.setup_name(undamped.to_dict()) == (
+      'paper setup without SGD 0.01 momentum 0.9 (damped), momentum 0.01 (momentum 0.9)')
 
 
 def test_per_glimpse_bands_are_the_sample_std_over_seeds():

@@ -79,11 +79,18 @@ TORCH_RAM_CHOICES = (
 
 
 def setup_name(config: Mapping[str, Any]) -> str:
-  """'' for our setting, 'paper setup' for all of TORCH_RAM_CHOICES, else the ones taken; an
-  optimizer other than ours (Adam 1e-3) and the Torch RAM's adds its name and rate, a run whose
-  policy gradient stops at the core 'no policy gradient into the core'."""
+  """'' for our setting, 'paper setup' for all of TORCH_RAM_CHOICES, 'paper setup without <it>'
+  for all but one, else the ones taken; an optimizer other than ours (Adam 1e-3) and the Torch
+  RAM's adds its name and rate, a run whose policy gradient stops at the core 'no policy gradient
+  into the core'."""
   taken = [name for name, takes in TORCH_RAM_CHOICES if takes(config)]
-  parts = [PAPER_SETUP_NAME] if len(taken) == len(TORCH_RAM_CHOICES) else taken
+  missing = [name for name, _ in TORCH_RAM_CHOICES if name not in taken]
+  if not missing:
+    parts = [PAPER_SETUP_NAME]
+  elif len(missing) == 1:
+    parts = [f'{PAPER_SETUP_NAME} without {missing[0]}']
+  else:
+    parts = taken
   name, rate, momentum = _optimizer(config)
   if name != 'adam' and not TORCH_RAM_CHOICES[0][1](config):
     parts.append(f'{name} {rate:g}' + (f' (momentum {momentum:g})' if name == 'momentum' else ''))
