@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from glimpse_jax import cli, data, diagnostics, train
+from glimpse_jax import data, diagnostics, inference, train
 from glimpse_jax.nets import RecurrentAttentionModel, RetinaSpec, ram_noise
 from glimpse_jax.nets.settings import check_positive_ints
 
@@ -153,15 +153,7 @@ def tested_experiment(workdir: str) -> tuple[ml_collections.ConfigDict, train.Ex
   config = train.read_config(workdir)
   if config is None:
     raise ValueError(f'frozen.{TESTED}={workdir!r} holds no config.json: no trained run there')
-  try:
-    module = cli.import_experiment(config.experiment)
-  except cli.CommandError as error:
-    raise ValueError(f'frozen.{TESTED}={workdir!r}: experiment={config.experiment!r}: '
-                     f'{error}') from None
-  experiment = module.make_experiment(config)
-  if experiment.predict is None:
-    raise ValueError(f'frozen.{TESTED}={workdir!r}: the {config.experiment!r} experiment defines '
-                     f'no predict, so it has no glimpse locations to test')
+  experiment = inference.predicting_experiment(config, f'frozen.{TESTED}={workdir!r}')
   if experiment.frozen_models:
     raise ValueError(f'frozen.{TESTED}={workdir!r}: the {config.experiment!r} phase predicts '
                      f'with frozen models {list(experiment.frozen_models)}, which the tester '

@@ -47,6 +47,25 @@ class Run:
   step: int
 
 
+def predicting_experiment(config: ml_collections.ConfigDict, where: str) -> train.Experiment:
+  """The experiment of a run's `config`, which must define `predict`.
+
+  Raises:
+    ValueError: naming `where`, for an experiment the package does not have or one without
+      `predict`.
+  """
+  try:
+    module = cli.import_experiment(config.experiment)
+  except cli.CommandError as error:
+    raise ValueError(f'{where}: experiment={config.experiment!r}: {error}') from None
+  experiment = module.make_experiment(config)
+  if experiment.predict is None:
+    raise ValueError(f'{where}: the {config.experiment!r} experiment (phase '
+                     f'{config.get("phase")!r}) defines no predict, so it has no glimpse '
+                     f'locations to read')
+  return experiment
+
+
 def _training_phase(workdir: str) -> str:
   """The workdir holding the parameters: `workdir` itself, or a pipeline's last training phase."""
   path = os.path.join(workdir, PIPELINE_FILE)
@@ -107,14 +126,7 @@ def load_run(workdir: str, checkpoint: str = 'last') -> Run:
   config = train.read_config(phase_dir)
   if config is None:
     raise ValueError(f'{phase_dir!r} holds no config.json: is it a run\'s workdir?')
-  try:
-    module = cli.import_experiment(config.experiment)
-  except cli.CommandError as error:
-    raise ValueError(f'{phase_dir}: experiment={config.experiment!r}: {error}') from None
-  experiment = module.make_experiment(config)
-  if experiment.predict is None:
-    raise ValueError(f'{phase_dir}: the {config.experiment!r} experiment (phase '
-                     f'{config.get("phase")!r}) defines no predict')
+  experiment = predicting_experiment(config, phase_dir)
   checkpointer = train.Checkpointer(phase_dir, keep=None, create=False)
   try:
     steps = checkpointer.all_steps()
