@@ -13,7 +13,8 @@ Usage:
       RAM with a categorical policy over the grid, teacher-forced to the stored sequences and
       trained on -w log pi(target) for the examples that have one, REINFORCE for the others;
       reads the store of runs/near_optimal_glimpses-sequences/sequences
-      (ARGS="--config.data_from=<a sequences phase's workdir>").
+      (ARGS="--config.data_from=<a sequences phase's workdir>"; a store designed for more
+      glimpses than the run's T supervises with each sequence's first T).
   make experiment NAME=near_optimal_glimpses CONFIG=unsupervised SEEDS=3   # the same, no targets
   The supervision strength sweep, w = 1, 8, 64 per supervised example at batch 64 (~10 min per
   run of 20k updates on one core; add ARGS="--config.num_steps=80000" for a budget where both arms
@@ -538,11 +539,23 @@ def ram_model(config) -> RecurrentAttentionModel:
 
 def supervision_targets(config, batch) -> jax.Array:
   """The supervised examples' targets [B, T, 2]: the stored designed sequence, or the digit's
-  center at every step (`supervision.targets`)."""
+  center at every step (`supervision.targets`).
+
+  A store designed for more glimpses than T gives its first T: the greedy design is sequential,
+  so a sequence's T-prefix is the T-glimpse design.
+
+  Raises:
+    ValueError: the stored sequences are shorter than `model.num_glimpses`.
+  """
+  glimpses = config.model.num_glimpses
   if config.supervision.targets == 'digit_center':
     center = jnp.asarray(batch['center'])  # [B, 2]
-    return jnp.broadcast_to(center[:, None], (center.shape[0], config.model.num_glimpses, 2))
-  return jnp.asarray(batch['target_location'])  # [B, T, 2]
+    return jnp.broadcast_to(center[:, None], (center.shape[0], glimpses, 2))
+  stored = jnp.asarray(batch['target_location'])  # [B, T_stored, 2]
+  if stored.shape[1] < glimpses:
+    raise ValueError(f'model.num_glimpses={glimpses} needs stored sequences of as many glimpses, '
+                     f'got {stored.shape[1]} (data_from={config.data_from!r})')
+  return stored[:, :glimpses]  # [B, T, 2]
 
 
 def supervision_scale(config, batch_size: int) -> float:

@@ -303,3 +303,24 @@ def test_report_puts_the_design_based_stopping_rule_beside_the_learned_one(tmp_p
   text = ''.join(report._stopping_section({}, 'mnist', str(tmp_path), 'page', points))
   assert '| design: posterior stops below expected gain 0.1 | 2.00 | 66.67 |' in text
   assert (tmp_path / 'page_stopping.png').is_file()
+
+
+def test_a_longer_stored_sequence_supervises_with_its_first_glimpses():
+  config = nog.get_config('supervised')
+  with config.unlocked():
+    config.model.num_glimpses = 3
+  stored = np.arange(4 * 6 * 2, dtype=np.float32).reshape(4, 6, 2)  # designed for 6 glimpses
+  np.testing.assert_array_equal(nog.supervision_targets(config, {'target_location': stored}),
+                                stored[:, :3])
+  with config.unlocked():
+    config.model.num_glimpses = 6
+  np.testing.assert_array_equal(nog.supervision_targets(config, {'target_location': stored}),
+                                stored)
+  with config.unlocked():
+    config.model.num_glimpses = 7
+  with pytest.raises(ValueError, match='model.num_glimpses=7 needs stored sequences .* got 6'):
+    nog.supervision_targets(config, {'target_location': stored})
+  with config.unlocked():
+    config.supervision.targets = 'digit_center'
+  center = np.ones((4, 2), np.float32)
+  assert nog.supervision_targets(config, {'center': center}).shape == (4, 7, 2)
