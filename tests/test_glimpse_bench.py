@@ -9,14 +9,16 @@ import pathlib
 import subprocess
 import types
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
 
 import glimpse_jax
-from glimpse_jax import cli
+from glimpse_jax import cli, data
 from glimpse_jax import glimpse_bench as gb
 from glimpse_jax import train
+from glimpse_jax.train import sources
 from glimpse_jax.plots.method_paths import MethodPaths, plot_method_paths
 from glimpse_jax.reports import glimpse_bench as report
 
@@ -43,11 +45,14 @@ def test_every_method_and_glimpse_count_is_a_valid_config_of_its_experiment(task
     for glimpses in (gb.GLIMPSES if method.glimpses else (None,)):
       config = gb.method_config(name, task, glimpses, seed=2)
       assert config.experiment == method.experiment
+      # ram_boed trains on the fixed canvases its designed sequences are stored by
+      dataset = dict(gb.TASKS[task].dataset, **({'train_on_the_fly': False} if method.design
+                                                 else {}))
       for phase_name, phase in _phases(config):
         train.validate(phase)
         module.validate(phase)  # the experiment's own checks
         where = f'{name} T={glimpses} {phase_name}'
-        for field, value in gb.TASKS[task].dataset.items():
+        for field, value in dataset.items():
           assert phase.dataset[field] == value, (where, field)
         assert phase.seed == 2 and phase.num_steps > 0, where
         assert phase.eval.splits == ('test',) and phase.early_stopping.patience == 0, where
@@ -63,7 +68,10 @@ def test_every_method_and_glimpse_count_is_a_valid_config_of_its_experiment(task
   assert 21**2 - gb.RETINA_60.values == 9  # the nearest square to the retina's 432 values
   oracle = gb.method_config('oracle', task, 4).model
   assert oracle.fixed_locations == 'center' and not oracle.random_locations
-  assert 'oracle' not in gb.NOT_WIRED
+  # Every method of the benchmark's brief is wired.
+  assert set(gb.METHODS) == {'ram', 'ram_lstm', 'ws_ram_q_cv', 'ram_boed', 'ram_center',
+                             'draw_heuristic', 'draw_reconstruction', 'random', 'oracle', 'cnn',
+                             'attention_cnn'}
 
 
 def test_every_method_builds_its_experiment():
@@ -73,6 +81,122 @@ def test_every_method_builds_its_experiment():
     for _, phase in _phases(config):
       experiment = gb.make_experiment(phase)
       assert callable(experiment.loss) or callable(experiment.generate), name
+
+
+@pytest.mark.parametrize('task', list(gb.TASKS))
+@pytest.mark.parametrize('budget', list(gb.BUDGETS))
+def test_ram_boed_is_supervised_ram_on_the_shared_designs_canvases(task, budget):
+  nog = gb.experiment_module('near_optimal_glimpses')
+  design = dict(gb.design_phases(task, budget))
+  assert list(design) == ['boed/posterior', 'boed/completion', 'boed/sequences']
+  largest = max(gb.BUDGETS[budget].glimpses)
+  retina = gb.TASKS[task].retina
+  for name, phase in design.items():
+    train.validate(phase)
+    nog.validate(phase)
+    assert phase.experiment == 'near_optimal_glimpses' and phase.seed == gb.DESIGN_SEED, name
+    assert phase.model.num_glimpses == largest and phase.model.glimpse_size == 12, name
+    assert (phase.model.glimpse_size, phase.model.num_scales) == (retina.glimpse_size, 1), name
+    assert not phase.dataset.train_on_the_fly and phase.dataset.seed == 0, name
+  sequences = design['boed/sequences']
+  assert sequences.kind == 'generate' and sequences.generate.split == 'train'
+  assert dict(sequences.frozen) == {'posterior': 'boed/posterior', 'completion': 'boed/completion'}
+  own = nog.get_config('sequences').phases  # the paper budget: the module's own design
+  if budget == '_paper':
+    for name in gb.DESIGN_PHASES:
+      for field in ('num_steps', 'batch_size'):
+        assert design[f'boed/{name}'][field] == own[name][field], (name, field)
+      assert design[f'boed/{name}'].design == own[name].design, name
+    assert sequences.generate.fraction == own.sequences.generate.fraction == 0.1
+  elif budget == '':
+    assert round(sequences.generate.fraction * 60_000) == 1_000
+    assert design['boed/posterior'].model.posterior == 'canvas'
+    assert design['boed/posterior'].num_steps <= own.posterior.num_steps
+    assert design['boed/completion'].num_steps <= own.completion.num_steps
+  else:
+    assert design['boed/posterior'].model.posterior == 'pooled'
+    assert sequences.design.samples == 4 and sequences.dataset.train_examples == 64
+  for glimpses in gb.BUDGETS[budget].glimpses:
+    config = gb.method_config('ram_boed', task, glimpses, seed=1, budget=budget)
+    train.validate(config)
+    nog.validate(config)
+    assert config.experiment == 'near_optimal_glimpses' and config.model.part == 'ram'
+    assert (config.model.num_glimpses, config.model.glimpse_size, config.model.num_scales,
+            config.model.scale_factor) == (glimpses, 12, 3, 2)
+    assert config.model.locator == 'linear' and config.supervision.targets == 'designed'
+    assert (config.loss.supervision_reduction, config.loss.supervision_weight) == ('sum', 1.0)
+    assert config.data_from == gb.DESIGN_STORE == 'boed/sequences'
+    assert config.num_steps == gb.BUDGETS[budget].num_steps
+    # Its canvases are the design's: the store's dataset check passes.
+    neutral = sources._INDEX_NEUTRAL  # pylint: disable=protected-access
+    ours, theirs = (json.loads(c.dataset.to_json_best_effort()) for c in (config, sequences))
+    assert {k: v for k, v in ours.items() if k not in neutral} == {
+        k: v for k, v in theirs.items() if k not in neutral}
+
+
+def test_a_stored_design_opens_as_the_ram_boed_runs_training_store(tmp_path):
+  sequences = dict(gb.design_phases('translated60', '_smoke'))['boed/sequences']
+  store = data.ExampleStore(str(tmp_path / 'store'))
+  store.plan(np.arange(4), 4, meta={'split': 'train', 'dataset': json.loads(
+      sequences.dataset.to_json_best_effort())})
+  store.write_chunk(0, {'target_location': np.zeros((4, 2, 2), np.float32)})
+  config = gb.method_config('ram_boed', 'translated60', 2, budget='_smoke')
+  stored = sources.open_training_store(str(tmp_path), config.dataset)
+  assert stored.arrays['target_location'].shape == (4, 2, 2)
+  other = gb.method_config('ram_boed', 'cluttered60', 2, budget='_smoke')  # another task's
+  with pytest.raises(ValueError, match='stored for other training examples'):
+    sources.open_training_store(str(tmp_path), other.dataset)
+
+
+@pytest.mark.parametrize('variant', ['cluttered60_smoke', 'translated60_fashion'])
+def test_the_design_comes_once_before_the_first_ram_boed_run_and_every_run_reads_it(
+    variant, tmp_path):
+  config = gb.get_config(variant)
+  names = list(config.pipeline)
+  design = [n for n in names if n.startswith('boed/')]
+  assert design == ['boed/posterior', 'boed/completion', 'boed/sequences']
+  start = names.index('boed/posterior')
+  assert names[start:start + 3] == design
+  boed_runs = [run for run, method, _, _ in gb.bench_runs(variant) if method == 'ram_boed']
+  assert len(boed_runs) == len(gb.BUDGETS[gb.split_variant(variant)[1]].glimpses) * len(
+      gb.BUDGETS[gb.split_variant(variant)[1]].seeds)
+  assert start + 3 == names.index(boed_runs[0])  # just before the first ram_boed run
+  for name in design:
+    assert config.phases[name].experiment == 'near_optimal_glimpses'
+  for run in boed_runs:
+    assert config.phases[run].data_from == 'boed/sequences', run
+    assert config.phases[run].experiment == 'near_optimal_glimpses', run
+    assert config.phases[f'{run}/tester'].frozen.run == run  # the run is its own result
+    assert gb.RUN_NAME.match(run)['method'] == 'ram_boed'
+  assert not any(gb.RUN_NAME.match(n) for n in design)  # no run of the table
+  resolved = {n: c for n, c, _ in train.pipeline.resolved_phases(config, str(tmp_path))}
+  assert resolved[boed_runs[-1]].data_from == str(tmp_path / 'boed' / 'sequences')
+  assert resolved['boed/sequences'].frozen.posterior == str(tmp_path / 'boed' / 'posterior')
+
+
+def test_a_ram_boed_run_is_supervised_with_the_prefix_of_the_stored_sequences():
+  config = gb.method_config('ram_boed', 'cluttered60', 2,
+                            budget='_smoke').copy_and_resolve_references()
+  with config.unlocked():
+    config.model.update(core_features=8, glimpse_features=8, what_features=4, where_features=4)
+  nog = gb.experiment_module('near_optimal_glimpses')
+  experiment = gb.make_experiment(config)
+  rng = np.random.default_rng(0)
+  stored = rng.uniform(-0.8, 0.8, (4, 8, 2)).astype(np.float32)  # designed for T = 8
+  batch = {'image': rng.uniform(size=(4, 60, 60, 1)).astype(np.float32),
+           'label': np.arange(4, dtype=np.int32), 'center': np.zeros((4, 2), np.float32),
+           'box_size': np.full((4,), 28.0, np.float32), 'stored': np.ones(4, np.float32)}
+  np.testing.assert_array_equal(nog.supervision_targets(config, dict(
+      batch, target_location=stored)), stored[:, :2])
+  params = jax.jit(experiment.init)(jax.random.key(0), batch)
+  loss = jax.jit(lambda b: experiment.loss(params, b, jax.random.key(1), 0)[1]['supervision'])
+  longer = float(loss(dict(batch, target_location=stored)))
+  later = stored.copy()
+  later[:, 2:] = 0.5  # glimpses the T = 2 run never takes
+  assert float(loss(dict(batch, target_location=later))) == longer
+  moved = stored.copy()
+  moved[:, 1] = -moved[:, 1]  # its second target
+  assert float(loss(dict(batch, target_location=moved))) != pytest.approx(longer)
 
 
 @pytest.mark.parametrize('call, message', [
@@ -111,7 +235,9 @@ def test_a_benchmark_is_one_pipeline_of_runs_in_their_own_workdirs(tmp_path):
       tmp_path / 'draw_heuristic-g2-seed0' / 'pretrain')
   full = gb.get_config('translated60')
   # + DRAW's pre-training, + the glimpse tester's two phases after every glimpse run
-  assert len(full.pipeline) == 3 * (4 * (3 * methods_with_glimpses + 2) + 2)
+  runs_phases = [name for name in full.pipeline if not name.startswith(f'{gb.DESIGN}/')]
+  assert len(runs_phases) == 3 * (4 * (3 * methods_with_glimpses + 2) + 2)
+  assert len(full.pipeline) == len(runs_phases) + len(gb.DESIGN_PHASES)  # + the BOED design
   assert full.phases['ram-g8-seed2'].num_steps == 6_000
   assert gb.get_config('translated60_paper').phases['ram-g8-seed2'].num_steps == 1_000_000
   with pytest.raises(ValueError, match='pipeline of other experiments'):
@@ -169,6 +295,16 @@ def test_the_chapter_tables_each_task_from_made_up_runs(tmp_path):
   (bench / 'draw_reconstruction-g4-seed0' / 'pretrain').mkdir(parents=True)  # still training
   _fake_run(bench / 'cnn-seed0', _config('cnn', None, 0), 0.02)
   _fake_run(bench / 'oracle-g2-seed0', _config('oracle', 2, 0), 0.04, 0.04)
+  _fake_run(bench / 'ram_boed-g4-seed0', _config('ram_boed', 4, 0), 0.08, 0.09, wall=120.0)
+  design = dict(gb.design_phases('cluttered60'))
+  for name, steps in (('posterior', 20_000), ('completion', 4_000)):
+    _fake_run(bench / 'boed' / name, json.loads(design[f'boed/{name}'].to_json_best_effort()),
+              0.5, steps=steps, wall=600.0)
+  sequences = bench / 'boed' / 'sequences'  # the shared design: no run of the table
+  sequences.mkdir()
+  (sequences / 'results.json').write_text(json.dumps({
+      'kind': 'generate', 'examples': 1_000, 'wall_seconds': 8_400.0,
+      'config': json.loads(design['boed/sequences'].to_json_best_effort())}))
   other = tmp_path / 'other'
   _fake_run(other / 'random-g8-seed0', _config('random', 8, 0, 'translated60'), 0.5)
   out = tmp_path / 'book' / 'glimpse_bench.md'
@@ -183,7 +319,15 @@ def test_the_chapter_tables_each_task_from_made_up_runs(tmp_path):
   assert '| random glimpses | 8 | 0 | 50.00 |' in markdown.split('## translated60')[1]
   assert 'RAM |' not in markdown.split('## translated60')[1].replace('random glimpses', '')
   assert '1 runs not finished: draw_reconstruction-g4-seed0' in markdown
-  assert 'ram_boed' in markdown and 'oracle' in markdown
+  # RAM with BOED supervision: RAM's retina and widths, its own wall minutes only
+  assert '| RAM, BOED supervision | 4 | 0 | 8.00 | 9.00 | 1,728 | 2.0 | 100 |' in markdown
+  assert ('BOED design shared by every ram_boed run (`boed/`; not in their wall minutes): '
+          'posterior: 20,000 updates, 10.0 min; completion: 4,000 updates, 10.0 min; '
+          'sequences: 1,000 training canvases designed at T = 8, 140.0 min.') in (
+              markdown.split('## translated60')[0])
+  assert 'BOED design' not in markdown.split('## translated60')[1]
+  assert 'Not in the benchmark yet' not in markdown
+  assert 'boed' not in markdown.split('not finished')[1]
   assert '| oracle glimpses (digit center) | 2 | 0 | 4.00 | 4.00 | 864 |' in markdown
   # FLOPs of a greedy prediction and accuracy per GFLOP: RAM at T = 2 of its widths (what 128,
   # where 128, glimpse 256, core 256), by hand.
@@ -195,7 +339,8 @@ def test_the_chapter_tables_each_task_from_made_up_runs(tmp_path):
   assert cnn_flops > 10 * ram_flops  # a pass over the whole canvas
   assert (f'| simple CNN (no glimpses) | - | 0 | 2.00 | - | 3,600 | 1.0 | 100 | '
           f'{cnn_flops / 1e6:.2f} | {round(98 / (cnn_flops / 1e9))} |') in markdown
-  assert 'oracle (' not in markdown.split('Not in the benchmark yet')[1]  # wired
+  ram_boed_flops = report.flops_per_prediction(_config('ram_boed', 2, 0))
+  assert ram_boed_flops == ram_flops  # the same network as RAM's row, only trained otherwise
   for task in ('cluttered60', 'translated60'):
     assert (out.parent / f'glimpse_bench_{task}_error_by_glimpses.png').stat().st_size > 0
   _fake_run(bench / 'copy' / 'ram-g4-seed0', _config('ram', 4, 0), 0.1)  # not a bench run name
@@ -336,6 +481,11 @@ def test_the_smoke_benchmark_trains_every_run_and_resumes_finished(data_dir, tmp
     result_phase = gb.METHODS[method].result_phase
     name = f'{run}/{result_phase}' if result_phase else run
     assert results[name]['steps'] == 4 and 0 <= results[name]['test_error'] <= 1, name
+  # The shared BOED design: T = 2 sequences for half the 64 fixed canvases, read by ram_boed.
+  stored = data.ExampleStore.open(os.path.join(workdir, 'boed', 'sequences', 'store'))
+  assert stored.arrays['target_location'].shape == (32, 2, 2)
+  logged = train.read_metrics(os.path.join(workdir, 'ram_boed-g2-seed0'), 'train')
+  assert any(record['supervision'] != 0 for record in logged)  # designed canvases were forced
   # Each run's own results.json (the pipeline's summary beside them is rewritten every time).
   written = {path: os.stat(path).st_mtime_ns
              for path in glob.glob(os.path.join(workdir, '*', '**', 'results.json'), recursive=True)}
@@ -344,4 +494,6 @@ def test_the_smoke_benchmark_trains_every_run_and_resumes_finished(data_dir, tmp
   markdown = report.write_report([workdir], str(tmp_path / 'book' / 'glimpse_bench.md'))
   assert markdown.count('| 4 |') >= 7 and '| simple CNN (no glimpses) | - | 0 |' in markdown
   assert 'Greedy glimpse paths at T = 2, seed 0' in markdown  # from the runs' checkpoints
+  assert '| RAM, BOED supervision | 2 | 0 |' in markdown
+  assert 'sequences: 32 training canvases designed at T = 2' in markdown
   assert (tmp_path / 'book' / 'glimpse_bench_cluttered60_paths.png').stat().st_size > 0

@@ -10,12 +10,13 @@ Usage:
 which is `main.py --config=src/glimpse_jax/glimpse_bench.py:<TASK> --workdir=<workdir>` (WORKDIR=
 chooses the folder, ARGS= adds flags). Every (method, T, seed) trains in its own workdir
 `<workdir>/<method>-g<T>-seed<s>` (the CNNs, which take no glimpses, in
-`<workdir>/<method>-seed<s>`; a method of several phases in `<workdir>/<run>/<phase>`), by the experiment module that owns the
-method and the shared loop: the benchmark is one pipeline whose phases are those runs
-(`train.run_pipeline`), so a restarted benchmark skips the finished runs and resumes the
-interrupted one from its checkpoint. One run alone: PHASE=ram-g4-seed0; the seeds are the
-benchmark's, so leave `--config.seed` out. The chapter (`glimpse_jax.reports.glimpse_bench`)
-reads the workdirs.
+`<workdir>/<method>-seed<s>`; a method of several phases in `<workdir>/<run>/<phase>`), by the
+experiment module that owns the method and the shared loop; the BOED design that every ram_boed
+run of the task reads is trained once, in `<workdir>/boed/<phase>` (below). The benchmark is
+one pipeline whose phases are those runs (`train.run_pipeline`), so a restarted benchmark skips
+the finished runs and resumes the interrupted one from its checkpoint. One run alone:
+PHASE=ram-g4-seed0; the seeds are the benchmark's, so leave `--config.seed` out. The chapter
+(`glimpse_jax.reports.glimpse_bench`) reads the workdirs.
 
 This module trains nothing itself and is no method: it sits above the experiments, beside the
 reports (floor 5), importing each method's module by name (`glimpse_jax.experiments.<name>`), so it
@@ -27,11 +28,14 @@ Tasks (TASKS; the retina fixed per task, in one place): 60x60 canvases of 28x28 
 (4 pieces of 8x8 clutter, the RAM paper's) or translated, of MNIST digits, and translated
 Fashion-MNIST objects. The retina is RAM's on these canvases: 12x12 patches at 3 scales, each
 twice the last (12, 24, 48 px). Training canvases are drawn on the fly by the host's seeded
-generator for every method (`dataset.sample_on_device=False`, also for RAM and WS-RAM, whose own
-variants draw them in the step): at one batch size and seed every method sees the same canvases
-at every update. The test split is the fixed 10,000-canvas split of `dataset.seed` 0; no
-validation split (no method stops early or lowers its rate on a plateau: every run trains its
-budget).
+generator for every method but ram_boed (`dataset.sample_on_device=False`, also for RAM and
+WS-RAM, whose own variants draw them in the step): at one batch size and seed every such method
+sees the same canvases at every update. ram_boed trains on the task's FIXED training canvases of
+`dataset.seed` 0 (`train_on_the_fly=False`, the glimpse tester's canvases; 60,000 at the CPU and
+paper budgets, 64 in the smoke), as its designed sequences are stored by canvas index: at 6,000
+updates of 64 it sees each canvas 6.4 times where the others see 384,000 fresh ones. The test
+split is the fixed 10,000-canvas split of `dataset.seed` 0 for every method; no validation split
+(no method stops early or lowers its rate on a plateau: every run trains its budget).
 
 Methods (METHODS; each keeps its module's own optimizer, rate and schedule):
   ram            RAM, linear Gaussian locator (ram.py, REINFORCE averaged over the glimpses).
@@ -46,6 +50,21 @@ Methods (METHODS; each keeps its module's own optimizer, rate and schedule):
                  to the digit's center at every glimpse and trained on -log pi(center), w = 1).
                  near_optimal_glimpses.py's `supervised_center` is not used: its supervised
                  examples are those of the designed-sequence store, so it needs that pipeline.
+  ram_boed       RAM supervised by near-optimal glimpse sequences designed by Bayesian
+                 experimental design (near_optimal_glimpses.py `supervised_sum`): its RAM phase
+                 with the task's retina, RAM's Gaussian locator (`model.locator='linear'`, std
+                 0.2, as the ram row's), the designed canvases teacher-forced to their stored
+                 sequence and trained on -log N(target_t; mean_t, 0.2) summed over the glimpses
+                 at the authors' strength (`loss.supervision_reduction='sum'`, w = 1: B times a
+                 batch mean), REINFORCE for the others, summed over the glimpses (the module's
+                 own loss; the ram row averages it). `data_from` is the task's shared design
+                 `boed/sequences`: near_optimal_glimpses' `sequences` pipeline (`design_phases`:
+                 `boed/posterior`, `boed/completion`, `boed/sequences`, placed once before the
+                 first ram_boed run), designing sequences of the budget's largest T on the fixed
+                 training canvases with the retina's finest 12x12 patch as the window and a
+                 grid of candidate centers; a run at T is supervised with each sequence's first
+                 T glimpses (the greedy design is sequential: its T-prefix is the T-glimpse
+                 design). Its workdir `boed/` is no run: the chapter reports its cost apart.
   draw_heuristic DRAW read (pretrain_attention.py `heuristic_translated`): T reads, heuristic
                  pre-training then classification from the grafted read.
   draw_reconstruction  the same after reconstruction pre-training.
@@ -59,25 +78,35 @@ Methods (METHODS; each keeps its module's own optimizer, rate and schedule):
                  reinforce; with `random`, it bounds what a policy's choice of places is worth.
   cnn            the simple CNN of variant_mnist.py (`cnn_cluttered`: layer norm, dropout 0.5),
   attention_cnn  and its self-attention CNN, on the whole canvas: reference lines, no glimpses.
-Not wired (NOT_WIRED): RAM with the near-optimal (BOED) sequences as supervision, which needs
-the hour-long sequence-design pipeline per task (near_optimal_glimpses.py `sequences`, its
-store read by `data_from`).
 
-Budgets (BUDGETS; the same for every method of a task; DRAW's pre-training comes on top):
+Budgets (BUDGETS; the same for every method of a task; DRAW's pre-training and the BOED design,
+`Budget.design`, come on top):
   CPU (no suffix)  6,000 updates of batch 64 per run, a checkpoint and a 1,000-image test
                    evaluation every 1,000 updates, the whole test split at the end (10 sampled
                    paths where a method reports them); DRAW pre-training 500 (heuristic) or
-                   2,000 (reconstruction) updates; T = 2, 4, 6, 8 and seeds 0, 1, 2: 8 glimpse
-                   methods x 4 x 3 + 2 CNNs x 3 = 102 runs per task. Updates per second at T = 8
+                   2,000 (reconstruction) updates; T = 2, 4, 6, 8 and seeds 0, 1, 2: 9 glimpse
+                   methods x 4 x 3 + 2 CNNs x 3 = 114 runs per task. Updates per second at T = 8
                    on cluttered60, measured over 300 updates on 2 CPU cores shared with other
                    training runs (load ~7): RAM 66, RAM with the LSTM locator 24, WS-RAM + q
                    23, DRAW's classification (21 x 21 reads) 5.3, the self-attention CNN 2.5,
                    the simple CNN ~2: at 6,000 updates from ~1.5 min (RAM) to ~50 min (the
                    CNNs) a run, about 10 hours a task at that load, DRAW's and the CNNs' runs
                    most of it.
+                   The BOED design, once per task: the canvas posterior 20,000 updates of 64
+                   and the completion model 4,000 of 32 (near_optimal_glimpses' own counts and
+                   batches), then sequences of T = 8 designed for 1/60 of the 60,000 fixed
+                   training canvases (1,000), 64 drawn completions a step over a 16 x 16 grid
+                   of candidates, stored in chunks of 100 (resumable). Measured on the 2 shared
+                   cores (nice 10, load ~4) with the design's networks: the posterior's update
+                   ~120/s and the completion model's 3.7/s (~3 and ~18 min, the data pipeline
+                   left out), the design 8.2 s a canvas at T = 8 (4 canvases, the compiling
+                   left out): ~2.3 h for the 1,000, about 2.7 h a task in all.
   `_smoke`         4 updates of 16 per run (DRAW pre-training 2), 64 test canvases, T = 2 only
-                   (every method still runs once), seed 0: 10 runs, 2 pre-training phases and
-                   the tester's 16, all but the compiling negligible. Wall time of the whole
+                   (every method still runs once), seed 0: 11 runs, 2 pre-training phases, the
+                   BOED design's 3 (the pooled posterior and the completion model 4 updates of
+                   16 each on 64 fixed canvases, sequences of T = 2 for 32 of them with 4 mean
+                   completions a step over an 8 x 8 grid) and the tester's 18, all but the
+                   compiling negligible. Wall time of the whole
                    command on the 2 shared cores (load ~5, nice 10): 8 min 56 s at T = 2 and 4
                    before the tester (22 phases), 5 min 54 s at T = 2 with it (28 phases: the
                    12 of the methods ~3.8 min, the tester's 16 ~2 min, XLA compiling most of
@@ -86,7 +115,11 @@ Budgets (BUDGETS; the same for every method of a task; DRAW's pre-training comes
                    environment: 3 min 55 s. Still over the 3 minutes aimed at on a loaded
                    machine.
   `_paper`         RAM's paper budget for every method, 1M updates of 128 (papers.RAM_STEPS),
-                   DRAW pre-training at Lindsey's translated counts; evaluation every 10,000.
+                   DRAW pre-training at Lindsey's translated counts; evaluation every 10,000;
+                   the BOED design at near_optimal_glimpses' own settings (the canvas posterior
+                   20,000 updates, the completion model 4,000, 64 drawn completions a step over
+                   a 16 x 16 grid, a tenth of the 60,000 canvases: 6,000 sequences of T = 8,
+                   ~14 h at the CPU's 8.2 s a canvas).
 After every glimpse run, Lindsey's glimpse tester (`<run>/tester_record`, `<run>/tester`; the
 tester section below, `glimpse_tester.py`). FLOPs per prediction and the greedy paths of every
 method on the same eight test canvases are the chapter's (`reports/glimpse_bench`).
@@ -167,24 +200,60 @@ class Budget:
   eval_batch_size: int
   mc_samples: int
   pretrain_steps: dict  # DRAW's pre-training objective -> updates
+  design: 'DesignBudget'  # the shared BOED design of the ram_boed runs
+
+
+@dataclasses.dataclass(frozen=True)
+class DesignBudget:
+  """The BOED design shared by every ram_boed run of a task (module doc): its posterior
+  (`model.posterior`, `posterior_steps` updates) and completion model (`completion_steps`), both
+  at `batch_size` (None: the module's own, 64 and 32), trained on `train_canvases` fixed training
+  canvases (None: the whole source split), then greedy sequences designed for `fraction` of them
+  with `samples` completions of the kind `completion` per step over a `grid_size`^2 grid of
+  candidates, stored in chunks of `chunk_size`. The ram_boed runs train on the same canvases."""
+
+  posterior: str
+  posterior_steps: int
+  completion_steps: int
+  batch_size: int | None
+  train_canvases: int | None
+  fraction: float
+  samples: int
+  completion: str
+  grid_size: int
+  epe_batch_size: int
+  chunk_size: int
 
 
 BUDGETS = {
     '': Budget(num_steps=6_000, batch_size=64, glimpses=GLIMPSES, seeds=(0, 1, 2),
                eval_every=1_000, eval_examples_during_training=1_000, checkpoint_every=1_000,
                log_every=100, eval_examples=None, eval_batch_size=500, mc_samples=10,
-               pretrain_steps={'heuristic': 500, 'reconstruction': 2_000}),
+               pretrain_steps={'heuristic': 500, 'reconstruction': 2_000},
+               design=DesignBudget(posterior='canvas', posterior_steps=20_000,
+                                   completion_steps=4_000, batch_size=None, train_canvases=None,
+                                   fraction=1 / 60, samples=64, completion='sample', grid_size=16,
+                                   epe_batch_size=1, chunk_size=100)),
     '_smoke': Budget(num_steps=4, batch_size=16, glimpses=(2,), seeds=(0,), eval_every=0,
                      eval_examples_during_training=64, checkpoint_every=0, log_every=2,
                      eval_examples=64, eval_batch_size=64, mc_samples=2,
-                     pretrain_steps={'heuristic': 2, 'reconstruction': 2}),
+                     pretrain_steps={'heuristic': 2, 'reconstruction': 2},
+                     design=DesignBudget(posterior='pooled', posterior_steps=4,
+                                         completion_steps=4, batch_size=16, train_canvases=64,
+                                         fraction=0.5, samples=4, completion='mean', grid_size=8,
+                                         epe_batch_size=0, chunk_size=32)),
     '_paper': Budget(num_steps=papers.RAM_STEPS, batch_size=128, glimpses=GLIMPSES,
                      seeds=(0, 1, 2), eval_every=10_000, eval_examples_during_training=1_000,
                      checkpoint_every=10_000, log_every=1_000, eval_examples=None,
                      eval_batch_size=500, mc_samples=10,
                      pretrain_steps={objective: papers.PRETRAIN_ATTENTION_STEPS[objective,
                                                                                 'translated']
-                                     for objective in ('heuristic', 'reconstruction')}),
+                                     for objective in ('heuristic', 'reconstruction')},
+                     design=DesignBudget(posterior='canvas', posterior_steps=20_000,
+                                         completion_steps=4_000, batch_size=None,
+                                         train_canvases=None, fraction=0.1, samples=64,
+                                         completion='sample', grid_size=16, epe_batch_size=1,
+                                         chunk_size=512)),
 }
 VARIANTS = tuple(f'{task}{suffix}' for suffix in BUDGETS for task in TASKS)
 
@@ -195,8 +264,9 @@ VARIANTS = tuple(f'{task}{suffix}' for suffix in BUDGETS for task in TASKS)
 @dataclasses.dataclass(frozen=True)
 class Method:
   """A method: the experiment module and variant it trains with, the fields that make it the
-  method (`settings(phase config, task, T)`), whether it takes glimpses, and the phase whose
-  results are the method's ('' for a single-phase run)."""
+  method (`settings(phase config, task, T)`), whether it takes glimpses, the phase whose
+  results are the method's ('' for a single-phase run), and whether it trains on the task's
+  shared BOED design (`design`: its fixed canvases, its store as `data_from`)."""
 
   label: str
   experiment: str
@@ -204,6 +274,7 @@ class Method:
   settings: Callable[[ml_collections.ConfigDict, Task, int], None]
   glimpses: bool = True
   result_phase: str = ''
+  design: bool = False
 
 
 def _ram_settings(**fields) -> Callable:
@@ -227,6 +298,12 @@ def _ws_ram_settings(config, task, glimpses):
   config.paper.update(row='', test_error=None)  # not the paper's 100x100 table
 
 
+def _boed_settings(config, task, glimpses):
+  r = task.retina
+  config.model.update(num_glimpses=glimpses, glimpse_size=r.glimpse_size,
+                      num_scales=r.num_scales, scale_factor=r.scale_factor, locator='linear')
+
+
 def _draw_settings(config, task, glimpses):
   del task  # the read's size is DRAW_READ_SIZE on every 60x60 task
   config.model.update(read_size=DRAW_READ_SIZE, glimpses=glimpses, unroll=1)
@@ -244,6 +321,8 @@ METHODS = {
     'ws_ram_q_cv': Method('WS-RAM + q + c.v.', 'ws_ram', 'ws_q_cv', _ws_ram_settings),
     'ram_center': Method('RAM, digit-center supervision', 'ram', 'cluttered60',
                          _ram_settings(model__fused=False, loss__supervised_fraction=0.1)),
+    'ram_boed': Method('RAM, BOED supervision', 'near_optimal_glimpses', 'supervised_sum',
+                       _boed_settings, design=True),
     'draw_heuristic': Method('DRAW, heuristic pre-training', 'pretrain_attention',
                              'heuristic_translated', _draw_settings, result_phase='classify'),
     'draw_reconstruction': Method('DRAW, reconstruction pre-training', 'pretrain_attention',
@@ -258,12 +337,13 @@ METHODS = {
     'attention_cnn': Method('self-attention CNN (no glimpses)', 'variant_mnist',
                             'attention_cnn_cluttered', _cnn_settings, glimpses=False),
 }
-# Methods of the issue this benchmark does not train yet, and why.
-NOT_WIRED = {
-    'ram_boed': 'RAM supervised by near-optimal (BOED) sequences: needs the sequence-design '
-                'pipeline (near_optimal_glimpses `sequences`, about an hour per task) before its '
-                'runs read the store through data_from',
-}
+# The BOED design shared by every ram_boed run of a task (module doc): near_optimal_glimpses'
+# `sequences` pipeline as the phases `boed/posterior`, `boed/completion`, `boed/sequences`.
+DESIGN = 'boed'
+DESIGN_EXPERIMENT = 'near_optimal_glimpses'
+DESIGN_PHASES = ('posterior', 'completion', 'sequences')
+DESIGN_STORE = f'{DESIGN}/sequences'  # the ram_boed runs' data_from
+DESIGN_SEED = 0  # the design's parameters and its choice of designed canvases, for every run
 
 
 def experiment_module(name: str) -> types.ModuleType:
@@ -312,10 +392,22 @@ def _task_dataset(old: ml_collections.ConfigDict, task: Task,
   return dataset
 
 
+def _design_dataset(old: ml_collections.ConfigDict, task: Task,
+                    budget: Budget) -> ml_collections.ConfigDict:
+  """The task's fixed training canvases of the BOED design (`budget.design.train_canvases`),
+  keyed by index: its phases' and the ram_boed runs' dataset."""
+  dataset = _task_dataset(old, task, budget)
+  dataset.update(train_on_the_fly=False, train_examples=budget.design.train_canvases)
+  return dataset
+
+
 def _apply(config: ml_collections.ConfigDict, method: Method, task: Task, glimpses: int,
            budget: Budget, seed: int, num_steps: int) -> None:
   """Puts one phase of `method` on the task, T, budget and seed."""
-  config.dataset = _task_dataset(config.dataset, task, budget)
+  config.dataset = (_design_dataset if method.design else _task_dataset)(config.dataset, task,
+                                                                         budget)
+  if method.design:
+    config.data_from = DESIGN_STORE
   config.update(seed=seed, batch_size=budget.batch_size, num_steps=num_steps,
                 eval_every=budget.eval_every if budget.eval_every < num_steps else 0,
                 eval_examples_during_training=budget.eval_examples_during_training,
@@ -373,6 +465,51 @@ def bench_runs(variant: str) -> list[tuple[str, str, int | None, int]]:
     runs += [(run_name(m, None, seed), m, None, seed)
              for m, spec in METHODS.items() if not spec.glimpses]
   return runs
+
+
+def design_phases(task: str, budget: str = '') -> list[tuple[str, ml_collections.ConfigDict]]:
+  """The BOED design shared by the ram_boed runs of `task` at `budget`: near_optimal_glimpses'
+  `sequences` pipeline (posterior, completion, sequences; not its test_sequences) as
+  `[('boed/<phase>', config)]`, designing sequences of the budget's largest T on the task's
+  fixed training canvases, the retina's finest patch as the design's window.
+
+  Raises:
+    ValueError: naming an unknown task or budget.
+  """
+  _check('task', task, TASKS)
+  _check('budget', budget, BUDGETS)
+  the_task, the_budget = TASKS[task], BUDGETS[budget]
+  design, retina = the_budget.design, the_task.retina
+  pipeline = experiment_module(DESIGN_EXPERIMENT).get_config('sequences')
+  named = []
+  for name in DESIGN_PHASES:
+    phase = pipeline.phases[name].copy_and_resolve_references()
+    with phase.unlocked():
+      phase.dataset = _design_dataset(phase.dataset, the_task, the_budget)
+      phase.update(seed=DESIGN_SEED, eval_every=0, checkpoint_at=(), grad_variance_every=0,
+                   eval_examples_during_training=the_budget.eval_examples_during_training,
+                   log_every=the_budget.log_every)
+      phase.model.update(glimpse_size=retina.glimpse_size, num_scales=1,
+                         num_glimpses=max(the_budget.glimpses), grid_size=design.grid_size,
+                         posterior=design.posterior)
+      phase.design.update(samples=design.samples, completion=design.completion,
+                          epe_batch_size=design.epe_batch_size)
+      phase.early_stopping.patience = 0
+      phase.optimizer.plateau.patience = 0
+      if phase.kind == 'generate':
+        phase.generate.update(fraction=design.fraction, chunk_size=design.chunk_size)
+        for frozen, source in phase.frozen.items():
+          phase.frozen[frozen] = f'{DESIGN}/{source}'
+      else:
+        phase.num_steps = (design.posterior_steps if name == 'posterior'
+                           else design.completion_steps)
+        phase.checkpoint_every = min(the_budget.checkpoint_every, phase.checkpoint_every)
+        if design.batch_size is not None:
+          phase.batch_size = design.batch_size
+        phase.eval.update(batch_size=the_budget.eval_batch_size, splits=('test',))
+    phase.lock()
+    named.append((f'{DESIGN}/{name}', phase))
+  return named
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,6 +588,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   task, suffix = split_variant(arg or 'cluttered60_smoke')
   phases, experiments = [], {}
   for run, method, glimpses, seed in bench_runs(arg or 'cluttered60_smoke'):
+    if METHODS[method].design and not any(name.startswith(f'{DESIGN}/') for name, _ in phases):
+      for name, phase in design_phases(task, suffix):  # once, before the first ram_boed run
+        phases.append((name, phase))
+        experiments[name] = DESIGN_EXPERIMENT
     config = method_config(method, task, glimpses, seed, suffix)
     experiment = METHODS[method].experiment
     if not train.is_pipeline(config):

@@ -18,7 +18,10 @@ against T per method, the CNNs as horizontal lines; `<stem>_<task>_paths.png`, t
 paths of every glimpse method on the first 8 test canvases, one row per method, at the largest T
 of seed 0 (`plot_paths`: each run loaded by `glimpse_jax.load_run` and run by
 `glimpse_jax.predict`; the oracle's predict given the canvases' digit centers). Runs still
-training (no results.json in their result phase) are left out and counted.
+training (no results.json in their result phase) are left out and counted. The BOED design that
+every ram_boed run of a task reads (`<workdir>/boed/<phase>`, `glimpse_bench.design_phases`) is
+no run: its updates, designed canvases and wall minutes get a line of their own under the task's
+table (`read_design`), outside the ram_boed rows' wall minutes.
 """
 
 import dataclasses
@@ -110,6 +113,8 @@ def values_read(config: dict) -> int | None:
 FLOP_COUNTS = {
     'ram': 'RAM and its relatives (ram.py) by hand from the layer widths '
            '(`nets.ram_flops_per_image`, the baseline, which only training uses, left out)',
+    'near_optimal_glimpses': 'RAM with BOED supervision (near_optimal_glimpses.py) likewise '
+                             '(its sequence design, a training cost, left out)',
     'variant_mnist': 'the CNNs traced over one forward pass (`nets.flops_per_image`)',
     'ws_ram': 'WS-RAM traced over its greedy `predict`',
     'pretrain_attention': 'DRAW traced over its greedy `predict` (its filterbank reads are '
@@ -136,6 +141,8 @@ def _flops(config_json: str) -> int | None:
   module = bench.experiment_module(experiment)
   if experiment == 'ram':
     return ram_flops_per_image(module.make_model(config), shape, config.model.num_glimpses)
+  if experiment == 'near_optimal_glimpses':
+    return ram_flops_per_image(module.ram_model(config), shape, config.model.num_glimpses)
   if experiment == 'variant_mnist':
     model = module.make_model(config)
     if config.model.name == 'ram':
@@ -190,6 +197,46 @@ def read_bench(workdir: str) -> tuple[list[BenchRun], list[str]]:
     runs.append(BenchRun(task_of(result.results['config']), match['method'], glimpses,
                          int(match['seed']), result, phases, result_dir, tester))
   return runs, unfinished
+
+
+@dataclasses.dataclass(frozen=True)
+class Design:
+  """A task's BOED design (`<workdir>/boed/`): its finished phases' results by phase name."""
+
+  task: str
+  phases: dict[str, dict]
+
+  def line(self) -> str:
+    """The chapter's line on the design: each phase's updates or designed canvases and wall
+    minutes."""
+    parts = []
+    for name in bench.DESIGN_PHASES:
+      results = self.phases.get(name)
+      if results is None:
+        parts.append(f'{name} not finished')
+        continue
+      minutes = float(results.get('wall_seconds', 0.0)) / 60
+      if results.get('kind') == 'generate':
+        glimpses = results['config']['model']['num_glimpses']
+        parts.append(f'{name}: {int(results["examples"]):,} training canvases designed at '
+                     f'T = {glimpses}, {minutes:,.1f} min')
+      else:
+        parts.append(f'{name}: {int(results.get("steps", 0)):,} updates, {minutes:,.1f} min')
+    return ('BOED design shared by every ram_boed run (`boed/`; not in their wall minutes): '
+            + '; '.join(parts) + '.\n')
+
+
+def read_design(workdir: str) -> Design | None:
+  """The BOED design of a benchmark workdir (None before its first phase has finished)."""
+  phases = {}
+  for name in bench.DESIGN_PHASES:
+    path = os.path.join(workdir, bench.DESIGN, name, 'results.json')
+    if os.path.isfile(path):
+      with open(path) as f:
+        phases[name] = json.load(f)
+  if not phases:
+    return None
+  return Design(task_of(next(iter(phases.values()))['config']), phases)
 
 
 def rows_by_task(runs: Sequence[BenchRun]) -> dict[str, list[Row]]:
@@ -331,11 +378,14 @@ def plot_paths(runs: Sequence[BenchRun], task: str, path: str | None) -> int | N
 
 def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) -> str:
   """Writes the markdown file `out` and its figures beside it; returns the markdown."""
-  runs, unfinished = [], []
+  runs, unfinished, designs = [], [], {}
   for workdir in workdirs:
     found, left = read_bench(workdir)
     runs += found
     unfinished += [os.path.join(workdir, name) for name in left]
+    design = read_design(workdir)
+    if design is not None:
+      designs[design.task] = design
   folder, stem = os.path.dirname(out) or '.', os.path.splitext(os.path.basename(out))[0]
   os.makedirs(folder, exist_ok=True)
   parts = ['# One benchmark across the glimpse methods\n\n',
@@ -355,6 +405,8 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
               f'{retina.glimpse_size} ({retina.values} values a glimpse); DRAW reads '
               f'{bench.DRAW_READ_SIZE}x{bench.DRAW_READ_SIZE}.\n\n',
               markdown_table(COLUMNS, rows), f'\n![error against T]({figure})\n']
+    if task in designs:
+      parts.append('\n' + designs[task].line())
     paths = f'{stem}_{task}_paths.png'
     glimpses = plot_paths(runs, task, os.path.join(folder, paths))
     if glimpses is not None:
@@ -365,8 +417,6 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
   if unfinished:
     parts.append(f'\n{len(unfinished)} runs not finished: '
                  f'{", ".join(os.path.basename(u) for u in unfinished)}.\n')
-  missing = ', '.join(f'{name} ({why})' for name, why in bench.NOT_WIRED.items())
-  parts.append(f'\nNot in the benchmark yet: {missing}.\n')
   text = ''.join(parts)
   if notes is not None:
     with open(notes) as f:
