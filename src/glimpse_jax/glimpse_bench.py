@@ -113,7 +113,10 @@ Budgets (BUDGETS; the same for every method of a task; DRAW's pre-training and t
                    both; the plots hooks ~35 s of it). With JAX_DISABLE_MOST_OPTIMIZATIONS=1 and a
                    JAX_COMPILATION_CACHE_DIR (the 8 testers compile one network) in the
                    environment: 3 min 55 s. Still over the 3 minutes aimed at on a loaded
-                   machine.
+                   machine. With ram_boed (34 phases), the slow test (the whole smoke, its
+                   resume and the chapter; load ~4, nice 10): 4 min 44 s, the BOED design's 3
+                   phases 25 s of it (posterior 8 s, completion model 12 s, 32 sequences 4 s)
+                   and the ram_boed run with its tester 13 s.
   `_paper`         RAM's paper budget for every method, 1M updates of 128 (papers.RAM_STEPS),
                    DRAW pre-training at Lindsey's translated counts; evaluation every 10,000;
                    the BOED design at near_optimal_glimpses' own settings (the canvas posterior
