@@ -148,7 +148,10 @@ def _base(part: str, smoke: bool, source: str) -> ml_collections.ConfigDict:
       act=False))
   config.loss = ml_collections.ConfigDict(dict(
       supervision_weight=1.0, reinforce_weight=1.0, baseline_weight=1.0, gain_weight=1.0,
-      ponder_weight=0.0, act_epsilon=0.01))
+      ponder_weight=0.0, act_epsilon=0.01,
+      # REINFORCE summed over the glimpses (False, the authors') or averaged over the glimpses
+      # the policy drew (True, ram.py's default), e.g. to compare with RAM rows trained that way.
+      reinforce_time_average=False))
   # The design's completions: `samples` S per step, each the decoder's 'mean' image given a
   # latent or a 'sample' of its pixels (`completion`, one of COMPLETIONS); `epe_batch_size`
   # images have their EPE maps computed at once (0: the whole batch), which bounds the memory of
@@ -287,6 +290,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
                'ponder_weight'):
     if not loss[name] >= 0:
       raise ValueError(f'loss.{name} must be >= 0, got {loss[name]}')
+  if not isinstance(loss.reinforce_time_average, bool):
+    raise ValueError(f'loss.reinforce_time_average must be True or False, got '
+                     f'{loss.reinforce_time_average!r}')
   if m.part == 'ram':
     if loss.supervision_reduction not in REDUCTIONS:
       raise ValueError(f'loss.supervision_reduction must be one of {list(REDUCTIONS)}, got '
@@ -598,7 +604,7 @@ def _ram_experiment(config) -> train.Experiment:
     per_example, terms = objectives.ram_loss(
         logits, labels, out.log_probs, out.baselines, step_logits=step_logits,
         supervised=teacher.get('forced'), reinforce_weight=spec.reinforce_weight,
-        baseline_weight=spec.baseline_weight,
+        baseline_weight=spec.baseline_weight, reinforce_time_average=spec.reinforce_time_average,
         supervision_weight=spec.supervision_weight * supervision_scale(config, images.shape[0]))
     metrics = {'nll': terms['nll'].mean(), 'baseline_mse': terms['baseline_mse'].mean(),
                'error': 1.0 - terms['correct'].mean()}

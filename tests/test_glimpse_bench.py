@@ -125,6 +125,7 @@ def test_ram_boed_is_supervised_ram_on_the_shared_designs_canvases(task, budget)
             config.model.scale_factor) == (glimpses, 12, 3, 2)
     assert config.model.locator == 'linear' and config.supervision.targets == 'designed'
     assert (config.loss.supervision_reduction, config.loss.supervision_weight) == ('sum', 1.0)
+    assert config.loss.reinforce_time_average  # REINFORCE averaged over T, as the ram row's
     assert config.data_from == gb.DESIGN_STORE == 'boed/sequences'
     assert config.num_steps == gb.BUDGETS[budget].num_steps
     # Its canvases are the design's: the store's dataset check passes.

@@ -190,6 +190,28 @@ def test_supervision_moves_the_policy_towards_the_targets(locator):
   assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(locator))
 
 
+def test_reinforce_averaged_over_the_glimpses_is_the_sum_divided_by_t():
+  config = nog.get_config('unsupervised')
+  with config.unlocked():
+    config.dataset.update(name='cluttered', canvas_size=40, num_clutter=2)
+    config.model.update(glimpse_size=12, num_glimpses=3, core_features=16, glimpse_features=16,
+                        what_features=8, where_features=8, locator='linear')
+  rng = np.random.default_rng(0)
+  batch = {'image': rng.uniform(size=(4, 40, 40, 1)).astype(np.float32),
+           'label': rng.integers(0, 10, 4).astype(np.int32)}
+  params = nog.make_experiment(config).init(jax.random.key(0), batch)
+
+  def loss(reinforce_weight, average):
+    with config.unlocked():
+      config.loss.update(reinforce_weight=reinforce_weight, reinforce_time_average=average)
+    return float(nog.make_experiment(config).loss(params, batch, jax.random.key(1), 0)[0])
+
+  without = loss(0.0, False)
+  summed, averaged = loss(1.0, False) - without, loss(1.0, True) - without
+  assert abs(summed) > 1e-4
+  np.testing.assert_allclose(averaged, summed / 3, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize('field, value, message', [
     ('model.part', 'decoder', 'model.part'),
     ('model.grid_size', 0, 'model.grid_size'),

@@ -56,8 +56,8 @@ Methods (METHODS; each keeps its module's own optimizer, rate and schedule):
                  0.2, as the ram row's), the designed canvases teacher-forced to their stored
                  sequence and trained on -log N(target_t; mean_t, 0.2) summed over the glimpses
                  at the authors' strength (`loss.supervision_reduction='sum'`, w = 1: B times a
-                 batch mean), REINFORCE for the others, summed over the glimpses (the module's
-                 own loss; the ram row averages it). `data_from` is the task's shared design
+                 batch mean), REINFORCE for the others, averaged over the glimpses as in the
+                 ram row (`loss.reinforce_time_average`). `data_from` is the task's shared design
                  `boed/sequences`: near_optimal_glimpses' `sequences` pipeline (`design_phases`:
                  `boed/posterior`, `boed/completion`, `boed/sequences`, placed once before the
                  first ram_boed run), designing sequences of the budget's largest T on the fixed
@@ -305,6 +305,7 @@ def _boed_settings(config, task, glimpses):
   r = task.retina
   config.model.update(num_glimpses=glimpses, glimpse_size=r.glimpse_size,
                       num_scales=r.num_scales, scale_factor=r.scale_factor, locator='linear')
+  config.loss.reinforce_time_average = True  # as the `ram` row's
 
 
 def _draw_settings(config, task, glimpses):
