@@ -2,6 +2,7 @@
 the cost file and pictures, the smoke variants learning, and the report on fake workdirs."""
 
 import json
+import os
 
 import jax
 import matplotlib.image
@@ -442,3 +443,22 @@ def test_report_refuses_other_experiments_repeated_seeds_and_missing_costs(tmp_p
   missing = _fake_run(tmp_path, 'ram_fashion_8x8', 0, cost=False)
   with pytest.raises(ValueError, match='holds no cost.json'):
     report_variant_mnist.write_report([missing], str(tmp_path / 'out.md'))
+
+
+def test_report_shows_where_rams_glimpses_look(tmp_path):
+  ram = _fake_run(tmp_path, 'ram_fashion_7x7x3', 0)
+  path = os.path.join(ram, 'results.json')
+  results = json.load(open(path))
+  parked = [0.0, 0.0, 0.02, 0.32, 0.75, 0.93]  # the later glimpses' means at the edge
+  results.update({f'test_saturated_g{t}': v for t, v in enumerate(parked, 1)})
+  results.update({f'test_on_ink_g{t}': 0.5 for t in range(1, 7)})
+  json.dump(results, open(path, 'w'))
+  cnn = _fake_run(tmp_path, 'cnn_fashion', 0)
+  text = report_variant_mnist.write_report([ram, cnn], str(tmp_path / 'variant_mnist.md'))
+  section = text[text.index('## Where the policy looks'):]
+  rows = _rows(section)
+  assert len(rows) == 3 and rows[2][0] == 'ram_fashion_7x7x3-seed0'  # the CNN has no row
+  assert rows[2][2] == '93.0' and rows[2][4] == '50.0'  # worst glimpse saturated, mean on ink
+  assert (tmp_path / 'variant_mnist_per_glimpse.png').stat().st_size > 0
+  cnn_only = report_variant_mnist.write_report([cnn], str(tmp_path / 'cnn.md'))
+  assert 'Where the policy looks' not in cnn_only

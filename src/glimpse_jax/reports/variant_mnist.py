@@ -9,7 +9,9 @@ the paper's tables with the paper's accuracy beside the mean ± sample std over 
 parameter count, FLOPs per image and test accuracy per GFLOP, plus, beside the markdown file,
 `<stem>_validation.png` (validation accuracy per epoch: the mean over seeds, a band from the lowest
 to the highest seed) and the first seed's pictures of each method (`<stem>_<method>_glimpses.png`,
-`<stem>_<method>_attention.png`).
+`<stem>_<method>_attention.png`). For the runs that report them (RAM's), where the greedy
+glimpses look on the test set, per glimpse (`overview.diagnostics_section`: the share of location
+means at the edge, on the digit and on ink, a table per run and `<stem>_per_glimpse.png`).
 
 When the runs include cluttered CNNs that differ in one setting only (placement, layer norm,
 dropout, head: the experiment's `ABLATIONS`), a section "What closes the cluttered CNN gap" gives
@@ -34,6 +36,7 @@ from matplotlib.figure import Figure
 from glimpse_jax.data.config import index_range
 from glimpse_jax.nets.cnn import cnn_name
 from glimpse_jax.reports.cli import run_chapter
+from glimpse_jax.reports.overview import diagnostics_section
 from glimpse_jax.reports.runs import (Run, check_experiment, load_run, load_runs_by_name,
                                       sort_by_seed)
 from glimpse_jax.reports.tables import (Column, markdown_table, mean_spread, minutes_spread,
@@ -398,6 +401,7 @@ def write_report(workdirs: Sequence[str], out: str, notes: str | None = None) ->
              '*head* (flattened tokens, or their weighted sum) and *layer norm* (with dropout, '
              'our reading of the paper\'s normalisation layer). *Change* is the difference of '
              'the mean test accuracies.\n\n', markdown_table(GAP_COLUMNS, steps)]
+  text += diagnostics_section(runs, folder, stem)  # RAM's per glimpse: saturated means, ink
   text.append('\n![validation accuracy per epoch](' + f'{stem}_validation.png)\n')
   for key, runs in groups.items():
     for picture, (kind, caption) in PICTURES.items():
