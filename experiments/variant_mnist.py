@@ -68,7 +68,7 @@ improved for 50 epochs. CPU budgets: at most 150 epochs of cluttered canvases (1
 100 of Fashion (46,100 updates of 128, 5.9M images, against the paper's protocol's ~95-330K
 updates of 32, 3.0-10.6M images, from its 50-epoch patience to its 200 epochs); `_paper`: at
 most 1,000 epochs, so that early stopping ends the run, as in the paper. On one CPU core a 6-glimpse cluttered run takes ~7 minutes (62 updates/s, plus ~1.5 s
-per evaluation of both splits over 11 paths), a Fashion run ~5.
+per evaluation of both splits over 11 paths), a Fashion run ~10 (9-13 measured, 100 epochs).
 
 CNNs (Table 2): Adam 1e-3, batch 128 (chosen here), the rate halved when validation accuracy has
 not improved for an epoch (`optimizer.plateau`; a patience chosen here: with early stopping at 2
