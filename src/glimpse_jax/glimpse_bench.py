@@ -471,6 +471,17 @@ def bench_runs(variant: str) -> list[tuple[str, str, int | None, int]]:
   return runs
 
 
+def _rename_references(phase: ml_collections.ConfigDict, names: dict[str, str]) -> None:
+  """Points a pipeline phase's references to other phases (`init_from`, `data_from`, `frozen`)
+  at their names in the benchmark, `names[old]` (the phase unlocked)."""
+  for field in ('init_from', 'data_from'):
+    if phase[field] in names:
+      phase[field] = names[phase[field]]
+  for frozen, source in phase.frozen.items():
+    if source in names:
+      phase.frozen[frozen] = names[source]
+
+
 def design_phases(task: str, budget: str = '') -> list[tuple[str, ml_collections.ConfigDict]]:
   """The BOED design shared by the ram_boed runs of `task` at `budget`: near_optimal_glimpses'
   `sequences` pipeline (posterior, completion, sequences; not its test_sequences) as
@@ -502,8 +513,6 @@ def design_phases(task: str, budget: str = '') -> list[tuple[str, ml_collections
       phase.optimizer.plateau.patience = 0
       if phase.kind == 'generate':
         phase.generate.update(fraction=design.fraction, chunk_size=design.chunk_size)
-        for frozen, source in phase.frozen.items():
-          phase.frozen[frozen] = f'{DESIGN}/{source}'
       else:
         phase.num_steps = (design.posterior_steps if name == 'posterior'
                            else design.completion_steps)
@@ -511,6 +520,7 @@ def design_phases(task: str, budget: str = '') -> list[tuple[str, ml_collections
         if design.batch_size is not None:
           phase.batch_size = design.batch_size
         phase.eval.update(batch_size=the_budget.eval_batch_size, splits=('test',))
+      _rename_references(phase, {n: f'{DESIGN}/{n}' for n in pipeline.pipeline})
     phase.lock()
     named.append((f'{DESIGN}/{name}', phase))
   return named
@@ -606,12 +616,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       for name in config.pipeline:
         phase = config.phases[name].copy_and_resolve_references()
         with phase.unlocked():
-          for field in ('init_from', 'data_from'):
-            if phase[field] in names:
-              phase[field] = names[phase[field]]
-          for frozen, source in phase.frozen.items():
-            if source in names:
-              phase.frozen[frozen] = names[source]
+          _rename_references(phase, names)
         phases.append((names[name], phase))
         experiments[names[name]] = experiment
     if glimpses is not None:
