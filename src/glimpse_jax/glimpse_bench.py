@@ -112,11 +112,12 @@ Budgets (BUDGETS; the same for every method of a task; DRAW's pre-training and t
                    12 of the methods ~3.8 min, the tester's 16 ~2 min, XLA compiling most of
                    both; the plots hooks ~35 s of it). With JAX_DISABLE_MOST_OPTIMIZATIONS=1 and a
                    JAX_COMPILATION_CACHE_DIR (the 8 testers compile one network) in the
-                   environment: 3 min 55 s. Still over the 3 minutes aimed at on a loaded
-                   machine. With ram_boed (34 phases), the slow test (the whole smoke, its
-                   resume and the chapter; load ~4, nice 10): 4 min 44 s, the BOED design's 3
-                   phases 25 s of it (posterior 8 s, completion model 12 s, 32 sequences 4 s)
-                   and the ram_boed run with its tester 13 s.
+                   environment: 3 min 55 s. With ram_boed (34 phases), the slow test (the
+                   whole smoke, its resume and the chapter): 4 min 44 s on the loaded cores
+                   (load ~4, nice 10), the BOED design's 3 phases 25 s of it (posterior 8 s,
+                   completion model 12 s, 32 sequences 4 s) and the ram_boed run with its
+                   tester 13 s; 2 min 17 s on the 2 cores unloaded, within the 3 minutes
+                   aimed at.
   `_paper`         RAM's paper budget for every method, 1M updates of 128 (papers.RAM_STEPS),
                    DRAW pre-training at Lindsey's translated counts; evaluation every 10,000;
                    the BOED design at near_optimal_glimpses' own settings (the canvas posterior

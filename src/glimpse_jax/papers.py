@@ -178,6 +178,8 @@ PRETRAIN_ATTENTION_STEPS = {
     ('reconstruction', 'translated'): 20_000, ('reconstruction', 'regular'): 15_000,
     ('classification', 'translated'): 80_000, ('classification', 'regular'): 5_000,
 }
+# Table 3's batch counts per dataset: (tested model's batches, tester's batches).
+PRETRAIN_ATTENTION_TESTER_STEPS = {'translated': (40_000, 40_000), 'regular': (15_000, 10_000)}
 
 
 # ---------------------------------------------------------------------------------------------
