@@ -238,20 +238,22 @@ def test_per_variable_clipping_leaves_an_unspiked_leaf_alone():
 # ---------------------------------------------------------------------------------------------
 # The options as config fields of the experiment.
 # ---------------------------------------------------------------------------------------------
-def test_contained_variants_set_every_option_and_the_plain_ones_keep_todays():
-  contained = pa.get_config('reconstruction_regular_contained')
-  plain = pa.get_config('reconstruction_regular')
+def test_every_variant_reads_within_bounds_and_gregor_keeps_the_earlier_runs_read():
+  contained = pa.get_config('reconstruction_regular')
+  gregor = pa.get_config('reconstruction_regular_gregor')
   for name in contained.pipeline:
     model, optimizer = contained.phases[name].model, contained.phases[name].optimizer
     assert (model.read_norm, model.log_gamma_bound, model.read_init, model.forget_bias) == (
         'full', pa.LOG_GAMMA_BOUND, 'digit', 1.0)
     assert optimizer.grad_clip_per_leaf and optimizer.grad_clip_norm == pa.CLIP
-    model, optimizer = plain.phases[name].model, plain.phases[name].optimizer
+    model, optimizer = gregor.phases[name].model, gregor.phases[name].optimizer
     assert (model.read_norm, model.log_gamma_bound, model.read_init, model.forget_bias) == (
         'image', 0.0, 'blur', 0.0)
     assert not optimizer.grad_clip_per_leaf
-  assert pa.get_config('no_guidance_translated').phases.classify.model.read_init == 'digit'
-  smoke = pa.get_config('tester_reconstruction_translated_contained_smoke')
+  assert gregor.phases.pretrain.optimizer.grad_clip_norm == pa.RECONSTRUCTION_CLIP
+  assert gregor.phases.classify.optimizer.grad_clip_norm == pa.CLIP
+  assert pa.get_config('no_guidance_translated_gregor').phases.classify.model.read_init == 'digit'
+  smoke = pa.get_config('tester_reconstruction_translated_smoke')
   assert smoke.pipeline == ('pretrain', 'sequences', 'tester')
   assert {smoke.phases[p].model.read_norm for p in smoke.pipeline} == {'full'}
   assert smoke.phases.pretrain.model.hidden == 64
@@ -273,7 +275,7 @@ def test_contained_variants_set_every_option_and_the_plain_ones_keep_todays():
 
 @pytest.mark.parametrize('objective', ['classification', 'reconstruction'])
 def test_the_phase_logs_its_reads_and_starts_with_forget_bias_one(objective):
-  config = pa.phase_config(objective, 'regular', 10, contained=True)
+  config = pa.phase_config(objective, 'regular', 10)
   config.model.update(hidden=8, latent=3, glimpses=2, classifier_hidden=6)
   experiment = pa.make_experiment(config)
   batch = {'image': jax.random.uniform(jax.random.key(0), (4, 28, 28, 1)),
@@ -294,13 +296,16 @@ def test_the_phase_logs_its_reads_and_starts_with_forget_bias_one(objective):
 
 def test_a_frozen_run_that_read_otherwise_is_named(tmp_path):
   saved = pa.phase_config('reconstruction', 'regular', 10)
-  saved.model.read_norm = 'full'
+  saved.model.read_norm = 'image'
   (tmp_path / 'config.json').write_text(saved.to_json())
   here = pa.phase_config('mimic', 'regular', 10)
-  with pytest.raises(ValueError, match=r"model.read_norm: 'full' there, 'image' here"):
+  with pytest.raises(ValueError, match=r"model.read_norm: 'image' there, 'full' here"):
     pa._check_frozen_run('frozen.teacher', str(tmp_path), here)  # pylint: disable=protected-access
-  # A run whose config predates the field read as Gregor's read does: no complaint.
-  del saved.model['read_norm']
+  # A run whose config predates the fields read as Gregor's read does: no complaint from a phase
+  # that reads so too.
+  saved = pa.phase_config('reconstruction', 'regular', 10, gregor=True)
+  here = pa.phase_config('mimic', 'regular', 10, gregor=True)
+  del saved.model['read_norm'], saved.model['log_gamma_bound']
   (tmp_path / 'config.json').write_text(saved.to_json())
   pa._check_frozen_run('frozen.teacher', str(tmp_path), here)  # pylint: disable=protected-access
 

@@ -283,9 +283,11 @@ def test_mimic_smoke_pipeline_learns(data_dir, tmp_path):
   assert pa.get_config('mimic_regular').phases.classify.loss.mimic_scale == 1.0
   assert pa.get_config('bootstrap_regular_smoke').phases.classify.loss.mimic_scale == 1.0
   teacher = config.phases.teacher.optimizer  # a reconstruction that learns within the budget
-  assert (teacher.learning_rate, teacher.grad_clip_norm) == (1e-2, 10.0)
-  assert pa.get_config('mimic_regular').phases.teacher.optimizer.grad_clip_norm == 10.0
-  assert pa.get_config('mimic_regular').phases.classify.optimizer.grad_clip_norm == pa.CLIP == 5.0
+  assert (teacher.learning_rate, teacher.grad_clip_norm, teacher.grad_clip_per_leaf) == (
+      1e-2, pa.CLIP, True)
+  gregor = pa.get_config('mimic_regular_gregor').phases
+  assert gregor.teacher.optimizer.grad_clip_norm == pa.RECONSTRUCTION_CLIP == 10.0
+  assert gregor.classify.optimizer.grad_clip_norm == pa.CLIP == 5.0
   with config.unlocked():
     for name in config.pipeline:
       config.phases[name].dataset.update(data_dir=data_dir, download=False, eval_examples=1_000)
@@ -317,7 +319,8 @@ def test_tester_trains_on_the_stored_reads_of_a_frozen_model(data_dir, tmp_path)
   phase = config.phases.classify
   core = DrawCore(read_size=phase.model.read_size, hidden=phase.model.hidden,
                   latent=phase.model.latent, steps=phase.model.glimpses,
-                  read_init=phase.model.read_init)
+                  read_init=phase.model.read_init, read_norm=phase.model.read_norm,
+                  log_gamma_bound=phase.model.log_gamma_bound)
   index = np.array([0, 7, 499])
   images = data.load_split(phase.dataset, 'train')['image'][index].astype(np.float32) / 255
   trace = core.apply({'params': classifier['params']['draw']}, images)

@@ -58,10 +58,10 @@ def test_ws_ram_chapter_shows_the_estimator_variance_measurement(tmp_path):
 
 
 def test_a_pipeline_run_has_the_seed_it_ran_with(tmp_path):
-  for name in ('reconstruction_translated-seed1', 'reconstruction_translated-seed2'):
+  names = ('reconstruction_translated_gregor-seed1', 'reconstruction_translated_gregor-seed2')
+  for name in names:
     shutil.copytree(os.path.join(RESULTS, 'pretrain_attention', name),
                     tmp_path / 'pretrain_attention' / name)
-  runs = [results_book._load_run(str(tmp_path / 'pretrain_attention' / name))
-          for name in ('reconstruction_translated-seed1', 'reconstruction_translated-seed2')]
+  runs = [results_book._load_run(str(tmp_path / 'pretrain_attention' / name)) for name in names]
   assert [run.results['config']['seed'] for run in runs] == [1, 2]
   assert '| 2 | 1, 2 |' in results_book.write_book(str(tmp_path))  # runs, seeds
