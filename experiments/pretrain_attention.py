@@ -68,8 +68,9 @@ Usage: make experiment NAME=pretrain_attention CONFIG=<method>_<dataset>[_gregor
   it: filters renormalised inside the image, log gamma unbounded, the whole gradient clipped to
   global norm 5 (reconstruction's to 10), forget bias 0, and the first read 'digit' on translated
   canvases and 'blur' on 28x28 (where 'digit' was the whole-image 'blur' grid until it became
-  digit-sized). The smoke measurements above were made with it. Each field can be set alone with
-  --config.phases.<phase>.<field>=value.
+  digit-sized). The smoke measurements above were made with it; with the default reads the
+  notebook's 100x100 smokes reach 22.1% test error guided against 10.7% unguided. Each field can
+  be set alone with --config.phases.<phase>.<field>=value.
   One more option, in no variant: loss.in_image_weight (default 0) adds that weight times the mean
   over reads of (1 - in-image mass) to a phase's loss, a penalty on reads that leave the image.
   Every phase logs and reports where its reads went, per read step t = 1..T: log_gamma_g<t>,
