@@ -49,7 +49,7 @@ Usage: make experiment NAME=pretrain_attention CONFIG=<method>_<dataset>[_gregor
   and the runs at larger budgets, are in results/pretrain_attention.md.
   Reads that cannot cheat, every variant's unless `_gregor`; each a model or optimizer field of
   every phase, chosen by an ablation on regular MNIST (results/pretrain_attention.md: at equal
-  batches reconstruction's test bce is 40-80 lower and its gradient norm up to 4x smaller, and at
+  batches reconstruction's test bce is 24-78 lower and its gradient norm up to 4.5x smaller, and at
   the paper's budget the grafted classifiers end at 2.1-3.2% test error, where with Gregor's read
   two seeds of three stayed at 16-26%):
     model.read_norm='full'        each filter divided by its whole Gaussian mass, not renormalised
