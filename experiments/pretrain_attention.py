@@ -385,15 +385,19 @@ def _check_frozen_run(where: str, workdir: str | None,
                      f'(its config.json): ' + '; '.join(differ))
 
 
+def draw_fields(model: ml_collections.ConfigDict) -> dict:
+  """The DrawCore fields (widths, steps, how it reads) of a phase's `model` config."""
+  return dict(read_size=model.read_size, hidden=model.hidden, latent=model.latent,
+              steps=model.glimpses, read_init=model.read_init, unroll=model.unroll,
+              read_norm=model.read_norm, log_gamma_bound=model.log_gamma_bound)
+
+
 def make_experiment(config: ml_collections.ConfigDict) -> train.Experiment:
   """The phase's DRAW model and its loss: classification, reconstruction, heuristic or mimic."""
   validate(config)
   objective = config.loss.objective
   height, width, channels = data.image_shape(config.dataset)
-  sizes = dict(read_size=config.model.read_size, hidden=config.model.hidden,
-               latent=config.model.latent, steps=config.model.glimpses,
-               read_init=config.model.read_init, unroll=config.model.unroll,
-               read_norm=config.model.read_norm, log_gamma_bound=config.model.log_gamma_bound)
+  sizes = draw_fields(config.model)
   model = DrawModel(HEAD_OF[objective], classifier_hidden=config.model.classifier_hidden,
                     num_classes=data.num_classes(config.dataset), **sizes)
   core = DrawCore(**sizes)

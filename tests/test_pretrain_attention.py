@@ -317,10 +317,7 @@ def test_tester_trains_on_the_stored_reads_of_a_frozen_model(data_dir, tmp_path)
   # What the tester reads for training example i is the frozen classifier's [r_t, g_t] on image i.
   classifier = train.load_params(str(tmp_path / 'run' / 'classify'))
   phase = config.phases.classify
-  core = DrawCore(read_size=phase.model.read_size, hidden=phase.model.hidden,
-                  latent=phase.model.latent, steps=phase.model.glimpses,
-                  read_init=phase.model.read_init, read_norm=phase.model.read_norm,
-                  log_gamma_bound=phase.model.log_gamma_bound)
+  core = DrawCore(**pa.draw_fields(phase.model))
   index = np.array([0, 7, 499])
   images = data.load_split(phase.dataset, 'train')['image'][index].astype(np.float32) / 255
   trace = core.apply({'params': classifier['params']['draw']}, images)
