@@ -332,3 +332,14 @@ def test_the_in_image_penalty_adds_the_mean_mass_off_the_image():
   config.loss.in_image_weight = -1.0
   with pytest.raises(ValueError, match='loss.in_image_weight must be >= 0, got -1.0'):
     pa.make_experiment(config)
+
+
+def test_only_reconstruction_penalises_reads_off_the_image_by_default():
+  for objective in ('reconstruction', 'classification', 'heuristic', 'mimic', 'tester'):
+    for dataset in pa.DATASETS:
+      weight = pa.phase_config(objective, dataset, 10).loss.in_image_weight
+      assert weight == (pa.IN_IMAGE_WEIGHT if objective == 'reconstruction' else 0.0), objective
+      assert pa.phase_config(objective, dataset, 10, gregor=True).loss.in_image_weight == 0.0
+  pipeline = pa.get_config('tester_reconstruction_classification_regular')
+  assert pipeline.phases.pretrain.loss.in_image_weight == pa.IN_IMAGE_WEIGHT
+  assert pipeline.phases.classify.loss.in_image_weight == 0.0

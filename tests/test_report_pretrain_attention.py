@@ -242,6 +242,13 @@ def test_model_column_names_the_first_read_and_a_changed_learning_rate_or_clippi
   assert rpa.widths_of(bundle) == ('hidden 256, T = 10, first read digit, full-mass reads, '
                                    'log gamma within ±2, forget bias 1, gradients clipped per '
                                    'variable at 5')
+  # The penalty on read mass off the image is named with the phase it weighs on.
+  bundle = contained('mnist', 'digit')
+  bundle = rpa.PipelineRun('w', ('pretrain', 'classify'), {
+      'pretrain': {**bundle.configs['classify'], 'loss': {'in_image_weight': 10.0}},
+      'classify': {**bundle.configs['classify'], 'loss': {'in_image_weight': 0.0}}}, {}, {})
+  assert rpa.widths_of(bundle) == ('hidden 256, T = 10, first read digit, mass off the image '
+                                   'penalised x10 in pretrain')
 
 
 def test_read_windows_come_from_the_lowest_error_run_of_each_method(runs, tmp_path):

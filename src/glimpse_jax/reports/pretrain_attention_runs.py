@@ -123,7 +123,8 @@ def budget_of(run: PipelineRun) -> str:
 def widths_of(run: PipelineRun) -> str:
   """The model column: widths, steps, the first read's span where the dataset tells them apart
   (`read_init`; on regular MNIST 'blur' is the read that configs from before `read_norm` called
-  'digit'), the read's options where set (full-mass filters, bounded log gamma, forget bias) and
+  'digit'), the read's options where set (full-mass filters, bounded log gamma, forget bias, the
+  penalty on read mass off the image, per phase) and
   the last phase's learning rate and gradient clipping where they are not the module's (1e-3,
   global norm 5)."""
   config = run.configs[run.pipeline[-1]]
@@ -140,6 +141,11 @@ def widths_of(run: PipelineRun) -> str:
     text += f", log gamma within ±{model['log_gamma_bound']:g}"
   if model.get('forget_bias'):
     text += f", forget bias {model['forget_bias']:g}"
+  penalised = {name: phase['loss'].get('in_image_weight') for name, phase in run.configs.items()
+               if phase.get('loss', {}).get('in_image_weight')}
+  if penalised:
+    text += ', mass off the image penalised ' + ', '.join(
+        f'x{weight:g} in {name}' for name, weight in penalised.items())
   optimizer = config.get('optimizer', {})
   rate = optimizer.get('learning_rate', DEFAULT_LEARNING_RATE)
   if rate != DEFAULT_LEARNING_RATE:
