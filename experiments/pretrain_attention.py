@@ -89,7 +89,8 @@ Usage: make experiment NAME=pretrain_attention CONFIG=<method>_<dataset>[_gregor
   whose read has less than half its mass inside); the tester reports its frozen model's.
 Override a phase's field with ARGS="--config.phases.classify.num_steps=5000"; run one phase alone
 with ARGS="--phase=classify". Rows over seeds: scripts/pretrain_attention_rows.sh "VARIANTS" "SEEDS"
-(a reconstruction row reuses its seed's finished Table 3 reconstruction tester's pre-training).
+(on regular MNIST a reconstruction row reuses its seed's finished Table 3 reconstruction tester's
+pre-training, a mimic row the same as its teacher).
 
 Where the paper is silent, this module chooses:
   - Adam with learning rate 1e-3 (Kingma & Ba's default, the rate of the public DRAW codes),
