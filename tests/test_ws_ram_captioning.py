@@ -354,8 +354,11 @@ def test_the_whole_canvas_view_reaches_the_decoder_only_when_switched_on():
   noise = mode_noise((1, 2, 4), 3)
   for view in (False, True):
     model = AttentionCaptioner(**TINY, initial_view=view)
-    params = model.init(jax.random.key(3, impl='rbg'), images, noise, wc.teacher_inputs(caption))
+    # Compiled: op by op, this init alone takes ~8 s.
+    params = jax.jit(model.init)(jax.random.key(3, impl='rbg'), images, noise,
+                                 wc.teacher_inputs(caption))
 
+    @jax.jit
     def outputs(context):
       p = {'params': {**params['params'], 'context': context}}
       out = model.apply(p, images, noise, wc.teacher_inputs(caption))
