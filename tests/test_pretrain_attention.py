@@ -1,7 +1,9 @@
 """Lindsey 2017's pre-trained attention: the DRAW model, the guidance losses against NumPy written
 from the formulas, config checks, grafted and frozen DRAW parameters, and a smoke pipeline."""
 
+import importlib.util
 import os
+import pathlib
 import sys
 
 import jax
@@ -253,6 +255,29 @@ def test_a_missing_or_incompatible_teacher_is_named(data_dir, pretrained, tmp_pa
   with pytest.raises(ValueError, match=rf"frozen.teacher='{pretrained}' was trained on other "
                                        r'reads or images .*model.glimpses: 2 there, 3 here$'):
     train.run(config, str(tmp_path / 'c'), pa.make_experiment(config))
+
+
+def test_the_read_scale_reset_script_edits_only_the_scale_outputs(pretrained, tmp_path):
+  path = pathlib.Path(__file__).resolve().parents[1] / 'scripts' / 'draw_reset_read_scale.py'
+  spec = importlib.util.spec_from_file_location('draw_reset_read_scale', path)
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  dest = str(tmp_path / 'reset')
+  script.reset_read_scale(pretrained, dest, outputs=(2, 3))
+  before, after = train.load_params(pretrained), train.load_params(dest)
+  read_before, read_after = (p['params']['draw']['step'].pop('read') for p in (before, after))
+  initial = np.asarray(read_bias('digit', 2, 28, 28))  # [5]
+  np.testing.assert_array_equal(read_after['kernel'][:, 2:4], 0.0)
+  np.testing.assert_array_equal(read_after['bias'][2:4], initial[2:4])
+  for kept in (0, 1, 4):  # the center and log gamma stay as trained
+    np.testing.assert_array_equal(read_after['kernel'][:, kept], read_before['kernel'][:, kept])
+    assert read_after['bias'][kept] == read_before['bias'][kept]
+  assert np.abs(read_before['kernel'][:, 2:4]).max() > 0
+  jax.tree.map(np.testing.assert_array_equal, before, after)  # every other parameter unchanged
+  with pytest.raises(ValueError, match='exists'):
+    script.reset_read_scale(pretrained, dest)
+  with pytest.raises(ValueError, match=r'outputs must be indices in 0..4, got \[5\]'):
+    script.reset_read_scale(pretrained, str(tmp_path / 'other'), outputs=(5,))
 
 
 # ---------------------------------------------------------------------------------------------
