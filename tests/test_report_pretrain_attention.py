@@ -249,6 +249,13 @@ def test_model_column_names_the_first_read_and_a_changed_learning_rate_or_clippi
       'classify': {**bundle.configs['classify'], 'loss': {'in_image_weight': 0.0}}}, {}, {})
   assert rpa.widths_of(bundle) == ('hidden 256, T = 10, first read digit, mass off the image '
                                    'penalised x10 in pretrain')
+  # Phases that read differently are named with their reads.
+  full = {**bundle.configs['classify'], 'model': {**bundle.configs['classify']['model'],
+                                                  'read_norm': 'full'}}
+  mixed = rpa.PipelineRun('w', ('pretrain', 'classify'), {
+      'pretrain': full, 'classify': bundle.configs['classify']}, {}, {})
+  assert rpa.widths_of(mixed) == ('hidden 256, T = 10, first read digit, reads full-mass in '
+                                  'pretrain, image-normalised in classify')
 
 
 def test_read_windows_come_from_the_lowest_error_run_of_each_method(runs, tmp_path):

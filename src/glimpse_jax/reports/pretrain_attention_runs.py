@@ -14,6 +14,7 @@ PIPELINE_FILE = 'pipeline.json'
 SMOKE_SUFFIX = '_smoke'
 DEFAULT_LEARNING_RATE = 1e-3  # the experiment's Adam rate
 DEFAULT_CLIP = 5.0  # its gradient clipping norm for every phase but reconstruction
+READ_NORMS = {'full': 'full-mass', 'image': 'image-normalised'}  # model.read_norm, as named
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,8 +124,8 @@ def budget_of(run: PipelineRun) -> str:
 def widths_of(run: PipelineRun) -> str:
   """The model column: widths, steps, the first read's span where the dataset tells them apart
   (`read_init`; on regular MNIST 'blur' is the read that configs from before `read_norm` called
-  'digit'), the read's options where set (full-mass filters, bounded log gamma, forget bias, the
-  penalty on read mass off the image, per phase) and
+  'digit'), the read's options where set (full-mass filters, per phase where phases differ;
+  bounded log gamma, forget bias, the penalty on read mass off the image, per phase) and
   the last phase's learning rate and gradient clipping where they are not the module's (1e-3,
   global norm 5)."""
   config = run.configs[run.pipeline[-1]]
@@ -135,7 +136,12 @@ def widths_of(run: PipelineRun) -> str:
   if read_init is not None and not (dataset_of(run) == 'regular' and (
       read_init == 'blur' or (read_init == 'digit' and older))):
     text += f', first read {read_init}'
-  if model.get('read_norm', 'image') != 'image':
+  norms = {name: phase['model'].get('read_norm', 'image') for name, phase in run.configs.items()
+           if 'model' in phase}
+  if len(set(norms.values())) > 1:  # e.g. full-mass in pre-training, Gregor's in classification
+    text += ', reads ' + ', '.join(f'{READ_NORMS.get(norm, norm)} in {name}'
+                                   for name, norm in norms.items())
+  elif model.get('read_norm', 'image') != 'image':
     text += f", {model['read_norm']}-mass reads"
   if model.get('log_gamma_bound'):
     text += f", log gamma within ±{model['log_gamma_bound']:g}"
