@@ -252,8 +252,8 @@ def test_model_column_names_the_first_read_and_a_changed_learning_rate_or_clippi
   # Phases that read differently are named with their reads.
   full = {**bundle.configs['classify'], 'model': {**bundle.configs['classify']['model'],
                                                   'read_norm': 'full'}}
-  mixed = rpa.PipelineRun('w', ('pretrain', 'classify'), {
-      'pretrain': full, 'classify': bundle.configs['classify']}, {}, {})
+  mixed = rpa.PipelineRun('w', ('pretrain', 'classify'), {  # named in the pipeline's order
+      'classify': bundle.configs['classify'], 'pretrain': full}, {}, {})
   assert rpa.widths_of(mixed) == ('hidden 256, T = 10, first read digit, reads full-mass in '
                                   'pretrain, image-normalised in classify')
 

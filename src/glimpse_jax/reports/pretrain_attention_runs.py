@@ -136,8 +136,8 @@ def widths_of(run: PipelineRun) -> str:
   if read_init is not None and not (dataset_of(run) == 'regular' and (
       read_init == 'blur' or (read_init == 'digit' and older))):
     text += f', first read {read_init}'
-  norms = {name: phase['model'].get('read_norm', 'image') for name, phase in run.configs.items()
-           if 'model' in phase}
+  norms = {name: run.configs[name]['model'].get('read_norm', 'image') for name in run.pipeline
+           if 'model' in run.configs[name]}
   if len(set(norms.values())) > 1:  # e.g. full-mass in pre-training, Gregor's in classification
     text += ', reads ' + ', '.join(f'{READ_NORMS.get(norm, norm)} in {name}'
                                    for name, norm in norms.items())
