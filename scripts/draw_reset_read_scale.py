@@ -47,7 +47,9 @@ def reset_read_scale(source: str, dest: str, outputs: Sequence[int] = (2, 3, 4))
   with open(os.path.join(source, 'config.json')) as f:
     config = json.load(f)
   side = config['dataset']['canvas_size']  # 28 on regular MNIST
-  step = checkpoint.Checkpointer(source, keep=None, create=False).latest_step()
+  reader = checkpoint.Checkpointer(source, keep=None, create=False)
+  step = reader.latest_step()
+  reader.close()
   if step is None:
     raise ValueError(f'{source} holds no checkpoint')
   shutil.copytree(source, dest)
