@@ -20,6 +20,7 @@ from glimpse_jax import glimpse_bench as gb
 from glimpse_jax import train
 from glimpse_jax.train import sources
 from glimpse_jax.plots.method_paths import MethodPaths, plot_method_paths
+from glimpse_jax.reports import book as results_book
 from glimpse_jax.reports import glimpse_bench as report
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -348,6 +349,23 @@ def test_the_chapter_tables_each_task_from_made_up_runs(tmp_path):
   os.rename(bench / 'copy' / 'ram-g4-seed0', bench / 'ram-g04-seed0')
   with pytest.raises(ValueError, match="method 'ram' at T=4 has seed 0 twice"):
     report.write_report([str(bench)], str(out))
+
+
+def test_the_results_book_has_the_benchmark_chapter_once_a_run_is_finished(tmp_path):
+  results = tmp_path / 'results'
+  cluttered = results / 'glimpse_bench' / 'cluttered60'
+  for seed in (0, 1):
+    _fake_run(cluttered / f'ram-g4-seed{seed}', _config('ram', 4, seed), 0.1, wall=1_800.0)
+  (cluttered / 'random-g4-seed0').mkdir()  # still training
+  (results / 'glimpse_bench' / 'translated60' / 'ram-g2-seed0').mkdir(parents=True)
+  chapter = next(c for c in results_book.CHAPTERS if c.name == 'glimpse_bench')
+  assert chapter.workdirs(str(results)) == [str(cluttered)]  # no finished run in translated60
+  index = results_book.write_book(str(results), [chapter])
+  assert (f'| [glimpse_bench](glimpse_bench.md) | {report.TITLE} | 2 | 0, 1 | 1.0 | '
+          '`make bench-methods TASK=<task>` |') in index
+  page = (results / 'glimpse_bench.md').read_text()
+  assert '| RAM | 4 | 0, 1 | 10.00 ± 0.00 |' in page
+  assert '1 runs not finished: random-g4-seed0' in page
 
 
 def test_values_read_and_task_of_a_config():

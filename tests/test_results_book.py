@@ -18,7 +18,7 @@ def test_committed_pages_are_what_the_book_generates(tmp_path):
   index = results_book.write_book(str(copy))
   for chapter in results_book.CHAPTERS:
     page = f'{chapter.name}.md'
-    if not results_book._workdirs(RESULTS, chapter.runs):
+    if not chapter.workdirs(RESULTS):
       assert f'[{chapter.name}]' not in index
       continue
     assert f'| [{chapter.name}]({page}) | {chapter.title} |' in index

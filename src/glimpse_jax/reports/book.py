@@ -11,15 +11,19 @@ chapters: the paper, the runs, their seeds, wall time, and each chapter's headli
 
 import argparse
 import dataclasses
+import glob
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 
-from glimpse_jax.reports import (near_optimal_glimpses, pretrain_attention, ram, ram_reward,
-                                 variant_mnist, ws_ram, ws_ram_captioning)
-from glimpse_jax.reports.runs import Run, load_run
-from glimpse_jax.reports.runs import workdirs as _workdirs
+from glimpse_jax.reports import (glimpse_bench, near_optimal_glimpses, pretrain_attention, ram,
+                                 ram_reward, variant_mnist, ws_ram, ws_ram_captioning)
+from glimpse_jax.reports.runs import RESULTS_FILE, Run, load_run
+
+
+def _has_results(workdir: str) -> bool:
+  return os.path.isfile(os.path.join(workdir, RESULTS_FILE))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +36,9 @@ class Chapter:
     runs: glob of the committed workdirs, relative to the results folder.
     write: (workdirs, out markdown path, notes path or None) -> markdown.
     command: how the runs were made.
+    finished: whether a workdir matching `runs` holds finished runs (default: its results.json).
+    summary: the index line's (runs, seeds, wall hours) of the chapter's workdirs (default: one
+      run per workdir, `_summary`).
   """
 
   name: str
@@ -39,6 +46,13 @@ class Chapter:
   runs: str
   write: Callable[[Sequence[str], str, str | None], str]
   command: str
+  finished: Callable[[str], bool] = _has_results
+  summary: Callable[[Sequence[str]], tuple[int, list[int], float]] | None = None
+
+  def workdirs(self, results: str) -> list[str]:
+    """The chapter's finished workdirs under `results`, sorted."""
+    return sorted(d for d in glob.glob(os.path.join(results, self.runs))
+                  if os.path.isdir(d) and self.finished(d))
 
 
 CHAPTERS = (
@@ -65,6 +79,9 @@ CHAPTERS = (
             'near_optimal_glimpses/*', near_optimal_glimpses.write_report,
             'make experiment NAME=near_optimal_glimpses CONFIG=<sequences|supervised|...> '
             'SEEDS=3'),
+    Chapter('glimpse_bench', glimpse_bench.TITLE, 'glimpse_bench/*', glimpse_bench.write_report,
+            'make bench-methods TASK=<task>', finished=glimpse_bench.has_runs,
+            summary=glimpse_bench.summary),
 )
 
 
@@ -84,9 +101,11 @@ def _load_run(workdir: str) -> Run:
                                'wall_seconds': seconds}, run.records)
 
 
-def _seed_count(runs: Sequence[Run]) -> str:
+def _summary(workdirs: Sequence[str]) -> tuple[int, list[int], float]:
+  """(runs, their seeds, wall hours) of workdirs that are one run each."""
+  runs = [_load_run(w) for w in workdirs]
   seeds = sorted({run.results['config'].get('seed', 0) for run in runs})
-  return ', '.join(map(str, seeds))
+  return len(runs), seeds, sum(run.results.get('wall_seconds') or 0.0 for run in runs) / 3600
 
 
 def write_book(results: str = 'results', chapters: Sequence[Chapter] = CHAPTERS) -> str:
@@ -101,16 +120,15 @@ def write_book(results: str = 'results', chapters: Sequence[Chapter] = CHAPTERS)
       '|---|---|---|---|---|---|\n',
   ]
   for chapter in chapters:
-    workdirs = _workdirs(results, chapter.runs)
+    workdirs = chapter.workdirs(results)
     if not workdirs:
       continue
     out = os.path.join(results, f'{chapter.name}.md')
     notes = os.path.join(results, f'{chapter.name}_notes.md')
     chapter.write(workdirs, out, notes if os.path.isfile(notes) else None)
-    runs = [_load_run(w) for w in workdirs]
-    hours = sum(run.results.get('wall_seconds') or 0.0 for run in runs) / 3600
-    index.append(f'| [{chapter.name}]({chapter.name}.md) | {chapter.title} | {len(runs)} | '
-                 f'{_seed_count(runs)} | {hours:.1f} | `{chapter.command}` |\n')
+    count, seeds, hours = (chapter.summary or _summary)(workdirs)
+    index.append(f'| [{chapter.name}]({chapter.name}.md) | {chapter.title} | {count} | '
+                 f'{", ".join(map(str, seeds))} | {hours:.1f} | `{chapter.command}` |\n')
   markdown = ''.join(index)
   with open(os.path.join(results, 'README.md'), 'w') as f:
     f.write(markdown)

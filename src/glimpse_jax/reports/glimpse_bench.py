@@ -50,6 +50,9 @@ from glimpse_jax.reports.runs import Run, is_number, load_run
 from glimpse_jax.reports.tables import Column, markdown_table, mean_spread, minutes_spread
 
 
+TITLE = 'One benchmark across the glimpse methods (this codebase; each paper\'s method)'
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchRun:
   """One (method, T, seed) of a benchmark: its result phase's run and every phase's run."""
@@ -197,6 +200,19 @@ def read_bench(workdir: str) -> tuple[list[BenchRun], list[str]]:
     runs.append(BenchRun(task_of(result.results['config']), match['method'], glimpses,
                          int(match['seed']), result, phases, result_dir, tester))
   return runs, unfinished
+
+
+def has_runs(workdir: str) -> bool:
+  """Whether a benchmark workdir holds a finished run (the book's test of a chapter folder)."""
+  return os.path.isdir(workdir) and bool(read_bench(workdir)[0])
+
+
+def summary(workdirs: Sequence[str]) -> tuple[int, list[int], float]:
+  """The book index's (finished runs, their seeds, wall hours over every phase) of benchmark
+  workdirs; the shared BOED design's hours are not a run's."""
+  runs = [run for workdir in workdirs for run in read_bench(workdir)[0]]
+  return (len(runs), sorted({run.seed for run in runs}),
+          sum(run.wall_seconds for run in runs) / 3600)
 
 
 @dataclasses.dataclass(frozen=True)
