@@ -366,6 +366,13 @@ def test_the_results_book_has_the_benchmark_chapter_once_a_run_is_finished(tmp_p
   page = (results / 'glimpse_bench.md').read_text()
   assert '| RAM | 4 | 0, 1 | 10.00 ± 0.00 |' in page
   assert '1 runs not finished: random-g4-seed0' in page
+  assert 'paths.png' not in page  # no checkpoint to draw from, no picture drawn before
+  (results / 'glimpse_bench_cluttered60_paths.png').write_bytes(b'drawn from the checkpoints')
+  results_book.write_book(str(results), [chapter])
+  page = (results / 'glimpse_bench.md').read_text()
+  assert 'Greedy glimpse paths at T = 4, seed 0' in page  # the committed picture is kept
+  assert (results / 'glimpse_bench_cluttered60_paths.png').read_bytes() == (
+      b'drawn from the checkpoints')
 
 
 def test_values_read_and_task_of_a_config():

@@ -380,10 +380,12 @@ def method_paths(run: BenchRun, images: np.ndarray, centers: np.ndarray) -> Meth
 
 def plot_paths(runs: Sequence[BenchRun], task: str, path: str | None) -> int | None:
   """Draws the greedy paths of every glimpse method at the task's chosen T (`path_runs`) on the
-  first PATH_IMAGES test canvases, one row per method; returns that T (None: nothing drawn)."""
+  first PATH_IMAGES test canvases, one row per method; returns that T (None: no picture). Runs
+  committed without their checkpoints (the results book's) keep the picture already at `path`,
+  drawn where the checkpoints were."""
   glimpses, chosen = path_runs(runs, task)
   if not chosen:
-    return None
+    return glimpses if glimpses is not None and path and os.path.isfile(path) else None
   dataset = ml_collections.ConfigDict(chosen[0].result.results['config']['dataset'])
   test = data.load_split(dataset, 'test')
   images = np.asarray(test['image'][:PATH_IMAGES], np.float32) / 255.0  # [N, H, W, C]
