@@ -334,12 +334,22 @@ def test_the_in_image_penalty_adds_the_mean_mass_off_the_image():
     pa.make_experiment(config)
 
 
-def test_only_reconstruction_penalises_reads_off_the_image_by_default():
+def test_reconstruction_and_translated_classifiers_penalise_reads_off_the_image_by_default():
+  penalised = {('reconstruction', 'regular'), ('reconstruction', 'translated'),
+               ('classification', 'translated')}
   for objective in ('reconstruction', 'classification', 'heuristic', 'mimic', 'tester'):
     for dataset in pa.DATASETS:
       weight = pa.phase_config(objective, dataset, 10).loss.in_image_weight
-      assert weight == (pa.IN_IMAGE_WEIGHT if objective == 'reconstruction' else 0.0), objective
+      expected = pa.IN_IMAGE_WEIGHT if (objective, dataset) in penalised else 0.0
+      assert weight == expected, (objective, dataset)
       assert pa.phase_config(objective, dataset, 10, gregor=True).loss.in_image_weight == 0.0
   pipeline = pa.get_config('tester_reconstruction_classification_regular')
   assert pipeline.phases.pretrain.loss.in_image_weight == pa.IN_IMAGE_WEIGHT
   assert pipeline.phases.classify.loss.in_image_weight == 0.0
+  assert pa.get_config('no_guidance_translated').phases.classify.loss.in_image_weight == 10.0
+  for method in ('heuristic', 'reconstruction'):  # grafted from pre-trained reads: unpenalised
+    assert pa.get_config(f'{method}_translated').phases.classify.loss.in_image_weight == 0.0
+  tester = pa.get_config('tester_reconstruction_classification_translated').phases
+  assert (tester.pretrain.loss.in_image_weight, tester.classify.loss.in_image_weight) == (10.0, 0.0)
+  assert pa.get_config('bootstrap_translated').phases.teacher.loss.in_image_weight == 10.0
+  assert pa.get_config('bootstrap_translated').phases.classify.loss.in_image_weight == 0.0
