@@ -200,7 +200,8 @@ def penalises_reads_off_the_image(objective: str, dataset: str) -> bool:
   """Whether a phase's loss has the in-image penalty by default (`loss.in_image_weight`, module
   doc): reconstruction everywhere; classification on translated canvases, unless it starts from
   pre-trained reads (`get_config`)."""
-  return objective == 'reconstruction' or (dataset == 'translated' and objective == 'classification')
+  return objective == 'reconstruction' or (
+      dataset == 'translated' and objective == 'classification')
 
 
 def phase_config(objective: str, dataset: str, num_steps: int, smoke: bool = False,
@@ -313,9 +314,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     classify.init_subtrees = ('params/draw',)
     # Unpenalised: on translated canvases the penalty pulled the heuristic's wide pre-trained
     # reads in and held 2 of 3 seeds near the 77% plateau (module doc).
-    classify.loss.in_image_weight = 0.0
-    # Unpenalised: on translated canvases the penalty pulled the heuristic's wide pre-trained
-    # reads in and held 2 of 3 seeds on the 77% plateau (module doc).
     classify.loss.in_image_weight = 0.0
     phases = [('pretrain', phase(method, dataset, steps(method))), ('classify', classify)]
   else:
