@@ -48,8 +48,10 @@ def reset_read_scale(source: str, dest: str, outputs: Sequence[int] = (2, 3, 4))
     config = json.load(f)
   side = config['dataset']['canvas_size']  # 28 on regular MNIST
   reader = checkpoint.Checkpointer(source, keep=None, create=False)
-  step = reader.latest_step()
-  reader.close()
+  try:
+    step = reader.latest_step()
+  finally:
+    reader.close()
   if step is None:
     raise ValueError(f'{source} holds no checkpoint')
   shutil.copytree(source, dest)

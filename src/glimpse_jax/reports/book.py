@@ -19,11 +19,7 @@ from collections.abc import Callable, Sequence
 
 from glimpse_jax.reports import (glimpse_bench, near_optimal_glimpses, pretrain_attention, ram,
                                  ram_reward, variant_mnist, ws_ram, ws_ram_captioning)
-from glimpse_jax.reports.runs import RESULTS_FILE, Run, load_run
-
-
-def _has_results(workdir: str) -> bool:
-  return os.path.isfile(os.path.join(workdir, RESULTS_FILE))
+from glimpse_jax.reports.runs import Run, has_results, load_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +42,7 @@ class Chapter:
   runs: str
   write: Callable[[Sequence[str], str, str | None], str]
   command: str
-  finished: Callable[[str], bool] = _has_results
+  finished: Callable[[str], bool] = has_results
   summary: Callable[[Sequence[str]], tuple[int, list[int], float]] | None = None
 
   def workdirs(self, results: str) -> list[str]:

@@ -72,10 +72,14 @@ def sort_by_seed(groups: Mapping[Any, list[Run]], method: Callable[[Any], str]) 
     members.sort(key=lambda run: run.results['config']['seed'])
 
 
+def has_results(workdir: str) -> bool:
+  """Whether `workdir` holds a finished run (its results.json)."""
+  return os.path.isfile(os.path.join(workdir, RESULTS_FILE))
+
+
 def workdirs(results: str, pattern: str) -> list[str]:
   """The finished workdirs (holding results.json) matching glob `pattern` under `results`."""
-  return sorted(d for d in glob.glob(os.path.join(results, pattern))
-                if os.path.isfile(os.path.join(d, RESULTS_FILE)))
+  return sorted(d for d in glob.glob(os.path.join(results, pattern)) if has_results(d))
 
 
 def is_number(value: Any) -> bool:
